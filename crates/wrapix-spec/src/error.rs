@@ -1,0 +1,89 @@
+//! One error style for every bad input: `WHERE: key `K`: WHAT (fix: HOW)`, on one line.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a bad value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A config file, with a 1-based line and column when known.
+    File {
+        path: PathBuf,
+        line: Option<(usize, usize)>,
+    },
+    /// A command-line flag such as `--mount`.
+    Flag(String),
+    /// Something the host provided (the project folder, the user database).
+    Host,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File {
+                path,
+                line: Some((l, c)),
+            } => write!(f, "{}:{l}:{c}", path.display()),
+            Location::File { path, line: None } => write!(f, "{}", path.display()),
+            Location::Flag(flag) => write!(f, "{flag}"),
+            Location::Host => write!(f, "host"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// A value that is present but wrong. Always user-fixable: exit code 2.
+    #[error("{location}: key `{key}`: {message} (fix: {fix})")]
+    Invalid {
+        location: Location,
+        key: String,
+        message: String,
+        fix: String,
+    },
+    /// A config file that exists but cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl SpecError {
+    pub fn invalid(
+        location: Location,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        SpecError::Invalid {
+            location,
+            key: key.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let text = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 6), (2, 1));
+        assert_eq!(line_col(text, 8), (2, 3));
+        assert_eq!(line_col(text, 999), (3, 1));
+    }
+}

@@ -1,0 +1,18 @@
+//! Configuration for wrapix.
+//!
+//! Data flows one way: config files + command-line flags → [`raw`] (serde, unknown keys rejected)
+//! → [`layer`] (user < project < flag, each value remembering where it came from) → [`validate`]
+//! → [`Spec`], a type that cannot hold a bad value. Everything downstream takes a [`Spec`].
+
+pub mod error;
+pub mod layer;
+pub mod raw;
+pub mod spec;
+pub mod types;
+pub mod validate;
+
+pub use error::{Location, SpecError};
+pub use layer::{ConfigFile, Layers, Origin, Overrides};
+pub use spec::{Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Spec};
+pub use types::{EnvName, MountMode, SandboxPath};
+pub use validate::validate;

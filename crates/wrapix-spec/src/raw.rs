@@ -1,0 +1,43 @@
+//! The config file as written (`wrapix.toml`, `~/.config/wrapix/config.toml`).
+//! Unknown keys are rejected; values are checked later, in [`crate::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub profile: Option<Spanned<String>>,
+    pub backend: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
+    pub deploy_key: Option<Spanned<String>>,
+    pub env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    #[serde(default)]
+    pub mounts: Vec<Spanned<RawMount>>,
+    pub agent: Option<RawAgent>,
+    pub workspace: Option<RawWorkspace>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMount {
+    pub source: Spanned<String>,
+    pub dest: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub home: Option<Spanned<String>>,
+    pub forward_api_key: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkspace {
+    pub protect: Option<Spanned<Vec<String>>>,
+}

@@ -1,0 +1,164 @@
+//! The validated spec: the complete description of one sandbox run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::layer::Origin;
+use crate::types::{EnvName, MountMode, SandboxPath};
+
+/// Which backend turns the spec into a launch plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The best backend this host can run (bubblewrap on Linux).
+    Auto,
+    Bwrap,
+    /// No sandbox at all; only by explicit choice, with a warning.
+    None,
+}
+
+impl BackendKind {
+    pub const NAMES: &'static str = "auto, bwrap, none";
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Bwrap => "bwrap",
+            BackendKind::None => "none",
+        })
+    }
+}
+
+/// What the sandbox's root filesystem is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    /// The host's system folders, read-only.
+    Host,
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Profile::Host => f.write_str("host"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Outbound TCP/UDP through userspace networking; no inbound, no host loopback.
+    Open,
+    /// Loopback only.
+    None,
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Network::Open => "open",
+            Network::None => "none",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Canonical host path; exists.
+    pub source: PathBuf,
+    pub dest: SandboxPath,
+    pub mode: MountMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployKey {
+    pub name: String,
+    pub private_key: PathBuf,
+    pub public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentHome {
+    /// Agent state in `<project>/.wrapix/agent/`, seeded by copying from the host.
+    Project,
+    /// The host's `~/.claude` read-write; `~/.claude.json` copied in and back.
+    Host,
+}
+
+impl fmt::Display for AgentHome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AgentHome::Project => "project",
+            AgentHome::Host => "host",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// argv of the agent; never empty.
+    pub command: Vec<String>,
+    pub home: AgentHome,
+    /// Pass the host's `ANTHROPIC_API_KEY` into the sandbox.
+    pub forward_api_key: bool,
+}
+
+impl Agent {
+    /// True when the agent is Claude Code, which gets its config dir, login and hooks wired.
+    pub fn is_claude(&self) -> bool {
+        self.command
+            .first()
+            .map(|c| c.rsplit('/').next() == Some("claude"))
+            .unwrap_or(false)
+    }
+}
+
+/// The host user the sandbox user mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// A safe login name (`[a-z_][a-z0-9_-]*`), `wrapix` when the host's is not.
+    pub name: String,
+    /// The host home folder (used for `~` in mount sources and for agent/git config).
+    pub home: PathBuf,
+}
+
+impl HostUser {
+    /// The sandbox user's home.
+    pub fn sandbox_home(&self) -> SandboxPath {
+        if self.uid == 0 {
+            SandboxPath::from_static("/root")
+        } else {
+            SandboxPath::from_static(&format!("/home/{}", self.name))
+        }
+    }
+}
+
+/// The complete, validated description of one sandbox run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Canonical project folder, mounted at `/workspace`.
+    pub project: PathBuf,
+    pub backend: BackendKind,
+    pub profile: Profile,
+    pub network: Network,
+    pub env: BTreeMap<EnvName, String>,
+    pub mounts: Vec<Mount>,
+    pub deploy_key: Option<DeployKey>,
+    pub agent: Agent,
+    /// Project-relative paths mounted read-only inside `/workspace`.
+    pub protect: Vec<PathBuf>,
+    pub user: HostUser,
+    /// Where each top-level value came from.
+    pub origins: BTreeMap<&'static str, Origin>,
+}
+
+impl Spec {
+    pub const WORKSPACE: &'static str = "/workspace";
+
+    pub fn origin(&self, key: &str) -> &Origin {
+        self.origins.get(key).unwrap_or(&Origin::Default)
+    }
+}

@@ -1,0 +1,272 @@
+//! Small value types that can only hold valid values.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let mut chars = name.chars();
+        let ok_first = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic());
+        if name.contains('\0') {
+            return Err(format!(
+                "environment variable name {name:?} contains a NUL byte"
+            ));
+        }
+        if name.contains('=') {
+            return Err(format!("environment variable name {name:?} contains `=`"));
+        }
+        if !ok_first || !chars.all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
+            ));
+        }
+        Ok(EnvName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks an environment value: anything but NUL.
+pub fn check_env_value(value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        Err("the value contains a NUL byte".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Splits a `KEY=VALUE` flag.
+pub fn split_env_flag(s: &str) -> Result<(&str, &str), String> {
+    s.split_once('=')
+        .ok_or_else(|| format!("{s:?} has no `=`; write KEY=VALUE"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MountMode {
+    ReadOnly,
+    ReadWrite,
+}
+
+impl MountMode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "ro" => Ok(MountMode::ReadOnly),
+            "rw" => Ok(MountMode::ReadWrite),
+            other => Err(format!("mount mode {other:?} is neither \"ro\" nor \"rw\"")),
+        }
+    }
+}
+
+impl fmt::Display for MountMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MountMode::ReadOnly => "ro",
+            MountMode::ReadWrite => "rw",
+        })
+    }
+}
+
+/// The parts of a `SRC:DEST[:ro|rw]` flag. The mode defaults to `ro`.
+pub fn split_mount_flag(s: &str) -> Result<(&str, &str, MountMode), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [src, dest] if !src.is_empty() && !dest.is_empty() => Ok((src, dest, MountMode::ReadOnly)),
+        [src, dest, mode] if !src.is_empty() && !dest.is_empty() => {
+            Ok((src, dest, MountMode::parse(mode)?))
+        }
+        _ => Err(format!("{s:?} is not SRC:DEST[:ro|rw]")),
+    }
+}
+
+/// An absolute, normalised path inside the sandbox (no `.`, `..` or empty components).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SandboxPath(PathBuf);
+
+impl SandboxPath {
+    /// Parses an absolute path or `~`/`~/…` (relative to `home`, the sandbox user's home).
+    pub fn parse(s: &str, home: &SandboxPath) -> Result<Self, String> {
+        if s.contains('\0') {
+            return Err("the path contains a NUL byte".to_owned());
+        }
+        let path = if s == "~" {
+            home.0.clone()
+        } else if let Some(rest) = s.strip_prefix("~/") {
+            home.0.join(rest)
+        } else if s.starts_with('/') {
+            PathBuf::from(s)
+        } else {
+            return Err(format!("{s:?} is relative; write an absolute path or ~/…"));
+        };
+        Self::normalise(&path).ok_or_else(|| format!("{s:?} contains `..`"))
+    }
+
+    /// A path we build ourselves; must be absolute and normal.
+    pub fn from_static(s: &str) -> Self {
+        SandboxPath(PathBuf::from(s))
+    }
+
+    fn normalise(path: &Path) -> Option<Self> {
+        let mut out = PathBuf::from("/");
+        for c in path.components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(n) => out.push(n),
+                Component::ParentDir | Component::Prefix(_) => return None,
+            }
+        }
+        Some(SandboxPath(out))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, rel: &str) -> SandboxPath {
+        SandboxPath(self.0.join(rel))
+    }
+
+    /// True when `self` is `other` or lies below it.
+    pub fn is_within(&self, other: &SandboxPath) -> bool {
+        self.0.starts_with(&other.0)
+    }
+}
+
+impl fmt::Display for SandboxPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+/// A relative path inside the project, without `..`: used by `[workspace] protect`.
+pub fn parse_project_relative(s: &str) -> Result<PathBuf, String> {
+    let trimmed = s.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') || s.contains('\0') {
+        return Err(format!("{s:?} is not a relative path inside the project"));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(trimmed).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return Err(format!("{s:?} leaves the project (`..`)")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("{s:?} names the project itself"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn home() -> SandboxPath {
+        SandboxPath::from_static("/home/u")
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(EnvName::parse("FOO_1").is_ok());
+        assert!(EnvName::parse("_x").is_ok());
+        assert!(EnvName::parse("1X").is_err());
+        assert!(EnvName::parse("A=B").is_err());
+        assert!(EnvName::parse("A\0").is_err());
+        assert!(EnvName::parse("").is_err());
+        assert!(EnvName::parse("A-B").is_err());
+    }
+
+    #[test]
+    fn mount_flags() {
+        assert_eq!(
+            split_mount_flag("/a:/b"),
+            Ok(("/a", "/b", MountMode::ReadOnly))
+        );
+        assert_eq!(
+            split_mount_flag("~/a:~/b:rw"),
+            Ok(("~/a", "~/b", MountMode::ReadWrite))
+        );
+        assert!(split_mount_flag("/a").is_err());
+        assert!(split_mount_flag("/a:/b:rx").is_err());
+        assert!(split_mount_flag(":/b").is_err());
+        assert!(split_mount_flag("/a:/b:ro:x").is_err());
+    }
+
+    #[test]
+    fn sandbox_paths() {
+        let h = home();
+        assert_eq!(
+            SandboxPath::parse("~/.cargo", &h).map(|p| p.to_string()),
+            Ok("/home/u/.cargo".into())
+        );
+        assert_eq!(
+            SandboxPath::parse("~", &h).map(|p| p.to_string()),
+            Ok("/home/u".into())
+        );
+        assert_eq!(
+            SandboxPath::parse("/a/./b//c/", &h).map(|p| p.to_string()),
+            Ok("/a/b/c".into())
+        );
+        assert!(SandboxPath::parse("a/b", &h).is_err());
+        assert!(SandboxPath::parse("/a/../etc", &h).is_err());
+        assert!(SandboxPath::parse("~user/x", &h).is_err());
+    }
+
+    #[test]
+    fn project_relative() {
+        assert_eq!(
+            parse_project_relative(".vscode/"),
+            Ok(PathBuf::from(".vscode"))
+        );
+        assert!(parse_project_relative("../x").is_err());
+        assert!(parse_project_relative("/etc").is_err());
+        assert!(parse_project_relative(".").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn env_name_roundtrip(s in "\\PC*") {
+            if let Ok(n) = EnvName::parse(&s) {
+                prop_assert!(!n.as_str().contains('='));
+                prop_assert!(!n.as_str().contains('\0'));
+                prop_assert!(!n.as_str().is_empty());
+            }
+        }
+
+        #[test]
+        fn env_flag_splits_at_first_equals(k in "[A-Z_][A-Z0-9_]{0,8}", v in "\\PC*") {
+            let flag = format!("{k}={v}");
+            prop_assert_eq!(split_env_flag(&flag), Ok((k.as_str(), v.as_str())));
+        }
+
+        #[test]
+        fn sandbox_path_never_escapes(s in "[~/a-z.]{0,20}") {
+            if let Ok(p) = SandboxPath::parse(&s, &home()) {
+                prop_assert!(p.as_path().is_absolute());
+                prop_assert!(!p.as_path().components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)));
+            }
+        }
+
+        #[test]
+        fn mount_flag_parts_have_no_colon(s in "[a-z/:~]{0,20}") {
+            if let Ok((src, dest, _)) = split_mount_flag(&s) {
+                prop_assert!(!src.contains(':') && !dest.contains(':'));
+                prop_assert!(!src.is_empty() && !dest.is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Layers → [`Spec`]. Every check happens here, once, before anything is created on the host.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::error::{Location, SpecError};
+use crate::layer::{ConfigFile, Layers, Origin};
+use crate::raw::RawConfig;
+use crate::spec::{
+    Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Spec,
+};
+use crate::types::{
+    check_env_value, parse_project_relative, split_env_flag, split_mount_flag, EnvName, MountMode,
+    SandboxPath,
+};
+
+/// Profiles that exist in the design but need the image builder.
+const IMAGE_PROFILES: &[&str] = &["base", "rust", "python"];
+/// Backends that exist in the design but are not built yet.
+const LATER_BACKENDS: &[&str] = &["podman", "nspawn", "qemu", "apple"];
+/// Paths that no mount may cover, replace or sit inside.
+const RESERVED_INSIDE: &[&str] = &["/workspace", "/proc", "/dev", "/sys", "/run/wrapix"];
+/// System folders that no mount may replace (a mount below them is allowed).
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/tmp", "/run",
+];
+/// Protected by default: what git runs on the host.
+pub const DEFAULT_PROTECT: &[&str] = &[".git/hooks", ".git/config"];
+pub const DEFAULT_AGENT: &[&str] = &["claude", "--dangerously-skip-permissions"];
+
+/// Everything validation needs from the host, passed in so that it stays a pure function of
+/// its inputs (apart from checking that sources exist).
+#[derive(Debug, Clone)]
+pub struct HostContext {
+    pub user: HostUser,
+    /// Canonical, existing project folder.
+    pub project: PathBuf,
+    /// The current directory, for relative `--mount` sources.
+    pub cwd: PathBuf,
+}
+
+/// A value with where it came from.
+struct Picked<'a, T> {
+    value: &'a T,
+    origin: Origin,
+    location: Location,
+}
+
+fn pick<'a, T>(
+    layers: &'a Layers,
+    get: impl Fn(&'a RawConfig) -> Option<&'a Spanned<T>>,
+) -> Option<Picked<'a, T>> {
+    let mut out = None;
+    for file in layers.files() {
+        if let Some(v) = get(&file.raw) {
+            out = Some(Picked {
+                value: v.get_ref(),
+                origin: file.origin(),
+                location: file.at(v.span()),
+            });
+        }
+    }
+    out
+}
+
+fn pick_str<'a>(
+    layers: &'a Layers,
+    flag: &'a Option<String>,
+    flag_name: &'static str,
+    get: impl Fn(&'a RawConfig) -> Option<&'a Spanned<String>>,
+) -> Option<Picked<'a, String>> {
+    match flag {
+        Some(v) => Some(Picked {
+            value: v,
+            origin: Origin::Flag(flag_name),
+            location: Location::Flag(flag_name.to_owned()),
+        }),
+        None => pick(layers, get),
+    }
+}
+
+pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> {
+    let mut origins = BTreeMap::new();
+    let flags = &layers.flags;
+
+    let backend = match pick_str(layers, &flags.backend, "--backend", |r| r.backend.as_ref()) {
+        None => BackendKind::Auto,
+        Some(p) => {
+            origins.insert("backend", p.origin);
+            parse_backend(p.value)
+                .map_err(|(m, f)| SpecError::invalid(p.location, "backend", m, f))?
+        }
+    };
+
+    let profile = match pick_str(layers, &flags.profile, "--profile", |r| r.profile.as_ref()) {
+        None => Profile::Host,
+        Some(p) => {
+            origins.insert("profile", p.origin);
+            parse_profile(p.value)
+                .map_err(|(m, f)| SpecError::invalid(p.location, "profile", m, f))?
+        }
+    };
+
+    let network = match pick_str(layers, &flags.network, "--network", |r| r.network.as_ref()) {
+        None => Network::Open,
+        Some(p) => {
+            origins.insert("network", p.origin);
+            match p.value.as_str() {
+                "open" => Network::Open,
+                "none" => Network::None,
+                other => {
+                    return Err(SpecError::invalid(
+                        p.location,
+                        "network",
+                        format!("unknown network policy {other:?}"),
+                        "use \"open\" or \"none\"",
+                    ))
+                }
+            }
+        }
+    };
+
+    let env = env(layers, &mut origins)?;
+    let mounts = mounts(layers, host, &mut origins)?;
+
+    let deploy_key = match pick_str(layers, &flags.deploy_key, "--deploy-key", |r| {
+        r.deploy_key.as_ref()
+    }) {
+        None => None,
+        Some(p) => {
+            origins.insert("deploy_key", p.origin);
+            Some(
+                deploy_key(p.value, &host.user.home)
+                    .map_err(|(m, f)| SpecError::invalid(p.location, "deploy_key", m, f))?,
+            )
+        }
+    };
+
+    let agent = agent(layers, &mut origins)?;
+    let protect = protect(layers, &mut origins)?;
+
+    Ok(Spec {
+        project: host.project.clone(),
+        backend,
+        profile,
+        network,
+        env,
+        mounts,
+        deploy_key,
+        agent,
+        protect,
+        user: host.user.clone(),
+        origins,
+    })
+}
+
+type Reason = (String, String);
+
+fn parse_backend(s: &str) -> Result<BackendKind, Reason> {
+    match s {
+        "auto" => Ok(BackendKind::Auto),
+        "bwrap" | "bubblewrap" => Ok(BackendKind::Bwrap),
+        "none" => Ok(BackendKind::None),
+        later if LATER_BACKENDS.contains(&later) => Err((
+            format!("backend {later:?} is not available in this version of wrapix"),
+            "use \"bwrap\" (or \"auto\")".to_owned(),
+        )),
+        other => Err((
+            format!("unknown backend {other:?}"),
+            format!("use one of: {}", BackendKind::NAMES),
+        )),
+    }
+}
+
+fn parse_profile(s: &str) -> Result<Profile, Reason> {
+    match s {
+        "host" => Ok(Profile::Host),
+        img if IMAGE_PROFILES.contains(&img) => Err((
+            format!("profile {img:?} needs the image builder, which this version of wrapix does not have yet"),
+            "use profile = \"host\" (the host's system folders, read-only)".to_owned(),
+        )),
+        other => Err((
+            format!("unknown profile {other:?}"),
+            "use \"host\"".to_owned(),
+        )),
+    }
+}
+
+fn env(
+    layers: &Layers,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<BTreeMap<EnvName, String>, SpecError> {
+    let mut out = BTreeMap::new();
+    for file in layers.files() {
+        let Some(table) = &file.raw.env else { continue };
+        for (name, value) in table.get_ref() {
+            let loc = file.at(value.span());
+            let key = format!("env.{name}");
+            let name = EnvName::parse(name).map_err(|m| {
+                SpecError::invalid(
+                    loc.clone(),
+                    &key,
+                    m,
+                    "use letters, digits and `_` in the name",
+                )
+            })?;
+            check_env_value(value.get_ref())
+                .map_err(|m| SpecError::invalid(loc, &key, m, "remove the NUL byte"))?;
+            out.insert(name, value.get_ref().clone());
+            origins.insert("env", file.origin());
+        }
+    }
+    for flag in &layers.flags.env {
+        let loc = Location::Flag(format!("--env {flag:?}"));
+        let (name, value) = split_env_flag(flag)
+            .map_err(|m| SpecError::invalid(loc.clone(), "env", m, "write -e KEY=VALUE"))?;
+        let name = EnvName::parse(name).map_err(|m| {
+            SpecError::invalid(
+                loc.clone(),
+                "env",
+                m,
+                "use letters, digits and `_` in the name",
+            )
+        })?;
+        check_env_value(value)
+            .map_err(|m| SpecError::invalid(loc, "env", m, "remove the NUL byte"))?;
+        out.insert(name, value.to_owned());
+        origins.insert("env", Origin::Flag("--env"));
+    }
+    Ok(out)
+}
+
+fn mounts(
+    layers: &Layers,
+    host: &HostContext,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<Vec<Mount>, SpecError> {
+    let home = host.user.sandbox_home();
+    let mut out: Vec<Mount> = Vec::new();
+    let mut push = |m: Mount, loc: Location, key: &str| -> Result<(), SpecError> {
+        if let Some(prev) = out.iter().find(|o| o.dest == m.dest) {
+            return Err(SpecError::invalid(
+                loc,
+                key,
+                format!(
+                    "dest {} is already used by the mount of {}",
+                    m.dest,
+                    prev.source.display()
+                ),
+                "give each mount its own dest",
+            ));
+        }
+        out.push(m);
+        Ok(())
+    };
+    for file in layers.files() {
+        for (i, m) in file.raw.mounts.iter().enumerate() {
+            let key = format!("mounts[{i}]");
+            let m = m.get_ref();
+            let base = match file.kind {
+                crate::layer::FileKind::Project => Some(host.project.as_path()),
+                crate::layer::FileKind::User => None,
+            };
+            let source = resolve_source(m.source.get_ref(), &host.user.home, base).map_err(
+                |(msg, fix)| {
+                    SpecError::invalid(file.at(m.source.span()), format!("{key}.source"), msg, fix)
+                },
+            )?;
+            let dest = check_dest(m.dest.get_ref(), &home).map_err(|(msg, fix)| {
+                SpecError::invalid(file.at(m.dest.span()), format!("{key}.dest"), msg, fix)
+            })?;
+            let mode = match &m.mode {
+                None => MountMode::ReadOnly,
+                Some(mode) => MountMode::parse(mode.get_ref()).map_err(|msg| {
+                    SpecError::invalid(
+                        file.at(mode.span()),
+                        format!("{key}.mode"),
+                        msg,
+                        "use \"ro\" or \"rw\"",
+                    )
+                })?,
+            };
+            push(
+                Mount { source, dest, mode },
+                file.at(m.dest.span()),
+                &format!("{key}.dest"),
+            )?;
+            origins.insert("mounts", file.origin());
+        }
+    }
+    for flag in &layers.flags.mounts {
+        let loc = Location::Flag(format!("--mount {flag:?}"));
+        let (src, dest, mode) = split_mount_flag(flag).map_err(|m| {
+            SpecError::invalid(loc.clone(), "mount", m, "write --mount SRC:DEST[:ro|rw]")
+        })?;
+        let source = resolve_source(src, &host.user.home, Some(&host.cwd))
+            .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
+        let dest = check_dest(dest, &home)
+            .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
+        push(Mount { source, dest, mode }, loc, "mount")?;
+        origins.insert("mounts", Origin::Flag("--mount"));
+    }
+    Ok(out)
+}
+
+/// `~` expansion, relative paths against `base`, and existence.
+fn resolve_source(s: &str, host_home: &Path, base: Option<&Path>) -> Result<PathBuf, Reason> {
+    if s.contains('\0') {
+        return Err((
+            "the source path contains a NUL byte".into(),
+            "remove the NUL byte".into(),
+        ));
+    }
+    let path = if s == "~" {
+        host_home.to_owned()
+    } else if let Some(rest) = s.strip_prefix("~/") {
+        host_home.join(rest)
+    } else if Path::new(s).is_absolute() {
+        PathBuf::from(s)
+    } else if let Some(base) = base {
+        base.join(s)
+    } else {
+        return Err((
+            format!("source {s:?} is relative"),
+            "write an absolute path or ~/… in the user config".into(),
+        ));
+    };
+    std::fs::canonicalize(&path).map_err(|e| {
+        (
+            format!(
+                "source {} does not exist or cannot be read ({e})",
+                path.display()
+            ),
+            "create it first or correct the path".into(),
+        )
+    })
+}
+
+fn check_dest(s: &str, home: &SandboxPath) -> Result<SandboxPath, Reason> {
+    let dest = SandboxPath::parse(s, home)
+        .map_err(|m| (m, "write an absolute path or ~/… for dest".to_owned()))?;
+    let root = SandboxPath::from_static("/");
+    if dest == root {
+        return Err((
+            "dest / would replace the whole sandbox".into(),
+            "mount into a folder".into(),
+        ));
+    }
+    if &dest == home {
+        return Err((
+            format!("dest {dest} would replace the sandbox home"),
+            "mount into a folder under ~/".into(),
+        ));
+    }
+    for reserved in RESERVED_INSIDE {
+        let r = SandboxPath::from_static(reserved);
+        if dest.is_within(&r) || r.is_within(&dest) {
+            return Err((
+                format!("dest {dest} would shadow {reserved}"),
+                format!("choose a dest outside {reserved}"),
+            ));
+        }
+    }
+    for sys in SYSTEM_DIRS {
+        let s = SandboxPath::from_static(sys);
+        if s.is_within(&dest) {
+            return Err((
+                format!("dest {dest} would replace the system folder {sys}"),
+                "choose a dest that is not a system folder".into(),
+            ));
+        }
+    }
+    Ok(dest)
+}
+
+fn deploy_key(name: &str, host_home: &Path) -> Result<DeployKey, Reason> {
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err((
+            format!("deploy key name {name:?} is not a plain file name"),
+            "use letters, digits, `.`, `_` and `-`".into(),
+        ));
+    }
+    let dir = host_home.join(".ssh/deploy_keys");
+    let private_key = dir.join(name);
+    if !private_key.is_file() {
+        return Err((
+            format!("deploy key {} does not exist", private_key.display()),
+            format!("run `wrapix deploy-key create {name}` and add the printed key to the forge"),
+        ));
+    }
+    let public = dir.join(format!("{name}.pub"));
+    Ok(DeployKey {
+        name: name.to_owned(),
+        private_key,
+        public_key: public.is_file().then_some(public),
+    })
+}
+
+fn agent(
+    layers: &Layers,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<Agent, SpecError> {
+    let mut command: Vec<String> = DEFAULT_AGENT.iter().map(|s| (*s).to_owned()).collect();
+    let mut home = AgentHome::Project;
+    let mut forward_api_key = false;
+    for file in layers.files() {
+        let Some(a) = &file.raw.agent else { continue };
+        if let Some(c) = &a.command {
+            if c.get_ref().is_empty() || c.get_ref()[0].is_empty() {
+                return Err(SpecError::invalid(
+                    file.at(c.span()),
+                    "agent.command",
+                    "the agent command is empty",
+                    "write the program and its arguments, e.g. [\"claude\"]",
+                ));
+            }
+            if let Some(bad) = c.get_ref().iter().find(|a| a.contains('\0')) {
+                return Err(SpecError::invalid(
+                    file.at(c.span()),
+                    "agent.command",
+                    format!("argument {bad:?} contains a NUL byte"),
+                    "remove the NUL byte",
+                ));
+            }
+            command = c.get_ref().clone();
+            origins.insert("agent.command", file.origin());
+        }
+        if let Some(h) = &a.home {
+            home = match h.get_ref().as_str() {
+                "project" => AgentHome::Project,
+                "host" => AgentHome::Host,
+                other => {
+                    return Err(SpecError::invalid(
+                        file.at(h.span()),
+                        "agent.home",
+                        format!("unknown agent home {other:?}"),
+                        "use \"project\" or \"host\"",
+                    ))
+                }
+            };
+            origins.insert("agent.home", file.origin());
+        }
+        if let Some(f) = &a.forward_api_key {
+            forward_api_key = *f.get_ref();
+            origins.insert("agent.forward_api_key", file.origin());
+        }
+    }
+    Ok(Agent {
+        command,
+        home,
+        forward_api_key,
+    })
+}
+
+fn protect(
+    layers: &Layers,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<Vec<PathBuf>, SpecError> {
+    let mut picked: Option<(&ConfigFile, &Spanned<Vec<String>>)> = None;
+    for file in layers.files() {
+        if let Some(p) = file.raw.workspace.as_ref().and_then(|w| w.protect.as_ref()) {
+            picked = Some((file, p));
+        }
+    }
+    let Some((file, list)) = picked else {
+        return Ok(DEFAULT_PROTECT.iter().map(PathBuf::from).collect());
+    };
+    origins.insert("workspace.protect", file.origin());
+    list.get_ref()
+        .iter()
+        .map(|s| {
+            parse_project_relative(s).map_err(|m| {
+                SpecError::invalid(
+                    file.at(list.span()),
+                    "workspace.protect",
+                    m,
+                    "list paths relative to the project, e.g. \".envrc\"",
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+use std::path::Path;
+
+use super::*;
+use crate::layer::{FileKind, Overrides};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::fs::create_dir_all(dir.path().join("home/.ssh/deploy_keys"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join("project")).unwrap_or_else(|e| panic!("{e}"));
+        Fixture { dir }
+    }
+
+    fn host(&self) -> HostContext {
+        HostContext {
+            user: HostUser {
+                uid: 1000,
+                gid: 1000,
+                name: "u".into(),
+                home: self.dir.path().join("home"),
+            },
+            project: self.dir.path().join("project"),
+            cwd: self.dir.path().to_owned(),
+        }
+    }
+
+    fn run(
+        &self,
+        user: Option<&str>,
+        project: Option<&str>,
+        flags: Overrides,
+    ) -> Result<Spec, String> {
+        let parse = |text: &str, kind| {
+            ConfigFile::parse(
+                Path::new(if kind == FileKind::User {
+                    "config.toml"
+                } else {
+                    "wrapix.toml"
+                }),
+                text.to_owned(),
+                kind,
+            )
+        };
+        let layers = Layers {
+            user: user
+                .map(|t| parse(t, FileKind::User))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            project: project
+                .map(|t| parse(t, FileKind::Project))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            flags,
+        };
+        validate(&layers, &self.host()).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn defaults() {
+    let f = Fixture::new();
+    let spec = f
+        .run(None, None, Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.network, Network::Open);
+    assert_eq!(spec.backend, BackendKind::Auto);
+    assert_eq!(spec.profile, Profile::Host);
+    assert_eq!(spec.agent.home, AgentHome::Project);
+    assert!(spec.agent.is_claude());
+    assert_eq!(
+        spec.protect,
+        vec![PathBuf::from(".git/hooks"), PathBuf::from(".git/config")]
+    );
+    assert_eq!(spec.origin("network"), &Origin::Default);
+}
+
+#[test]
+fn flag_beats_project_beats_user() {
+    let f = Fixture::new();
+    let user = "network = \"none\"\nbackend = \"bwrap\"\n[env]\nA = \"user\"\nB = \"user\"\n";
+    let project = "network = \"open\"\n[env]\nB = \"project\"\n";
+    let spec = f
+        .run(Some(user), Some(project), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.network, Network::Open);
+    assert_eq!(
+        spec.origin("network"),
+        &Origin::Project("wrapix.toml".into())
+    );
+    assert_eq!(spec.backend, BackendKind::Bwrap);
+    let env: Vec<_> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(env, ["A=user", "B=project"]);
+
+    let flags = Overrides {
+        network: Some("none".into()),
+        env: vec!["B=flag".into()],
+        ..Default::default()
+    };
+    let spec = f
+        .run(Some(user), Some(project), flags)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.network, Network::None);
+    assert_eq!(spec.origin("network"), &Origin::Flag("--network"));
+    assert_eq!(
+        spec.env
+            .get(&EnvName::parse("B").unwrap_or_else(|e| panic!("{e}")))
+            .map(String::as_str),
+        Some("flag")
+    );
+}
+
+#[test]
+fn mounts_resolve_and_check() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("home/cfg"), "x").unwrap_or_else(|e| panic!("{e}"));
+    let project = "[[mounts]]\nsource = \"~/cfg\"\ndest = \"~/.cfg\"\nmode = \"rw\"\n";
+    let spec = f
+        .run(None, Some(project), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.mounts.len(), 1);
+    assert_eq!(spec.mounts[0].dest.to_string(), "/home/u/.cfg");
+    assert_eq!(spec.mounts[0].mode, MountMode::ReadWrite);
+    assert!(spec.mounts[0].source.ends_with("home/cfg"));
+}
+
+#[test]
+fn bad_input_table() {
+    let f = Fixture::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[mounts]]\nsource = \"/nonexistent-wrapix\"\ndest = \"/x\"\n",
+            "wrapix.toml:2:10: key `mounts[0].source`: source /nonexistent-wrapix does not exist",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"x\"\n",
+            "wrapix.toml:3:8: key `mounts[0].dest`: \"x\" is relative",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"/workspace/sub\"\n",
+            "would shadow /workspace",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"/\"\n",
+            "would replace the whole sandbox",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"/usr\"\n",
+            "would replace the system folder /usr",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"/proc/x\"\n",
+            "would shadow /proc",
+        ),
+        (
+            "[[mounts]]\nsource = \"/tmp\"\ndest = \"/x\"\nmode = \"rx\"\n",
+            "key `mounts[0].mode`",
+        ),
+        (
+            "[env]\n\"A=B\" = \"x\"\n",
+            "key `env.A=B`: environment variable name \"A=B\" contains `=`",
+        ),
+        ("[env]\n\"A\\u0000\" = \"x\"\n", "contains a NUL byte"),
+        (
+            "[env]\nA = \"x\\u0000\"\n",
+            "key `env.A`: the value contains a NUL byte",
+        ),
+        (
+            "backend = \"docker\"\n",
+            "wrapix.toml:1:11: key `backend`: unknown backend \"docker\"",
+        ),
+        (
+            "profile = \"nope\"\n",
+            "key `profile`: unknown profile \"nope\"",
+        ),
+        (
+            "network = \"maybe\"\n",
+            "key `network`: unknown network policy",
+        ),
+        (
+            "deploy_key = \"../x\"\n",
+            "key `deploy_key`: deploy key name",
+        ),
+        (
+            "deploy_key = \"missing\"\n",
+            "wrapix deploy-key create missing",
+        ),
+        (
+            "[agent]\ncommand = []\n",
+            "key `agent.command`: the agent command is empty",
+        ),
+        ("[agent]\nhome = \"cloud\"\n", "key `agent.home`"),
+        (
+            "[workspace]\nprotect = [\"../x\"]\n",
+            "key `workspace.protect`",
+        ),
+        ("profile = 3\n", "invalid type"),
+        ("frobnicate = true\n", "key `frobnicate`: unknown field"),
+    ];
+    for (text, want) in cases {
+        let got = f
+            .run(None, Some(text), Overrides::default())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            got.contains(want),
+            "config {text:?}\n  got:  {got}\n  want: {want}"
+        );
+        assert!(got.contains("(fix: "), "no fix in {got}");
+        assert_eq!(got.lines().count(), 1, "not one line: {got}");
+    }
+}
+
+#[test]
+fn bad_flags() {
+    let f = Fixture::new();
+    let cases: Vec<(Overrides, &str)> = vec![
+        (
+            Overrides {
+                mounts: vec!["/tmp".into()],
+                ..Default::default()
+            },
+            "--mount \"/tmp\": key `mount`",
+        ),
+        (
+            Overrides {
+                mounts: vec!["/tmp:rel".into()],
+                ..Default::default()
+            },
+            "is relative",
+        ),
+        (
+            Overrides {
+                mounts: vec!["/tmp:/workspace".into()],
+                ..Default::default()
+            },
+            "would shadow /workspace",
+        ),
+        (
+            Overrides {
+                mounts: vec!["/tmp:/a".into(), "/tmp:/a".into()],
+                ..Default::default()
+            },
+            "already used",
+        ),
+        (
+            Overrides {
+                env: vec!["NOEQUALS".into()],
+                ..Default::default()
+            },
+            "has no `=`",
+        ),
+        (
+            Overrides {
+                env: vec!["1A=x".into()],
+                ..Default::default()
+            },
+            "not a valid environment variable name",
+        ),
+        (
+            Overrides {
+                backend: Some("podman".into()),
+                ..Default::default()
+            },
+            "--backend: key `backend`: backend \"podman\" is not available",
+        ),
+        (
+            Overrides {
+                profile: Some("rust".into()),
+                ..Default::default()
+            },
+            "needs the image builder",
+        ),
+    ];
+    for (flags, want) in cases {
+        let got = f.run(None, None, flags).err().unwrap_or_default();
+        assert!(got.contains(want), "got: {got}\nwant: {want}");
+    }
+}
+
+#[test]
+fn protect_can_be_extended_or_disabled() {
+    let f = Fixture::new();
+    let spec = f
+        .run(
+            None,
+            Some("[workspace]\nprotect = []\n"),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(spec.protect.is_empty());
+    let spec = f
+        .run(
+            None,
+            Some("[workspace]\nprotect = [\".git/hooks\", \".envrc\", \".vscode/\"]\n"),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.protect.len(), 3);
+}
