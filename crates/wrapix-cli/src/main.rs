@@ -1,1 +1,43 @@
-fn main() {}
+//! `wrapix`: parse arguments, set up logging, run, map errors to exit codes.
+
+mod cli;
+mod commands;
+mod context;
+
+use clap::Parser;
+
+/// Exit code for bad input (config, flags): nothing was started or created.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when the sandbox could not be started (fail closed).
+pub const EXIT_NO_SANDBOX: i32 = 125;
+
+fn main() {
+    // The in-sandbox init must start fast and touch nothing else.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).map(|a| a == "__init").unwrap_or(false) {
+        let rest = args
+            .iter()
+            .skip(2)
+            .skip_while(|a| *a == "--")
+            .cloned()
+            .collect::<Vec<_>>();
+        std::process::exit(wrapix_sandbox::init::run(&rest));
+    }
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WRAPIX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .init();
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wrapix: error: {}", e.message);
+            e.code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,22 @@
+//! The wrapix sandbox core: roots, backends, launch plans, the executor, seccomp, doctor.
+//!
+//! `Spec` (from `wrapix-spec`) → [`prepare::prepare`] → [`prepare::Prepared`] →
+//! [`backend::Backend::plan`] → [`plan::LaunchPlan`] → [`exec::execute`].
 
+pub mod agent;
+pub mod backend;
+pub mod deploy_key;
+pub mod doctor;
+pub mod error;
+pub mod exec;
+pub mod gitid;
+pub mod init;
+pub mod plan;
+pub mod prepare;
+pub mod root;
+pub mod seccomp;
+
+pub use backend::{AnyBackend, Backend};
+pub use error::SandboxError;
+pub use plan::LaunchPlan;
+pub use prepare::{prepare, HostFacts, Prepared, RunMode};

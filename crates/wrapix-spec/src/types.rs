@@ -53,6 +53,21 @@ pub fn split_env_flag(s: &str) -> Result<(&str, &str), String> {
         .ok_or_else(|| format!("{s:?} has no `=`; write KEY=VALUE"))
 }
 
+/// A deploy key name: a plain file name under `~/.ssh/deploy_keys/`.
+pub fn check_key_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("deploy key name {name:?} is not a plain file name"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MountMode {
     ReadOnly,

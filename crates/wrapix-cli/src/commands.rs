@@ -1,0 +1,264 @@
+//! One function per subcommand; all sandbox starts go through `start`.
+
+use std::fmt::Write as _;
+
+use wrapix_sandbox::backend::bwrap::Bwrap;
+use wrapix_sandbox::{Backend, HostFacts, RunMode, SandboxError};
+use wrapix_spec::{BackendKind, Spec, SpecError};
+
+use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, SandboxArgs};
+use crate::context::{host_env, host_user, load_spec};
+use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SpecError> for Failure {
+    fn from(e: SpecError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<SandboxError> for Failure {
+    fn from(e: SandboxError) -> Self {
+        let code = match e {
+            SandboxError::AgentMissing { .. } => 127,
+            _ => EXIT_NO_SANDBOX,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<i32, Failure> {
+    match cli.command {
+        None => start(&cli.sandbox, RunMode::Agent, false),
+        Some(Cmd::Run {
+            sandbox,
+            dry_run,
+            command,
+        }) => {
+            let mode = if command.is_empty() {
+                RunMode::Agent
+            } else {
+                RunMode::Command(command)
+            };
+            start(&sandbox, mode, dry_run)
+        }
+        Some(Cmd::Shell { sandbox }) => start(&sandbox, RunMode::Shell, false),
+        Some(Cmd::Config {
+            command: ConfigCmd::Show { sandbox },
+        }) => config_show(&sandbox),
+        Some(Cmd::Doctor) => Ok(doctor()),
+        Some(Cmd::DeployKey {
+            command: DeployKeyCmd::Create { name },
+        }) => deploy_key_create(&name),
+        Some(Cmd::Init { command }) => Ok(wrapix_sandbox::init::run(&command)),
+    }
+}
+
+fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failure> {
+    let env = host_env();
+    let spec = load_spec(args, &env)?;
+    if spec.backend == BackendKind::None {
+        return run_unconfined(&spec, &mode);
+    }
+    let facts = HostFacts {
+        env: env.clone(),
+        interactive: nix::unistd::isatty(0).unwrap_or(false),
+        self_exe: std::env::current_exe()
+            .and_then(std::fs::canonicalize)
+            .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?,
+    };
+    let backend = Bwrap::locate(env.get("PATH").map(String::as_str));
+    let prepared = wrapix_sandbox::prepare(&spec, &mode, &facts)?;
+    let plan = backend.plan(&prepared)?;
+    if dry_run {
+        print!("{}", plan.render());
+        return Ok(0);
+    }
+    for n in &prepared.notices {
+        eprintln!("wrapix: {n}");
+    }
+    let code = wrapix_sandbox::exec::execute(&plan);
+    let after = wrapix_sandbox::agent::after_exit(&prepared.after_exit);
+    let code = code?;
+    after?;
+    Ok(code)
+}
+
+/// `--backend none`: the only way to run without a sandbox, and it says so loudly.
+fn run_unconfined(spec: &Spec, mode: &RunMode) -> Result<i32, Failure> {
+    eprintln!("wrapix: WARNING: backend \"none\": running WITHOUT a sandbox, with full access to this machine");
+    let argv = match mode {
+        RunMode::Command(c) => c.clone(),
+        RunMode::Shell => vec![std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())],
+        RunMode::Agent => spec.agent.command.clone(),
+    };
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(&spec.project)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .status()
+        .map_err(|e| Failure {
+            code: 127,
+            message: format!("cannot run `{}`: {e}", argv[0]),
+        })?;
+    Ok(wrapix_sandbox::exec::exit_code(status))
+}
+
+fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
+    let env = host_env();
+    let spec = load_spec(args, &env)?;
+    let mut out = String::new();
+    let mut row = |key: &str, value: String, origin: String| {
+        let _ = writeln!(out, "{key:<12} {value:<50} ({origin})");
+    };
+    row(
+        "project",
+        spec.project.display().to_string(),
+        "-C/--project or the current folder".into(),
+    );
+    row(
+        "backend",
+        spec.backend.to_string(),
+        spec.origin("backend").to_string(),
+    );
+    row(
+        "profile",
+        spec.profile.to_string(),
+        spec.origin("profile").to_string(),
+    );
+    row(
+        "network",
+        spec.network.to_string(),
+        spec.origin("network").to_string(),
+    );
+    let envs: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    row(
+        "env",
+        if envs.is_empty() {
+            "(none)".into()
+        } else {
+            envs.join(" ")
+        },
+        spec.origin("env").to_string(),
+    );
+    if spec.mounts.is_empty() {
+        row("mounts", "(none)".into(), spec.origin("mounts").to_string());
+    }
+    for m in &spec.mounts {
+        row(
+            "mount",
+            format!("{} -> {} ({})", m.source.display(), m.dest, m.mode),
+            spec.origin("mounts").to_string(),
+        );
+    }
+    row(
+        "deploy_key",
+        spec.deploy_key
+            .as_ref()
+            .map(|k| k.private_key.display().to_string())
+            .unwrap_or_else(|| "(none)".into()),
+        spec.origin("deploy_key").to_string(),
+    );
+    row(
+        "agent",
+        spec.agent.command.join(" "),
+        spec.origin("agent.command").to_string(),
+    );
+    row(
+        "agent.home",
+        spec.agent.home.to_string(),
+        spec.origin("agent.home").to_string(),
+    );
+    row(
+        "protect",
+        if spec.protect.is_empty() {
+            "(nothing)".into()
+        } else {
+            spec.protect
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        spec.origin("workspace.protect").to_string(),
+    );
+    row(
+        "user",
+        format!(
+            "{} ({}:{}) home {}",
+            spec.user.name,
+            spec.user.uid,
+            spec.user.gid,
+            spec.user.sandbox_home()
+        ),
+        "host".into(),
+    );
+    print!("{out}");
+    Ok(0)
+}
+
+fn doctor() -> i32 {
+    let env = host_env();
+    let path = env.get("PATH").map(String::as_str);
+    let probe = Bwrap::locate(path).probe();
+    println!("backend bwrap:");
+    let mut all = probe.checks.clone();
+    print_checks(&probe.checks);
+    println!("other backends:");
+    let others = wrapix_sandbox::doctor::other_checks(path);
+    print_checks(&others);
+    all.extend(others);
+    if probe.usable() {
+        println!("\nready: `wrapix` can start sandboxes with the bwrap backend");
+        0
+    } else {
+        println!(
+            "\nNOT ready: fix the items marked FAIL above; wrapix refuses to start until then"
+        );
+        1
+    }
+}
+
+fn print_checks(checks: &[wrapix_sandbox::backend::Check]) {
+    for c in checks {
+        let mark = match (c.ok, c.required) {
+            (true, _) => "ok  ",
+            (false, true) => "FAIL",
+            (false, false) => "warn",
+        };
+        println!("  [{mark}] {:<36} {}", c.name, c.detail);
+        if let Some(fix) = c.fix.as_ref().filter(|_| !c.ok) {
+            println!("         fix: {fix}");
+        }
+    }
+}
+
+fn deploy_key_create(name: &str) -> Result<i32, Failure> {
+    let env = host_env();
+    let user = host_user(&env);
+    let key = wrapix_sandbox::deploy_key::create(name, &user.home)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    eprintln!("wrapix: created {}", key.private_key.display());
+    eprintln!("wrapix: add this public key to the repository's deploy keys (with write access for git push):");
+    print!("{}", key.public_text);
+    eprintln!("wrapix: then set deploy_key = \"{name}\" in wrapix.toml");
+    Ok(0)
+}

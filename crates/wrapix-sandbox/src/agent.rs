@@ -1,0 +1,298 @@
+//! Agent wiring for Claude Code: where its state lives, how it logs in.
+//!
+//! * `home = "project"` (default): state in `<project>/.wrapix/agent/claude/`, mounted as
+//!   `~/.claude` with `CLAUDE_CONFIG_DIR` pointing there (so `.claude.json` lives inside it too).
+//!   Seeded once by *copying* the host's settings, memory, `.claude.json` and credentials.
+//!   Nothing the agent writes reaches the host's own Claude config.
+//! * `home = "host"`: the host's `~/.claude` read-write, and `~/.claude.json` copied into a
+//!   private per-run home and copied back atomically afterwards (Claude rewrites it by rename,
+//!   so it can never be bind-mounted). The agent can then change the host's Claude config,
+//!   including hooks that run outside the sandbox: documented in docs/security.md.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wrapix_spec::{AgentHome, MountMode, SandboxPath, Spec};
+
+use crate::error::SandboxError;
+use crate::prepare::Bind;
+
+/// What `wire_claude` adds to a run.
+#[derive(Debug, Default)]
+pub struct Wiring {
+    pub binds: Vec<Bind>,
+    pub env: BTreeMap<String, String>,
+    pub home_source: Option<PathBuf>,
+    pub after_exit: Vec<AfterExit>,
+}
+
+/// Work after the sandbox exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Copy `from` over `to` atomically if it changed, then remove `staging`.
+    CopyBack {
+        from: PathBuf,
+        to: PathBuf,
+        staging: PathBuf,
+    },
+}
+
+/// Files copied from the host's `~/.claude/` into a new project agent dir.
+const SEED_FILES: &[&str] = &["settings.json", "CLAUDE.md", ".credentials.json"];
+
+pub fn wire_claude(
+    spec: &Spec,
+    home: &SandboxPath,
+    host_env: &BTreeMap<String, String>,
+) -> Result<Wiring, SandboxError> {
+    let mut w = Wiring::default();
+    let claude_dir = home.join(".claude");
+    w.env.insert("DISABLE_AUTOUPDATER".into(), "1".into());
+    if let Some(token) = oauth_token(&spec.user.home, host_env) {
+        w.env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), token);
+    }
+    if spec.agent.forward_api_key {
+        if let Some(key) = host_env.get("ANTHROPIC_API_KEY") {
+            w.env.insert("ANTHROPIC_API_KEY".into(), key.clone());
+        }
+    }
+    let host_claude = spec.user.home.join(".claude");
+    match spec.agent.home {
+        AgentHome::Project => {
+            let dir = project_agent_dir(
+                &spec.project,
+                &host_claude,
+                &spec.user.home.join(".claude.json"),
+            )?;
+            w.binds.push(Bind {
+                source: dir,
+                dest: claude_dir.clone(),
+                mode: MountMode::ReadWrite,
+            });
+            w.env
+                .insert("CLAUDE_CONFIG_DIR".into(), claude_dir.to_string());
+        }
+        AgentHome::Host => {
+            mkdir_private(&host_claude)?;
+            w.binds.push(Bind {
+                source: host_claude,
+                dest: claude_dir,
+                mode: MountMode::ReadWrite,
+            });
+            let staging = staging_home(&spec.project)?;
+            let host_json = spec.user.home.join(".claude.json");
+            let inside = staging.join(".claude.json");
+            if host_json.exists() {
+                std::fs::copy(&host_json, &inside).map_err(|e| {
+                    SandboxError::io(format!("copy {} into the sandbox", host_json.display()), e)
+                })?;
+            }
+            w.home_source = Some(staging.clone());
+            w.after_exit.push(AfterExit::CopyBack {
+                from: inside,
+                to: host_json,
+                staging,
+            });
+        }
+    }
+    Ok(w)
+}
+
+/// `CLAUDE_CODE_OAUTH_TOKEN` from the host environment, else `~/.config/wrapix/claude-token`.
+fn oauth_token(host_home: &Path, env: &BTreeMap<String, String>) -> Option<String> {
+    if let Some(t) = env.get("CLAUDE_CODE_OAUTH_TOKEN").filter(|t| !t.is_empty()) {
+        return Some(t.clone());
+    }
+    let config = env
+        .get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| host_home.join(".config"));
+    let token = std::fs::read_to_string(config.join("wrapix/claude-token")).ok()?;
+    let token = token.trim();
+    (!token.is_empty() && !token.contains('\0')).then(|| token.to_owned())
+}
+
+/// `<project>/.wrapix/agent/claude`, created and seeded on first use.
+fn project_agent_dir(
+    project: &Path,
+    host_claude: &Path,
+    host_json: &Path,
+) -> Result<PathBuf, SandboxError> {
+    let wrapix_dir = project.join(".wrapix");
+    mkdir_private(&wrapix_dir)?;
+    let ignore = wrapix_dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "# wrapix: agent state, never committed\n*\n")
+            .map_err(|e| SandboxError::io(format!("write {}", ignore.display()), e))?;
+    }
+    let dir = wrapix_dir.join("agent/claude");
+    if dir.exists() {
+        return Ok(dir);
+    }
+    // Seed into a temporary folder and rename, so a failed seed is never half-used.
+    let tmp = wrapix_dir.join("agent/.claude.seeding");
+    let _ = std::fs::remove_dir_all(&tmp);
+    mkdir_private(&tmp)?;
+    for name in SEED_FILES {
+        copy_if_exists(&host_claude.join(name), &tmp.join(name))?;
+    }
+    copy_if_exists(host_json, &tmp.join(".claude.json"))?;
+    std::fs::rename(&tmp, &dir)
+        .map_err(|e| SandboxError::io(format!("create {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+fn copy_if_exists(from: &Path, to: &Path) -> Result<(), SandboxError> {
+    match std::fs::copy(from, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SandboxError::io(format!("copy {}", from.display()), e)),
+    }
+}
+
+fn mkdir_private(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(SandboxError::io(format!("create {}", dir.display()), e)),
+    }
+}
+
+/// A private per-run home for `home = "host"`, under `<project>/.wrapix/run/`.
+fn staging_home(project: &Path) -> Result<PathBuf, SandboxError> {
+    let base = project.join(".wrapix/run");
+    mkdir_private(&base)?;
+    let dir = base.join(format!("home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    mkdir_private(&dir)?;
+    Ok(dir)
+}
+
+/// Runs the after-exit work; errors are reported, never dropped.
+pub fn after_exit(work: &[AfterExit]) -> Result<(), SandboxError> {
+    for w in work {
+        match w {
+            AfterExit::CopyBack { from, to, staging } => {
+                let result = copy_back(from, to);
+                let _ = std::fs::remove_dir_all(staging);
+                result?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `to` with `from` by writing a temporary file beside `to`, fsync, rename.
+fn copy_back(from: &Path, to: &Path) -> Result<(), SandboxError> {
+    let new = match std::fs::read(from) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SandboxError::io(format!("read {}", from.display()), e)),
+    };
+    if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
+        return Ok(());
+    }
+    let dir = to.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(".claude.json.wrapix-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&new)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, to)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        SandboxError::io(
+            format!("copy the agent's .claude.json back to {}", to.display()),
+            e,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_dir_is_seeded_once_by_copy() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let host_claude = t.path().join("home/.claude");
+        std::fs::create_dir_all(&host_claude).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(host_claude.join("settings.json"), "{\"a\":1}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(host_claude.join("history.jsonl"), "secret history")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let host_json = t.path().join("home/.claude.json");
+        std::fs::write(&host_json, "{}").unwrap_or_else(|e| panic!("{e}"));
+        let project = t.path().join("p");
+        std::fs::create_dir(&project).unwrap_or_else(|e| panic!("{e}"));
+
+        let dir =
+            project_agent_dir(&project, &host_claude, &host_json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("settings.json"))
+                .ok()
+                .as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert!(dir.join(".claude.json").exists());
+        assert!(!dir.join("history.jsonl").exists());
+        assert!(project.join(".wrapix/.gitignore").exists());
+        // A second run keeps what the agent wrote.
+        std::fs::write(dir.join("settings.json"), "changed").unwrap_or_else(|e| panic!("{e}"));
+        let again =
+            project_agent_dir(&project, &host_claude, &host_json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(again.join("settings.json"))
+                .ok()
+                .as_deref(),
+            Some("changed")
+        );
+        assert_eq!(
+            std::fs::read_to_string(host_claude.join("settings.json"))
+                .ok()
+                .as_deref(),
+            Some("{\"a\":1}")
+        );
+    }
+
+    #[test]
+    fn copy_back_is_atomic_and_skips_unchanged() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let from = t.path().join("in.json");
+        let to = t.path().join("host.json");
+        std::fs::write(&from, "new").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&to, "old").unwrap_or_else(|e| panic!("{e}"));
+        copy_back(&from, &to).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read_to_string(&to).ok().as_deref(), Some("new"));
+        let leftovers: Vec<_> = std::fs::read_dir(t.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert_eq!(leftovers.len(), 2);
+    }
+
+    #[test]
+    fn token_from_env_then_file() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut env = BTreeMap::new();
+        assert_eq!(oauth_token(t.path(), &env), None);
+        std::fs::create_dir_all(t.path().join(".config/wrapix")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(t.path().join(".config/wrapix/claude-token"), "tok-file\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(oauth_token(t.path(), &env).as_deref(), Some("tok-file"));
+        env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), "tok-env".into());
+        assert_eq!(oauth_token(t.path(), &env).as_deref(), Some("tok-env"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The bubblewrap backend (unprivileged; the default on Linux).
+//!
+//! Isolation: new user, mount, PID, IPC, UTS, cgroup and network namespaces; the host user's
+//! UID/GID inside; all capabilities dropped; no new user namespaces (`--disable-userns` and the
+//! seccomp filter); `--new-session` (no TIOCSTI); `--die-with-parent`; the root read-only.
+//! Network `open` attaches pasta to the sandbox's own network namespace from outside
+//! (outbound only, no port forwarding, host loopback unreachable); it is never the host's.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wrapix_spec::{MountMode, Network};
+
+use super::{find_program, Backend, Probe};
+use crate::error::SandboxError;
+use crate::plan::{FdData, LaunchPlan, NetworkSetup};
+use crate::prepare::{Prepared, SANDBOX_BIN_DIR};
+use crate::root::RootEntry;
+use crate::seccomp::{default_filter_bytes, SeccompOptions};
+
+/// Where the helper programs are on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bwrap {
+    pub bwrap: Option<PathBuf>,
+    pub pasta: Option<PathBuf>,
+}
+
+/// First fd number used for data passed to bwrap.
+const FIRST_FD: i32 = 10;
+
+impl Bwrap {
+    /// Locates `bwrap` and `pasta` on the host's `PATH`.
+    pub fn locate(path_env: Option<&str>) -> Self {
+        Bwrap {
+            bwrap: find_program("bwrap", path_env),
+            pasta: find_program("pasta", path_env),
+        }
+    }
+
+    fn unavailable(problem: &str, fix: &str) -> SandboxError {
+        SandboxError::Unavailable {
+            backend: "bwrap",
+            problem: problem.to_owned(),
+            fix: fix.to_owned(),
+        }
+    }
+}
+
+fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
+    args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+}
+
+impl Backend for Bwrap {
+    fn name(&self) -> &'static str {
+        "bwrap"
+    }
+
+    fn probe(&self) -> Probe {
+        super::super::doctor::probe_bwrap(self)
+    }
+
+    fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+        let bwrap = self.bwrap.clone().ok_or_else(|| {
+            Self::unavailable(
+                "bubblewrap (bwrap) is not installed",
+                "sudo apt-get install bubblewrap",
+            )
+        })?;
+        let user = &run.spec.user;
+        let mut a: Vec<OsString> = Vec::new();
+        let mut fds: Vec<FdData> = Vec::new();
+        let mut next_fd = FIRST_FD;
+        let mut add_fd = |fds: &mut Vec<FdData>, what: String, data: Vec<u8>| {
+            let fd = next_fd;
+            next_fd += 1;
+            fds.push(FdData { fd, what, data });
+            fd.to_string()
+        };
+
+        // Namespaces and identity.
+        arg(
+            &mut a,
+            &[
+                &"--unshare-user",
+                &"--unshare-ipc",
+                &"--unshare-pid",
+                &"--unshare-uts",
+                &"--unshare-cgroup",
+                &"--unshare-net",
+                &"--disable-userns",
+            ],
+        );
+        arg(
+            &mut a,
+            &[
+                &"--uid",
+                &user.uid.to_string(),
+                &"--gid",
+                &user.gid.to_string(),
+            ],
+        );
+        arg(&mut a, &[&"--hostname", &"wrapix"]);
+        arg(
+            &mut a,
+            &[
+                &"--die-with-parent",
+                &"--new-session",
+                &"--as-pid-1",
+                &"--cap-drop",
+                &"ALL",
+            ],
+        );
+
+        // The root, read-only.
+        for e in &run.root.entries {
+            match e {
+                RootEntry::RoBind { source, dest } => arg(&mut a, &[&"--ro-bind", source, dest]),
+                RootEntry::Symlink { target, dest } => arg(&mut a, &[&"--symlink", target, dest]),
+                RootEntry::Dir { dest } => arg(&mut a, &[&"--dir", dest]),
+            }
+        }
+        arg(&mut a, &[&"--proc", &"/proc", &"--dev", &"/dev"]);
+        arg(
+            &mut a,
+            &[
+                &"--tmpfs",
+                &"/tmp",
+                &"--tmpfs",
+                &"/var/tmp",
+                &"--tmpfs",
+                &"/run",
+            ],
+        );
+        match &run.home_source {
+            Some(src) => arg(&mut a, &[&"--bind", src, &run.home.as_path()]),
+            None => arg(
+                &mut a,
+                &[&"--perms", &"0700", &"--tmpfs", &run.home.as_path()],
+            ),
+        }
+
+        // Generated files (passwd, group, git identity, known hosts).
+        for f in &run.files {
+            let fd = add_fd(&mut fds, f.dest.to_string(), f.contents.clone());
+            if f.writable {
+                arg(
+                    &mut a,
+                    &[&"--perms", &"0600", &"--file", &fd, &f.dest.as_path()],
+                );
+            } else {
+                arg(&mut a, &[&"--ro-bind-data", &fd, &f.dest.as_path()]);
+            }
+        }
+
+        // Workspace, protected paths, user mounts, agent state: in this order.
+        for b in &run.binds {
+            let flag = match b.mode {
+                MountMode::ReadOnly => "--ro-bind",
+                MountMode::ReadWrite => "--bind",
+            };
+            arg(&mut a, &[&flag, &b.source, &b.dest.as_path()]);
+        }
+
+        // wrapix itself, as the sandbox's init and `wrapix` on PATH.
+        let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
+        arg(&mut a, &[&"--ro-bind", &run.self_exe, &init]);
+        arg(&mut a, &[&"--remount-ro", &"/"]);
+
+        let seccomp = default_filter_bytes(SeccompOptions::default())?;
+        let fd = add_fd(&mut fds, "seccomp filter".into(), seccomp);
+        arg(&mut a, &[&"--seccomp", &fd]);
+
+        let info_fd = next_fd;
+        next_fd += 1;
+        arg(&mut a, &[&"--info-fd", &info_fd.to_string()]);
+
+        let (block_fd, network) = match run.network {
+            Network::None => (None, None),
+            Network::Open => {
+                let pasta = self.pasta.clone().ok_or_else(|| {
+                    Self::unavailable(
+                        "network = \"open\" needs pasta for userspace networking, and it is not installed",
+                        "sudo apt-get install passt, or run with --network none",
+                    )
+                })?;
+                let block = next_fd;
+                arg(&mut a, &[&"--block-fd", &block.to_string()]);
+                let mut pargs: Vec<OsString> = Vec::new();
+                arg(
+                    &mut pargs,
+                    &[
+                        &"--config-net",
+                        &"--quiet",
+                        &"--no-map-gw",
+                        &"-t",
+                        &"none",
+                        &"-u",
+                        &"none",
+                        &"-T",
+                        &"none",
+                        &"-U",
+                        &"none",
+                    ],
+                );
+                if user.uid == 0 {
+                    // As root, pasta would switch to `nobody` and lose access to the namespace.
+                    arg(&mut pargs, &[&"--runas", &"0:0"]);
+                }
+                (
+                    Some(block),
+                    Some(NetworkSetup {
+                        program: pasta,
+                        args: pargs,
+                    }),
+                )
+            }
+        };
+
+        arg(&mut a, &[&"--chdir", &wrapix_spec::Spec::WORKSPACE]);
+        arg(&mut a, &[&"--", &init, &"__init", &"--"]);
+        for c in &run.command {
+            a.push(c.into());
+        }
+
+        Ok(LaunchPlan {
+            program: bwrap,
+            args: a,
+            env: run.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            fds,
+            info_fd: Some(info_fd),
+            block_fd,
+            network,
+        })
+    }
+}
+
+/// `bwrap --version`, for doctor.
+pub fn version(bwrap: &Path) -> Option<String> {
+    let out = Command::new(bwrap).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! The whole bwrap argv for representative specs, pinned as snapshots: mount order is a
+//! security property (later mounts shadow earlier ones).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wrapix_spec::{
+    Agent, AgentHome, BackendKind, HostUser, MountMode, Network, Profile, SandboxPath, Spec,
+};
+
+use super::*;
+use crate::prepare::{Bind, GeneratedFile, Prepared};
+use crate::root::{RootEntry, RootFs};
+
+fn spec(network: Network, uid: u32) -> Spec {
+    Spec {
+        project: "/home/ada/proj".into(),
+        backend: BackendKind::Auto,
+        profile: Profile::Host,
+        network,
+        env: BTreeMap::new(),
+        mounts: vec![],
+        deploy_key: None,
+        agent: Agent {
+            command: vec!["claude".into()],
+            home: AgentHome::Project,
+            forward_api_key: false,
+        },
+        protect: vec![".git/hooks".into(), ".git/config".into()],
+        user: HostUser {
+            uid,
+            gid: uid,
+            name: "ada".into(),
+            home: "/home/ada".into(),
+        },
+        origins: BTreeMap::new(),
+    }
+}
+
+fn prepared(network: Network, uid: u32) -> Prepared {
+    let ws = SandboxPath::from_static("/workspace");
+    let home = SandboxPath::from_static("/home/ada");
+    let bind = |s: &str, d: SandboxPath, mode| Bind {
+        source: PathBuf::from(s),
+        dest: d,
+        mode,
+    };
+    Prepared {
+        spec: spec(network, uid),
+        root: RootFs {
+            name: "host".into(),
+            entries: vec![
+                RootEntry::RoBind {
+                    source: "/usr".into(),
+                    dest: "/usr".into(),
+                },
+                RootEntry::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into(),
+                },
+                RootEntry::Dir {
+                    dest: "/etc".into(),
+                },
+                RootEntry::RoBind {
+                    source: "/etc/ssl".into(),
+                    dest: "/etc/ssl".into(),
+                },
+            ],
+        },
+        home: home.clone(),
+        home_source: None,
+        binds: vec![
+            bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
+            bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
+            bind(
+                "/home/ada/proj/.git/hooks",
+                ws.join(".git/hooks"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/proj/.git/config",
+                ws.join(".git/config"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/.cargo/config.toml",
+                home.join(".cargo/config.toml"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/proj/.wrapix/agent/claude",
+                home.join(".claude"),
+                MountMode::ReadWrite,
+            ),
+        ],
+        files: vec![
+            GeneratedFile {
+                dest: SandboxPath::from_static("/etc/passwd"),
+                contents: b"p".to_vec(),
+                writable: false,
+            },
+            GeneratedFile {
+                dest: home.join(".gitconfig"),
+                contents: b"g".to_vec(),
+                writable: true,
+            },
+        ],
+        env: [
+            ("HOME".to_owned(), "/home/ada".to_owned()),
+            ("PATH".to_owned(), "/usr/bin".to_owned()),
+        ]
+        .into(),
+        command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
+        network,
+        self_exe: "/opt/wrapix/bin/wrapix".into(),
+        notices: vec![],
+        after_exit: vec![],
+    }
+}
+
+fn backend() -> Bwrap {
+    Bwrap {
+        bwrap: Some("/usr/bin/bwrap".into()),
+        pasta: Some("/usr/bin/pasta".into()),
+    }
+}
+
+fn plan(network: Network, uid: u32) -> LaunchPlan {
+    backend()
+        .plan(&prepared(network, uid))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn argv_network_none() {
+    insta::assert_snapshot!(plan(Network::None, 1000).render());
+}
+
+#[test]
+fn argv_network_open() {
+    let p = plan(Network::Open, 1000);
+    insta::assert_snapshot!(p.render());
+    let net = p.network.unwrap_or_else(|| panic!("no network setup"));
+    let args: Vec<String> = net
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        args.join(" "),
+        "--config-net --quiet --no-map-gw -t none -u none -T none -U none",
+        "pasta must forward no ports in either direction and hide the host"
+    );
+}
+
+#[test]
+fn root_user_keeps_pasta_as_root() {
+    let p = plan(Network::Open, 0);
+    let net = p.network.unwrap_or_else(|| panic!("no network setup"));
+    assert!(net.args.iter().any(|a| a == "--runas"));
+}
+
+fn args(p: &LaunchPlan) -> Vec<String> {
+    p.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn never_shares_the_host_network_or_keeps_capabilities() {
+    for net in [Network::None, Network::Open] {
+        let a = args(&plan(net, 1000));
+        for must in [
+            "--unshare-net",
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup",
+            "--disable-userns",
+            "--new-session",
+            "--die-with-parent",
+            "--seccomp",
+        ] {
+            assert!(a.iter().any(|x| x == must), "{must} missing for {net}");
+        }
+        assert!(!a.iter().any(|x| x == "--share-net" || x == "--unshare-all"));
+        let cap = a
+            .iter()
+            .position(|x| x == "--cap-drop")
+            .unwrap_or_else(|| panic!("no --cap-drop"));
+        assert_eq!(a[cap + 1], "ALL");
+    }
+}
+
+#[test]
+fn protected_paths_are_mounted_after_the_workspace() {
+    let a = args(&plan(Network::None, 1000));
+    let pos = |s: &str| {
+        a.iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} missing"))
+    };
+    assert!(pos("/workspace") < pos("/workspace/.git"));
+    assert!(pos("/workspace/.git") < pos("/workspace/.git/hooks"));
+    assert!(pos("/workspace/.git") < pos("/workspace/.git/config"));
+    assert_eq!(a[pos("/workspace/.git/hooks") - 2], "--ro-bind");
+    assert_eq!(a[pos("/workspace/.git/config") - 2], "--ro-bind");
+    // The home tmpfs comes before anything mounted into the home.
+    assert!(pos("--tmpfs") < pos("/home/ada/.claude"));
+    // Root is remounted read-only after every mount.
+    let remount = pos("--remount-ro");
+    assert!(remount > pos("/home/ada/.claude"));
+}
+
+#[test]
+fn env_is_passed_outside_argv() {
+    let p = plan(Network::None, 1000);
+    assert!(!args(&p)
+        .iter()
+        .any(|a| a.contains("HOME=") || a == "--setenv"));
+    assert!(p.env.iter().any(|(k, v)| k == "HOME" && v == "/home/ada"));
+}
+
+#[test]
+fn missing_helpers_fail_closed() {
+    let b = Bwrap {
+        bwrap: Some("/usr/bin/bwrap".into()),
+        pasta: None,
+    };
+    let e = b
+        .plan(&prepared(Network::Open, 1000))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("needs pasta") && e.contains("--network none"),
+        "{e}"
+    );
+    assert!(b.plan(&prepared(Network::None, 1000)).is_ok());
+    let b = Bwrap {
+        bwrap: None,
+        pasta: None,
+    };
+    let e = b
+        .plan(&prepared(Network::None, 1000))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("apt-get install bubblewrap"), "{e}");
+}

@@ -1,0 +1,45 @@
+//! Errors of the sandbox core. Each names the operation that failed and what to do.
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the agent `{program}` is not installed in the sandbox (fix: install it, set [agent] command in wrapix.toml, or use `wrapix shell`)")]
+    AgentMissing { program: String },
+
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+
+    #[error("cannot start the {backend} sandbox: {problem} (fix: {fix})")]
+    Unavailable {
+        backend: &'static str,
+        problem: String,
+        fix: String,
+    },
+
+    #[error("could not set up the sandbox network: {detail} (fix: {fix})")]
+    Network { detail: String, fix: String },
+
+    #[error("seccomp filter: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+}
+
+impl SandboxError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
+        SandboxError::Sys {
+            what: what.into(),
+            source,
+        }
+    }
+}

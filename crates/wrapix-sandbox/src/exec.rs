@@ -1,0 +1,293 @@
+//! The one executor: spawns any [`LaunchPlan`], finishes the sandbox's set-up (network),
+//! forwards signals to the sandbox's init, and returns the exit code.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::{pipe2, Pid};
+
+use crate::error::SandboxError;
+use crate::plan::{LaunchPlan, NetworkSetup};
+
+/// Signals the user sends to "the agent": forwarded to the sandbox's init, which passes them on.
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGWINCH,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// How long userspace networking may take to come up before the run is abandoned.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `plan` to completion and returns the exit code to pass on (128+N for a signal).
+pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+    // Data fds: one memfd each, mapped to the plan's fd numbers in the child.
+    let mut maps: Vec<(OwnedFd, RawFd)> = Vec::new();
+    for d in &plan.fds {
+        let name = CString::new("wrapix").unwrap_or_default();
+        let fd = memfd_create(&name, MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| SandboxError::sys(format!("create a memfd for {}", d.what), e))?;
+        let mut f = File::from(fd);
+        f.write_all(&d.data)
+            .and_then(|()| f.rewind())
+            .map_err(|e| SandboxError::io(format!("write {}", d.what), e))?;
+        maps.push((OwnedFd::from(f), d.fd));
+    }
+    let info = match plan.info_fd {
+        Some(target) => {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| SandboxError::sys("create the info pipe", e))?;
+            maps.push((w, target));
+            Some(File::from(r))
+        }
+        None => None,
+    };
+    let block = match plan.block_fd {
+        Some(target) => {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| SandboxError::sys("create the block pipe", e))?;
+            maps.push((r, target));
+            Some(File::from(w))
+        }
+        None => None,
+    };
+
+    // Block the forwarded signals in this process before spawning, so that none is lost
+    // between the spawn and the forwarding thread; the child starts with an empty mask.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.thread_block()
+        .map_err(|e| SandboxError::sys("block signals", e))?;
+
+    let mut cmd = Command::new(&plan.program);
+    cmd.args(&plan.args)
+        .env_clear()
+        .envs(plan.env.iter().map(|(k, v)| (k, v)));
+    // Own process group: a Ctrl-C on the terminal reaches wrapix only, which forwards it to
+    // the agent instead of killing bwrap (and with it the sandbox) outright.
+    cmd.process_group(0);
+    let pairs: Vec<(RawFd, RawFd)> = maps
+        .iter()
+        .map(|(fd, target)| (fd.as_raw_fd(), *target))
+        .collect();
+    map_fds_in_child(&mut cmd, pairs);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| SandboxError::io(format!("start {}", plan.program.display()), e))?;
+    // Our copies of the child's ends.
+    drop(maps);
+
+    let sandbox_pid = match info {
+        Some(mut info) => {
+            match read_child_pid(&mut info) {
+                Some(pid) => Some(pid),
+                None => {
+                    let status = child
+                        .wait()
+                        .map_err(|e| SandboxError::io("wait for bwrap", e))?;
+                    return Err(SandboxError::Unavailable {
+                    backend: "bwrap",
+                    problem: format!("bubblewrap could not create the sandbox ({status}; its message is above)"),
+                    fix: "run `wrapix doctor` to see what this host is missing".into(),
+                });
+                }
+            }
+        }
+        None => None,
+    };
+
+    if let (Some(net), Some(pid)) = (&plan.network, sandbox_pid) {
+        if let Err(e) = attach_network(net, pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    }
+    if let Some(mut block) = block {
+        block
+            .write_all(b"1")
+            .map_err(|e| SandboxError::io("release the sandbox", e))?;
+    }
+
+    if let Some(pid) = sandbox_pid {
+        std::thread::spawn(move || forward_signals(set, pid));
+    }
+    let status = child
+        .wait()
+        .map_err(|e| SandboxError::io("wait for the sandbox", e))?;
+    Ok(exit_code(status))
+}
+
+/// 128+N for a signal, as shells report it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+#[allow(unsafe_code)]
+fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
+    let mut fixed = [(0 as RawFd, 0 as RawFd); 32];
+    let n = pairs.len().min(fixed.len());
+    fixed[..n].copy_from_slice(&pairs[..n]);
+    // SAFETY: runs between fork and exec; uses only async-signal-safe calls (fcntl, dup2,
+    // close) on a fixed-size array captured by value, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every source above the target range first, so no dup2 clobbers a source.
+            let mut high = [0 as RawFd; 32];
+            for i in 0..n {
+                let fd = libc::fcntl(fixed[i].0, libc::F_DUPFD, 200);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high[i] = fd;
+            }
+            for i in 0..n {
+                if libc::dup2(high[i], fixed[i].1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(high[i]);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Reads bwrap's `--info-fd` JSON; `None` if bwrap exited before creating the sandbox.
+fn read_child_pid(info: &mut File) -> Option<i32> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match info.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf) {
+            return v
+                .get("child-pid")
+                .and_then(|p| p.as_i64())
+                .and_then(|p| i32::try_from(p).ok());
+        }
+    }
+}
+
+/// Starts pasta on the sandbox's network namespace and waits until it is configured.
+fn attach_network(net: &NetworkSetup, pid: i32) -> Result<(), SandboxError> {
+    let netns_path = format!("/proc/{pid}/ns/net");
+    let netns =
+        File::open(&netns_path).map_err(|e| SandboxError::io(format!("open {netns_path}"), e))?;
+    // The namespace belongs to bwrap's outer user namespace; the sandbox itself already sits in
+    // a nested one, so ask the kernel for the owner instead of reading /proc/PID/ns/user.
+    let userns = owner_userns(&netns)?;
+    let userns_path = format!("/proc/{}/fd/{}", std::process::id(), userns.as_raw_fd());
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun");
+    if let Err(e) = tun {
+        return Err(SandboxError::Network {
+            detail: format!("/dev/net/tun cannot be opened ({e})"),
+            fix: "sudo chmod 0666 /dev/net/tun (it is 0600 on some hosts), or run with --network none".into(),
+        });
+    }
+    let log = memfd_create(
+        &CString::new("pasta-log").unwrap_or_default(),
+        MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .map_err(|e| SandboxError::sys("create a memfd for pasta's log", e))?;
+    let mut log = File::from(log);
+    let log_for_child = log
+        .try_clone()
+        .map_err(|e| SandboxError::io("dup pasta's log", e))?;
+    let mut cmd = Command::new(&net.program);
+    cmd.args(&net.args)
+        .arg("--netns")
+        .arg(&netns_path)
+        .arg("--userns")
+        .arg(&userns_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_for_child));
+    let child = cmd.spawn().map_err(|e| SandboxError::Network {
+        detail: format!("cannot start {} ({e})", net.program.display()),
+        fix: "sudo apt-get install passt, or run with --network none".into(),
+    })?;
+    // pasta forks into the background once the namespace is configured; its first process
+    // exiting 0 is the readiness signal.
+    let status = wait_with_timeout(child, NETWORK_TIMEOUT)?;
+    drop(userns);
+    drop(netns);
+    if !status.success() {
+        let mut msg = String::new();
+        let _ = log.rewind().and_then(|()| log.read_to_string(&mut msg));
+        return Err(SandboxError::Network {
+            detail: format!("pasta failed ({status}): {}", msg.trim()),
+            fix: "run `wrapix doctor`, or run with --network none".into(),
+        });
+    }
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn owner_userns(netns: &File) -> Result<OwnedFd, SandboxError> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: one ioctl on a valid, open namespace fd; it returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS as _) };
+    if fd < 0 {
+        return Err(SandboxError::io(
+            "find the user namespace of the sandbox's network namespace",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: the ioctl returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn wait_with_timeout(
+    mut child: Child,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus, SandboxError> {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(SandboxError::io("wait for pasta", e)),
+        Err(_) => {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            Err(SandboxError::Network {
+                detail: format!("pasta did not come up within {} s", timeout.as_secs()),
+                fix: "check /dev/net/tun (sudo chmod 0666 /dev/net/tun) and `wrapix doctor`, or run with --network none".into(),
+            })
+        }
+    }
+}
+
+fn forward_signals(set: SigSet, pid: i32) {
+    while let Ok(sig) = set.wait() {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}

@@ -1,0 +1,67 @@
+//! `wrapix __init`: PID 1 inside the sandbox. It starts the command in its own process group,
+//! passes on every signal wrapix forwards (bubblewrap's own init does not), reaps orphans, and
+//! exits with the command's status. When it exits, the kernel ends every process left in the
+//! sandbox's PID namespace: no strays.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::exec::FORWARDED;
+
+/// Runs `argv` and returns the exit code for the sandbox.
+pub fn run(argv: &[OsString]) -> i32 {
+    let Some((prog, args)) = argv.split_first() else {
+        eprintln!("wrapix: nothing to run");
+        return 2;
+    };
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    if let Err(e) = set.thread_block() {
+        eprintln!("wrapix: init: cannot block signals: {e}");
+        return 125;
+    }
+    let child = match Command::new(prog).args(args).process_group(0).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wrapix: cannot run `{}`: {e}", prog.to_string_lossy());
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let main = Pid::from_raw(child.id() as i32);
+    loop {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            // To the command's whole process group, else to the command alone.
+            if kill(Pid::from_raw(-main.as_raw()), sig).is_err() {
+                let _ = kill(main, sig);
+            }
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == main => return code,
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == main => return 128 + s as i32,
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}

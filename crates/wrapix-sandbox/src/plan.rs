@@ -1,0 +1,55 @@
+//! A launch plan: the only thing the executor runs. Backends produce plans from a
+//! [`crate::Prepared`] without touching the system, so a plan can be compared whole in tests.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Bytes the executor puts on file descriptor `fd` in the child (via a sealed memfd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdData {
+    pub fd: i32,
+    /// What the data is, for errors and snapshots.
+    pub what: String,
+    pub data: Vec<u8>,
+}
+
+/// Userspace networking attached to the sandbox's network namespace once it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSetup {
+    pub program: PathBuf,
+    /// Arguments before the namespace options the executor adds (`--netns`, `--userns`).
+    pub args: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchPlan {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment of the program (the host's is not inherited).
+    pub env: Vec<(OsString, OsString)>,
+    pub fds: Vec<FdData>,
+    /// fd on which the backend reports the sandbox's pid as JSON (`{"child-pid": N}`).
+    pub info_fd: Option<i32>,
+    /// fd the sandbox blocks on until the executor has finished setting it up.
+    pub block_fd: Option<i32>,
+    pub network: Option<NetworkSetup>,
+}
+
+impl LaunchPlan {
+    /// The argv as one string per line, for snapshots and `wrapix run --dry-run`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.program.to_string_lossy());
+        for a in &self.args {
+            let a = a.to_string_lossy();
+            if a.starts_with("--") {
+                out.push('\n');
+            } else {
+                out.push(' ');
+            }
+            out.push_str(&a);
+        }
+        out.push('\n');
+        out
+    }
+}

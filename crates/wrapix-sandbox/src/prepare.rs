@@ -1,0 +1,315 @@
+//! Spec → [`Prepared`]: everything a backend needs, resolved on the host. This is the one place
+//! where wrapix changes the host before a run (agent state under `.wrapix/`, a missing
+//! `.git/hooks`), and it happens only after the spec has been validated.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use wrapix_spec::{MountMode, Network, SandboxPath, Spec};
+
+use crate::agent;
+use crate::error::SandboxError;
+use crate::root::RootFs;
+
+/// What the sandbox runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMode {
+    /// The configured agent (falls back to a shell when it is not installed and we are on a TTY).
+    Agent,
+    /// An interactive shell.
+    Shell,
+    /// A command given after `--`.
+    Command(Vec<String>),
+}
+
+/// A bind mount the backend must make, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub dest: SandboxPath,
+    pub mode: MountMode,
+}
+
+/// A file created inside the sandbox from bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub dest: SandboxPath,
+    pub contents: Vec<u8>,
+    pub writable: bool,
+}
+
+/// Facts about the host process that [`prepare`] needs (passed in for testability).
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// The host environment of the `wrapix` process.
+    pub env: BTreeMap<String, String>,
+    /// stdin is a terminal.
+    pub interactive: bool,
+    /// The `wrapix` binary, mounted into the sandbox as its init.
+    pub self_exe: PathBuf,
+}
+
+/// Everything a backend needs to build a plan, with no decisions left.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub spec: Spec,
+    pub root: RootFs,
+    pub home: SandboxPath,
+    /// Host folder used as the sandbox home instead of a private tmpfs (`[agent] home = "host"`).
+    pub home_source: Option<PathBuf>,
+    /// Binds in mount order: workspace, pinned parents, protected paths, user mounts, agent.
+    pub binds: Vec<Bind>,
+    pub files: Vec<GeneratedFile>,
+    /// The complete environment inside the sandbox.
+    pub env: BTreeMap<String, String>,
+    /// argv inside the sandbox.
+    pub command: Vec<String>,
+    pub network: Network,
+    pub self_exe: PathBuf,
+    /// Things to tell the user before the run (e.g. the agent was not found).
+    pub notices: Vec<String>,
+    /// Work to do after the sandbox exits (copy agent state back).
+    pub after_exit: Vec<agent::AfterExit>,
+}
+
+/// Where wrapix's own binary appears inside the sandbox.
+pub const SANDBOX_BIN_DIR: &str = "/run/wrapix/bin";
+pub const SANDBOX_PATH: &str =
+    "/run/wrapix/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host variables copied into the sandbox when set (nothing secret).
+const PASSTHROUGH_ENV: &[&str] = &[
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "NO_COLOR",
+];
+
+pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
+    let root = match spec.profile {
+        wrapix_spec::Profile::Host => RootFs::host(Path::new("/")),
+    };
+    let home = spec.user.sandbox_home();
+    let mut notices = Vec::new();
+
+    let shell = if root
+        .find_executable("bash", &["/usr/bin", "/bin"])
+        .is_some()
+    {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let command = match mode {
+        RunMode::Command(argv) => argv.clone(),
+        RunMode::Shell => vec![shell.to_owned(), "-l".to_owned()],
+        RunMode::Agent => {
+            let prog = &spec.agent.command[0];
+            let found = if prog.contains('/') {
+                true
+            } else {
+                root.find_executable(prog, &path_dirs()).is_some()
+            };
+            if found {
+                spec.agent.command.clone()
+            } else if host.interactive {
+                notices.push(format!(
+                    "the agent `{prog}` is not installed in the sandbox; starting a shell instead \
+                     (install it on the host, e.g. `npm install -g @anthropic-ai/claude-code`, or set [agent] command)"
+                ));
+                vec![shell.to_owned(), "-l".to_owned()]
+            } else {
+                return Err(SandboxError::AgentMissing {
+                    program: prog.clone(),
+                });
+            }
+        }
+    };
+
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_owned(), SANDBOX_PATH.to_owned());
+    env.insert("HOME".to_owned(), home.to_string());
+    env.insert("USER".to_owned(), spec.user.name.clone());
+    env.insert("LOGNAME".to_owned(), spec.user.name.clone());
+    env.insert("SHELL".to_owned(), shell.to_owned());
+    env.insert("WRAPIX".to_owned(), "1".to_owned());
+    env.insert("TERM".to_owned(), "xterm-256color".to_owned());
+    env.insert("LANG".to_owned(), "C.UTF-8".to_owned());
+    for name in PASSTHROUGH_ENV {
+        if let Some(v) = host.env.get(*name) {
+            env.insert((*name).to_owned(), v.clone());
+        }
+    }
+
+    let mut binds = vec![Bind {
+        source: spec.project.clone(),
+        dest: SandboxPath::from_static(Spec::WORKSPACE),
+        mode: MountMode::ReadWrite,
+    }];
+    binds.extend(protect_binds(&spec.project, &spec.protect, &mut notices)?);
+    for m in &spec.mounts {
+        binds.push(Bind {
+            source: m.source.clone(),
+            dest: m.dest.clone(),
+            mode: m.mode,
+        });
+    }
+
+    let mut files = vec![
+        GeneratedFile {
+            dest: SandboxPath::from_static("/etc/passwd"),
+            contents: format!(
+                "{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n",
+                name = spec.user.name,
+                uid = spec.user.uid,
+                gid = spec.user.gid,
+            )
+            .into_bytes(),
+            writable: false,
+        },
+        GeneratedFile {
+            dest: SandboxPath::from_static("/etc/group"),
+            contents: format!("{}:x:{}:\n", spec.user.name, spec.user.gid).into_bytes(),
+            writable: false,
+        },
+    ];
+    if let Some(git) = crate::gitid::gitconfig_for_sandbox(&spec.user.home, &host.env) {
+        files.push(GeneratedFile {
+            dest: home.join(".gitconfig"),
+            contents: git.into_bytes(),
+            writable: true,
+        });
+    }
+
+    if let Some(key) = &spec.deploy_key {
+        let dir = home.join(".ssh/deploy_keys");
+        let private = dir.join(&key.name);
+        binds.push(Bind {
+            source: key.private_key.clone(),
+            dest: private.clone(),
+            mode: MountMode::ReadOnly,
+        });
+        if let Some(public) = &key.public_key {
+            binds.push(Bind {
+                source: public.clone(),
+                dest: dir.join(&format!("{}.pub", key.name)),
+                mode: MountMode::ReadOnly,
+            });
+        }
+        let known_hosts = home.join(".ssh/known_hosts");
+        files.push(GeneratedFile {
+            dest: known_hosts.clone(),
+            contents: crate::deploy_key::KNOWN_HOSTS.as_bytes().to_vec(),
+            writable: false,
+        });
+        env.insert(
+            "GIT_SSH_COMMAND".to_owned(),
+            format!(
+                "ssh -i {private} -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+            ),
+        );
+    }
+
+    let mut after_exit = Vec::new();
+    let mut home_source = None;
+    if spec.agent.is_claude() {
+        let wiring = agent::wire_claude(spec, &home, &host.env)?;
+        binds.extend(wiring.binds);
+        env.extend(wiring.env);
+        after_exit.extend(wiring.after_exit);
+        home_source = wiring.home_source;
+    }
+
+    // The user's [env] wins over everything wrapix sets.
+    for (k, v) in &spec.env {
+        env.insert(k.to_string(), v.clone());
+    }
+
+    Ok(Prepared {
+        spec: spec.clone(),
+        root,
+        home,
+        home_source,
+        binds,
+        files,
+        env,
+        command,
+        network: spec.network,
+        self_exe: host.self_exe.clone(),
+        notices,
+        after_exit,
+    })
+}
+
+fn path_dirs() -> Vec<&'static str> {
+    SANDBOX_PATH
+        .split(':')
+        .filter(|d| *d != SANDBOX_BIN_DIR)
+        .collect()
+}
+
+/// Read-only binds for `[workspace] protect`, after pinning each protected path's parents
+/// (a rw bind of a folder on itself makes it a mount point, which cannot be renamed or
+/// removed, so the agent cannot move `.git` aside and plant a fresh one).
+fn protect_binds(
+    project: &Path,
+    protect: &[PathBuf],
+    notices: &mut Vec<String>,
+) -> Result<Vec<Bind>, SandboxError> {
+    let mut pins: Vec<PathBuf> = Vec::new();
+    let mut ro: Vec<PathBuf> = Vec::new();
+    for rel in protect {
+        let host = project.join(rel);
+        if std::fs::symlink_metadata(&host).is_err() {
+            // A repository without hooks: create the folder so it can be protected.
+            let is_git_hooks = rel == Path::new(".git/hooks") && project.join(".git").is_dir();
+            if is_git_hooks {
+                std::fs::create_dir(&host).map_err(|source| SandboxError::Io {
+                    what: format!("create {}", host.display()),
+                    source,
+                })?;
+            } else {
+                continue;
+            }
+        }
+        let canonical = std::fs::canonicalize(&host).map_err(|source| SandboxError::Io {
+            what: format!("resolve {}", host.display()),
+            source,
+        })?;
+        let Ok(inside) = canonical.strip_prefix(project) else {
+            notices.push(format!(
+                "protected path {} points outside the project ({}); it is not mounted",
+                rel.display(),
+                canonical.display()
+            ));
+            continue;
+        };
+        let inside = inside.to_owned();
+        let mut parent = inside.parent();
+        while let Some(p) = parent {
+            if !p.as_os_str().is_empty() && !pins.iter().any(|x| x == p) {
+                pins.push(p.to_owned());
+            }
+            parent = p.parent();
+        }
+        if !ro.contains(&inside) {
+            ro.push(inside);
+        }
+    }
+    pins.sort_by_key(|p| p.components().count());
+    let ws = SandboxPath::from_static(Spec::WORKSPACE);
+    let to_bind = |rel: &PathBuf, mode| Bind {
+        source: project.join(rel),
+        dest: ws.join(&rel.to_string_lossy()),
+        mode,
+    };
+    let mut out: Vec<Bind> = pins
+        .iter()
+        .map(|p| to_bind(p, MountMode::ReadWrite))
+        .collect();
+    out.extend(ro.iter().map(|p| to_bind(p, MountMode::ReadOnly)));
+    Ok(out)
+}

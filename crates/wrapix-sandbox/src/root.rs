@@ -1,0 +1,222 @@
+//! The sandbox's root filesystem, as an input to every backend.
+//!
+//! A root is a list of [`RootEntry`]s: what to show read-only at which path. The `host` profile
+//! lists the host's system folders and a few `/etc` files; an image (a later profile) is a single
+//! read-only bind of its directory at `/`. Backends only read the list, so an image directory can
+//! replace the host root without touching them.
+
+use std::path::{Path, PathBuf};
+
+/// One read-only piece of the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootEntry {
+    /// Bind a host path read-only at `dest`.
+    RoBind { source: PathBuf, dest: PathBuf },
+    /// A symbolic link `dest -> target`.
+    Symlink { target: PathBuf, dest: PathBuf },
+    /// An empty directory (mount point for later entries).
+    Dir { dest: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFs {
+    /// Human-readable name for `config show` and errors.
+    pub name: String,
+    pub entries: Vec<RootEntry>,
+}
+
+/// Top-level host folders that make a working system: `/usr` and its merged-usr links.
+const HOST_TOP: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Host `/etc` entries that programs need and that hold no secrets.
+const HOST_ETC: &[&str] = &[
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "gitconfig",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "locale.gen",
+    "localtime",
+    "magic",
+    "mime.types",
+    "nanorc",
+    "nsswitch.conf",
+    "os-release",
+    "profile",
+    "profile.d",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "terminfo",
+    "timezone",
+    "vim",
+    "wgetrc",
+    "xattr.conf",
+];
+
+impl RootFs {
+    /// The `host` profile: the host's system folders read-only, probed under `host_root`
+    /// (`/` in production, a fixture in tests).
+    pub fn host(host_root: &Path) -> Self {
+        let mut entries = Vec::new();
+        for top in HOST_TOP {
+            let src = host_root.join(top);
+            let dest = Path::new("/").join(top);
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&src) {
+                        entries.push(RootEntry::Symlink { target, dest });
+                    }
+                }
+                Ok(m) if m.is_dir() => entries.push(RootEntry::RoBind { source: src, dest }),
+                _ => {}
+            }
+        }
+        entries.push(RootEntry::Dir {
+            dest: "/etc".into(),
+        });
+        for name in HOST_ETC {
+            let src = host_root.join("etc").join(name);
+            // `exists` follows links: a dangling link (e.g. into /run) is left out.
+            if src.exists() {
+                entries.push(RootEntry::RoBind {
+                    source: src,
+                    dest: Path::new("/etc").join(name),
+                });
+            }
+        }
+        RootFs {
+            name: "host".into(),
+            entries,
+        }
+    }
+
+    /// An image directory used as the whole root, read-only.
+    pub fn image(name: &str, dir: &Path) -> Self {
+        RootFs {
+            name: name.into(),
+            entries: vec![RootEntry::RoBind {
+                source: dir.to_owned(),
+                dest: "/".into(),
+            }],
+        }
+    }
+
+    /// Whether `path` (absolute, in the sandbox) resolves to an executable file in this root.
+    /// Used to decide whether the agent is installed.
+    pub fn find_executable(&self, name: &str, path_dirs: &[&str]) -> Option<PathBuf> {
+        for dir in path_dirs {
+            let inside = Path::new(dir).join(name);
+            if let Some(host) = self.host_path(&inside) {
+                if is_executable(&host) {
+                    return Some(inside);
+                }
+            }
+        }
+        None
+    }
+
+    /// The host path behind a sandbox path, following this root's links one level.
+    fn host_path(&self, inside: &Path) -> Option<PathBuf> {
+        let mut best: Option<(usize, PathBuf)> = None;
+        for e in &self.entries {
+            match e {
+                RootEntry::RoBind { source, dest } => {
+                    if let Ok(rest) = inside.strip_prefix(dest) {
+                        let depth = dest.components().count();
+                        if best.as_ref().map_or(true, |(d, _)| depth > *d) {
+                            best = Some((depth, source.join(rest)));
+                        }
+                    }
+                }
+                RootEntry::Symlink { target, dest } => {
+                    if let Ok(rest) = inside.strip_prefix(dest) {
+                        let target = if target.is_absolute() {
+                            target.clone()
+                        } else {
+                            dest.parent().unwrap_or(Path::new("/")).join(target)
+                        };
+                        return self.host_path(&target.join(rest));
+                    }
+                }
+                RootEntry::Dir { .. } => {}
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_root_mirrors_links_and_skips_missing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(r.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(r.join("etc/hosts"), "").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(r.join("etc/shadow"), "").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("/run/nowhere", r.join("etc/resolv.conf"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let root = RootFs::host(r);
+        assert_eq!(
+            root.entries,
+            vec![
+                RootEntry::RoBind {
+                    source: r.join("usr"),
+                    dest: "/usr".into()
+                },
+                RootEntry::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into()
+                },
+                RootEntry::Dir {
+                    dest: "/etc".into()
+                },
+                RootEntry::RoBind {
+                    source: r.join("etc/hosts"),
+                    dest: "/etc/hosts".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_executables_through_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+        let tool = r.join("usr/bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let root = RootFs::host(r);
+        assert_eq!(
+            root.find_executable("tool", &["/bin"]),
+            Some(PathBuf::from("/bin/tool"))
+        );
+        assert_eq!(root.find_executable("nope", &["/bin", "/usr/bin"]), None);
+    }
+}
