@@ -134,7 +134,7 @@ impl RootFs {
                 RootEntry::RoBind { source, dest } => {
                     if let Ok(rest) = inside.strip_prefix(dest) {
                         let depth = dest.components().count();
-                        if best.as_ref().map_or(true, |(d, _)| depth > *d) {
+                        if best.as_ref().is_none_or(|(d, _)| depth > *d) {
                             best = Some((depth, source.join(rest)));
                         }
                     }

@@ -38,7 +38,7 @@ fn policy_parses_with_reasons_and_required_rules() {
         .iter()
         .map(|r| r.args[0].val.value().unwrap())
         .collect();
-    assert_eq!(cmds, [libc::TIOCSTI as u64, libc::TIOCLINUX as u64]);
+    assert_eq!(cmds, [libc::TIOCSTI, libc::TIOCLINUX]);
     assert!(ioctls
         .iter()
         .all(|r| r.args[0].index == 1 && r.args[0].width == "dword"));
@@ -157,7 +157,7 @@ fn child_probes(filter: Option<&[sock_filter]>) -> [i32; SLOTS] {
     r[TIOCSTI] = code(sys(libc::SYS_ioctl, [fd, 0x5412, ptr]));
     r[TIOCSTI_HIGH] = code(sys(libc::SYS_ioctl, [fd, 0xdead_beef_0000_5412, ptr]));
     r[TIOCLINUX] = code(sys(libc::SYS_ioctl, [fd, 0x541c, ptr]));
-    r[FIOCLEX] = code(sys(libc::SYS_ioctl, [fd, libc::FIOCLEX as u64, 0]));
+    r[FIOCLEX] = code(sys(libc::SYS_ioctl, [fd, libc::FIOCLEX, 0]));
     // CLONE_NEWUSER | CLONE_FS is always EINVAL in the kernel, so nothing is created.
     let flags = (libc::CLONE_NEWUSER | libc::CLONE_FS | libc::SIGCHLD) as u64;
     r[CLONE_NEWUSER] = match sys(libc::SYS_clone, [flags, 0, 0]) {
@@ -312,9 +312,9 @@ fn bwrap_end_to_end() {
         return eprintln!("SKIP: {BWRAP} not found");
     }
     let py = format!(
-        "import ctypes, subprocess; c = ctypes.CDLL(None, use_errno=True); \
+        "import ctypes, os; c = ctypes.CDLL(None, use_errno=True); \
          r = c.syscall({}, 0, -3, 0); print('keyctl', r, ctypes.get_errno()); \
-         print('spawn', subprocess.run(['true']).returncode)",
+         print('spawn', os.waitpid(os.posix_spawn('/bin/true', ['true'], os.environ), 0)[1])",
         libc::SYS_keyctl
     );
     let script = format!(
