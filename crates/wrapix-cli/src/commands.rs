@@ -80,7 +80,7 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     }
     let facts = HostFacts {
         env: env.clone(),
-        interactive: nix::unistd::isatty(0).unwrap_or(false),
+        interactive: wrapix_sandbox::pty::interactive(),
         self_exe: std::env::current_exe()
             .and_then(std::fs::canonicalize)
             .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?,

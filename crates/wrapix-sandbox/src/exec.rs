@@ -74,7 +74,20 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     set.thread_block()
         .map_err(|e| SandboxError::sys("block signals", e))?;
 
+    let mut pty = match plan.terminal && crate::pty::interactive() {
+        true => Some(crate::pty::Pty::open()?),
+        false => None,
+    };
+
     let mut cmd = Command::new(&plan.program);
+    if let Some((_, slave)) = &pty {
+        let dup = || {
+            slave
+                .try_clone()
+                .map_err(|e| SandboxError::io("dup the pty", e))
+        };
+        cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
+    }
     cmd.args(&plan.args)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)));
@@ -89,8 +102,10 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     let mut child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("start {}", plan.program.display()), e))?;
-    // Our copies of the child's ends.
+    // Our copies of the child's ends (the Command holds the pty slave copies).
+    drop(cmd);
     drop(maps);
+    let mut pty = pty.take().map(|(p, _slave)| p);
 
     let sandbox_pid = match info {
         Some(mut info) => {
@@ -124,13 +139,24 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
             .map_err(|e| SandboxError::io("release the sandbox", e))?;
     }
 
+    let resizer = match &mut pty {
+        Some(p) => {
+            p.start()?;
+            Some(p.resizer()?)
+        }
+        None => None,
+    };
     if let Some(pid) = sandbox_pid {
-        std::thread::spawn(move || forward_signals(set, pid));
+        let bwrap_pid = child.id() as i32;
+        std::thread::spawn(move || forward_signals(set, pid, bwrap_pid, resizer));
     }
     let status = child
         .wait()
-        .map_err(|e| SandboxError::io("wait for the sandbox", e))?;
-    Ok(exit_code(status))
+        .map_err(|e| SandboxError::io("wait for the sandbox", e));
+    if let Some(p) = pty {
+        p.finish();
+    }
+    Ok(exit_code(status?))
 }
 
 /// 128+N for a signal, as shells report it.
@@ -148,7 +174,7 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
     let n = pairs.len().min(fixed.len());
     fixed[..n].copy_from_slice(&pairs[..n]);
     // SAFETY: runs between fork and exec; uses only async-signal-safe calls (fcntl, dup2,
-    // close) on a fixed-size array captured by value, no allocation.
+    // close, sigprocmask) on a fixed-size array captured by value, no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // Move every source above the target range first, so no dup2 clobbers a source.
@@ -166,6 +192,10 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
                 }
                 libc::close(high[i]);
             }
+            // wrapix blocks the signals it forwards; the child must not inherit that.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
         });
     }
@@ -286,8 +316,28 @@ fn wait_with_timeout(
     }
 }
 
-fn forward_signals(set: SigSet, pid: i32) {
+/// How long the agent has to exit after SIGTERM/SIGHUP/SIGQUIT before the sandbox is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn forward_signals(set: SigSet, pid: i32, bwrap_pid: i32, pty: Option<crate::pty::Resizer>) {
+    let mut stopping = false;
     while let Ok(sig) = set.wait() {
-        let _ = kill(Pid::from_raw(pid), sig);
+        match (&pty, sig) {
+            // On a pty, the kernel signals the sandbox's foreground job itself.
+            (Some(p), Signal::SIGWINCH) => p.resize(),
+            _ => {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+        let ends = matches!(sig, Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT);
+        if ends && !stopping {
+            stopping = true;
+            // An agent that ignores the signal (an interactive shell ignores SIGTERM) must
+            // not outlive the request: killing bwrap takes the whole PID namespace with it.
+            std::thread::spawn(move || {
+                std::thread::sleep(STOP_GRACE);
+                let _ = kill(Pid::from_raw(bwrap_pid), Signal::SIGKILL);
+            });
+        }
     }
 }

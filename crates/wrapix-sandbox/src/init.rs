@@ -29,7 +29,10 @@ pub fn run(argv: &[OsString]) -> i32 {
         eprintln!("wrapix: init: cannot block signals: {e}");
         return 125;
     }
-    let child = match Command::new(prog).args(args).process_group(0).spawn() {
+    let mut cmd = Command::new(prog);
+    cmd.args(args).process_group(0);
+    child_setup(&mut cmd, take_terminal());
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("wrapix: cannot run `{}`: {e}", prog.to_string_lossy());
@@ -63,5 +66,39 @@ pub fn run(argv: &[OsString]) -> i32 {
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// Makes stdin our controlling terminal when it is a terminal no other session owns (the
+/// pty wrapix opened); the user's own terminal is refused by the kernel, which is fine.
+#[allow(unsafe_code)]
+fn take_terminal() -> bool {
+    if !nix::unistd::isatty(0).unwrap_or(false) {
+        return false;
+    }
+    // SAFETY: one TIOCSCTTY ioctl on fd 0 with arg 0 (never steal a terminal).
+    unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) == 0 }
+}
+
+/// In the child before exec: with a terminal, the command's process group becomes its
+/// foreground group (shells get job control, Ctrl-C reaches the command); always, the signal
+/// mask init uses for itself is cleared (a forked child inherits it).
+#[allow(unsafe_code)]
+fn child_setup(cmd: &mut Command, terminal: bool) {
+    // SAFETY: between fork and exec; only async-signal-safe calls (sigprocmask, getpid,
+    // tcsetpgrp) on stack values.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if terminal {
+                libc::sigaddset(&mut set, libc::SIGTTOU);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                libc::tcsetpgrp(0, libc::getpid());
+                libc::sigemptyset(&mut set);
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
     }
 }

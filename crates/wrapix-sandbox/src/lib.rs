@@ -13,6 +13,7 @@ pub mod gitid;
 pub mod init;
 pub mod plan;
 pub mod prepare;
+pub mod pty;
 pub mod root;
 pub mod seccomp;
 

@@ -33,6 +33,8 @@ pub struct LaunchPlan {
     /// fd the sandbox blocks on until the executor has finished setting it up.
     pub block_fd: Option<i32>,
     pub network: Option<NetworkSetup>,
+    /// Give the sandbox a fresh pseudo-terminal (when wrapix runs on a terminal).
+    pub terminal: bool,
 }
 
 impl LaunchPlan {

@@ -43,7 +43,8 @@ pub struct GeneratedFile {
 pub struct HostFacts {
     /// The host environment of the `wrapix` process.
     pub env: BTreeMap<String, String>,
-    /// stdin is a terminal.
+    /// stdin and stdout are a terminal: the sandbox gets a pty, and a missing agent falls
+    /// back to a shell.
     pub interactive: bool,
     /// The `wrapix` binary, mounted into the sandbox as its init.
     pub self_exe: PathBuf,
@@ -65,6 +66,8 @@ pub struct Prepared {
     /// argv inside the sandbox.
     pub command: Vec<String>,
     pub network: Network,
+    /// Run on a fresh pseudo-terminal.
+    pub terminal: bool,
     pub self_exe: PathBuf,
     /// Things to tell the user before the run (e.g. the agent was not found).
     pub notices: Vec<String>,
@@ -238,6 +241,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         env,
         command,
         network: spec.network,
+        terminal: host.interactive,
         self_exe: host.self_exe.clone(),
         notices,
         after_exit,

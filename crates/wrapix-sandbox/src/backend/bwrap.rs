@@ -231,6 +231,7 @@ impl Backend for Bwrap {
             info_fd: Some(info_fd),
             block_fd,
             network,
+            terminal: run.terminal,
         })
     }
 }

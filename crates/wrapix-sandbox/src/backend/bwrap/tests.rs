@@ -112,6 +112,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
         network,
+        terminal: false,
         self_exe: "/opt/wrapix/bin/wrapix".into(),
         notices: vec![],
         after_exit: vec![],
