@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod backend;
 pub mod deploy_key;
+pub mod dns;
 pub mod doctor;
 pub mod error;
 pub mod exec;

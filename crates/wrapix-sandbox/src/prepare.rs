@@ -66,6 +66,8 @@ pub struct Prepared {
     /// argv inside the sandbox.
     pub command: Vec<String>,
     pub network: Network,
+    /// For `network = "open"`: the address pasta maps to a loopback host resolver.
+    pub dns_forward: Option<String>,
     /// Run on a fresh pseudo-terminal.
     pub terminal: bool,
     pub self_exe: PathBuf,
@@ -216,6 +218,19 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         );
     }
 
+    let mut dns_forward = None;
+    if spec.network == Network::Open {
+        let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if let crate::dns::Dns::Forward { resolv_conf } = crate::dns::plan(&host_conf) {
+            files.push(GeneratedFile {
+                dest: SandboxPath::from_static("/etc/resolv.conf"),
+                contents: resolv_conf.into_bytes(),
+                writable: false,
+            });
+            dns_forward = Some(crate::dns::FORWARD_ADDR.to_owned());
+        }
+    }
+
     let mut after_exit = Vec::new();
     let mut home_source = None;
     if spec.agent.is_claude() {
@@ -241,6 +256,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         env,
         command,
         network: spec.network,
+        dns_forward,
         terminal: host.interactive,
         self_exe: host.self_exe.clone(),
         notices,

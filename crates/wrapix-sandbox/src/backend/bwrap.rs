@@ -203,6 +203,9 @@ impl Backend for Bwrap {
                         &"none",
                     ],
                 );
+                if let Some(addr) = &run.dns_forward {
+                    arg(&mut pargs, &[&"--dns-forward", addr]);
+                }
                 if user.uid == 0 {
                     // As root, pasta would switch to `nobody` and lose access to the namespace.
                     arg(&mut pargs, &[&"--runas", &"0:0"]);

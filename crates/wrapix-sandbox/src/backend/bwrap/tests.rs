@@ -112,6 +112,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
         network,
+        dns_forward: None,
         terminal: false,
         self_exe: "/opt/wrapix/bin/wrapix".into(),
         notices: vec![],
@@ -250,4 +251,21 @@ fn missing_helpers_fail_closed() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("apt-get install bubblewrap"), "{e}");
+}
+
+#[test]
+fn loopback_resolver_gets_a_dns_forward() {
+    let mut run = prepared(Network::Open, 1000);
+    run.dns_forward = Some(crate::dns::FORWARD_ADDR.into());
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    let net = p.network.unwrap_or_else(|| panic!("no network setup"));
+    let args: Vec<String> = net
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        args.join(" ").ends_with("--dns-forward 169.254.1.53"),
+        "{args:?}"
+    );
 }
