@@ -6,8 +6,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -16,7 +15,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::{pipe2, Pid};
 
 use crate::error::SandboxError;
-use crate::plan::{LaunchPlan, NetworkSetup};
+use crate::plan::LaunchPlan;
 
 /// Signals the user sends to "the agent": forwarded to the sandbox's init, which passes them on.
 pub const FORWARDED: &[Signal] = &[
@@ -28,9 +27,6 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGUSR1,
     Signal::SIGUSR2,
 ];
-
-/// How long userspace networking may take to come up before the run is abandoned.
-const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `plan` to completion and returns the exit code to pass on (128+N for a signal).
 pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
@@ -126,11 +122,18 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         None => None,
     };
 
+    let mut network = None;
     if let (Some(net), Some(pid)) = (&plan.network, sandbox_pid) {
-        if let Err(e) = attach_network(net, pid) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
+        match crate::network::attach(net, pid) {
+            Ok(a) => network = Some(a),
+            Err(e) => {
+                // Kill the sandbox's init first: it is still held on --block-fd, and closing
+                // that fd (on return) must never let the command run.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
         }
     }
     if let Some(mut block) = block {
@@ -155,6 +158,9 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         .map_err(|e| SandboxError::io("wait for the sandbox", e));
     if let Some(p) = pty {
         p.finish();
+    }
+    if let Some(n) = network {
+        n.stop();
     }
     Ok(exit_code(status?))
 }
@@ -215,103 +221,6 @@ fn read_child_pid(info: &mut File) -> Option<i32> {
                 .get("child-pid")
                 .and_then(|p| p.as_i64())
                 .and_then(|p| i32::try_from(p).ok());
-        }
-    }
-}
-
-/// Starts pasta on the sandbox's network namespace and waits until it is configured.
-fn attach_network(net: &NetworkSetup, pid: i32) -> Result<(), SandboxError> {
-    let netns_path = format!("/proc/{pid}/ns/net");
-    let netns =
-        File::open(&netns_path).map_err(|e| SandboxError::io(format!("open {netns_path}"), e))?;
-    // The namespace belongs to bwrap's outer user namespace; the sandbox itself already sits in
-    // a nested one, so ask the kernel for the owner instead of reading /proc/PID/ns/user.
-    let userns = owner_userns(&netns)?;
-    let userns_path = format!("/proc/{}/fd/{}", std::process::id(), userns.as_raw_fd());
-    let tun = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun");
-    if let Err(e) = tun {
-        return Err(SandboxError::Network {
-            detail: format!("/dev/net/tun cannot be opened ({e})"),
-            fix: "sudo chmod 0666 /dev/net/tun (it is 0600 on some hosts), or run with --network none".into(),
-        });
-    }
-    let log = memfd_create(
-        &CString::new("pasta-log").unwrap_or_default(),
-        MemFdCreateFlag::MFD_CLOEXEC,
-    )
-    .map_err(|e| SandboxError::sys("create a memfd for pasta's log", e))?;
-    let mut log = File::from(log);
-    let log_for_child = log
-        .try_clone()
-        .map_err(|e| SandboxError::io("dup pasta's log", e))?;
-    let mut cmd = Command::new(&net.program);
-    cmd.args(&net.args)
-        .arg("--netns")
-        .arg(&netns_path)
-        .arg("--userns")
-        .arg(&userns_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_for_child));
-    let child = cmd.spawn().map_err(|e| SandboxError::Network {
-        detail: format!("cannot start {} ({e})", net.program.display()),
-        fix: "sudo apt-get install passt, or run with --network none".into(),
-    })?;
-    // pasta forks into the background once the namespace is configured; its first process
-    // exiting 0 is the readiness signal.
-    let status = wait_with_timeout(child, NETWORK_TIMEOUT)?;
-    drop(userns);
-    drop(netns);
-    if !status.success() {
-        let mut msg = String::new();
-        let _ = log.rewind().and_then(|()| log.read_to_string(&mut msg));
-        return Err(SandboxError::Network {
-            detail: format!("pasta failed ({status}): {}", msg.trim()),
-            fix: "run `wrapix doctor`, or run with --network none".into(),
-        });
-    }
-    Ok(())
-}
-
-#[allow(unsafe_code)]
-fn owner_userns(netns: &File) -> Result<OwnedFd, SandboxError> {
-    const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: one ioctl on a valid, open namespace fd; it returns a new fd or -1.
-    let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS as _) };
-    if fd < 0 {
-        return Err(SandboxError::io(
-            "find the user namespace of the sandbox's network namespace",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: the ioctl returned a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn wait_with_timeout(
-    mut child: Child,
-    timeout: Duration,
-) -> Result<std::process::ExitStatus, SandboxError> {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(SandboxError::io("wait for pasta", e)),
-        Err(_) => {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            Err(SandboxError::Network {
-                detail: format!("pasta did not come up within {} s", timeout.as_secs()),
-                fix: "check /dev/net/tun (sudo chmod 0666 /dev/net/tun) and `wrapix doctor`, or run with --network none".into(),
-            })
         }
     }
 }

@@ -20,6 +20,9 @@ pub fn run(argv: &[OsString]) -> i32 {
         eprintln!("wrapix: nothing to run");
         return 2;
     };
+    // If bwrap (our parent) is killed, so are we, and with us the whole PID namespace.
+    // bubblewrap's own --die-with-parent does not survive its switch of credentials here.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(*s);

@@ -58,11 +58,28 @@ impl SpecError {
     ) -> Self {
         SpecError::Invalid {
             location,
-            key: key.into(),
+            key: escape_controls(&key.into()),
             message: message.into(),
             fix: fix.into(),
         }
     }
+}
+
+/// Replaces control characters with visible escapes, so that a hostile config file cannot
+/// write terminal escape sequences through an error message.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// 1-based line and column of a byte offset in `text`.
@@ -77,6 +94,15 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_are_escaped() {
+        assert_eq!(
+            escape_controls("a\u{1b}]0;x\u{7}b\0"),
+            "a\\u{1b}]0;x\\u{7}b\\u{0}"
+        );
+        assert_eq!(escape_controls("plain é"), "plain é");
+    }
 
     #[test]
     fn line_col_counts_from_one() {

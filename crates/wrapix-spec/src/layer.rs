@@ -86,9 +86,11 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> SpecError {
             snippet,
             format!("remove the key or use {expected}; see README.md#configuration"),
         )
-    } else if message.starts_with("invalid type") {
+    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         (
-            snippet,
+            e.span()
+                .and_then(|sp| key_at(text, sp.start))
+                .unwrap_or(snippet),
             "write the value with the type shown in README.md#configuration".to_owned(),
         )
     } else if message.starts_with("missing field") {
@@ -120,6 +122,29 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> SpecError {
         message,
         fix,
     )
+}
+
+/// The dotted key whose value starts at `offset`: the `KEY = …` on that line, under the nearest
+/// `[table]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[line_start..line_end];
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']'))
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -201,10 +226,15 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_names_the_line() {
+    fn wrong_type_names_the_line_and_key() {
         let e = err("network = 3\n");
         assert!(
-            e.starts_with("wrapix.toml:1:11: key `3`: invalid type"),
+            e.starts_with("wrapix.toml:1:11: key `network`: invalid type"),
+            "{e}"
+        );
+        let e = err("[agent]\nhome = 3\n");
+        assert!(
+            e.starts_with("wrapix.toml:2:8: key `agent.home`: invalid type"),
             "{e}"
         );
     }
