@@ -1,0 +1,292 @@
+//! Escape tests: files, processes, capabilities, mounts, `.git`, environment, seccomp.
+//! Each asserts what a broken sandbox would show, next to a host-side control.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::harness::{host_procs_with, unique, wait_for, Case, Running, SECRET};
+
+#[test]
+fn cannot_read_host_files_outside_the_project() {
+    let Some(c) = Case::new() else { return };
+    let secret = c.home.join("secret.txt");
+    let marker = std::path::PathBuf::from(format!("/tmp/{}", unique("wrapix-tmp-marker")));
+    std::fs::write(&marker, SECRET).unwrap();
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o644)).unwrap();
+    c.write(&c.project.join("visible.txt"), "in-project");
+    // Control: on the host, the test user can read both files.
+    let host = c.host_as_user(
+        "/bin/cat",
+        &[&secret.to_string_lossy(), &marker.to_string_lossy()],
+    );
+    assert_eq!(host.ok(), format!("{SECRET}{SECRET}"));
+
+    let script = format!(
+        "cat /workspace/visible.txt; echo; \
+         for f in '{}' '{}'; do cat \"$f\" 2>/dev/null && echo \"READ $f\"; done; \
+         ls -A /root 2>/dev/null | sed 's/^/ROOT /'; \
+         ls -A /var/lib 2>/dev/null | sed 's/^/VARLIB /'; \
+         ls -A /home | sed 's/^/HOMEDIR /'; echo \"MYHOME $HOME\"",
+        secret.display(),
+        marker.display()
+    );
+    let out = c.sh(&script);
+    let _ = std::fs::remove_file(&marker);
+    let stdout = out.ok();
+    assert!(
+        stdout.starts_with("in-project\n"),
+        "the project is not visible:\n{out}"
+    );
+    assert!(
+        !stdout.contains(SECRET) && !stdout.contains("READ "),
+        "a host file was read:\n{out}"
+    );
+    assert!(!stdout.contains("ROOT "), "/root is visible:\n{out}");
+    assert!(!stdout.contains("VARLIB "), "/var/lib is visible:\n{out}");
+    let homes: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("HOMEDIR "))
+        .collect();
+    let my_home = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MYHOME /home/"))
+        .unwrap_or("?");
+    assert_eq!(
+        homes,
+        vec![my_home],
+        "/home shows more than the sandbox home:\n{out}"
+    );
+}
+
+#[test]
+fn cannot_see_host_processes() {
+    let Some(c) = Case::new() else { return };
+    let marker = unique("wrapix-hostproc");
+    let mut sleeper = c
+        .env
+        .as_user("/bin/bash", &["-c", &format!("exec -a {marker} sleep 300")]);
+    sleeper.stdin(Stdio::null());
+    let sleeper = Running::start(sleeper).unwrap();
+    // Control: the host sees it (it runs as the same user as the sandbox).
+    assert!(
+        wait_for(Duration::from_secs(10), || !host_procs_with(&marker)
+            .is_empty()),
+        "host sleep not seen"
+    );
+
+    let out = c.sh(
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done; \
+         echo COUNT $(ls -d /proc/[0-9]* | wc -l)",
+    );
+    drop(sleeper);
+    let stdout = out.ok();
+    assert!(
+        !stdout.contains(&marker),
+        "a host process is visible inside:\n{out}"
+    );
+    let count: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("COUNT "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(count < 10, "{count} processes visible inside:\n{out}");
+}
+
+#[test]
+fn holds_no_capability_and_has_seccomp() {
+    let Some(c) = Case::new() else { return };
+    let out = c.sh("cat /proc/self/status");
+    let status = out.ok();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{status}"))
+    };
+    for cap in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:", "CapInh:"] {
+        assert_eq!(
+            field(cap),
+            "0000000000000000",
+            "{cap} is not empty:\n{status}"
+        );
+    }
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+}
+
+#[test]
+fn read_only_mount_cannot_be_written_and_rw_mount_is_owned_by_the_user() {
+    let Some(c) = Case::new() else { return };
+    let data = c.root.join("data");
+    c.write(&data.join("f.txt"), "original");
+    // Control: on the host the user may write there.
+    let probe = format!(
+        "test -w '{}' && test -w '{}'",
+        data.display(),
+        data.join("f.txt").display()
+    );
+    c.host_as_user("/bin/sh", &["-c", &probe]).ok();
+
+    let attack = "cat /data/f.txt; echo; echo changed > /data/f.txt && echo WROTE; \
+                  touch /data/new && echo CREATED; rm -f /data/f.txt && echo REMOVED; \
+                  chmod 777 /data/f.txt && echo CHMODDED; true";
+    for spec in [
+        format!("{}:/data:ro", data.display()),
+        format!("{}:/data", data.display()),
+    ] {
+        let out = c.sh_with(&["--mount", &spec], attack);
+        let stdout = out.ok();
+        assert!(
+            stdout.starts_with("original"),
+            "{spec}: mount not visible:\n{out}"
+        );
+        for bad in ["WROTE", "CREATED", "REMOVED", "CHMODDED"] {
+            assert!(
+                !stdout.contains(bad),
+                "{spec}: {bad} on a read-only mount:\n{out}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(data.join("f.txt")).unwrap(),
+            "original"
+        );
+        assert!(!data.join("new").exists());
+        let mode = std::fs::metadata(data.join("f.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_ne!(mode, 0o777);
+    }
+
+    let rw = format!("{}:/data:rw", data.display());
+    c.sh_with(&["--mount", &rw], "echo hello > /data/made").ok();
+    let made = std::fs::metadata(data.join("made")).unwrap();
+    assert_eq!(
+        made.uid(),
+        c.env.uid,
+        "file from an rw mount has the wrong owner"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("made")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn git_hooks_and_config_are_read_only_and_git_is_pinned() {
+    let Some(c) = Case::new() else { return };
+    c.host_as_user("git", &["init", "-q"]).ok();
+    let git = c.project.join(".git");
+    let config_before = std::fs::read_to_string(git.join("config")).unwrap();
+    let hooks_before = Case::listing(&git.join("hooks"));
+
+    let out = c.sh(
+        "git -c user.name=t -c user.email=t@e commit -q --allow-empty -m x && echo COMMITTED; \
+         echo '#!/bin/sh' > .git/hooks/pre-commit && echo HOOK-WRITTEN; \
+         ln -s /bin/true .git/hooks/post-commit && echo HOOK-LINKED; \
+         rm -f .git/hooks/*.sample && echo HOOKS-REMOVED; \
+         echo '[core]' >> .git/config && echo CONFIG-WRITTEN; \
+         git config core.hooksPath /workspace/h 2>/dev/null && echo GITCONFIG-SET; \
+         mv .git/hooks .git/hooks2 && echo HOOKS-MOVED; \
+         mv .git/config .git/config2 && echo CONFIG-MOVED; \
+         mv .git .git2 && echo GIT-MOVED; \
+         true",
+    );
+    let stdout = out.ok();
+    assert!(
+        stdout.contains("COMMITTED"),
+        "a commit inside failed:\n{out}"
+    );
+    for bad in [
+        "HOOK-WRITTEN",
+        "HOOK-LINKED",
+        "HOOKS-REMOVED",
+        "CONFIG-WRITTEN",
+        "GITCONFIG-SET",
+        "HOOKS-MOVED",
+        "CONFIG-MOVED",
+        "GIT-MOVED",
+    ] {
+        assert!(!stdout.contains(bad), "{bad}:\n{out}");
+    }
+    let log = c.host_as_user("git", &["log", "--format=%s"]);
+    assert_eq!(log.ok(), "x\n", "the commit is not on the host");
+
+    // Last, as it empties the rest of .git: rm -rf fails on the pinned folders.
+    let rm = c.sh("rm -rf .git 2>/dev/null; echo rc=$?");
+    assert!(!rm.ok().contains("rc=0"), "rm -rf .git succeeded:\n{rm}");
+    assert!(git.is_dir() && !c.project.join(".git2").exists());
+    assert_eq!(
+        std::fs::read_to_string(git.join("config")).unwrap(),
+        config_before
+    );
+    assert_eq!(
+        Case::listing(&git.join("hooks")),
+        hooks_before,
+        "a hook changed on the host"
+    );
+}
+
+#[test]
+fn host_environment_does_not_leak() {
+    let Some(c) = Case::new() else { return };
+    let c = c.host_env("WRAPIX_TEST_SECRET", "s3cr3t-value");
+    let out = c.sh_with(&["-e", "FOO=bar", "-e", "EQ=B=C"], "env");
+    let stdout = out.ok();
+    assert!(
+        !stdout.contains("s3cr3t-value") && !stdout.contains("WRAPIX_TEST_SECRET"),
+        "leak:\n{out}"
+    );
+    let home = c.home.to_string_lossy();
+    assert!(
+        !stdout.contains(home.as_ref()),
+        "the host home path leaks:\n{out}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"FOO=bar"), "{out}");
+    assert!(
+        lines.contains(&"EQ=B=C"),
+        "-e splits at the first `=`:\n{out}"
+    );
+    let sandbox_home = format!("HOME=/home/{}", c.env.user);
+    assert!(
+        lines.contains(&sandbox_home.as_str()),
+        "expected {sandbox_home}:\n{out}"
+    );
+    let path = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("PATH="))
+        .unwrap_or("");
+    assert!(path.split(':').any(|d| d == "/usr/bin"), "PATH={path}");
+}
+
+#[test]
+fn seccomp_blocks_user_namespaces_and_keyrings() {
+    let Some(c) = Case::new() else { return };
+    let keyctl = "$r = syscall(250, 0, 0); print \"keyctl=$r err=$!\\n\"";
+    // Controls: both work (or fail differently) on the host for the same user.
+    c.host_as_user("unshare", &["-U", "true"]).ok();
+    let out = c.sh("unshare -U true 2>&1 && echo UNSHARED; echo done");
+    let stdout = out.ok();
+    assert!(
+        stdout.contains("done") && !stdout.contains("UNSHARED"),
+        "unshare -U worked:\n{out}"
+    );
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("SKIP: the keyctl check uses the x86_64 syscall number");
+        return;
+    }
+    let host = c.host_as_user("perl", &["-e", keyctl]);
+    assert!(
+        host.ok().contains("keyctl=-1 err=Invalid argument"),
+        "host control:\n{host}"
+    );
+    let out = c.run(&["run", "--", "perl", "-e", keyctl]);
+    assert_eq!(
+        out.ok(),
+        "keyctl=-1 err=Operation not permitted\n",
+        "keyctl not blocked:\n{out}"
+    );
+}

@@ -1,0 +1,187 @@
+//! Profiles and images end to end: bad input, one small real image built once per machine and
+//! reused (`/tmp/wrapix-test-images`, keyed by the spec hash), runs from it with bubblewrap and
+//! podman, and a corrupted cache entry. The full `base` profile builds only with
+//! `WRAPIX_TEST_FULL_IMAGE=1` (CI sets it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::harness::{skip, Case, Out};
+
+/// A run that may build an image: minutes on a cold cache, longer than the harness's timeout
+/// for sandbox runs (a build is bounded by apt's and npm's own timeouts).
+fn run_long(c: &Case, args: &[&str]) -> Out {
+    let o = c
+        .command(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The shared store; its images belong to the test user.
+const SHARED: &str = "/tmp/wrapix-test-images";
+const TINY: &str = "profile = \"tiny\"\n[profiles.tiny]\npackages = [\"jq\", \"bash\"]\n";
+/// One build at a time within this process (the store's lock covers other processes).
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn have(prog: &str) -> bool {
+    ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(prog).exists())
+}
+
+/// A case whose project selects the tiny profile and whose images are shared.
+fn tiny_case() -> Option<Case> {
+    if !have("mmdebstrap") {
+        skip("mmdebstrap is not installed (sudo apt-get install mmdebstrap uidmap)");
+        return None;
+    }
+    let c = Case::new()?.host_env("XDG_DATA_HOME", SHARED);
+    std::fs::create_dir_all(SHARED).ok()?;
+    c.give(Path::new(SHARED));
+    c.write(&c.project.join("wrapix.toml"), TINY);
+    Some(c)
+}
+
+fn build(c: &Case) -> PathBuf {
+    let _g = BUILD.lock();
+    let out = run_long(c, &["image", "build"]);
+    assert_eq!(out.code, 0, "{out}");
+    PathBuf::from(out.stdout.trim())
+}
+
+#[test]
+fn bad_profiles_and_packages_are_refused_before_anything_is_built() {
+    let Some(c) = Case::new() else { return };
+    let cases: &[(&str, &str)] = &[
+        ("profile = \"nope\"\n", "unknown profile \"nope\""),
+        (
+            "profile = \"a\"\n[profiles.a]\nextends = \"b\"\n[profiles.b]\nextends = \"a\"\n",
+            "cycle: a -> b -> a",
+        ),
+        (
+            "profile = \"base\"\npackages = [\"npm:Bad Name\"]\n",
+            "not a valid npm package name",
+        ),
+        (
+            "profile = \"base\"\npackages = [\"pip:ruff>=1\"]\n",
+            "only an exact NAME==VERSION",
+        ),
+    ];
+    for (config, want) in cases {
+        c.write(&c.project.join("wrapix.toml"), config);
+        let out = c.run(&["run", "--", "true"]);
+        assert_eq!(out.code, 2, "{config}\n{out}");
+        assert!(out.stderr.contains(want), "{config}\n{out}");
+        assert!(
+            out.stderr.contains("wrapix.toml:"),
+            "file:line missing: {out}"
+        );
+        assert!(
+            !c.home.join(".local/share/wrapix").exists(),
+            "nothing may be created"
+        );
+    }
+}
+
+#[test]
+fn profile_list_and_show() {
+    let Some(c) = Case::new() else { return };
+    c.write(&c.project.join("wrapix.toml"), TINY);
+    let out = c.run(&["profile", "list"]);
+    assert_eq!(out.code, 0, "{out}");
+    for p in ["host", "base", "rust", "python", "tiny"] {
+        assert!(out.stdout.contains(p), "{out}");
+    }
+    let out = c.run(&["profile", "show", "python"]);
+    assert!(out.stdout.contains("pip      ruff ty uv"), "{out}");
+    assert!(out.stdout.contains("@anthropic-ai/claude-code@"), "{out}");
+}
+
+#[test]
+fn tiny_image_runs_read_only_in_bwrap_and_podman_and_survives_corruption() {
+    let Some(c) = tiny_case() else { return };
+    let dir = build(&c);
+    // Warm: the image is reused, not rebuilt.
+    let out = c.sh_with(&["--network", "none"], "jq --version && touch /usr/x");
+    assert!(out.stdout.contains("jq-1.6"), "{out}");
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+
+    if have("podman") {
+        let out = c.sh_with(
+            &["--backend", "podman", "--network", "none"],
+            "id -u; grep CapEff /proc/self/status; echo x > /workspace/p",
+        );
+        assert_eq!(out.code, 0, "{out}");
+        assert!(out.stdout.contains(&c.env.uid.to_string()), "{out}");
+        assert!(out.stdout.contains("0000000000000000"), "{out}");
+        let meta = std::fs::metadata(c.project.join("p")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.uid(), c.env.uid, "files in /workspace stay the user's");
+        // slirp4netns exposes host services on 0.0.0.0: with such a listener, `open` is refused.
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let out = c.sh_with(&["--backend", "podman"], "true");
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("listening on all addresses"), "{out}");
+        drop(l);
+    } else {
+        skip("podman is not installed");
+    }
+
+    // Verification after the runs: nothing wrote into the cached image.
+    let out = run_long(&c, &["image", "build"]);
+    assert!(out.stderr.contains("every file matches"), "{out}");
+
+    // A corrupted entry is detected on the launch path and rebuilt, never used.
+    let _g = BUILD.lock();
+    let meta = dir.join("image.json");
+    let saved = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, b"{ garbage").unwrap();
+    let out = c.run(&["image", "list"]);
+    assert!(out.stdout.contains("corrupted"), "{out}");
+    let out = run_long(&c, &["run", "--network", "none", "--", "jq", "--version"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("was corrupted"), "{out}");
+    assert_ne!(std::fs::read(&meta).unwrap(), b"{ garbage");
+    drop(saved);
+}
+
+#[test]
+fn unknown_package_fails_with_apts_message_and_caches_nothing() {
+    let Some(c) = tiny_case() else { return };
+    c.write(
+        &c.project.join("wrapix.toml"),
+        "profile = \"t\"\n[profiles.t]\npackages = [\"no-such-package-wrapix\"]\n",
+    );
+    let out = run_long(&c, &["image", "build"]);
+    assert_eq!(out.code, 125, "{out}");
+    assert!(
+        out.stderr
+            .contains("Unable to locate package no-such-package-wrapix"),
+        "{out}"
+    );
+    let list = c.run(&["image", "list"]);
+    assert!(!list.stdout.contains(" t "), "{list}");
+}
+
+#[test]
+fn full_base_profile_builds_and_runs_claude() {
+    if std::env::var("WRAPIX_TEST_FULL_IMAGE").as_deref() != Ok("1") {
+        skip("the full base image build is slow; set WRAPIX_TEST_FULL_IMAGE=1 (CI does)");
+        return;
+    }
+    let Some(c) = tiny_case() else { return };
+    c.write(&c.project.join("wrapix.toml"), "profile = \"base\"\n");
+    build(&c);
+    let out = c.sh_with(
+        &["--network", "none"],
+        "claude --version && rg --version && fdfind --version",
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("Claude Code"), "{out}");
+}

@@ -1,0 +1,13 @@
+//! The integration suite. Every test starts from [`harness::Case::new`], which prints
+//! `SKIP: <reason>` and returns `None` when this host cannot run sandboxes.
+
+mod badinput;
+mod config;
+mod escape;
+mod escape_net;
+mod escape_tty;
+mod harness;
+mod images;
+mod proc;
+mod run;
+mod testhost;

@@ -1,0 +1,240 @@
+//! Behaviour of `wrapix run`: identity, exit codes, signals, deploy keys.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+
+use super::harness::{host_procs_with, skip, unique, wait_for, Case};
+
+#[test]
+fn runs_as_the_user_in_workspace() {
+    let Some(c) = Case::new() else { return };
+    let out = c.sh(
+        "touch /workspace/created; mkdir /workspace/d; pwd; id -u; id -g; hostname; echo $HOME",
+    );
+    let expected = format!(
+        "/workspace\n{}\n{}\nwrapix\n/home/{}\n",
+        c.env.uid, c.env.gid, c.env.user
+    );
+    assert_eq!(out.ok(), expected, "{out}");
+    for name in ["created", "d"] {
+        let meta = std::fs::metadata(c.project.join(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (c.env.uid, c.env.gid),
+            "owner of {name}"
+        );
+    }
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.sh("exit 7").code, 7);
+    assert_eq!(c.sh("exit 0").code, 0);
+    let killed = c.sh("kill -9 $$");
+    assert_eq!(killed.code, 137, "{killed}");
+    let missing = c.run(&["run", "--", "/no/such/program"]);
+    assert_eq!(missing.code, 127, "{missing}");
+}
+
+/// Starts a trapping script, waits until it is ready, sends `sig` to wrapix, and checks that
+/// the trap ran, the exit code came back, and nothing of the sandbox is left.
+fn signal_is_forwarded(sig: Signal, trap: &str) {
+    let Some(c) = Case::new() else { return };
+    let marker = unique("wrapix-sigtest");
+    let script = format!(
+        "trap 'echo {trap} > /workspace/got; exit 3' {trap}; touch /workspace/ready; \
+         while :; do sleep 0.1; done"
+    );
+    let run = c.spawn(&["run", "--", "/bin/sh", "-c", &script, &marker]);
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(30), || ready.exists()),
+        "the script never got ready"
+    );
+    // setpriv execs wrapix: the child's pid is wrapix's.
+    kill(run.pid(), sig).unwrap();
+    let out = run.finish();
+    assert_eq!(
+        out.code, 3,
+        "{sig}: the trap's exit code did not come back:\n{out}"
+    );
+    let got = std::fs::read_to_string(c.project.join("got")).unwrap_or_default();
+    assert_eq!(got.trim(), trap, "{sig}: the trap did not run:\n{out}");
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}
+
+#[test]
+fn sigterm_is_forwarded_to_the_command() {
+    signal_is_forwarded(Signal::SIGTERM, "TERM");
+}
+
+#[test]
+fn sigint_is_forwarded_to_the_command() {
+    signal_is_forwarded(Signal::SIGINT, "INT");
+}
+
+#[test]
+fn killing_wrapix_leaves_no_process_behind() {
+    let Some(c) = Case::new() else { return };
+    let marker = unique("wrapix-killtest");
+    let run = c.spawn(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /workspace/ready; sleep 300",
+        &marker,
+    ]);
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(30), || ready.exists()),
+        "the script never got ready"
+    );
+    kill(run.pid(), Signal::SIGKILL).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 137);
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(10), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}
+
+fn has_ssh_keygen() -> bool {
+    [
+        "/usr/bin/ssh-keygen",
+        "/usr/local/bin/ssh-keygen",
+        "/bin/ssh-keygen",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
+#[test]
+fn deploy_key_is_created_and_mounted() {
+    let Some(c) = Case::new() else { return };
+    if !has_ssh_keygen() {
+        skip("ssh-keygen (openssh-client) is not installed");
+        return;
+    }
+    let created = c.run(&["deploy-key", "create", "testkey"]);
+    let public = created.ok().to_owned();
+    assert!(public.starts_with("ssh-ed25519 "), "{created}");
+    let dir = c.home.join(".ssh/deploy_keys");
+    let private = std::fs::read(dir.join("testkey")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("testkey.pub")).unwrap(),
+        public
+    );
+    let meta = std::fs::metadata(dir.join("testkey")).unwrap();
+    assert_eq!(meta.uid(), c.env.uid);
+    assert_eq!(
+        meta.mode() & 0o077,
+        0,
+        "the private key is readable by others"
+    );
+
+    let out = c.sh_with(
+        &["--deploy-key", "testkey"],
+        "echo \"$GIT_SSH_COMMAND\"; cat ~/.ssh/deploy_keys/testkey.pub; \
+         grep -c github.com ~/.ssh/known_hosts; test -r ~/.ssh/deploy_keys/testkey && echo READABLE; \
+         echo x >> ~/.ssh/deploy_keys/testkey && echo KEY-WRITTEN; true",
+    );
+    let stdout = out.ok();
+    let mut lines = stdout.lines();
+    let ssh = lines.next().unwrap_or("");
+    assert!(
+        ssh.contains("IdentitiesOnly=yes") && ssh.contains("deploy_keys/testkey"),
+        "{out}"
+    );
+    assert!(
+        stdout.contains(public.trim()),
+        "the public key is not inside:\n{out}"
+    );
+    assert!(
+        stdout.contains("READABLE") && !stdout.contains("KEY-WRITTEN"),
+        "{out}"
+    );
+    let hosts = stdout
+        .lines()
+        .find_map(|l| l.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(hosts >= 1, "no github.com in known_hosts:\n{out}");
+
+    let again = c.run(&["deploy-key", "create", "testkey"]);
+    assert_ne!(again.code, 0, "a second create succeeded:\n{again}");
+    assert!(again.stderr.contains("already exists"), "{again}");
+    assert_eq!(
+        std::fs::read(dir.join("testkey")).unwrap(),
+        private,
+        "the key was overwritten"
+    );
+}
+
+#[test]
+fn agent_state_lives_in_the_project() {
+    let Some(c) = Case::new() else { return };
+    let c = c.host_env("CLAUDE_CODE_OAUTH_TOKEN", "tok-for-test");
+    let agent = c.project.join("bin/claude");
+    c.write(
+        &agent,
+        "#!/bin/sh\necho \"dir=$CLAUDE_CONFIG_DIR\"\necho \"token=$CLAUDE_CODE_OAUTH_TOKEN\"\n\
+         cat ~/.claude/settings.json; echo\ntouch ~/.claude/agent-was-here\n",
+    );
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.write(
+        &c.project.join("wrapix.toml"),
+        "[agent]\ncommand = [\"/workspace/bin/claude\"]\n",
+    );
+    c.write(&c.home.join(".claude/settings.json"), "{\"x\":1}");
+
+    let out = c.run(&["run"]);
+    let expected = format!("dir=/home/{}/.claude\ntoken=tok-for-test\n", c.env.user);
+    assert!(out.ok().starts_with(&expected), "{out}");
+    let state = c.project.join(".wrapix/agent/claude");
+    assert!(
+        state.join("agent-was-here").exists(),
+        "agent state not in the project"
+    );
+    // The seeded settings, with wrapix's notification hooks merged in.
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(settings["x"], 1);
+    assert_eq!(
+        settings["hooks"]["Stop"][0]["hooks"][0]["command"],
+        "/run/wrapix/bin/wrapix notify --hook Stop"
+    );
+    assert!(
+        !c.home.join(".claude/agent-was-here").exists(),
+        "the agent wrote the host's ~/.claude"
+    );
+    assert!(c.project.join(".wrapix/.gitignore").exists());
+    let owner = std::fs::metadata(c.project.join(".wrapix")).unwrap().uid();
+    assert_eq!(owner, c.env.uid);
+}
+
+#[test]
+fn missing_agent_without_a_tty_exits_127() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("wrapix.toml"),
+        "[agent]\ncommand = [\"wrapix-no-such-agent\"]\n",
+    );
+    let out = c.run(&["run"]);
+    assert_eq!(out.code, 127, "{out}");
+    assert!(
+        out.stderr.contains("wrapix-no-such-agent"),
+        "the message does not name the agent:\n{out}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+}
