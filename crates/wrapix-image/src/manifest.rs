@@ -1,0 +1,344 @@
+//! The manifest of an image: every entry of the root filesystem as the builder produced it
+//! (type, original mode and owner, size, mtime, SHA-256 of file contents). It is written while
+//! the builder's tar stream is unpacked, so hashing costs no second pass over the files. It
+//! serves two purposes: verifying a cached image (`wrapix image build` re-checks every file)
+//! and exporting a faithful OCI layer (owners as built, not as unpacked).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ImageError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+}
+
+/// One entry, as a JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative to the root, without a leading `./` (the root itself is not listed).
+    pub path: String,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Symlink target, or the path a hard link points to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The result of unpacking: how many entries and bytes, and the manifest's own digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    pub entries: u64,
+    pub bytes: u64,
+    pub manifest_sha256: String,
+}
+
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A tar path → a safe relative path (no `..`, no absolute parts); `None` for the root.
+fn clean(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Unpacks a tar stream into `dest` (which must exist and be empty) and writes the manifest
+/// to `manifest`. Device nodes and `/dev` contents are skipped (every backend provides its
+/// own `/dev`). When not running as root, set-user/group-ID bits are dropped from the
+/// unpacked files (the manifest keeps the original mode for export).
+pub fn unpack(
+    stream: impl Read,
+    dest: &Path,
+    manifest: &Path,
+    as_root: bool,
+) -> Result<Unpacked, ImageError> {
+    let out = File::create(manifest).map_err(|e| ImageError::io("create", manifest, e))?;
+    let mut out = HashWriter {
+        inner: BufWriter::new(out),
+        hasher: Sha256::new(),
+        n: 0,
+    };
+    let mut archive = tar::Archive::new(stream);
+    let tar_err = |e: std::io::Error| ImageError::io("read the builder's tar stream into", dest, e);
+    let mut dirs: BTreeMap<PathBuf, u32> = BTreeMap::new();
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let raw_path = entry.path().map_err(tar_err)?.into_owned();
+        let Some(rel) = clean(&raw_path) else {
+            continue;
+        };
+        let h = entry.header();
+        let mode = h.mode().map_err(tar_err)?;
+        let uid = h.uid().map_err(tar_err)?;
+        let gid = h.gid().map_err(tar_err)?;
+        let mtime = h.mtime().map_err(tar_err)?;
+        let ty = h.entry_type();
+        let in_dev = rel.starts_with("dev") && rel != Path::new("dev");
+        if in_dev || ty.is_character_special() || ty.is_block_special() || ty.is_fifo() {
+            continue;
+        }
+        let target = dest.join(&rel);
+        let rel_s = rel.to_string_lossy().into_owned();
+        let mut e = Entry {
+            path: rel_s,
+            kind: Kind::File,
+            mode,
+            uid,
+            gid,
+            mtime,
+            size: 0,
+            sha256: None,
+            link: None,
+        };
+        if ty.is_dir() {
+            e.kind = Kind::Dir;
+            std::fs::create_dir_all(&target).map_err(|x| ImageError::io("create", &target, x))?;
+            dirs.insert(target.clone(), mode & 0o7777);
+        } else if ty.is_symlink() || ty.is_hard_link() {
+            e.kind = if ty.is_symlink() {
+                Kind::Symlink
+            } else {
+                Kind::Hardlink
+            };
+            let link = entry
+                .link_name()
+                .map_err(tar_err)?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            e.link = Some(match e.kind {
+                Kind::Hardlink => clean(Path::new(&link))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or(link),
+                _ => link,
+            });
+            entry
+                .unpack_in(dest)
+                .map_err(|x| ImageError::io("unpack", &target, x))?;
+        } else if ty.is_file() || ty.is_contiguous() {
+            let f = File::create(&target).map_err(|x| ImageError::io("create", &target, x))?;
+            let mut w = HashWriter {
+                inner: f,
+                hasher: Sha256::new(),
+                n: 0,
+            };
+            std::io::copy(&mut entry, &mut w).map_err(|x| ImageError::io("write", &target, x))?;
+            let keep = if as_root { 0o7777 } else { 0o1777 };
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & keep))
+                .map_err(|x| ImageError::io("set the mode of", &target, x))?;
+            e.size = w.n;
+            e.sha256 = Some(hex(&w.hasher.finalize()));
+            bytes += e.size;
+        } else {
+            // Extended headers are consumed by the tar reader; anything else is not a file.
+            continue;
+        }
+        if as_root {
+            let _ = std::os::unix::fs::lchown(
+                &target,
+                u32::try_from(uid).ok(),
+                u32::try_from(gid).ok(),
+            );
+        }
+        serde_json::to_writer(&mut out, &e)
+            .map_err(|x| ImageError::io("write", manifest, x.into()))?;
+        out.write_all(b"\n")
+            .map_err(|x| ImageError::io("write", manifest, x))?;
+        count += 1;
+    }
+    // The writer pads the archive after its end marker: read to EOF so it never sees a broken pipe.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
+    // Modes of folders last, deepest first, so a read-only folder did not block its contents.
+    for (dir, mode) in dirs.iter().rev() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
+            .map_err(|x| ImageError::io("set the mode of", dir, x))?;
+    }
+    out.flush()
+        .and_then(|()| out.inner.get_ref().sync_all())
+        .map_err(|x| ImageError::io("write", manifest, x))?;
+    Ok(Unpacked {
+        entries: count,
+        bytes,
+        manifest_sha256: hex(&out.hasher.finalize()),
+    })
+}
+
+/// Reads a manifest, checking it against the digest recorded at build time.
+pub fn read(manifest: &Path, expect_sha256: &str) -> Result<Vec<Entry>, String> {
+    let data = std::fs::read(manifest).map_err(|e| format!("cannot read the manifest: {e}"))?;
+    let got = hex(&Sha256::digest(&data));
+    if got != expect_sha256 {
+        return Err(format!(
+            "the manifest's digest is {got}, expected {expect_sha256}"
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(&data[..]).lines().enumerate() {
+        let line = line.map_err(|e| format!("manifest line {}: {e}", i + 1))?;
+        out.push(serde_json::from_str(&line).map_err(|e| format!("manifest line {}: {e}", i + 1))?);
+    }
+    Ok(out)
+}
+
+/// Checks every entry of `root` against the manifest: type, size, link target and the
+/// SHA-256 of every file. Returns the first difference.
+pub fn verify(root: &Path, entries: &[Entry]) -> Result<(), String> {
+    for e in entries {
+        let p = root.join(&e.path);
+        let meta = std::fs::symlink_metadata(&p).map_err(|x| format!("{}: {x}", e.path))?;
+        let ft = meta.file_type();
+        let ok = match e.kind {
+            Kind::Dir => ft.is_dir(),
+            Kind::Symlink => {
+                ft.is_symlink()
+                    && std::fs::read_link(&p)
+                        .map(|t| Some(t.to_string_lossy().into_owned()) == e.link)
+                        .unwrap_or(false)
+            }
+            Kind::File | Kind::Hardlink => ft.is_file(),
+        };
+        if !ok {
+            return Err(format!("{} is not the {:?} that was built", e.path, e.kind));
+        }
+        if e.kind == Kind::File {
+            if meta.size() != e.size {
+                return Err(format!(
+                    "{} has {} bytes, {} were built",
+                    e.path,
+                    meta.size(),
+                    e.size
+                ));
+            }
+            let mut f = File::open(&p).map_err(|x| format!("{}: {x}", e.path))?;
+            let mut h = Sha256::new();
+            std::io::copy(&mut f, &mut h).map_err(|x| format!("{}: {x}", e.path))?;
+            if Some(hex(&h.finalize())) != e.sha256 {
+                return Err(format!("{} has changed since the build", e.path));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        h
+    }
+
+    fn sample_tar() -> Vec<u8> {
+        use tar::EntryType as T;
+        let mut b = tar::Builder::new(Vec::new());
+        let ok = |r: std::io::Result<()>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(b.append_data(&mut hdr(T::Directory, 0o555, 0), "./usr/", std::io::empty()));
+        ok(b.append_data(&mut hdr(T::Regular, 0o4755, 5), "./usr/tool", &b"hello"[..]));
+        ok(b.append_link(&mut hdr(T::Symlink, 0o777, 0), "./bin", "usr"));
+        ok(b.append_data(&mut hdr(T::Char, 0o666, 0), "./dev/null", std::io::empty()));
+        ok(b.append_data(&mut hdr(T::Regular, 0o644, 1), "x", &b"x"[..]));
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn unpacks_records_and_verifies() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap_or_else(|e| panic!("{e}"));
+        let man = dir.path().join("manifest.jsonl");
+        let u = unpack(&sample_tar()[..], &root, &man, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(u.entries, 4);
+        let mode = std::fs::metadata(root.join("usr/tool"))
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o755, "setuid dropped when unpacking as a user");
+        assert!(!root.join("dev/null").exists());
+        let entries = read(&man, &u.manifest_sha256).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(entries[1].mode, 0o4755, "the manifest keeps the built mode");
+        assert_eq!(verify(&root, &entries), Ok(()));
+
+        // Same size, different contents: caught by the hash.
+        std::fs::set_permissions(root.join("usr"), std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("usr/tool"), "HELLO").unwrap_or_else(|e| panic!("{e}"));
+        assert!(verify(&root, &entries).is_err_and(|e| e.contains("changed since the build")));
+        // A tampered manifest is refused.
+        std::fs::write(&man, "{}\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(read(&man, &u.manifest_sha256).is_err());
+    }
+}
+
+/// Unpacks a tar file given in `WRAPIX_TEST_TAR` (a real mmdebstrap output), when set.
+#[cfg(test)]
+#[test]
+fn unpacks_a_real_builder_stream() {
+    let Ok(path) = std::env::var("WRAPIX_TEST_TAR") else {
+        eprintln!("SKIP: WRAPIX_TEST_TAR is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap_or_else(|e| panic!("{e}"));
+    let f = File::open(path).unwrap_or_else(|e| panic!("{e}"));
+    let u = unpack(f, &root, &dir.path().join("m"), false).unwrap_or_else(|e| panic!("{e}"));
+    let entries = read(&dir.path().join("m"), &u.manifest_sha256).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verify(&root, &entries), Ok(()));
+    crate::store::remove_tree(&root).unwrap_or_else(|e| panic!("{e}"));
+}

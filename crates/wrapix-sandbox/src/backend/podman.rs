@@ -1,0 +1,392 @@
+//! The rootless Podman backend.
+//!
+//! Isolation: Podman's user namespace with `--userns=keep-id` (the host user's UID inside, so
+//! `/workspace` files stay the user's), `--cap-drop=all`, `--security-opt no-new-privileges`,
+//! the image's root read-only (`--read-only`, tmpfs on `/tmp`, `/var/tmp`, `/run`), Podman's
+//! default seccomp profile, new PID/IPC/UTS/mount/network namespaces, and wrapix's own init as
+//! PID 1. Network `none` is `--network=none`; `open` is slirp4netns without host loopback
+//! (Podman 4.3 has no pasta), refused while the host has services listening on all addresses
+//! (see [`wildcard_listeners`]).
+//!
+//! Image delivery: `--rootfs <image>/rootfs` — the cache directory itself, read-only. A
+//! `podman load` would copy the image into Podman's storage once per storage (per user and
+//! `$HOME`), doubling disk use and adding seconds per new image, and the cache would stop being
+//! the single source of truth that bubblewrap also runs from. The OCI archive (`wrapix image
+//! export`) remains for `podman load` and Apple's `container`.
+//!
+//! Generated files and the environment cannot travel on memfds through Podman, so
+//! [`Podman::stage`] writes them to a private per-run folder (mode 0700) that the plan binds
+//! read-only; the environment goes in an `--env-file`, never on the command line.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use wrapix_spec::{MountMode, Network};
+
+use super::{find_program, Backend, Probe};
+use crate::error::SandboxError;
+use crate::plan::LaunchPlan;
+use crate::prepare::{Prepared, SANDBOX_BIN_DIR};
+
+/// Host variables Podman itself needs (not passed into the sandbox).
+const PODMAN_ENV: &[&str] = &[
+    "HOME",
+    "PATH",
+    "USER",
+    "LOGNAME",
+    "XDG_RUNTIME_DIR",
+    "XDG_DATA_HOME",
+    "XDG_CONFIG_HOME",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "TMPDIR",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Podman {
+    pub podman: Option<PathBuf>,
+    /// Per-run folder for generated files and the env file.
+    pub stage: PathBuf,
+    /// Podman's own environment (from the host).
+    pub host_env: Vec<(String, String)>,
+    pub rootless: bool,
+    /// The host can enforce `[resources]` for this user (root, or a delegated cgroup v2).
+    pub limits_enforceable: bool,
+    /// Container name, stable for the run.
+    pub name: String,
+}
+
+impl Podman {
+    pub fn locate(
+        env: &std::collections::BTreeMap<String, String>,
+        uid: u32,
+        project: &Path,
+    ) -> Self {
+        let runtime = env
+            .get("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let base = project
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(32)
+            .collect();
+        let name = format!("wrapix-{}-{}", base.trim_matches('-'), std::process::id());
+        let cgroup2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let delegated = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .map(|c| c.contains("memory") && c.contains("pids") && c.contains("cpu"))
+            .unwrap_or(false);
+        Podman {
+            podman: find_program("podman", env.get("PATH").map(String::as_str)),
+            stage: runtime.join(format!("wrapix-{uid}")).join(&name),
+            host_env: PODMAN_ENV
+                .iter()
+                .filter_map(|k| env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect(),
+            rootless: uid != 0,
+            limits_enforceable: uid == 0 || (cgroup2 && delegated),
+            name,
+        }
+    }
+
+    fn unavailable(problem: impl Into<String>, fix: impl Into<String>) -> SandboxError {
+        SandboxError::Unavailable {
+            backend: "podman",
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn file_path(&self, i: usize) -> PathBuf {
+        self.stage.join(format!("file-{i}"))
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.stage.join("env")
+    }
+
+    /// Writes the generated files and the env file, and checks the host conditions a plan
+    /// cannot see (listeners on all addresses for `network = "open"`). Call before `execute`;
+    /// remove [`Podman::stage`] afterwards.
+    pub fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
+        if run.network == Network::Open {
+            let open = wildcard_listeners();
+            if !open.is_empty() {
+                return Err(Self::unavailable(
+                    format!(
+                        "network = \"open\" uses slirp4netns, which lets the sandbox reach host services listening on all addresses, and this host has some ({})",
+                        open.join(", ")
+                    ),
+                    "run with --network none, use the bwrap backend (pasta keeps the host unreachable), or bind those services to 127.0.0.1",
+                ));
+            }
+        }
+        let io = |what: &str, e| SandboxError::io(format!("{what} {}", self.stage.display()), e);
+        std::fs::create_dir_all(&self.stage).map_err(|e| io("create", e))?;
+        std::fs::set_permissions(&self.stage, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("protect", e))?;
+        let write = |path: &Path, data: &[u8], mode: u32| -> Result<(), SandboxError> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)
+                .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))?;
+            f.write_all(data)
+                .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
+        };
+        for (i, f) in run.files.iter().enumerate() {
+            write(
+                &self.file_path(i),
+                &f.contents,
+                if f.writable { 0o600 } else { 0o444 },
+            )?;
+        }
+        let mut env = String::new();
+        for (k, v) in &run.env {
+            env.push_str(&format!("{k}={v}\n"));
+        }
+        write(&self.env_file(), env.as_bytes(), 0o600)
+    }
+
+    /// Removes the per-run folder.
+    pub fn cleanup(&self) {
+        let _ = std::fs::remove_dir_all(&self.stage);
+    }
+}
+
+fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
+    args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+}
+
+/// `-v` splits on `:` and `,`; a path with either cannot be passed safely.
+fn mount_path(p: &Path) -> Result<&Path, SandboxError> {
+    let s = p.to_string_lossy();
+    if s.contains([':', ',']) || s.contains('\n') {
+        return Err(Podman::unavailable(
+            format!("the path {s:?} contains `:`, `,` or a newline, which podman's -v cannot take"),
+            "rename it, or use the bwrap backend",
+        ));
+    }
+    Ok(p)
+}
+
+impl Backend for Podman {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+
+    fn probe(&self) -> Probe {
+        crate::doctor::probe_podman(self)
+    }
+
+    fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+        let podman = self.podman.clone().ok_or_else(|| {
+            Self::unavailable(
+                "podman is not installed",
+                "sudo apt-get install podman runc slirp4netns uidmap fuse-overlayfs",
+            )
+        })?;
+        let rootfs = run.root.image.clone().ok_or_else(|| {
+            Self::unavailable(
+                "the podman backend runs from an image, and the profile is \"host\"",
+                "set profile = \"base\" (or another image profile), or use the bwrap backend",
+            )
+        })?;
+        let res = run.spec.resources;
+        if res.any() && !self.limits_enforceable {
+            return Err(Self::unavailable(
+                "[resources] limits cannot be enforced by rootless podman on this host (cgroup v1/hybrid, or cgroup v2 without delegated cpu, memory and pids controllers)",
+                "remove [resources], or enable cgroup v2 with delegation (systemd: Delegate=yes for user@.service)",
+            ));
+        }
+        let user = &run.spec.user;
+        let mut a: Vec<OsString> = Vec::new();
+        // wrapix's shim reports podman's PID on fd 3 (for signal forwarding), then execs podman.
+        let info_fd = 3;
+        arg(
+            &mut a,
+            &[&"__exec-info", &info_fd.to_string(), &"--", &podman],
+        );
+        arg(&mut a, &[&"run", &"--rm", &"--name", &self.name]);
+        arg(&mut a, &[&"--interactive"]);
+        if run.terminal {
+            arg(&mut a, &[&"--tty"]);
+        }
+        if self.rootless {
+            arg(&mut a, &[&"--userns=keep-id"]);
+        }
+        arg(
+            &mut a,
+            &[
+                &format!("--user={}:{}", user.uid, user.gid),
+                &"--cap-drop=all",
+                &"--security-opt=no-new-privileges",
+                &"--hostname=wrapix",
+                &"--init=false",
+                &"--pull=never",
+                &"--log-driver=none",
+                &"--read-only",
+                &"--read-only-tmpfs=true",
+            ],
+        );
+        match run.network {
+            Network::None => arg(&mut a, &[&"--network=none"]),
+            Network::Open => arg(
+                &mut a,
+                &[&"--network=slirp4netns:allow_host_loopback=false,enable_ipv6=false"],
+            ),
+        }
+        if let Some(c) = res.cpus {
+            arg(&mut a, &[&format!("--cpus={c}")]);
+        }
+        if let Some(m) = res.memory_mb {
+            arg(&mut a, &[&format!("--memory={m}m")]);
+        }
+        if let Some(p) = res.pids {
+            arg(&mut a, &[&format!("--pids-limit={p}")]);
+        }
+        arg(
+            &mut a,
+            &[&format!("--env-file={}", self.env_file().display())],
+        );
+
+        // Home: a private tmpfs owned by the user, or the host folder for `[agent] home = "host"`.
+        let home = run.home.as_path();
+        match &run.home_source {
+            Some(src) => arg(
+                &mut a,
+                &[&format!(
+                    "--volume={}:{}:rw",
+                    mount_path(src)?.display(),
+                    mount_path(home)?.display()
+                )],
+            ),
+            None => arg(
+                &mut a,
+                // `U`: owned by the container user (keep-id: you).
+                &[&format!(
+                    "--tmpfs={}:rw,nosuid,nodev,mode=0700,U",
+                    mount_path(home)?.display(),
+                )],
+            ),
+        }
+        // Generated files (passwd, group, git identity, known hosts); Podman writes its own
+        // /etc/resolv.conf for slirp4netns.
+        for (i, f) in run.files.iter().enumerate() {
+            if f.dest.as_path() == Path::new("/etc/resolv.conf") {
+                continue;
+            }
+            let mode = if f.writable { "rw" } else { "ro" };
+            arg(
+                &mut a,
+                &[&format!(
+                    "--volume={}:{}:{mode}",
+                    self.file_path(i).display(),
+                    mount_path(f.dest.as_path())?.display()
+                )],
+            );
+        }
+        // Workspace, protected paths, user mounts, agent state: in this order.
+        for b in &run.binds {
+            let mode = match b.mode {
+                MountMode::ReadOnly => "ro",
+                MountMode::ReadWrite => "rw",
+            };
+            arg(
+                &mut a,
+                &[&format!(
+                    "--volume={}:{}:{mode}",
+                    mount_path(&b.source)?.display(),
+                    mount_path(b.dest.as_path())?.display()
+                )],
+            );
+        }
+        let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
+        arg(
+            &mut a,
+            &[&format!(
+                "--volume={}:{}:ro",
+                mount_path(&run.self_exe)?.display(),
+                init.display()
+            )],
+        );
+        arg(
+            &mut a,
+            &[&format!("--workdir={}", wrapix_spec::Spec::WORKSPACE)],
+        );
+        arg(&mut a, &[&"--rootfs", &mount_path(&rootfs)?]);
+        arg(&mut a, &[&init, &"__init", &"--"]);
+        for c in &run.command {
+            a.push(c.into());
+        }
+        Ok(LaunchPlan {
+            program: run.self_exe.clone(),
+            args: a,
+            env: self
+                .host_env
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            fds: Vec::new(),
+            info_fd: Some(info_fd),
+            block_fd: None,
+            network: None,
+            terminal: run.terminal,
+        })
+    }
+}
+
+/// Host TCP/UDP sockets listening on 0.0.0.0 or :: (from /proc/net), as `tcp:PORT` strings.
+/// slirp4netns connects from the host's network namespace, so these are reachable from the
+/// sandbox at the host's own addresses.
+pub fn wildcard_listeners() -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, proto, listen_state) in [
+        ("/proc/net/tcp", "tcp", Some("0A")),
+        ("/proc/net/tcp6", "tcp", Some("0A")),
+        ("/proc/net/udp", "udp", Some("07")),
+        ("/proc/net/udp6", "udp", Some("07")),
+    ] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 {
+                continue;
+            }
+            let Some((addr, port)) = f[1].split_once(':') else {
+                continue;
+            };
+            let wildcard = addr.chars().all(|c| c == '0');
+            let listening = listen_state == Some(f[3]);
+            if wildcard && listening {
+                if let Ok(p) = u16::from_str_radix(port, 16) {
+                    let s = format!("{proto}:{p}");
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

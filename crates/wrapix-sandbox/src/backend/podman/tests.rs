@@ -1,0 +1,193 @@
+//! The whole podman argv, pinned: the order of `--volume`s is the mount order (workspace, then
+//! protected paths read-only on top, then user mounts, then agent state), and the isolation
+//! flags must never go missing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wrapix_spec::{
+    Agent, AgentHome, BackendKind, HostUser, MountMode, Network, Profile, Resources, SandboxPath,
+    Spec,
+};
+
+use super::*;
+use crate::prepare::{Bind, GeneratedFile, Prepared};
+use crate::root::RootFs;
+
+fn prepared(network: Network, resources: Resources) -> Prepared {
+    let ws = SandboxPath::from_static("/workspace");
+    let home = SandboxPath::from_static("/home/ada");
+    let spec = Spec {
+        project: "/home/ada/proj".into(),
+        backend: BackendKind::Podman,
+        profile: Profile::Host,
+        network,
+        env: BTreeMap::new(),
+        mounts: vec![],
+        deploy_key: None,
+        agent: Agent {
+            command: vec!["claude".into()],
+            home: AgentHome::Project,
+            forward_api_key: false,
+        },
+        protect: vec![".git/hooks".into()],
+        resources,
+        user: HostUser {
+            uid: 1000,
+            gid: 1000,
+            name: "ada".into(),
+            home: "/home/ada".into(),
+        },
+        origins: BTreeMap::new(),
+    };
+    let bind = |s: &str, d: SandboxPath, mode| Bind {
+        source: PathBuf::from(s),
+        dest: d,
+        mode,
+    };
+    Prepared {
+        spec,
+        root: RootFs {
+            name: "base".into(),
+            entries: vec![],
+            image: Some("/home/ada/.local/share/wrapix/images/0123/rootfs".into()),
+        },
+        home: home.clone(),
+        home_source: None,
+        binds: vec![
+            bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
+            bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
+            bind(
+                "/home/ada/proj/.git/hooks",
+                ws.join(".git/hooks"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/proj/.wrapix/agent/claude",
+                home.join(".claude"),
+                MountMode::ReadWrite,
+            ),
+        ],
+        files: vec![
+            GeneratedFile {
+                dest: SandboxPath::from_static("/etc/passwd"),
+                contents: b"p".to_vec(),
+                writable: false,
+            },
+            GeneratedFile {
+                dest: SandboxPath::from_static("/etc/resolv.conf"),
+                contents: b"nameserver 169.254.1.53\n".to_vec(),
+                writable: false,
+            },
+            GeneratedFile {
+                dest: home.join(".gitconfig"),
+                contents: b"g".to_vec(),
+                writable: true,
+            },
+        ],
+        env: [("HOME".to_owned(), "/home/ada".to_owned())].into(),
+        command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
+        network,
+        dns_forward: None,
+        terminal: false,
+        self_exe: "/usr/bin/wrapix".into(),
+        notices: vec![],
+        after_exit: vec![],
+    }
+}
+
+fn backend(limits: bool) -> Podman {
+    Podman {
+        podman: Some("/usr/bin/podman".into()),
+        stage: "/run/user/1000/wrapix-1000/wrapix-proj-42".into(),
+        host_env: vec![("HOME".into(), "/home/ada".into())],
+        rootless: true,
+        limits_enforceable: limits,
+        name: "wrapix-proj-42".into(),
+    }
+}
+
+fn args(p: &LaunchPlan) -> Vec<String> {
+    p.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn argv_network_open() {
+    let p = backend(false)
+        .plan(&prepared(Network::Open, Resources::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    // The sandbox's environment is in the env file, not on the command line or in podman's env.
+    assert!(!p
+        .env
+        .iter()
+        .any(|(k, v)| k == "HOME" && v == "/home/ada/.wrapix"));
+}
+
+#[test]
+fn argv_network_none_with_limits() {
+    let res = Resources {
+        cpus: Some(2),
+        memory_mb: Some(4096),
+        pids: Some(512),
+    };
+    let p = backend(true)
+        .plan(&prepared(Network::None, res))
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+}
+
+#[test]
+fn isolation_flags_are_always_there() {
+    for net in [Network::Open, Network::None] {
+        let a = args(
+            &backend(false)
+                .plan(&prepared(net, Resources::default()))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        for must in [
+            "--rm",
+            "--userns=keep-id",
+            "--cap-drop=all",
+            "--security-opt=no-new-privileges",
+            "--read-only",
+            "--init=false",
+        ] {
+            assert!(a.iter().any(|x| x == must), "{must} missing for {net}");
+        }
+        assert!(!a
+            .iter()
+            .any(|x| x.contains("--privileged") || x == "--network=host"));
+        assert!(
+            !a.iter().any(|x| x.contains("/etc/resolv.conf")),
+            "podman owns resolv.conf"
+        );
+    }
+}
+
+#[test]
+fn refuses_what_it_cannot_enforce_or_express() {
+    let res = Resources {
+        memory_mb: Some(512),
+        ..Resources::default()
+    };
+    let e = backend(false).plan(&prepared(Network::None, res));
+    assert!(e.is_err_and(|e| e.to_string().contains("cannot be enforced")));
+
+    let mut host = prepared(Network::None, Resources::default());
+    host.root.image = None;
+    assert!(backend(true)
+        .plan(&host)
+        .is_err_and(|e| e.to_string().contains("runs from an image")));
+
+    let mut comma = prepared(Network::None, Resources::default());
+    comma.binds.push(Bind {
+        source: "/tmp/a,b".into(),
+        dest: SandboxPath::from_static("/data"),
+        mode: MountMode::ReadOnly,
+    });
+    assert!(backend(true).plan(&comma).is_err());
+}
