@@ -1,0 +1,107 @@
+//! Shared helpers: skips, temporary runtime folders, an in-process daemon with a recording
+//! sink, polling.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wrapix_notify::daemon::{Config, Daemon};
+use wrapix_notify::sink::SinkSpec;
+use wrapix_notify::Frame;
+
+/// Prints why a test does not run; a skip is never silent.
+pub fn skip(reason: &str) {
+    eprintln!("SKIP: {reason}");
+}
+
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Polls `cond` every 5 ms for at most `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// A daemon config on a socket in `dir`, sessions in `dir/sessions`, fast reports.
+pub fn config(dir: &Path) -> Config {
+    let mut cfg = Config::from_env(&Default::default());
+    cfg.socket = Some(dir.join("wrapix/notify.sock"));
+    cfg.sessions_dir = dir.join("wrapix/sessions");
+    cfg.always = false;
+    cfg.verbose = true;
+    cfg.report_every = Duration::from_millis(200);
+    cfg
+}
+
+/// Frames the sink saw.
+#[derive(Clone, Default)]
+pub struct Seen(pub Arc<Mutex<Vec<Frame>>>);
+
+impl Seen {
+    pub fn sink(&self) -> SinkSpec {
+        let seen = self.0.clone();
+        SinkSpec::Func(Arc::new(move |f: &Frame| {
+            seen.lock().unwrap().push(f.clone())
+        }))
+    }
+    pub fn messages(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.message.clone())
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// A daemon on a fresh folder with a recording sink.
+pub fn daemon(dir: &Path) -> (Daemon, Seen) {
+    let seen = Seen::default();
+    let d = Daemon::start(config(dir), seen.sink()).unwrap();
+    (d, seen)
+}
+
+/// The `wrapix` binary next to this test binary (built by `cargo test --workspace`), copied
+/// to a folder every user can read; `None` (after a SKIP line) when it was not built.
+pub fn wrapix_bin(dir: &Path) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let built = exe.parent()?.parent()?.join("wrapix");
+    if !built.is_file() {
+        skip(&format!(
+            "{} was not built (run `cargo test --workspace`)",
+            built.display()
+        ));
+        return None;
+    }
+    let bin = dir.join("wrapix");
+    std::fs::copy(&built, &bin).ok()?;
+    Some(bin)
+}
+
+/// A temporary folder every user can enter (0755), under /tmp.
+pub fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::Builder::new()
+        .prefix("wrapix-notify-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
