@@ -1,0 +1,7 @@
+mod harness;
+
+mod bad_input;
+mod flow;
+mod lifecycle;
+mod python;
+mod sandbox;
