@@ -51,6 +51,32 @@ pub enum Cmd {
         #[command(subcommand)]
         command: DeployKeyCmd,
     },
+    /// MCP servers (stdio), registered in the agent's settings by `[mcp.NAME]` in wrapix.toml.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCmd,
+    },
+    /// Send a desktop notification to the host's `wrapix notifyd` (in a sandbox; also `wrapix-notify`).
+    Notify(NotifyArgs),
+    /// Show notifications from sandboxes on this desktop (a foreground daemon).
+    Notifyd(NotifydArgs),
+    /// Build, list, remove and export the images profiles run from.
+    Image {
+        #[command(subcommand)]
+        command: ImageCmd,
+    },
+    /// List profiles, or show the resolved package set of one.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCmd,
+    },
+    /// (internal) Report this process's PID as `{"child-pid": N}` on FD, then exec COMMAND.
+    #[command(name = "__exec-info", hide = true)]
+    ExecInfo {
+        fd: i32,
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
     /// (internal) The sandbox's init process.
     #[command(name = "__init", hide = true)]
     Init {
@@ -69,6 +95,60 @@ pub enum ConfigCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum McpCmd {
+    /// tmux panes for the agent: run a server in one, send requests from another, read both.
+    TmuxDebug(wrapix_mcp::TmuxDebugArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Build the image of the configured profile (or --profile); an existing image is
+    /// verified file by file and rebuilt if anything changed.
+    Build {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// List cached images.
+    List,
+    /// Remove images by hash (or hash prefix).
+    Rm {
+        #[arg(required = true)]
+        hashes: Vec<String>,
+    },
+    /// Remove every image except the one the current config uses, and build leftovers.
+    Gc {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+        /// Remove the current config's image too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write the configured profile's image as an OCI archive (for `podman load`, Apple's `container`).
+    Export {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+        /// The archive to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// Built-in and configured profiles.
+    List {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// The resolved package set and env of NAME.
+    Show {
+        name: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DeployKeyCmd {
     /// Generate an ed25519 key ~/.ssh/deploy_keys/NAME and print the public key.
     Create { name: String },
@@ -80,11 +160,11 @@ pub struct SandboxArgs {
     /// The project folder (mounted at /workspace). Default: the current folder.
     #[arg(short = 'C', long = "project", value_name = "DIR")]
     pub project: Option<PathBuf>,
-    /// Backend: auto | bwrap | none (none = NO sandbox).
-    #[arg(long, value_name = "NAME")]
+    /// Backend: auto | bwrap | podman | none (none = NO sandbox).
+    #[arg(long, value_name = "NAME", env = "WRAPIX_BACKEND")]
     pub backend: Option<String>,
-    /// Profile: host.
-    #[arg(long, value_name = "NAME")]
+    /// Profile: host | base | rust | python | one of [profiles.NAME].
+    #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,
     /// Network: open | none.
     #[arg(long, value_name = "POLICY")]
@@ -98,4 +178,42 @@ pub struct SandboxArgs {
     /// Use ~/.ssh/deploy_keys/NAME for git over SSH.
     #[arg(long = "deploy-key", value_name = "NAME")]
     pub deploy_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The title (default: "wrapix · PROJECT").
+    #[arg(long, value_name = "T")]
+    pub title: Option<String>,
+    /// A sound name (macOS: Ping, Glass, …; Linux: a freedesktop sound name).
+    #[arg(long, value_name = "S")]
+    pub sound: Option<String>,
+    /// Build the message from Claude Code's hook input on stdin (Stop, Notification).
+    #[arg(long, value_name = "EVENT")]
+    pub hook: Option<String>,
+    /// The message.
+    #[arg(value_name = "MESSAGE", required_unless_present = "hook")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifydArgs {
+    /// Print a systemd user unit that runs this daemon, and exit.
+    #[arg(long, conflicts_with = "print_launchd_plist")]
+    pub print_systemd_unit: bool,
+    /// Print a launchd agent (macOS) that runs this daemon, and exit.
+    #[arg(long)]
+    pub print_launchd_plist: bool,
+    /// Also listen on TCP at ADDR[:PORT] (port 5959 by default): the host side of a VM's
+    /// network, never all interfaces.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub tcp: Option<String>,
+    /// The Unix socket (default: $XDG_RUNTIME_DIR/wrapix/notify.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Run PROG ARGS... for each notification instead of the desktop's notifications (the
+    /// message on stdin; WRAPIX_NOTIFY_TITLE, WRAPIX_NOTIFY_SOUND, WRAPIX_SESSION_ID set).
+    /// Must come last.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "PROG ARGS")]
+    pub command: Vec<String>,
 }

@@ -6,9 +6,11 @@ use wrapix_sandbox::backend::bwrap::Bwrap;
 use wrapix_sandbox::{Backend, HostFacts, RunMode, SandboxError};
 use wrapix_spec::{BackendKind, Spec, SpecError};
 
-use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, SandboxArgs};
+use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
+
+mod images;
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
@@ -68,6 +70,19 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },
         }) => deploy_key_create(&name),
+        Some(Cmd::Mcp {
+            command: McpCmd::TmuxDebug(args),
+        }) => wrapix_mcp::run_tmux_debug(&args)
+            .map(|()| 0)
+            .map_err(|e| Failure {
+                code: 1,
+                message: e.to_string(),
+            }),
+        Some(Cmd::Notify(a)) => Ok(notify(a)),
+        Some(Cmd::Notifyd(a)) => notifyd(a),
+        Some(Cmd::Image { command }) => images::image(command),
+        Some(Cmd::Profile { command }) => images::profile(command),
+        Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
         Some(Cmd::Init { command }) => Ok(wrapix_sandbox::init::run(&command)),
     }
 }
@@ -78,14 +93,25 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     if spec.backend == BackendKind::None {
         return run_unconfined(&spec, &mode);
     }
+    // Notifications: register this terminal for focus checks, find the host daemon's socket.
+    let notify = (!dry_run).then(|| wrapix_notify::app::launch(&env, &spec.project));
     let facts = HostFacts {
         env: env.clone(),
         interactive: wrapix_sandbox::pty::interactive(),
         self_exe: std::env::current_exe()
             .and_then(std::fs::canonicalize)
             .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?,
+        dry_run,
+        notify_socket: notify.as_ref().and_then(|n| n.socket.clone()),
+        session_id: notify
+            .as_ref()
+            .and_then(|n| n.registration.as_ref())
+            .map(|r| r.session_id().to_owned()),
     };
-    let backend = Bwrap::locate(env.get("PATH").map(String::as_str));
+    let backend = images::select_backend(&spec, &env);
+    if !dry_run {
+        images::ensure_for_run(&spec, &env)?;
+    }
     let prepared = wrapix_sandbox::prepare(&spec, &mode, &facts)?;
     let plan = backend.plan(&prepared)?;
     if dry_run {
@@ -95,6 +121,7 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     for n in &prepared.notices {
         eprintln!("wrapix: {n}");
     }
+    let _staged = images::Staged::new(&backend, &prepared)?;
     let code = wrapix_sandbox::exec::execute(&plan);
     let after = wrapix_sandbox::agent::after_exit(&prepared.after_exit);
     let code = code?;
@@ -222,6 +249,13 @@ fn doctor() -> i32 {
     println!("backend bwrap:");
     let mut all = probe.checks.clone();
     print_checks(&probe.checks);
+    println!("backend podman (rootless):");
+    let user = host_user(&env);
+    let podman =
+        wrapix_sandbox::backend::podman::Podman::locate(&env, user.uid, &user.home).probe();
+    print_checks(&podman.checks);
+    println!("image builder:");
+    print_checks(&wrapix_sandbox::doctor::builder_checks(path));
     println!("other backends:");
     let others = wrapix_sandbox::doctor::other_checks(path);
     print_checks(&others);
@@ -261,4 +295,33 @@ fn deploy_key_create(name: &str) -> Result<i32, Failure> {
     print!("{}", key.public_text);
     eprintln!("wrapix: then set deploy_key = \"{name}\" in wrapix.toml");
     Ok(0)
+}
+
+fn notify(a: crate::cli::NotifyArgs) -> i32 {
+    let args = wrapix_notify::client::NotifyArgs {
+        title: a.title,
+        sound: a.sound,
+        hook: a.hook,
+        message: a.message,
+    };
+    wrapix_notify::client::run(&args, &host_env())
+}
+
+fn notifyd(a: crate::cli::NotifydArgs) -> Result<i32, Failure> {
+    let opts = wrapix_notify::app::NotifydOptions {
+        print_systemd_unit: a.print_systemd_unit,
+        print_launchd_plist: a.print_launchd_plist,
+        tcp: a.tcp,
+        socket: a.socket,
+        command: a.command,
+    };
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| Failure::usage(format!("cannot find the wrapix binary: {e}")))?;
+    wrapix_notify::app::notifyd(&opts, &exe, &host_env())
+        .map(|()| 0)
+        .map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })
 }

@@ -67,6 +67,7 @@ pub fn project_dir(arg: Option<&Path>) -> Result<PathBuf, Failure> {
         ))
     };
     match std::fs::canonicalize(&raw) {
+        Ok(p) if p == Path::new("/") => Err(bad("the project folder is / (the whole host)".into())),
         Ok(p) if p.is_dir() => Ok(p),
         Ok(p) => Err(bad(format!("{} is not a folder", p.display()))),
         Err(e) => Err(bad(format!(
@@ -76,11 +77,11 @@ pub fn project_dir(arg: Option<&Path>) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Loads both config files and validates them with the flags.
-pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<Spec, Failure> {
+/// Both config files and the flags, unvalidated.
+pub fn load_layers(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<Layers, Failure> {
     let project = project_dir(args.project.as_deref())?;
     let user = host_user(env);
-    let layers = Layers {
+    Ok(Layers {
         user: ConfigFile::load(&user_config_path(&user, env), FileKind::User)?,
         project: ConfigFile::load(&project.join("wrapix.toml"), FileKind::Project)?,
         flags: Overrides {
@@ -91,7 +92,14 @@ pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<S
             mounts: args.mounts.clone(),
             deploy_key: args.deploy_key.clone(),
         },
-    };
+    })
+}
+
+/// Loads both config files and validates them with the flags.
+pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<Spec, Failure> {
+    let project = project_dir(args.project.as_deref())?;
+    let user = host_user(env);
+    let layers = load_layers(args, env)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.clone());
     let host = HostContext { user, project, cwd };
     Ok(wrapix_spec::validate(&layers, &host)?)

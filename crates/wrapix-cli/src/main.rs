@@ -23,7 +23,13 @@ fn main() {
             .collect::<Vec<_>>();
         std::process::exit(wrapix_sandbox::init::run(&rest));
     }
-    let cli = cli::Cli::parse();
+    // Installed as `wrapix-notify` too (a link in the sandbox): that name means `wrapix notify`.
+    let mut args = args;
+    let argv0 = args.first().map(std::path::Path::new);
+    if argv0.and_then(|a| a.file_name()) == Some("wrapix-notify".as_ref()) {
+        args.insert(1, "notify".into());
+    }
+    let cli = cli::Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -35,7 +41,10 @@ fn main() {
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wrapix: error: {}", e.message);
+            eprintln!(
+                "wrapix: error: {}",
+                wrapix_spec::error::escape_controls(&e.message)
+            );
             e.code
         }
     };

@@ -41,10 +41,12 @@ pub enum AfterExit {
 /// Files copied from the host's `~/.claude/` into a new project agent dir.
 const SEED_FILES: &[&str] = &["settings.json", "CLAUDE.md", ".credentials.json"];
 
+/// `dry_run`: compute the same wiring without creating or copying anything.
 pub fn wire_claude(
     spec: &Spec,
     home: &SandboxPath,
     host_env: &BTreeMap<String, String>,
+    dry_run: bool,
 ) -> Result<Wiring, SandboxError> {
     let mut w = Wiring::default();
     let claude_dir = home.join(".claude");
@@ -60,11 +62,17 @@ pub fn wire_claude(
     let host_claude = spec.user.home.join(".claude");
     match spec.agent.home {
         AgentHome::Project => {
-            let dir = project_agent_dir(
-                &spec.project,
-                &host_claude,
-                &spec.user.home.join(".claude.json"),
-            )?;
+            let dir = if dry_run {
+                spec.project.join(".wrapix/agent/claude")
+            } else {
+                let dir = project_agent_dir(
+                    &spec.project,
+                    &host_claude,
+                    &spec.user.home.join(".claude.json"),
+                )?;
+                add_notify_hooks(&dir.join("settings.json"))?;
+                dir
+            };
             w.binds.push(Bind {
                 source: dir,
                 dest: claude_dir.clone(),
@@ -74,16 +82,18 @@ pub fn wire_claude(
                 .insert("CLAUDE_CONFIG_DIR".into(), claude_dir.to_string());
         }
         AgentHome::Host => {
-            mkdir_private(&host_claude)?;
+            if !dry_run {
+                mkdir_private(&host_claude)?;
+            }
             w.binds.push(Bind {
                 source: host_claude,
                 dest: claude_dir,
                 mode: MountMode::ReadWrite,
             });
-            let staging = staging_home(&spec.project)?;
+            let staging = staging_home(&spec.project, dry_run)?;
             let host_json = spec.user.home.join(".claude.json");
             let inside = staging.join(".claude.json");
-            if host_json.exists() {
+            if host_json.exists() && !dry_run {
                 std::fs::copy(&host_json, &inside).map_err(|e| {
                     SandboxError::io(format!("copy {} into the sandbox", host_json.display()), e)
                 })?;
@@ -164,10 +174,13 @@ fn mkdir_private(dir: &Path) -> Result<(), SandboxError> {
 }
 
 /// A private per-run home for `home = "host"`, under `<project>/.wrapix/run/`.
-fn staging_home(project: &Path) -> Result<PathBuf, SandboxError> {
+fn staging_home(project: &Path, dry_run: bool) -> Result<PathBuf, SandboxError> {
     let base = project.join(".wrapix/run");
-    mkdir_private(&base)?;
     let dir = base.join(format!("home-{}", std::process::id()));
+    if dry_run {
+        return Ok(dir);
+    }
+    mkdir_private(&base)?;
     let _ = std::fs::remove_dir_all(&dir);
     mkdir_private(&dir)?;
     Ok(dir)
@@ -219,9 +232,144 @@ fn copy_back(from: &Path, to: &Path) -> Result<(), SandboxError> {
     })
 }
 
+/// The in-sandbox command the notification hooks run (see wrapix-notify).
+const NOTIFY_COMMAND: &str = "/run/wrapix/bin/wrapix notify";
+
+/// Adds wrapix's `Stop` and `Notification` hooks (desktop notifications through
+/// `wrapix notify`) to the agent's `settings.json`, keeping the user's own hooks and settings.
+/// Written atomically, and only when something changed; settings that are not valid JSON are
+/// a loud error, never overwritten.
+fn add_notify_hooks(path: &Path) -> Result<(), SandboxError> {
+    let mut settings = match std::fs::read(path) {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            SandboxError::io(
+                format!(
+                    "read {} (fix or remove it: it is not valid JSON)",
+                    path.display()
+                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(SandboxError::io(format!("read {}", path.display()), e)),
+    };
+    let changed = merge_notify_hooks(&mut settings).map_err(|problem| {
+        SandboxError::io(
+            format!("add notification hooks to {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, problem),
+        )
+    })?;
+    if !changed {
+        return Ok(());
+    }
+    let mut text = serde_json::to_vec_pretty(&settings).unwrap_or_default();
+    text.push(b'\n');
+    let tmp = path.with_file_name(format!(".settings.json.wrapix-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        SandboxError::io(format!("write {}", path.display()), e)
+    })
+}
+
+/// Merges the hooks into `settings`: groups made only of wrapix hooks (from earlier runs) are
+/// replaced, everything else is kept. Returns whether anything changed.
+fn merge_notify_hooks(settings: &mut serde_json::Value) -> Result<bool, String> {
+    use serde_json::{json, Value};
+    let before = settings.clone();
+    let is_ours = |h: &Value| {
+        h.get("command")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.starts_with(NOTIFY_COMMAND))
+    };
+    let hooks = settings
+        .as_object_mut()
+        .ok_or("the settings are not a JSON object")?
+        .entry("hooks")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("\"hooks\" is not a JSON object")?;
+    for event in ["Stop", "Notification"] {
+        let list = hooks
+            .entry(event)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .ok_or_else(|| format!("\"hooks.{event}\" is not a JSON array"))?;
+        list.retain(|group| {
+            let entries = group.get("hooks").and_then(Value::as_array);
+            !entries.is_some_and(|e| !e.is_empty() && e.iter().all(is_ours))
+        });
+        let command = format!("{NOTIFY_COMMAND} --hook {event}");
+        list.push(json!({"hooks": [{"type": "command", "command": command, "timeout": 10}]}));
+    }
+    Ok(*settings != before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_hooks_merge_with_the_users_and_are_idempotent() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = t.path().join("settings.json");
+        std::fs::write(
+            &path,
+            r#"{"model":"opus","hooks":{"Stop":[{"hooks":[{"type":"command","command":"say done"}]}],
+               "PreToolUse":[{"matcher":"Bash","hooks":[{"type":"command","command":"audit"}]}]}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
+        let read = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(&path).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let s = read();
+        assert_eq!(s["model"], "opus");
+        assert_eq!(s["hooks"]["Stop"][0]["hooks"][0]["command"], "say done");
+        assert_eq!(
+            s["hooks"]["Stop"][1]["hooks"][0]["command"],
+            "/run/wrapix/bin/wrapix notify --hook Stop"
+        );
+        assert_eq!(
+            s["hooks"]["Notification"][0]["hooks"][0]["command"],
+            "/run/wrapix/bin/wrapix notify --hook Notification"
+        );
+        assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "Bash");
+        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(), s);
+        assert_eq!(std::fs::read_dir(t.path()).map(|d| d.count()).ok(), Some(1));
+    }
+
+    #[test]
+    fn notify_hooks_refuse_bad_settings() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = t.path().join("settings.json");
+        std::fs::write(&path, "{not json").unwrap_or_else(|e| panic!("{e}"));
+        assert!(add_notify_hooks(&path).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).ok().as_deref(),
+            Some("{not json")
+        );
+        std::fs::write(&path, r#"{"hooks":{"Stop":"x"}}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert!(add_notify_hooks(&path).is_err());
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("--hook Stop"));
+    }
 
     #[test]
     fn project_dir_is_seeded_once_by_copy() {

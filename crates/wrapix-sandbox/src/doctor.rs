@@ -159,23 +159,7 @@ fn smoke_test(bwrap: &Path) -> Check {
 /// Backends of the design that this version does not run yet, reported for completeness.
 pub fn other_checks(path_env: Option<&str>) -> Vec<Check> {
     let mut out = Vec::new();
-    match find_program("podman", path_env) {
-        Some(p) => out.push(
-            Check::pass(
-                "podman (backend not available yet)",
-                p.display().to_string(),
-            )
-            .optional(),
-        ),
-        None => out.push(
-            Check::fail(
-                "podman (backend not available yet)",
-                "not installed",
-                "sudo apt-get install podman",
-            )
-            .optional(),
-        ),
-    }
+    let _ = path_env;
     let kvm = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -186,6 +170,176 @@ pub fn other_checks(path_env: Option<&str>) -> Vec<Check> {
             "KVM (qemu backend, not available yet)",
             format!("/dev/kvm: {e}"),
             "enable virtualisation and add yourself to the kvm group",
+        )
+        .optional(),
+    });
+    out
+}
+
+/// What rootless Podman needs on this host, and the image builder (doctor only; runs programs).
+pub fn probe_podman(p: &crate::backend::podman::Podman) -> Probe {
+    let mut checks = Vec::new();
+    let Some(podman) = &p.podman else {
+        checks.push(Check::fail(
+            "podman",
+            "not installed",
+            "sudo apt-get install podman runc slirp4netns uidmap fuse-overlayfs",
+        ));
+        return Probe {
+            backend: "podman",
+            checks,
+        };
+    };
+    let version = Command::new(podman)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    checks.push(Check::pass(
+        "podman",
+        format!("{} ({version})", podman.display()),
+    ));
+    if p.rootless {
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let has = std::fs::read_to_string(file)
+                .map(|t| {
+                    t.lines()
+                        .any(|l| l.split(':').next() == Some(user.as_str()))
+                })
+                .unwrap_or(false);
+            checks.push(if has {
+                Check::pass(format!("{file} range"), format!("{user} has one"))
+            } else {
+                Check::fail(
+                    format!("{file} range"),
+                    format!("no range for {user}"),
+                    format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"),
+                )
+            });
+        }
+        for helper in ["newuidmap", "newgidmap"] {
+            checks.push(match find_program(helper, None) {
+                Some(h) => Check::pass(helper, h.display().to_string()),
+                None => Check::fail(helper, "not installed", "sudo apt-get install uidmap"),
+            });
+        }
+    }
+    let info = Command::new(podman)
+        .args(["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Host.CgroupsVersion}} {{.Store.GraphDriverName}}"])
+        .stdin(Stdio::null())
+        .output();
+    match info {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            let f: Vec<&str> = text.split_whitespace().collect();
+            let (runtime, manager, cgroups, driver) = (
+                f.first().copied().unwrap_or(""),
+                f.get(1).copied().unwrap_or(""),
+                f.get(2).copied().unwrap_or(""),
+                f.get(3).copied().unwrap_or(""),
+            );
+            let hybrid = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+            checks.push(if runtime == "crun" && hybrid {
+                Check::fail(
+                    "OCI runtime",
+                    "crun on hybrid cgroups (\"cgroups in hybrid mode not supported\")",
+                    "sudo apt-get install runc; set runtime = \"runc\" under [engine] in /etc/containers/containers.conf",
+                )
+            } else {
+                Check::pass("OCI runtime", runtime.to_owned())
+            });
+            checks.push(if manager == "systemd" && !Path::new("/run/systemd/system").exists() {
+                Check::fail(
+                    "cgroup manager",
+                    "systemd, but systemd is not running",
+                    "set cgroup_manager = \"cgroupfs\" under [engine] in /etc/containers/containers.conf",
+                )
+            } else {
+                Check::pass("cgroup manager", format!("{manager} (cgroups {cgroups})"))
+            });
+            checks.push(if driver == "overlay" {
+                Check::pass("storage driver", "overlay")
+            } else {
+                Check::fail(
+                    "storage driver",
+                    format!("{driver}: every run copies the image"),
+                    "set driver = \"overlay\" in /etc/containers/storage.conf, then podman system reset -f",
+                )
+                .optional()
+            });
+        }
+        Ok(o) => checks.push(Check::fail(
+            "podman info",
+            String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            "see the message; /etc/containers/containers.conf needs runtime = \"runc\" and cgroup_manager = \"cgroupfs\" on hosts without systemd",
+        )),
+        Err(e) => checks.push(Check::fail("podman info", e.to_string(), "reinstall podman")),
+    }
+    checks.push(match find_program("slirp4netns", None) {
+        Some(s) => Check::pass("slirp4netns (network = \"open\")", s.display().to_string()),
+        None => Check::fail(
+            "slirp4netns (network = \"open\")",
+            "not installed",
+            "sudo apt-get install slirp4netns",
+        )
+        .optional(),
+    });
+    checks.push(tun_check());
+    let open = crate::backend::podman::wildcard_listeners();
+    checks.push(if open.is_empty() {
+        Check::pass(
+            "host listeners on all addresses",
+            "none (network = \"open\" is safe)",
+        )
+    } else {
+        Check::fail(
+            "host listeners on all addresses",
+            format!(
+                "{}: reachable through slirp4netns, so network = \"open\" is refused",
+                open.join(", ")
+            ),
+            "bind them to 127.0.0.1, or use --network none or the bwrap backend",
+        )
+        .optional()
+    });
+    checks.push(if p.limits_enforceable {
+        Check::pass("[resources] limits", "enforceable")
+    } else {
+        Check::fail(
+            "[resources] limits",
+            "rootless podman cannot enforce them here (no delegated cgroup v2): runs with [resources] are refused",
+            "use cgroup v2 with systemd delegation, or leave [resources] unset",
+        )
+        .optional()
+    });
+    Probe {
+        backend: "podman",
+        checks,
+    }
+}
+
+/// The image builder's tools.
+pub fn builder_checks(path_env: Option<&str>) -> Vec<Check> {
+    let mut out = vec![match find_program("mmdebstrap", path_env) {
+        Some(m) => Check::pass("mmdebstrap (image builder)", m.display().to_string()),
+        None => Check::fail(
+            "mmdebstrap (image builder)",
+            "not installed",
+            "sudo apt-get install mmdebstrap uidmap",
+        )
+        .optional(),
+    }];
+    out.push(match find_program("npm", path_env) {
+        Some(m) => Check::pass("npm (npm: packages, Claude Code)", m.display().to_string()),
+        None => Check::fail(
+            "npm (npm: packages, Claude Code)",
+            "not installed: images with npm: packages (every built-in profile) cannot be built",
+            "install Node.js 20 and npm",
         )
         .optional(),
     });

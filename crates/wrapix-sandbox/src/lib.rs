@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod gitid;
 pub mod init;
+pub mod network;
 pub mod plan;
 pub mod prepare;
 pub mod pty;

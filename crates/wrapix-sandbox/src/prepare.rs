@@ -48,6 +48,13 @@ pub struct HostFacts {
     pub interactive: bool,
     /// The `wrapix` binary, mounted into the sandbox as its init.
     pub self_exe: PathBuf,
+    /// Only describe the run (`--dry-run`): change nothing on the host.
+    pub dry_run: bool,
+    /// The host's notification socket (`$XDG_RUNTIME_DIR/wrapix/notify.sock`) when a daemon
+    /// made one: mounted at [`SANDBOX_NOTIFY_SOCKET`].
+    pub notify_socket: Option<PathBuf>,
+    /// The session id the launcher registered for focus-aware notifications.
+    pub session_id: Option<String>,
 }
 
 /// Everything a backend needs to build a plan, with no decisions left.
@@ -79,6 +86,8 @@ pub struct Prepared {
 
 /// Where wrapix's own binary appears inside the sandbox.
 pub const SANDBOX_BIN_DIR: &str = "/run/wrapix/bin";
+/// Where the host's notification socket appears inside the sandbox.
+pub const SANDBOX_NOTIFY_SOCKET: &str = "/run/wrapix/notify.sock";
 pub const SANDBOX_PATH: &str =
     "/run/wrapix/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -94,11 +103,20 @@ const PASSTHROUGH_ENV: &[&str] = &[
 ];
 
 pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
-    let root = match spec.profile {
+    let root = match &spec.profile {
         wrapix_spec::Profile::Host => RootFs::host(Path::new("/")),
+        wrapix_spec::Profile::Image(img) => {
+            crate::root::image_root(img, &host.env, &spec.user.home)?
+        }
     };
     let home = spec.user.sandbox_home();
     let mut notices = Vec::new();
+    if spec.user.home.starts_with(&spec.project) {
+        notices.push(format!(
+            "the project folder {} contains your home folder: the agent can read and change everything in it",
+            spec.project.display()
+        ));
+    }
 
     let shell = if root
         .find_executable("bash", &["/usr/bin", "/bin"])
@@ -154,7 +172,12 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dest: SandboxPath::from_static(Spec::WORKSPACE),
         mode: MountMode::ReadWrite,
     }];
-    binds.extend(protect_binds(&spec.project, &spec.protect, &mut notices)?);
+    binds.extend(protect_binds(
+        &spec.project,
+        &spec.protect,
+        host.dry_run,
+        &mut notices,
+    )?);
     for m in &spec.mounts {
         binds.push(Bind {
             source: m.source.clone(),
@@ -233,12 +256,28 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
 
     let mut after_exit = Vec::new();
     let mut home_source = None;
-    if spec.agent.is_claude() {
-        let wiring = agent::wire_claude(spec, &home, &host.env)?;
+    if spec.agent.is_claude() && runs_agent(spec, mode) {
+        let wiring = agent::wire_claude(spec, &home, &host.env, host.dry_run)?;
         binds.extend(wiring.binds);
         env.extend(wiring.env);
         after_exit.extend(wiring.after_exit);
         home_source = wiring.home_source;
+    }
+
+    // Notifications: `wrapix notify` inside reaches the host daemon through its socket.
+    if let Some(sock) = &host.notify_socket {
+        binds.push(Bind {
+            source: sock.clone(),
+            dest: SandboxPath::from_static(SANDBOX_NOTIFY_SOCKET),
+            mode: MountMode::ReadOnly,
+        });
+    }
+    env.insert("WRAPIX_NOTIFY_SOCKET".into(), SANDBOX_NOTIFY_SOCKET.into());
+    if let Some(id) = &host.session_id {
+        env.insert("WRAPIX_SESSION_ID".into(), id.clone());
+    }
+    if let Some(name) = spec.project.file_name() {
+        env.insert("WRAPIX_PROJECT".into(), name.to_string_lossy().into_owned());
     }
 
     // The user's [env] wins over everything wrapix sets.
@@ -264,6 +303,18 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     })
 }
 
+/// Whether this run starts the agent (or a shell a user starts it from): only then are its
+/// state and login wired in, so `wrapix run -- make` gets neither.
+fn runs_agent(spec: &Spec, mode: &RunMode) -> bool {
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    match mode {
+        RunMode::Agent | RunMode::Shell => true,
+        RunMode::Command(argv) => argv
+            .first()
+            .is_some_and(|p| base(p) == base(&spec.agent.command[0])),
+    }
+}
+
 fn path_dirs() -> Vec<&'static str> {
     SANDBOX_PATH
         .split(':')
@@ -277,6 +328,7 @@ fn path_dirs() -> Vec<&'static str> {
 fn protect_binds(
     project: &Path,
     protect: &[PathBuf],
+    dry_run: bool,
     notices: &mut Vec<String>,
 ) -> Result<Vec<Bind>, SandboxError> {
     let mut pins: Vec<PathBuf> = Vec::new();
@@ -286,19 +338,27 @@ fn protect_binds(
         if std::fs::symlink_metadata(&host).is_err() {
             // A repository without hooks: create the folder so it can be protected.
             let is_git_hooks = rel == Path::new(".git/hooks") && project.join(".git").is_dir();
-            if is_git_hooks {
+            if !is_git_hooks {
+                continue;
+            }
+            if !dry_run {
                 std::fs::create_dir(&host).map_err(|source| SandboxError::Io {
                     what: format!("create {}", host.display()),
                     source,
                 })?;
-            } else {
-                continue;
             }
         }
-        let canonical = std::fs::canonicalize(&host).map_err(|source| SandboxError::Io {
-            what: format!("resolve {}", host.display()),
-            source,
-        })?;
+        let canonical = match std::fs::canonicalize(&host) {
+            Ok(c) => c,
+            // Only in a dry run: the hooks folder that a real run would create.
+            Err(_) if dry_run => host.clone(),
+            Err(source) => {
+                return Err(SandboxError::Io {
+                    what: format!("resolve {}", host.display()),
+                    source,
+                })
+            }
+        };
         let Ok(inside) = canonical.strip_prefix(project) else {
             notices.push(format!(
                 "protected path {} points outside the project ({}); it is not mounted",

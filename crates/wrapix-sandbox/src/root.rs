@@ -23,6 +23,8 @@ pub struct RootFs {
     /// Human-readable name for `config show` and errors.
     pub name: String,
     pub entries: Vec<RootEntry>,
+    /// The image's root directory, for backends that take a whole root (podman `--rootfs`).
+    pub image: Option<PathBuf>,
 }
 
 /// Top-level host folders that make a working system: `/usr` and its merged-usr links.
@@ -98,17 +100,45 @@ impl RootFs {
         RootFs {
             name: "host".into(),
             entries,
+            image: None,
         }
     }
 
-    /// An image directory used as the whole root, read-only.
+    /// An image's root filesystem, read-only. Each top-level entry of the image is bound (or
+    /// linked) into the backend's own root, the way the `host` profile is, rather than the image
+    /// at `/`: the backend's root stays a fresh tmpfs where mount points for `/home/USER`,
+    /// `/workspace` and `/run/wrapix` can be created without writing to the cached image.
+    /// Folders every backend provides itself (`/proc`, `/dev`, `/sys`, `/tmp`, `/run`, `/home`)
+    /// are left out.
     pub fn image(name: &str, dir: &Path) -> Self {
+        const PROVIDED: &[&str] = &["proc", "dev", "sys", "tmp", "run", "home", "workspace"];
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        names.sort();
+        let mut entries = Vec::new();
+        for n in names {
+            if PROVIDED.iter().any(|p| n == *p) {
+                continue;
+            }
+            let src = dir.join(&n);
+            let dest = Path::new("/").join(&n);
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&src) {
+                        entries.push(RootEntry::Symlink { target, dest });
+                    }
+                }
+                Ok(m) if m.is_dir() || m.is_file() => {
+                    entries.push(RootEntry::RoBind { source: src, dest })
+                }
+                _ => {}
+            }
+        }
         RootFs {
             name: name.into(),
-            entries: vec![RootEntry::RoBind {
-                source: dir.to_owned(),
-                dest: "/".into(),
-            }],
+            entries,
+            image: Some(dir.to_owned()),
         }
     }
 
@@ -153,6 +183,36 @@ impl RootFs {
             }
         }
         best.map(|(_, p)| p)
+    }
+}
+
+/// The root for an image profile, from the cache. The CLI builds a missing image before it
+/// prepares a run; here a missing or damaged image is an error, never a fallback to the host.
+pub fn image_root(
+    img: &wrapix_image::ImageSpec,
+    env: &std::collections::BTreeMap<String, String>,
+    home: &Path,
+) -> Result<RootFs, crate::SandboxError> {
+    let store = wrapix_image::Store::from_env(env, home);
+    let hash = img.hash(&wrapix_image::build::mirror(env));
+    match store.lookup(&hash) {
+        wrapix_image::store::Lookup::Ready(image) => Ok(RootFs::image(
+            &format!("{} ({hash})", img.profile),
+            &image.rootfs(),
+        )),
+        other => Err(crate::SandboxError::Unavailable {
+            backend: "image",
+            problem: match other {
+                wrapix_image::store::Lookup::Corrupted(why) => {
+                    format!(
+                        "the image of profile {:?} is corrupted ({why})",
+                        img.profile
+                    )
+                }
+                _ => format!("the image of profile {:?} is not built", img.profile),
+            },
+            fix: format!("wrapix image build --profile {}", img.profile),
+        }),
     }
 }
 

@@ -13,6 +13,8 @@ pub mod validate;
 
 pub use error::{Location, SpecError};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};
-pub use spec::{Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Spec};
+pub use spec::{
+    Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Resources, Spec,
+};
 pub use types::{EnvName, MountMode, SandboxPath};
 pub use validate::validate;

@@ -18,6 +18,26 @@ pub struct RawConfig {
     pub mounts: Vec<Spanned<RawMount>>,
     pub agent: Option<RawAgent>,
     pub workspace: Option<RawWorkspace>,
+    /// Extra packages for the image (Debian names, `npm:`, `pip:`).
+    pub packages: Option<Spanned<Vec<Spanned<String>>>>,
+    pub profiles: Option<BTreeMap<String, Spanned<RawProfile>>>,
+    pub resources: Option<RawResources>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub extends: Option<Spanned<String>>,
+    pub packages: Option<Spanned<Vec<Spanned<String>>>>,
+    pub env: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    pub cpus: Option<Spanned<i64>>,
+    pub memory_mb: Option<Spanned<i64>>,
+    pub pids: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

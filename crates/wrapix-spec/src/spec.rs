@@ -13,12 +13,14 @@ pub enum BackendKind {
     /// The best backend this host can run (bubblewrap on Linux).
     Auto,
     Bwrap,
+    /// Rootless Podman, from the profile's image.
+    Podman,
     /// No sandbox at all; only by explicit choice, with a warning.
     None,
 }
 
 impl BackendKind {
-    pub const NAMES: &'static str = "auto, bwrap, none";
+    pub const NAMES: &'static str = "auto, bwrap, podman, none";
 }
 
 impl fmt::Display for BackendKind {
@@ -26,6 +28,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Auto => "auto",
             BackendKind::Bwrap => "bwrap",
+            BackendKind::Podman => "podman",
             BackendKind::None => "none",
         })
     }
@@ -36,13 +39,30 @@ impl fmt::Display for BackendKind {
 pub enum Profile {
     /// The host's system folders, read-only.
     Host,
+    /// An image built from a profile (plus the config's extra packages).
+    Image(wrapix_image::ImageSpec),
 }
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Profile::Host => f.write_str("host"),
+            Profile::Image(img) => f.write_str(&img.profile),
         }
+    }
+}
+
+/// `[resources]`: limits the backend must enforce (or refuse to start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+impl Resources {
+    pub fn any(&self) -> bool {
+        self.cpus.is_some() || self.memory_mb.is_some() || self.pids.is_some()
     }
 }
 
@@ -150,6 +170,7 @@ pub struct Spec {
     pub agent: Agent,
     /// Project-relative paths mounted read-only inside `/workspace`.
     pub protect: Vec<PathBuf>,
+    pub resources: Resources,
     pub user: HostUser,
     /// Where each top-level value came from.
     pub origins: BTreeMap<&'static str, Origin>,

@@ -16,10 +16,8 @@ use crate::types::{
     SandboxPath,
 };
 
-/// Profiles that exist in the design but need the image builder.
-const IMAGE_PROFILES: &[&str] = &["base", "rust", "python"];
 /// Backends that exist in the design but are not built yet.
-const LATER_BACKENDS: &[&str] = &["podman", "nspawn", "qemu", "apple"];
+const LATER_BACKENDS: &[&str] = &["nspawn", "qemu", "apple"];
 /// Paths that no mount may cover, replace or sit inside.
 const RESERVED_INSIDE: &[&str] = &["/workspace", "/proc", "/dev", "/sys", "/run/wrapix"];
 /// System folders that no mount may replace (a mount below them is allowed).
@@ -94,14 +92,12 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         }
     };
 
-    let profile = match pick_str(layers, &flags.profile, "--profile", |r| r.profile.as_ref()) {
-        None => Profile::Host,
-        Some(p) => {
-            origins.insert("profile", p.origin);
-            parse_profile(p.value)
-                .map_err(|(m, f)| SpecError::invalid(p.location, "profile", m, f))?
-        }
-    };
+    let selected = pick_str(layers, &flags.profile, "--profile", |r| r.profile.as_ref()).map(|p| {
+        origins.insert("profile", p.origin);
+        (p.value.as_str(), p.location)
+    });
+    let profile = profiles::resolve(layers, selected, &mut origins)?;
+    let resources = profiles::resources(layers, &mut origins)?;
 
     let network = match pick_str(layers, &flags.network, "--network", |r| r.network.as_ref()) {
         None => Network::Open,
@@ -122,7 +118,15 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         }
     };
 
-    let env = env(layers, &mut origins)?;
+    let mut env = env(layers, &mut origins)?;
+    if let Profile::Image(img) = &profile {
+        // The profile's env is the default; [env] and -e win.
+        for (k, v) in &img.env {
+            if let Ok(name) = EnvName::parse(k) {
+                env.entry(name).or_insert_with(|| v.clone());
+            }
+        }
+    }
     let mounts = mounts(layers, host, &mut origins)?;
 
     let deploy_key = match pick_str(layers, &flags.deploy_key, "--deploy-key", |r| {
@@ -151,6 +155,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         deploy_key,
         agent,
         protect,
+        resources,
         user: host.user.clone(),
         origins,
     })
@@ -163,6 +168,7 @@ fn parse_backend(s: &str) -> Result<BackendKind, Reason> {
         "auto" => Ok(BackendKind::Auto),
         "bwrap" | "bubblewrap" => Ok(BackendKind::Bwrap),
         "none" => Ok(BackendKind::None),
+        "podman" => Ok(BackendKind::Podman),
         later if LATER_BACKENDS.contains(&later) => Err((
             format!("backend {later:?} is not available in this version of wrapix"),
             "use \"bwrap\" (or \"auto\")".to_owned(),
@@ -170,20 +176,6 @@ fn parse_backend(s: &str) -> Result<BackendKind, Reason> {
         other => Err((
             format!("unknown backend {other:?}"),
             format!("use one of: {}", BackendKind::NAMES),
-        )),
-    }
-}
-
-fn parse_profile(s: &str) -> Result<Profile, Reason> {
-    match s {
-        "host" => Ok(Profile::Host),
-        img if IMAGE_PROFILES.contains(&img) => Err((
-            format!("profile {img:?} needs the image builder, which this version of wrapix does not have yet"),
-            "use profile = \"host\" (the host's system folders, read-only)".to_owned(),
-        )),
-        other => Err((
-            format!("unknown profile {other:?}"),
-            "use \"host\"".to_owned(),
         )),
     }
 }
@@ -487,6 +479,9 @@ fn protect(
         })
         .collect()
 }
+
+mod profiles;
+pub use profiles::{user_profiles, UserProfile};
 
 #[cfg(test)]
 mod tests;

@@ -165,6 +165,9 @@ impl Backend for Bwrap {
         // wrapix itself, as the sandbox's init and `wrapix` on PATH.
         let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
         arg(&mut a, &[&"--ro-bind", &run.self_exe, &init]);
+        // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
+        let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
+        arg(&mut a, &[&"--symlink", &"wrapix", &notify]);
         arg(&mut a, &[&"--remount-ro", &"/"]);
 
         let seccomp = default_filter_bytes(SeccompOptions::default())?;

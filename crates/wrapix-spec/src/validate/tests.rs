@@ -263,17 +263,17 @@ fn bad_flags() {
         ),
         (
             Overrides {
-                backend: Some("podman".into()),
+                backend: Some("qemu".into()),
                 ..Default::default()
             },
-            "--backend: key `backend`: backend \"podman\" is not available",
+            "--backend: key `backend`: backend \"qemu\" is not available",
         ),
         (
             Overrides {
-                profile: Some("rust".into()),
+                profile: Some("rustt".into()),
                 ..Default::default()
             },
-            "needs the image builder",
+            "--profile: key `profile`: unknown profile \"rustt\"",
         ),
     ];
     for (flags, want) in cases {
@@ -301,4 +301,112 @@ fn protect_can_be_extended_or_disabled() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(spec.protect.len(), 3);
+}
+
+#[test]
+fn image_profiles_resolve_with_extra_packages_and_env() {
+    let f = Fixture::new();
+    let spec = f
+        .run(
+            Some("[profiles.mine]\nextends = \"rust\"\npackages = [\"sqlite3\", \"npm:typescript@5.6.3\"]\nenv = { EDITOR = \"vim\", A = \"profile\" }\n"),
+            Some("profile = \"mine\"\npackages = [\"pip:ruff==0.6.9\"]\n[env]\nA = \"config\"\n"),
+            Overrides {
+                backend: Some("podman".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.backend, BackendKind::Podman);
+    let Profile::Image(img) = &spec.profile else {
+        panic!("not an image: {:?}", spec.profile)
+    };
+    assert_eq!(img.profile, "mine");
+    let debs = img.debs();
+    for want in ["git", "cargo", "sqlite3", "nodejs", "python3-pip"] {
+        assert!(
+            debs.iter().any(|d| d == want),
+            "{want} missing from {debs:?}"
+        );
+    }
+    assert_eq!(img.pips(), vec!["ruff==0.6.9".to_owned()]);
+    let env: BTreeMap<String, String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    assert_eq!(env.get("EDITOR").map(String::as_str), Some("vim"));
+    assert_eq!(
+        env.get("A").map(String::as_str),
+        Some("config"),
+        "[env] wins over the profile"
+    );
+}
+
+#[test]
+fn bad_profiles_and_packages_name_file_line_key_and_fix() {
+    let f = Fixture::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "profile = \"nope\"\n",
+            "wrapix.toml:1:11: key `profile`: unknown profile \"nope\"",
+        ),
+        (
+            "profile = \"a\"\n[profiles.a]\nextends = \"b\"\n[profiles.b]\nextends = \"a\"\n",
+            "profiles extend each other in a cycle: a -> b -> a",
+        ),
+        (
+            "profile = \"a\"\n[profiles.a]\nextends = \"bsae\"\n",
+            "wrapix.toml:3:11: key `extends`: unknown profile \"bsae\"",
+        ),
+        (
+            "profile = \"base\"\npackages = [\"npm:Bad Name\"]\n",
+            "wrapix.toml:2:13: key `packages`: \"npm:Bad Name\" is not a valid npm package name",
+        ),
+        (
+            "profile = \"base\"\npackages = [\"pip:ruff>=1\"]\n",
+            "key `packages`: \"pip:ruff>=1\" has an invalid version",
+        ),
+        ("packages = [\"git\"]\n", "extra packages need an image"),
+        (
+            "[profiles.base]\npackages = []\n",
+            "built-in profile and cannot be redefined",
+        ),
+        (
+            "profile = \"h\"\n[profiles.h]\nextends = \"host\"\n",
+            "cannot be extended",
+        ),
+        (
+            "[resources]\nmemory_mb = 0\n",
+            "key `resources.memory_mb`: 0 is out of range",
+        ),
+    ];
+    for (project, want) in cases {
+        let got = f
+            .run(None, Some(project), Overrides::default())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            got.contains(want),
+            "config:\n{project}\ngot: {got}\nwant: {want}"
+        );
+        assert!(
+            got.contains("fix:") || got.contains(" — ") || got.lines().count() <= 2,
+            "{got}"
+        );
+    }
+    let spec = f
+        .run(
+            None,
+            Some("[resources]\ncpus = 2\nmemory_mb = 4096\npids = 512\n"),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        spec.resources,
+        crate::Resources {
+            cpus: Some(2),
+            memory_mb: Some(4096),
+            pids: Some(512)
+        }
+    );
 }

@@ -27,6 +27,7 @@ fn spec(network: Network, uid: u32) -> Spec {
             forward_api_key: false,
         },
         protect: vec![".git/hooks".into(), ".git/config".into()],
+        resources: Default::default(),
         user: HostUser {
             uid,
             gid: uid,
@@ -66,6 +67,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
                     dest: "/etc/ssl".into(),
                 },
             ],
+            image: None,
         },
         home: home.clone(),
         home_source: None,
