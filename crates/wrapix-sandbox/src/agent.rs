@@ -210,25 +210,34 @@ fn copy_back(from: &Path, to: &Path) -> Result<(), SandboxError> {
     if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
         return Ok(());
     }
-    let dir = to.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(".claude.json.wrapix-{}", std::process::id()));
+    write_atomic(to, &new).map_err(|e| {
+        SandboxError::io(
+            format!("copy the agent's .claude.json back to {}", to.display()),
+            e,
+        )
+    })
+}
+
+/// Replaces `path` with `bytes` (mode 0600): a temporary file beside it, fsync, rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.wrapix-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&new)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, to)
+        std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        SandboxError::io(
-            format!("copy the agent's .claude.json back to {}", to.display()),
-            e,
-        )
     })
 }
 
@@ -265,22 +274,7 @@ fn add_notify_hooks(path: &Path) -> Result<(), SandboxError> {
     }
     let mut text = serde_json::to_vec_pretty(&settings).unwrap_or_default();
     text.push(b'\n');
-    let tmp = path.with_file_name(format!(".settings.json.wrapix-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        SandboxError::io(format!("write {}", path.display()), e)
-    })
+    write_atomic(path, &text).map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
 }
 
 /// Merges the hooks into `settings`: groups made only of wrapix hooks (from earlier runs) are
