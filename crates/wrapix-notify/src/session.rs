@@ -137,7 +137,8 @@ pub fn register(
     register_in(&dir, record)
 }
 
-/// Writes `record` into `dir` atomically (temporary file, fsync, rename).
+/// Writes `record` into `dir` atomically (temporary file, rename). No fsync: the registry is
+/// runtime state that dies with the session, and the launch path must stay fast.
 pub fn register_in(dir: &Path, record: SessionRecord) -> Result<Registration, NotifyError> {
     if !is_token(&record.session_id) {
         return Err(NotifyError::Invalid(format!(
@@ -157,7 +158,6 @@ pub fn register_in(dir: &Path, record: SessionRecord) -> Result<Registration, No
             .create_new(true)
             .open(&tmp)?;
         f.write_all(&body)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, &path)
     };
     write().map_err(|e| {
