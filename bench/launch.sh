@@ -23,8 +23,11 @@ cd "$work/home/project"
 export HOME="$work/home"
 
 # The raw equivalent: wrapix's own plan, with generated files as plain files and without the
-# pieces only wrapix needs (info/block fds, its init). Same namespaces, mounts and seccomp.
+# pieces only wrapix needs (info/block fds, its init). Same namespaces, mounts and seccomp
+# filter (on fd 9). Both sides run under `bash -c 'exec …'` so that the fd can be opened.
 "${as[@]}" "$work/wrapix" run --network none --dry-run -- true > "$work/plan.txt"
+"$work/wrapix" __seccomp-bpf > "$work/seccomp.bpf"
+chmod 644 "$work/seccomp.bpf"
 python3 - "$work" <<'PY'
 import shlex, sys, os
 work = sys.argv[1]
@@ -40,7 +43,9 @@ while i < len(toks):
         open(path, "w").write("x\n")
         os.chmod(path, 0o644)
         out += ["--ro-bind", path, toks[i + 2]]; i += 3; continue
-    if t in ("--info-fd", "--block-fd", "--seccomp"):
+    if t == "--seccomp":
+        out += ["--seccomp", "9"]; i += 2; continue
+    if t in ("--info-fd", "--block-fd"):
         i += 2; continue
     if t == "/run/wrapix/bin/wrapix" and toks[i + 1] == "__init":
         out += ["true"]; break
@@ -52,13 +57,15 @@ PY
 raw="$(cat "$work/raw.sh")"
 pasta_raw="pasta --config-net --quiet --no-map-gw -t none -u none -T none -U none -- $raw"
 as_s="${as[*]:-}"
+sh_raw="exec 9<$work/seccomp.bpf; exec $raw"
+sh_pasta="exec 9<$work/seccomp.bpf; exec $pasta_raw"
 
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/none.json" \
-  -n "raw bwrap" "$as_s $raw" \
-  -n "wrapix --network none" "$as_s $work/wrapix run --network none -- true" >/dev/null
+  -n "raw bwrap" "$as_s bash -c '$sh_raw'" \
+  -n "wrapix --network none" "$as_s bash -c 'exec $work/wrapix run --network none -- true'" >/dev/null
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/open.json" \
-  -n "raw pasta+bwrap" "$as_s $pasta_raw" \
-  -n "wrapix (network open)" "$as_s $work/wrapix run -- true" >/dev/null
+  -n "raw pasta+bwrap" "$as_s bash -c '$sh_pasta'" \
+  -n "wrapix (network open)" "$as_s bash -c 'exec $work/wrapix run -- true'" >/dev/null
 
 python3 - "$work" <<'PY'
 import json, sys

@@ -23,6 +23,16 @@ fn main() {
             .collect::<Vec<_>>();
         std::process::exit(wrapix_sandbox::init::run(&rest));
     }
+    // (internal) The sandbox's seccomp filter as raw BPF, for bench/launch.sh's raw bwrap.
+    if args.get(1).map(|a| a == "__seccomp-bpf").unwrap_or(false) {
+        use std::io::Write;
+        let opts = wrapix_sandbox::seccomp::SeccompOptions::default();
+        let code = match wrapix_sandbox::seccomp::default_filter_bytes(opts) {
+            Ok(bytes) if std::io::stdout().write_all(&bytes).is_ok() => 0,
+            _ => 1,
+        };
+        std::process::exit(code);
+    }
     // Installed as `wrapix-notify` too (a link in the sandbox): that name means `wrapix notify`.
     let mut args = args;
     let argv0 = args.first().map(std::path::Path::new);
