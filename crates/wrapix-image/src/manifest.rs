@@ -55,10 +55,11 @@ pub struct Unpacked {
     pub manifest_sha256: String,
 }
 
-struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    n: u64,
+/// A writer that passes bytes on while hashing and counting them (also used by the OCI export).
+pub(crate) struct HashWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hasher: Sha256,
+    pub(crate) n: u64,
 }
 
 impl<W: Write> Write for HashWriter<W> {

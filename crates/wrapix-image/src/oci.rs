@@ -17,6 +17,8 @@ use oci_spec::image::{
 };
 use sha2::{Digest as _, Sha256};
 
+use crate::manifest::HashWriter;
+
 use crate::error::ImageError;
 use crate::manifest::{self, hex, Kind};
 use crate::store::{Image, MANIFEST};
@@ -27,24 +29,6 @@ pub fn reference(image: &Image) -> String {
         "localhost/wrapix-{}:{}",
         image.meta.spec.profile, image.meta.hash
     )
-}
-
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    n: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn oci_err(e: impl std::fmt::Display) -> ImageError {
@@ -79,13 +63,13 @@ pub fn export(image: &Image, out: &Path) -> Result<String, ImageError> {
 
     // The layer: tar → (sha256 = diff_id) → gzip → (sha256 = blob digest) → file.
     let file = File::create(&layer_path).map_err(|e| ImageError::io("create", &layer_path, e))?;
-    let gz_out = Hashing {
+    let gz_out = HashWriter {
         inner: BufWriter::new(file),
         hasher: Sha256::new(),
         n: 0,
     };
     let gz = GzEncoder::new(gz_out, Compression::fast());
-    let tar_out = Hashing {
+    let tar_out = HashWriter {
         inner: gz,
         hasher: Sha256::new(),
         n: 0,
