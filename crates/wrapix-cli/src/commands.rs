@@ -93,7 +93,8 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     if spec.backend == BackendKind::None {
         return run_unconfined(&spec, &mode);
     }
-    // Notifications: register this terminal for focus checks, find the host daemon's socket.
+    // Notifications: register this terminal for focus checks, create the folder the host
+    // daemon publishes its socket in (a dry run only names it).
     let notify = (!dry_run).then(|| wrapix_notify::app::launch(&env, &spec.project));
     let facts = HostFacts {
         env: env.clone(),
@@ -102,7 +103,12 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
             .and_then(std::fs::canonicalize)
             .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?,
         dry_run,
-        notify_socket: notify.as_ref().and_then(|n| n.socket.clone()),
+        notify_dir: match &notify {
+            Some(n) => n.dir.clone(),
+            None => Some(wrapix_notify::paths::published_dir(
+                &wrapix_notify::paths::host_socket(&env),
+            )),
+        },
         session_id: notify
             .as_ref()
             .and_then(|n| n.registration.as_ref())
@@ -214,6 +220,21 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
         spec.agent.home.to_string(),
         spec.origin("agent.home").to_string(),
     );
+    if spec.mcp.is_empty() {
+        row("mcp", "(none)".into(), spec.origin("mcp").to_string());
+    }
+    for (name, server) in &spec.mcp {
+        let env: Vec<String> = server
+            .env
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect();
+        row(
+            "mcp",
+            format!("{name}: {}{}", server.command.join(" "), env.concat()),
+            spec.origin("mcp").to_string(),
+        );
+    }
     row(
         "protect",
         if spec.protect.is_empty() {

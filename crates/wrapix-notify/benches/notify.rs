@@ -39,7 +39,8 @@ fn latency(focus_check: bool) {
     let mut cfg = config(t.path(), 256);
     cfg.always = !focus_check;
     let d = Daemon::start(cfg, sink).unwrap();
-    let target = Target::Unix(d.socket.clone().unwrap());
+    // The name sandboxes connect to (through their mount of the folder).
+    let target = Target::Unix(d.published.clone().unwrap());
     let mut frame = Frame::new("bench", "latency");
     frame.session_id = Some("bench-session".into());
     let mut samples = Vec::new();

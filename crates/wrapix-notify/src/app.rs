@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::daemon::{self, Config};
@@ -85,21 +84,26 @@ pub fn parse_tcp(s: &str) -> Result<SocketAddr, NotifyError> {
     Ok(addr)
 }
 
-/// What a sandbox gets for notifications: the host socket (when a daemon's socket exists)
-/// and the session id registered for this launch.
+/// What a sandbox gets for notifications: the folder the daemon publishes its socket in (to
+/// mount at [`paths::SANDBOX_DIR`]) and the session id registered for this launch.
 #[derive(Debug, Default)]
 pub struct Launch {
-    pub socket: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
     pub registration: Option<Registration>,
 }
 
-/// The launcher's side, before a sandbox starts: registers the session (terminal window, tmux
-/// pane) for focus checks. Never fails the launch; problems are logged.
+/// The launcher's side, before a sandbox starts: creates the folder the daemon publishes its
+/// socket in (whether or not a daemon runs yet, so a daemon started or restarted later is
+/// reachable) and registers the session (terminal window, tmux pane) for focus checks.
+/// Never fails the launch; problems are logged.
 pub fn launch(env: &BTreeMap<String, String>, project: &Path) -> Launch {
-    let socket = paths::host_socket(env);
-    let socket = std::fs::symlink_metadata(&socket)
-        .is_ok_and(|m| m.file_type().is_socket())
-        .then_some(socket);
+    let dir = match published_dir(env) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!("notifications: the sandbox cannot reach the host daemon: {e}");
+            None
+        }
+    };
     let registration = match session::register(env, Some(project)) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -107,10 +111,19 @@ pub fn launch(env: &BTreeMap<String, String>, project: &Path) -> Launch {
             None
         }
     };
-    Launch {
-        socket,
-        registration,
+    Launch { dir, registration }
+}
+
+/// Creates [`paths::published_dir`] of the host socket (and its parent) 0700, checked to be
+/// folders (not symlinks) owned by this user, and returns it.
+pub fn published_dir(env: &BTreeMap<String, String>) -> Result<PathBuf, NotifyError> {
+    let socket = paths::host_socket(env);
+    let dir = paths::published_dir(&socket);
+    if let Some(parent) = socket.parent() {
+        paths::private_dir(parent)?;
     }
+    paths::private_dir(&dir)?;
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -130,5 +143,32 @@ mod tests {
         assert!(parse_tcp("0.0.0.0").is_err());
         assert!(parse_tcp("[::]:5959").is_err());
         assert!(parse_tcp("example.com").is_err());
+    }
+
+    #[test]
+    fn launcher_creates_the_published_folder_before_any_daemon() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let env: BTreeMap<String, String> = [(
+            "XDG_RUNTIME_DIR".to_owned(),
+            t.path().to_string_lossy().into_owned(),
+        )]
+        .into();
+        let dir = published_dir(&env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dir, t.path().join("wrapix/notify.d"));
+        assert!(dir.is_dir());
+        // Again: the same folder (running sandboxes have it mounted), nothing else in it.
+        let ino = |p: &Path| {
+            std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata(p).unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let before = ino(&dir);
+        assert_eq!(published_dir(&env).ok(), Some(dir.clone()));
+        assert_eq!(ino(&dir), before);
+        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).ok(), Some(0));
+        // A symlink in its place is refused.
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(t.path(), &dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(published_dir(&env).is_err());
     }
 }

@@ -38,8 +38,9 @@ impl Target {
         if let Some(t) = env.get(paths::ENV_TCP).filter(|s| !s.is_empty()) {
             return Target::Tcp(t.clone());
         }
+        // A symlink into the mounted folder, there even while no daemon runs.
         let inside = PathBuf::from(paths::SANDBOX_SOCKET);
-        if inside.exists() {
+        if std::fs::symlink_metadata(&inside).is_ok() {
             return Target::Unix(inside);
         }
         Target::Unix(paths::host_socket(env))

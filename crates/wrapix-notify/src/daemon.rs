@@ -7,13 +7,16 @@
 //!                                      5 s idle limit)
 //! ```
 //!
+//! The socket is also published for sandboxes as a hard link in its own folder (see
+//! [`crate::publish`]); on shutdown the daemon removes both names if they are still its own.
+//!
 //! Nothing a client sends can stop the daemon: bad frames, oversized lines, silent clients,
 //! floods and other users are dropped and counted, and what was dropped is logged (each reason
 //! at once up to a budget, then as a summary every second).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,13 +27,15 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::focus::{self, Decision};
 use crate::frame::{Frame, FrameError, MAX_FRAME};
+use crate::publish::{self, FileId};
 use crate::sink::{Sink, SinkSpec};
 use crate::{log, paths, session, NotifyError};
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The Unix socket (created in a 0700 folder); `None` for TCP only.
+    /// The Unix socket (created in a 0700 folder, and published for sandboxes in
+    /// [`paths::published_dir`] of it); `None` for TCP only.
     pub socket: Option<PathBuf>,
     /// A TCP address for VM backends; never an unspecified (all-interfaces) address.
     pub tcp: Option<SocketAddr>,
@@ -183,6 +188,8 @@ pub struct Daemon {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub socket: Option<PathBuf>,
+    /// The socket's name for sandboxes (`notify.d/notify.sock` beside it).
+    pub published: Option<PathBuf>,
     pub tcp: Option<SocketAddr>,
 }
 
@@ -204,6 +211,7 @@ impl Daemon {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let socket = listeners.unix_path.clone();
+        let published = listeners.published.clone();
         let tcp = listeners.tcp_addr;
         let st = stats.clone();
         let thread = std::thread::Builder::new()
@@ -232,6 +240,7 @@ impl Daemon {
                 stop: Some(stop_tx),
                 thread: Some(thread),
                 socket,
+                published,
                 tcp,
             }),
             Ok(Err(e)) => {
@@ -251,7 +260,7 @@ impl Daemon {
         self.stats.counts()
     }
 
-    /// Stops accepting, removes the socket, and waits for the threads.
+    /// Stops accepting, removes the socket and its published link, and waits for the threads.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -308,6 +317,9 @@ pub fn run(cfg: Config, sink: SinkSpec) -> Result<(), NotifyError> {
 pub struct Listeners {
     unix: Option<std::os::unix::net::UnixListener>,
     unix_path: Option<PathBuf>,
+    /// The inode bound at `unix_path`: only names of it are removed on shutdown.
+    unix_id: Option<FileId>,
+    published: Option<PathBuf>,
     tcp: Option<std::net::TcpListener>,
     tcp_addr: Option<SocketAddr>,
 }
@@ -317,16 +329,12 @@ impl Listeners {
         let mut l = Listeners {
             unix: None,
             unix_path: None,
+            unix_id: None,
+            published: None,
             tcp: None,
             tcp_addr: None,
         };
-        if let Some(path) = &cfg.socket {
-            if let Some(dir) = path.parent() {
-                paths::private_dir(dir)?;
-            }
-            l.unix = Some(bind_unix(path)?);
-            l.unix_path = Some(path.clone());
-        }
+        // TCP first: a refused address leaves no socket file behind.
         if let Some(addr) = cfg.tcp {
             if addr.ip().is_unspecified() {
                 return Err(NotifyError::Invalid(format!(
@@ -339,6 +347,28 @@ impl Listeners {
             l.tcp_addr = t.local_addr().ok();
             l.tcp = Some(t);
         }
+        if let Some(path) = &cfg.socket {
+            if let Some(dir) = path.parent() {
+                paths::private_dir(dir)?;
+            }
+            let listener = bind_unix(path)?;
+            let id = FileId::of(path).ok_or_else(|| {
+                NotifyError::Invalid(format!(
+                    "{} disappeared right after it was bound",
+                    path.display()
+                ))
+            })?;
+            match publish::publish(path, id, &paths::published_dir(path)) {
+                Ok(link) => l.published = Some(link),
+                Err(e) => {
+                    publish::remove_if_ours(path, id);
+                    return Err(e);
+                }
+            }
+            l.unix = Some(listener);
+            l.unix_path = Some(path.clone());
+            l.unix_id = Some(id);
+        }
         if l.unix.is_none() && l.tcp.is_none() {
             return Err(NotifyError::Invalid("nothing to listen on".into()));
         }
@@ -349,6 +379,8 @@ impl Listeners {
     pub fn from_unix(listener: std::os::unix::net::UnixListener) -> Listeners {
         Listeners {
             unix_path: None,
+            unix_id: None,
+            published: None,
             unix: Some(listener),
             tcp: None,
             tcp_addr: None,
@@ -419,6 +451,11 @@ async fn serve(
     let (unix, tcp, sink) = match set_up.await {
         Ok(x) => x,
         Err(e) => {
+            remove_names(
+                &listeners.unix_path,
+                &listeners.published,
+                listeners.unix_id,
+            );
             if let Some(r) = ready {
                 let _ = r.send(Err(e));
                 return Ok(());
@@ -426,19 +463,19 @@ async fn serve(
             return Err(e);
         }
     };
-    let socket_inode = listeners
-        .unix_path
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map(|m| m.ino());
     log!(
         "notifyd",
-        "listening on {}{}; showing with {}{}",
+        "listening on {}{}{}; showing with {}{}",
         listeners
             .unix_path
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "a Unix socket".into()),
+        listeners
+            .published
+            .as_ref()
+            .map(|p| format!(" (for sandboxes: {})", p.display()))
+            .unwrap_or_default(),
         listeners
             .tcp_addr
             .map(|a| format!(" and tcp {a}"))
@@ -496,13 +533,23 @@ async fn serve(
     drop(tx);
     reporter.abort();
     delivery.abort();
-    if let (Some(path), Some(ino)) = (&listeners.unix_path, socket_inode) {
-        // Only our own socket: a newer daemon may have replaced it.
-        if std::fs::metadata(path).map(|m| m.ino()).ok() == Some(ino) {
-            let _ = std::fs::remove_file(path);
+    remove_names(
+        &listeners.unix_path,
+        &listeners.published,
+        listeners.unix_id,
+    );
+    Ok(())
+}
+
+/// Removes the socket and its published link if they are still the inode this daemon bound
+/// (a newer daemon may have replaced them). The folder stays: running sandboxes have it
+/// mounted and will see the next daemon's link in it.
+fn remove_names(socket: &Option<PathBuf>, published: &Option<PathBuf>, id: Option<FileId>) {
+    if let Some(id) = id {
+        for name in [published, socket].into_iter().flatten() {
+            publish::remove_if_ours(name, id);
         }
     }
-    Ok(())
 }
 
 async fn accept_unix(

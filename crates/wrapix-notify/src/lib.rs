@@ -4,6 +4,8 @@
 //! * [`client`]: `wrapix notify` inside the sandbox; never blocks or fails the agent.
 //! * [`daemon`]: `wrapix notifyd` on the host: Unix socket (peer UID checked), optional TCP for
 //!   VM backends, a bounded queue, and a [`sink::Sink`] that shows the notification.
+//! * [`publish`]: the daemon's socket as sandboxes see it, in a folder they mount, so a
+//!   restarted daemon is reachable from sandboxes that are already running.
 //! * [`focus`] and [`session`]: the launcher registers each sandbox's terminal; the daemon
 //!   suppresses a notification while that terminal (or tmux pane) has the focus.
 //! * [`app`]: the `notify`/`notifyd` commands and the launcher's side.
@@ -16,6 +18,7 @@ pub mod focus;
 pub mod frame;
 pub mod install;
 pub mod paths;
+pub mod publish;
 pub mod session;
 pub mod sink;
 

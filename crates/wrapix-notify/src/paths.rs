@@ -1,6 +1,8 @@
 //! Where the daemon's socket and the session registry live on the host.
 //!
-//! * Linux: `$XDG_RUNTIME_DIR/wrapix/notify.sock` and `$XDG_RUNTIME_DIR/wrapix/sessions/`.
+//! * Linux: `$XDG_RUNTIME_DIR/wrapix/notify.sock`, the same socket published for sandboxes in
+//!   `$XDG_RUNTIME_DIR/wrapix/notify.d/` (see [`crate::publish`]), and
+//!   `$XDG_RUNTIME_DIR/wrapix/sessions/`.
 //! * macOS: the socket in `$TMPDIR/wrapix/` (per-user there), sessions in
 //!   `$XDG_DATA_HOME/wrapix/sessions/` (default `~/.local/share`).
 //! * Without `XDG_RUNTIME_DIR`: `/tmp/wrapix-<uid>/`.
@@ -13,8 +15,14 @@ use std::path::{Path, PathBuf};
 
 use crate::NotifyError;
 
-/// The socket path inside every sandbox.
+/// The socket path inside every sandbox: a symlink to [`SANDBOX_LINK_TARGET`].
 pub const SANDBOX_SOCKET: &str = "/run/wrapix/notify.sock";
+/// Where every sandbox mounts [`published_dir`] (read-only).
+pub const SANDBOX_DIR: &str = "/run/wrapix/notify.d";
+/// What the sandbox's [`SANDBOX_SOCKET`] points to (relative to `/run/wrapix`).
+pub const SANDBOX_LINK_TARGET: &str = "notify.d/notify.sock";
+/// The name of the daemon's socket in [`published_dir`].
+pub const PUBLISHED_NAME: &str = "notify.sock";
 /// Environment variable naming the socket the client uses.
 pub const ENV_SOCKET: &str = "WRAPIX_NOTIFY_SOCKET";
 /// Environment variable naming a TCP address (`HOST:PORT`) the client uses (VM backends).
@@ -45,6 +53,15 @@ pub fn runtime_dir(env: &BTreeMap<String, String>) -> PathBuf {
 /// The daemon's Unix socket on the host.
 pub fn host_socket(env: &BTreeMap<String, String>) -> PathBuf {
     runtime_dir(env).join("notify.sock")
+}
+
+/// The folder a daemon on `socket` publishes it in, for sandboxes: `notify.d` beside it
+/// (`$XDG_RUNTIME_DIR/wrapix/notify.d` for the default socket).
+pub fn published_dir(socket: &Path) -> PathBuf {
+    socket
+        .parent()
+        .unwrap_or_else(|| Path::new("/"))
+        .join("notify.d")
 }
 
 /// The session registry folder.
@@ -112,6 +129,17 @@ mod tests {
                 PathBuf::from("/run/user/1000/wrapix/sessions")
             );
         }
+        assert_eq!(
+            published_dir(&host_socket(&env)),
+            PathBuf::from("/run/user/1000/wrapix/notify.d")
+        );
+        assert_eq!(
+            Path::new(SANDBOX_DIR).join(PUBLISHED_NAME),
+            Path::new(SANDBOX_SOCKET)
+                .parent()
+                .map(|p| p.join(SANDBOX_LINK_TARGET))
+                .unwrap_or_default()
+        );
         let none = BTreeMap::new();
         assert!(host_socket(&none).starts_with("/tmp"));
     }

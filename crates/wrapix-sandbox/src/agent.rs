@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use wrapix_spec::{AgentHome, MountMode, SandboxPath, Spec};
+use wrapix_spec::{AgentHome, McpServer, MountMode, SandboxPath, Spec};
 
 use crate::error::SandboxError;
 use crate::prepare::Bind;
@@ -35,6 +35,9 @@ pub enum AfterExit {
         from: PathBuf,
         to: PathBuf,
         staging: PathBuf,
+        /// `mcpServers` entries wrapix put into `from`: restored from `to` (or removed)
+        /// before the copy, so the host's own config never gets them.
+        mcp_servers: Vec<String>,
     },
 }
 
@@ -71,6 +74,11 @@ pub fn wire_claude(
                     &spec.user.home.join(".claude.json"),
                 )?;
                 add_notify_hooks(&dir.join("settings.json"))?;
+                register_mcp_servers(
+                    &dir.join(".claude.json"),
+                    &spec.mcp,
+                    Some(&spec.project.join(".wrapix/agent").join(MCP_RECORD)),
+                )?;
                 dir
             };
             w.binds.push(Bind {
@@ -98,11 +106,15 @@ pub fn wire_claude(
                     SandboxError::io(format!("copy {} into the sandbox", host_json.display()), e)
                 })?;
             }
+            if !dry_run && !spec.mcp.is_empty() {
+                register_mcp_servers(&inside, &spec.mcp, None)?;
+            }
             w.home_source = Some(staging.clone());
             w.after_exit.push(AfterExit::CopyBack {
                 from: inside,
                 to: host_json,
                 staging,
+                mcp_servers: spec.mcp.keys().cloned().collect(),
             });
         }
     }
@@ -190,8 +202,13 @@ fn staging_home(project: &Path, dry_run: bool) -> Result<PathBuf, SandboxError> 
 pub fn after_exit(work: &[AfterExit]) -> Result<(), SandboxError> {
     for w in work {
         match w {
-            AfterExit::CopyBack { from, to, staging } => {
-                let result = copy_back(from, to);
+            AfterExit::CopyBack {
+                from,
+                to,
+                staging,
+                mcp_servers,
+            } => {
+                let result = copy_back(from, to, mcp_servers);
                 let _ = std::fs::remove_dir_all(staging);
                 result?;
             }
@@ -201,12 +218,25 @@ pub fn after_exit(work: &[AfterExit]) -> Result<(), SandboxError> {
 }
 
 /// Replaces `to` with `from` by writing a temporary file beside `to`, fsync, rename.
-fn copy_back(from: &Path, to: &Path) -> Result<(), SandboxError> {
-    let new = match std::fs::read(from) {
+/// The `mcpServers` entries named in `ours` are first set back to what `to` has (or removed).
+fn copy_back(from: &Path, to: &Path, ours: &[String]) -> Result<(), SandboxError> {
+    let mut new = match std::fs::read(from) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(SandboxError::io(format!("read {}", from.display()), e)),
     };
+    if !ours.is_empty() {
+        // When the agent left something that is not JSON, it is copied back as it is: the
+        // user's data matters more than removing our entries.
+        if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&new) {
+            let host: Option<serde_json::Value> = std::fs::read(to)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if restore_mcp_servers(&mut doc, host.as_ref(), ours) {
+                new = to_json_text(&doc);
+            }
+        }
+    }
     if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
         return Ok(());
     }
@@ -249,20 +279,7 @@ const NOTIFY_COMMAND: &str = "/run/wrapix/bin/wrapix notify";
 /// Written atomically, and only when something changed; settings that are not valid JSON are
 /// a loud error, never overwritten.
 fn add_notify_hooks(path: &Path) -> Result<(), SandboxError> {
-    let mut settings = match std::fs::read(path) {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            SandboxError::io(
-                format!(
-                    "read {} (fix or remove it: it is not valid JSON)",
-                    path.display()
-                ),
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
-        Err(e) => return Err(SandboxError::io(format!("read {}", path.display()), e)),
-    };
+    let mut settings = read_json(path)?;
     let changed = merge_notify_hooks(&mut settings).map_err(|problem| {
         SandboxError::io(
             format!("add notification hooks to {}", path.display()),
@@ -272,9 +289,143 @@ fn add_notify_hooks(path: &Path) -> Result<(), SandboxError> {
     if !changed {
         return Ok(());
     }
-    let mut text = serde_json::to_vec_pretty(&settings).unwrap_or_default();
+    write_atomic(path, &to_json_text(&settings))
+        .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
+}
+
+fn to_json_text(v: &serde_json::Value) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(v).unwrap_or_default();
     text.push(b'\n');
-    write_atomic(path, &text).map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
+    text
+}
+
+/// Reads a JSON object file: missing or blank is `{}`; anything that is not JSON is a loud
+/// error and the file is left alone.
+fn read_json(path: &Path) -> Result<serde_json::Value, SandboxError> {
+    match std::fs::read(path) {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(serde_json::json!({})),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            SandboxError::io(
+                format!(
+                    "read {} (fix or remove it: it is not valid JSON)",
+                    path.display()
+                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
+        Err(e) => Err(SandboxError::io(format!("read {}", path.display()), e)),
+    }
+}
+
+/// The file (beside the agent's state) that lists the `mcpServers` wrapix wrote, so that a
+/// server removed from `wrapix.toml` is removed from the agent's config too, while servers
+/// the user added themselves are never touched.
+const MCP_RECORD: &str = "wrapix-mcp-servers.json";
+
+/// Registers `servers` in Claude Code's `mcpServers` (in `.claude.json`, user scope), merged
+/// with the user's own entries. Written atomically and only when something changed.
+fn register_mcp_servers(
+    claude_json: &Path,
+    servers: &BTreeMap<String, McpServer>,
+    record: Option<&Path>,
+) -> Result<(), SandboxError> {
+    let previous: Vec<String> = match record.map(std::fs::read) {
+        Some(Ok(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+        _ if servers.is_empty() => return Ok(()),
+        _ => Vec::new(),
+    };
+    let mut doc = read_json(claude_json)?;
+    let changed = merge_mcp_servers(&mut doc, servers, &previous).map_err(|problem| {
+        SandboxError::io(
+            format!("register MCP servers in {}", claude_json.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, problem),
+        )
+    })?;
+    if changed {
+        write_atomic(claude_json, &to_json_text(&doc))
+            .map_err(|e| SandboxError::io(format!("write {}", claude_json.display()), e))?;
+    }
+    if let Some(record) = record {
+        let names: Vec<&String> = servers.keys().collect();
+        let names = serde_json::to_vec(&names).unwrap_or_default();
+        if std::fs::read(record).ok().as_deref() != Some(names.as_slice()) {
+            write_atomic(record, &names)
+                .map_err(|e| SandboxError::io(format!("write {}", record.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Claude Code's entry for one stdio server.
+fn mcp_entry(server: &McpServer) -> serde_json::Value {
+    serde_json::json!({
+        "type": "stdio",
+        "command": server.command[0],
+        "args": server.command[1..],
+        "env": server.env,
+    })
+}
+
+/// Sets `mcpServers.NAME` for every server and removes the names in `previous` that are no
+/// longer configured. Returns whether anything changed.
+fn merge_mcp_servers(
+    doc: &mut serde_json::Value,
+    servers: &BTreeMap<String, McpServer>,
+    previous: &[String],
+) -> Result<bool, String> {
+    let before = doc.clone();
+    let map = doc
+        .as_object_mut()
+        .ok_or("the file is not a JSON object")?
+        .entry("mcpServers")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or("\"mcpServers\" is not a JSON object")?;
+    for name in previous {
+        if !servers.contains_key(name) {
+            map.remove(name);
+        }
+    }
+    for (name, server) in servers {
+        map.insert(name.clone(), mcp_entry(server));
+    }
+    Ok(*doc != before)
+}
+
+/// Sets the `mcpServers` entries named in `ours` back to the ones in `host` (removing those
+/// `host` does not have). Returns whether anything changed.
+fn restore_mcp_servers(
+    doc: &mut serde_json::Value,
+    host: Option<&serde_json::Value>,
+    ours: &[String],
+) -> bool {
+    let host_servers = host.and_then(|h| h.get("mcpServers"));
+    let Some(map) = doc
+        .get_mut("mcpServers")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for name in ours {
+        match host_servers.and_then(|h| h.get(name)) {
+            Some(theirs) => {
+                if map.get(name) != Some(theirs) {
+                    map.insert(name.clone(), theirs.clone());
+                    changed = true;
+                }
+            }
+            None => changed |= map.remove(name).is_some(),
+        }
+    }
+    if map.is_empty() && host_servers.is_none() {
+        if let Some(obj) = doc.as_object_mut() {
+            obj.remove("mcpServers");
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Merges the hooks into `settings`: groups made only of wrapix hooks (from earlier runs) are
@@ -415,7 +566,7 @@ mod tests {
         let to = t.path().join("host.json");
         std::fs::write(&from, "new").unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(&to, "old").unwrap_or_else(|e| panic!("{e}"));
-        copy_back(&from, &to).unwrap_or_else(|e| panic!("{e}"));
+        copy_back(&from, &to, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(std::fs::read_to_string(&to).ok().as_deref(), Some("new"));
         let leftovers: Vec<_> = std::fs::read_dir(t.path())
             .into_iter()
@@ -423,6 +574,127 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(leftovers.len(), 2);
+    }
+
+    fn tmux_debug() -> BTreeMap<String, McpServer> {
+        let mut env = BTreeMap::new();
+        env.insert("TMUX_DEBUG_AUDIT".to_owned(), "/workspace/a.log".to_owned());
+        BTreeMap::from([(
+            "tmux-debug".to_owned(),
+            McpServer {
+                command: vec![
+                    "/run/wrapix/bin/wrapix".into(),
+                    "mcp".into(),
+                    "tmux-debug".into(),
+                ],
+                env,
+                needs: Vec::new(),
+                builtin: true,
+            },
+        )])
+    }
+
+    #[test]
+    fn mcp_servers_merge_with_the_users_and_leave_with_the_config() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let json = t.path().join(".claude.json");
+        let record = t.path().join(MCP_RECORD);
+        std::fs::write(
+            &json,
+            r#"{"numStartups":3,"mcpServers":{"mine":{"type":"stdio","command":"my-mcp","args":[]}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let read = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        register_mcp_servers(&json, &tmux_debug(), Some(&record)).unwrap_or_else(|e| panic!("{e}"));
+        let doc = read();
+        assert_eq!(doc["numStartups"], 3);
+        assert_eq!(doc["mcpServers"]["mine"]["command"], "my-mcp");
+        let ours = &doc["mcpServers"]["tmux-debug"];
+        assert_eq!(ours["type"], "stdio");
+        assert_eq!(ours["command"], "/run/wrapix/bin/wrapix");
+        assert_eq!(ours["args"], serde_json::json!(["mcp", "tmux-debug"]));
+        assert_eq!(ours["env"]["TMUX_DEBUG_AUDIT"], "/workspace/a.log");
+        // Idempotent: nothing is rewritten.
+        let mtime = || std::fs::metadata(&json).and_then(|m| m.modified()).ok();
+        let before = mtime();
+        register_mcp_servers(&json, &tmux_debug(), Some(&record)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mtime(), before);
+        // Removed from the config: removed from the agent's too, the user's own stays.
+        register_mcp_servers(&json, &BTreeMap::new(), Some(&record))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let doc = read();
+        assert!(doc["mcpServers"].get("tmux-debug").is_none(), "{doc}");
+        assert_eq!(doc["mcpServers"]["mine"]["command"], "my-mcp");
+        // Only the two files: no temporaries left.
+        assert_eq!(std::fs::read_dir(t.path()).map(|d| d.count()).ok(), Some(2));
+    }
+
+    #[test]
+    fn mcp_servers_refuse_bad_json_and_keep_it() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let json = t.path().join(".claude.json");
+        for bad in ["{oops", r#"{"mcpServers":[1]}"#, "[]"] {
+            std::fs::write(&json, bad).unwrap_or_else(|e| panic!("{e}"));
+            let e = register_mcp_servers(&json, &tmux_debug(), None)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {bad}"));
+            assert!(e.to_string().contains(".claude.json"), "{e}");
+            assert_eq!(std::fs::read_to_string(&json).ok().as_deref(), Some(bad));
+        }
+        // No file and no servers: nothing is created.
+        std::fs::remove_file(&json).unwrap_or_else(|e| panic!("{e}"));
+        register_mcp_servers(&json, &BTreeMap::new(), Some(&t.path().join(MCP_RECORD)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!json.exists());
+    }
+
+    #[test]
+    fn copy_back_keeps_our_mcp_servers_out_of_the_host_config() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let host = t.path().join("host.json");
+        let inside = t.path().join("in.json");
+        std::fs::write(
+            &host,
+            r#"{"mcpServers":{"tmux-debug":{"command":"theirs"},"mine":{"command":"m"}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(&host, &inside).unwrap_or_else(|e| panic!("{e}"));
+        let mut servers = tmux_debug();
+        servers.insert(
+            "extra".into(),
+            McpServer {
+                command: vec!["x".into()],
+                env: BTreeMap::new(),
+                needs: Vec::new(),
+                builtin: false,
+            },
+        );
+        register_mcp_servers(&inside, &servers, None).unwrap_or_else(|e| panic!("{e}"));
+        // The agent changes something of its own while it runs.
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&inside).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        doc["numStartups"] = serde_json::json!(7);
+        std::fs::write(&inside, doc.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<String> = servers.keys().cloned().collect();
+        copy_back(&inside, &host, &names).unwrap_or_else(|e| panic!("{e}"));
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&host).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back["numStartups"], 7);
+        assert_eq!(back["mcpServers"]["tmux-debug"]["command"], "theirs");
+        assert_eq!(back["mcpServers"]["mine"]["command"], "m");
+        assert!(back["mcpServers"].get("extra").is_none(), "{back}");
+        // Not JSON any more: copied back untouched rather than lost.
+        std::fs::write(&inside, "agent wrote this").unwrap_or_else(|e| panic!("{e}"));
+        copy_back(&inside, &host, &names).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(&host).ok().as_deref(),
+            Some("agent wrote this")
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum SandboxError {
         fix: String,
     },
 
+    /// Something the configuration needs inside the sandbox is not there.
+    #[error("{what} (fix: {fix})")]
+    Missing { what: String, fix: String },
+
     #[error("could not set up the sandbox network: {detail} (fix: {fix})")]
     Network { detail: String, fix: String },
 

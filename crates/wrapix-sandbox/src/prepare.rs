@@ -50,9 +50,10 @@ pub struct HostFacts {
     pub self_exe: PathBuf,
     /// Only describe the run (`--dry-run`): change nothing on the host.
     pub dry_run: bool,
-    /// The host's notification socket (`$XDG_RUNTIME_DIR/wrapix/notify.sock`) when a daemon
-    /// made one: mounted at [`SANDBOX_NOTIFY_SOCKET`].
-    pub notify_socket: Option<PathBuf>,
+    /// The host folder the notification daemon publishes its socket in
+    /// (`$XDG_RUNTIME_DIR/wrapix/notify.d`, created by the launcher): mounted read-only at
+    /// [`SANDBOX_NOTIFY_DIR`], where the backend's [`SANDBOX_NOTIFY_SOCKET`] symlink points.
+    pub notify_dir: Option<PathBuf>,
     /// The session id the launcher registered for focus-aware notifications.
     pub session_id: Option<String>,
 }
@@ -86,8 +87,13 @@ pub struct Prepared {
 
 /// Where wrapix's own binary appears inside the sandbox.
 pub const SANDBOX_BIN_DIR: &str = "/run/wrapix/bin";
-/// Where the host's notification socket appears inside the sandbox.
+/// Where the host's notification socket appears inside the sandbox: a symlink (made by every
+/// backend) to [`SANDBOX_NOTIFY_LINK`], so a restarted daemon's new socket is seen at once.
 pub const SANDBOX_NOTIFY_SOCKET: &str = "/run/wrapix/notify.sock";
+/// Where the folder holding the daemon's socket is mounted.
+pub const SANDBOX_NOTIFY_DIR: &str = "/run/wrapix/notify.d";
+/// The target of the [`SANDBOX_NOTIFY_SOCKET`] symlink, relative to its folder.
+pub const SANDBOX_NOTIFY_LINK: &str = "notify.d/notify.sock";
 pub const SANDBOX_PATH: &str =
     "/run/wrapix/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -263,12 +269,25 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         after_exit.extend(wiring.after_exit);
         home_source = wiring.home_source;
     }
+    if !spec.mcp.is_empty() && runs_agent(spec, mode) {
+        if spec.agent.is_claude() {
+            check_mcp_needs(spec, &root)?;
+        } else {
+            notices.push(format!(
+                "[mcp] servers are configured, but the agent `{}` is not Claude Code: wrapix only \
+                 registers MCP servers with Claude Code, so they are not registered",
+                spec.agent.command[0]
+            ));
+        }
+    }
 
-    // Notifications: `wrapix notify` inside reaches the host daemon through its socket.
-    if let Some(sock) = &host.notify_socket {
+    // Notifications: `wrapix notify` inside reaches the host daemon through the folder the
+    // daemon publishes its socket in (the folder, not the socket: a restarted daemon binds a
+    // new socket, which a mount of the old one would never see).
+    if let Some(dir) = &host.notify_dir {
         binds.push(Bind {
-            source: sock.clone(),
-            dest: SandboxPath::from_static(SANDBOX_NOTIFY_SOCKET),
+            source: dir.clone(),
+            dest: SandboxPath::from_static(SANDBOX_NOTIFY_DIR),
             mode: MountMode::ReadOnly,
         });
     }
@@ -313,6 +332,37 @@ fn runs_agent(spec: &Spec, mode: &RunMode) -> bool {
             .first()
             .is_some_and(|p| base(p) == base(&spec.agent.command[0])),
     }
+}
+
+/// Every program an `[mcp.NAME]` server needs must be in the sandbox's root. Image profiles
+/// get them built in (validation adds their packages); the `host` profile uses the host's.
+fn check_mcp_needs(spec: &Spec, root: &RootFs) -> Result<(), SandboxError> {
+    for (name, server) in &spec.mcp {
+        for need in &server.needs {
+            if root.find_executable(need.program, &path_dirs()).is_some() {
+                continue;
+            }
+            let fix = match &spec.profile {
+                wrapix_spec::Profile::Host => format!(
+                    "the host profile uses the host's /usr: install it with `sudo apt install {}`, \
+                     or use an image profile (e.g. profile = \"base\"), which gets it built in",
+                    need.package
+                ),
+                wrapix_spec::Profile::Image(_) => format!(
+                    "rebuild the image (`wrapix image rm` it, then run again) or add \"{}\" to packages",
+                    need.package
+                ),
+            };
+            return Err(SandboxError::Missing {
+                what: format!(
+                    "the MCP server [mcp.{name}] needs `{}` in the sandbox, and the {} profile has none",
+                    need.program, spec.profile
+                ),
+                fix,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn path_dirs() -> Vec<&'static str> {

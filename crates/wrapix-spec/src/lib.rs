@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod layer;
+pub mod mcp;
 pub mod raw;
 pub mod spec;
 pub mod types;
@@ -13,6 +14,7 @@ pub mod validate;
 
 pub use error::{Location, SpecError};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};
+pub use mcp::McpServer;
 pub use spec::{
     Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Resources, Spec,
 };

@@ -22,7 +22,13 @@ pub struct RawConfig {
     pub packages: Option<Spanned<Vec<Spanned<String>>>>,
     pub profiles: Option<BTreeMap<String, Spanned<RawProfile>>>,
     pub resources: Option<RawResources>,
+    /// `[mcp.NAME]`: MCP servers registered with the agent. The keys of each table depend on
+    /// the server (see [`crate::mcp`]), so they are checked in validation.
+    pub mcp: Option<BTreeMap<String, Spanned<RawMcpServer>>>,
 }
+
+/// One `[mcp.NAME]` table: its keys depend on the server.
+pub type RawMcpServer = BTreeMap<String, Spanned<toml::Value>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -171,6 +171,8 @@ pub struct Spec {
     /// Project-relative paths mounted read-only inside `/workspace`.
     pub protect: Vec<PathBuf>,
     pub resources: Resources,
+    /// `[mcp.NAME]`: MCP servers registered with the agent, by name.
+    pub mcp: BTreeMap<String, crate::mcp::McpServer>,
     pub user: HostUser,
     /// Where each top-level value came from.
     pub origins: BTreeMap<&'static str, Origin>,

@@ -144,6 +144,16 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
 
     let agent = agent(layers, &mut origins)?;
     let protect = protect(layers, &mut origins)?;
+    let mcp = mcp::servers(layers, &host.user.sandbox_home(), &mut origins)?;
+    let mut profile = profile;
+    if let Profile::Image(img) = &mut profile {
+        // What the servers need is part of the image (and so of its hash).
+        for need in mcp.values().flat_map(|s| &s.needs) {
+            if let Ok(p) = wrapix_image::Package::parse(need.package) {
+                img.packages.insert(p);
+            }
+        }
+    }
 
     Ok(Spec {
         project: host.project.clone(),
@@ -156,6 +166,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         agent,
         protect,
         resources,
+        mcp,
         user: host.user.clone(),
         origins,
     })
@@ -480,6 +491,7 @@ fn protect(
         .collect()
 }
 
+mod mcp;
 mod profiles;
 pub use profiles::{user_profiles, UserProfile};
 

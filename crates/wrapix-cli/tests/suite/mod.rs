@@ -8,6 +8,8 @@ mod escape_net;
 mod escape_tty;
 mod harness;
 mod images;
+mod mcp;
+mod notify_restart;
 mod proc;
 mod run;
 mod testhost;

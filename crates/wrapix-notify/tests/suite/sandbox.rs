@@ -1,6 +1,7 @@
 //! End to end: `wrapix notifyd --command …` on the host (as the test user), `wrapix run` a
 //! sandbox, and `wrapix notify` (and `wrapix-notify`) inside reaches it through the mounted
-//! socket with the session id the launcher registered.
+//! `notify.d` folder with the session id the launcher registered. (Restarts while a sandbox
+//! runs: `wrapix-cli`'s `notify_restart` tests.)
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;

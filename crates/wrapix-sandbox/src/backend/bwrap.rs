@@ -15,7 +15,7 @@ use wrapix_spec::{MountMode, Network};
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
 use crate::plan::{FdData, LaunchPlan, NetworkSetup};
-use crate::prepare::{Prepared, SANDBOX_BIN_DIR};
+use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
 
@@ -168,6 +168,12 @@ impl Backend for Bwrap {
         // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
         let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
         arg(&mut a, &[&"--symlink", &"wrapix", &notify]);
+        // The notification socket, through the folder the daemon publishes it in (mounted
+        // with the binds when the launcher has it): a restarted daemon is reachable at once.
+        arg(
+            &mut a,
+            &[&"--symlink", &SANDBOX_NOTIFY_LINK, &SANDBOX_NOTIFY_SOCKET],
+        );
         arg(&mut a, &[&"--remount-ro", &"/"]);
 
         let seccomp = default_filter_bytes(SeccompOptions::default())?;

@@ -16,7 +16,11 @@
 //!
 //! Generated files and the environment cannot travel on memfds through Podman, so
 //! [`Podman::stage`] writes them to a private per-run folder (mode 0700) that the plan binds
-//! read-only; the environment goes in an `--env-file`, never on the command line.
+//! read-only; the environment goes in an `--env-file`, never on the command line. Podman cannot
+//! make symlinks either, so `/run/wrapix` is a staged folder too (bound read-only), holding the
+//! links `notify.sock -> notify.d/notify.sock` and `bin/wrapix-notify -> wrapix` and the empty
+//! mount points the plan binds wrapix and the notification folder onto (Podman mounts parents
+//! before children).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -28,7 +32,27 @@ use wrapix_spec::{MountMode, Network};
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
 use crate::plan::LaunchPlan;
-use crate::prepare::{Prepared, SANDBOX_BIN_DIR};
+use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK};
+
+/// `/run/wrapix` inside the sandbox; staged by [`Podman::stage`].
+const SANDBOX_RUN_DIR: &str = "/run/wrapix";
+
+enum RunDirEntry {
+    Dir,
+    /// An empty file to bind onto.
+    File,
+    Symlink(&'static str),
+}
+
+/// The staged `/run/wrapix`, relative to it, parents first.
+const RUN_DIR_ENTRIES: &[(&str, RunDirEntry)] = &[
+    ("", RunDirEntry::Dir),
+    ("bin", RunDirEntry::Dir),
+    ("bin/wrapix", RunDirEntry::File),
+    ("bin/wrapix-notify", RunDirEntry::Symlink("wrapix")),
+    ("notify.d", RunDirEntry::Dir),
+    ("notify.sock", RunDirEntry::Symlink(SANDBOX_NOTIFY_LINK)),
+];
 
 /// Host variables Podman itself needs (not passed into the sandbox).
 const PODMAN_ENV: &[&str] = &[
@@ -118,6 +142,37 @@ impl Podman {
         self.stage.join("env")
     }
 
+    /// The staged `/run/wrapix`.
+    fn run_dir(&self) -> PathBuf {
+        self.stage.join("run-wrapix")
+    }
+
+    /// Builds [`Podman::run_dir`]: the symlinks of `/run/wrapix` and the empty mount points
+    /// for wrapix and the notification folder ([`RUN_DIR_ENTRIES`]).
+    fn stage_run_dir(&self) -> Result<(), SandboxError> {
+        let io = |what: &str, p: &Path, e| SandboxError::io(format!("{what} {}", p.display()), e);
+        for (rel, entry) in RUN_DIR_ENTRIES {
+            let p = self.run_dir().join(rel);
+            match entry {
+                RunDirEntry::Dir => {
+                    std::fs::create_dir_all(&p).map_err(|e| io("create", &p, e))?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                        .map_err(|e| io("protect", &p, e))?;
+                }
+                RunDirEntry::File => std::fs::write(&p, b"").map_err(|e| io("create", &p, e))?,
+                RunDirEntry::Symlink(target) => {
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io("remove", &p, e)),
+                    }
+                    std::os::unix::fs::symlink(target, &p).map_err(|e| io("create", &p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the generated files and the env file, and checks the host conditions a plan
     /// cannot see (listeners on all addresses for `network = "open"`). Call before `execute`;
     /// remove [`Podman::stage`] afterwards.
@@ -149,6 +204,7 @@ impl Podman {
             f.write_all(data)
                 .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
         };
+        self.stage_run_dir()?;
         for (i, f) in run.files.iter().enumerate() {
             write(
                 &self.file_path(i),
@@ -285,6 +341,16 @@ impl Backend for Podman {
                 )],
             ),
         }
+        // /run/wrapix: the staged folder with its symlinks (the notification socket, through
+        // the folder the daemon publishes it in, mounted with the binds; wrapix-notify).
+        arg(
+            &mut a,
+            &[&format!(
+                "--volume={}:{}:ro",
+                mount_path(&self.run_dir())?.display(),
+                SANDBOX_RUN_DIR
+            )],
+        );
         // Generated files (passwd, group, git identity, known hosts); Podman writes its own
         // /etc/resolv.conf for slirp4netns.
         for (i, f) in run.files.iter().enumerate() {
@@ -390,3 +456,52 @@ pub fn wildcard_listeners() -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod run_dir_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::prepare::{SANDBOX_NOTIFY_DIR, SANDBOX_NOTIFY_SOCKET};
+
+    #[test]
+    fn staged_run_dir_has_the_links_and_mount_points_the_plan_needs() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = Podman {
+            podman: None,
+            stage: t.path().join("stage"),
+            host_env: Vec::new(),
+            rootless: true,
+            limits_enforceable: false,
+            name: "wrapix-t-1".into(),
+        };
+        p.stage_run_dir().unwrap_or_else(|e| panic!("{e}"));
+        // Twice: staging again replaces, never fails on what is there.
+        p.stage_run_dir().unwrap_or_else(|e| panic!("{e}"));
+        let at = |sandbox: &str| {
+            let rel = Path::new(sandbox)
+                .strip_prefix(SANDBOX_RUN_DIR)
+                .unwrap_or_else(|e| panic!("{sandbox}: {e}"));
+            p.run_dir().join(rel)
+        };
+        let link = |s: &str| std::fs::read_link(at(s)).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(
+            link(SANDBOX_NOTIFY_SOCKET),
+            Path::new("notify.d/notify.sock")
+        );
+        assert_eq!(
+            at(SANDBOX_NOTIFY_SOCKET)
+                .parent()
+                .map(|d| d.join(SANDBOX_NOTIFY_LINK)),
+            Some(at(SANDBOX_NOTIFY_DIR).join("notify.sock"))
+        );
+        assert!(at(SANDBOX_NOTIFY_DIR).is_dir());
+        assert_eq!(link("/run/wrapix/bin/wrapix-notify"), Path::new("wrapix"));
+        let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
+        assert!(at(&init.to_string_lossy()).is_file());
+        let mode = std::fs::metadata(p.run_dir())
+            .map(|m| m.mode() & 0o777)
+            .ok();
+        assert_eq!(mode, Some(0o755));
+    }
+}

@@ -410,3 +410,155 @@ fn bad_profiles_and_packages_name_file_line_key_and_fix() {
         }
     );
 }
+
+#[test]
+fn mcp_builtin_server_with_options() {
+    let f = Fixture::new();
+    let spec = f
+        .run(
+            None,
+            Some(
+                "[mcp.tmux-debug]\naudit = \"/workspace/.debug-audit.log\"\naudit_full = \"~/audit\"\nenv = { RUST_LOG = \"debug\" }\n",
+            ),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = &spec.mcp["tmux-debug"];
+    assert_eq!(s.command, ["/run/wrapix/bin/wrapix", "mcp", "tmux-debug"]);
+    assert_eq!(s.env["TMUX_DEBUG_AUDIT"], "/workspace/.debug-audit.log");
+    assert_eq!(s.env["TMUX_DEBUG_AUDIT_FULL"], "/home/u/audit");
+    assert_eq!(s.env["RUST_LOG"], "debug");
+    assert!(s.builtin);
+    assert_eq!(s.needs[0].program, "tmux");
+    // No options: the server with its defaults.
+    let spec = f
+        .run(None, Some("[mcp.tmux-debug]\n"), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(spec.mcp["tmux-debug"].env.is_empty());
+}
+
+#[test]
+fn mcp_user_server_and_layering() {
+    let f = Fixture::new();
+    let user = "[mcp.tmux-debug]\n[mcp.docs]\ncommand = [\"docs-mcp\", \"--stdio\"]\n";
+    let spec = f
+        .run(Some(user), None, Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.mcp.len(), 2);
+    assert_eq!(spec.mcp["docs"].command, ["docs-mcp", "--stdio"]);
+    assert!(!spec.mcp["docs"].builtin);
+    // The project's table replaces the user's; enabled = false turns one off.
+    let project = "[mcp.tmux-debug]\nenabled = false\n[mcp.docs]\ncommand = [\"/workspace/mcp\"]\n";
+    let spec = f
+        .run(Some(user), Some(project), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.mcp.keys().collect::<Vec<_>>(), ["docs"]);
+    assert_eq!(spec.mcp["docs"].command, ["/workspace/mcp"]);
+    assert!(matches!(spec.origin("mcp"), Origin::Project(_)));
+}
+
+#[test]
+fn mcp_needs_go_into_the_image() {
+    let f = Fixture::new();
+    let spec = f
+        .run(
+            None,
+            Some("profile = \"base\"\n[mcp.tmux-debug]\n"),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Profile::Image(img) = &spec.profile else {
+        panic!("not an image profile")
+    };
+    assert!(img.packages.iter().any(|p| p.to_string() == "tmux"));
+    let without = f
+        .run(None, Some("profile = \"base\"\n"), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Profile::Image(plain) = &without.profile else {
+        panic!("not an image profile")
+    };
+    assert!(!plain.packages.iter().any(|p| p.to_string() == "tmux"));
+}
+
+#[test]
+fn mcp_bad_input_names_the_key() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "[mcp.tmux-debug]\naudti = \"/x\"\n",
+            "key `mcp.tmux-debug.audti`: unknown key",
+            "use one of: command, env, enabled, audit, audit_full",
+        ),
+        (
+            "[mcp.tmux-debug]\naudit = \"relative.log\"\n",
+            "wrapix.toml:2:9: key `mcp.tmux-debug.audit`",
+            "absolute path",
+        ),
+        (
+            "[mcp.tmux-debug]\naudit = \"/a/../../etc/x\"\n",
+            "key `mcp.tmux-debug.audit`",
+            "contains `..`",
+        ),
+        (
+            "[mcp.tmux-debug]\naudit = 3\n",
+            "key `mcp.tmux-debug.audit`",
+            "is not a string",
+        ),
+        (
+            "[mcp.tmux-debug]\ncommand = [\"sh\"]\n",
+            "key `mcp.tmux-debug.command`",
+            "built-in server",
+        ),
+        (
+            "[mcp.mine]\nenv = { A = \"b\" }\n",
+            "wrapix.toml:1:1: key `mcp.mine.command`",
+            "not a built-in MCP server (built in: tmux-debug)",
+        ),
+        (
+            "[mcp.mine]\ncommand = []\n",
+            "key `mcp.mine.command`",
+            "non-empty list",
+        ),
+        (
+            "[mcp.mine]\ncommand = [\"a\", 3]\n",
+            "key `mcp.mine.command`",
+            "non-empty list",
+        ),
+        (
+            "[mcp.mine]\ncommand = [\"a\"]\naudit = \"/x\"\n",
+            "key `mcp.mine.audit`",
+            "use one of: command, env, enabled",
+        ),
+        (
+            "[mcp.mine]\ncommand = [\"a\"]\nenv = { \"1A\" = \"b\" }\n",
+            "key `mcp.mine.env.1A`",
+            "letters, digits",
+        ),
+        (
+            "[mcp.mine]\ncommand = [\"a\"]\nenv = { A = 1 }\n",
+            "key `mcp.mine.env.A`",
+            "not a string",
+        ),
+        (
+            "[mcp.mine]\ncommand = [\"a\"]\nenabled = \"no\"\n",
+            "key `mcp.mine.enabled`",
+            "not a boolean",
+        ),
+        (
+            "[mcp.\"a b\"]\ncommand = [\"a\"]\n",
+            "key `mcp.a b`",
+            "not a plain name",
+        ),
+        ("mcp = 3\n", "key `mcp`", "invalid type"),
+    ];
+    for (text, want_start, want_detail) in cases {
+        let e = f
+            .run(None, Some(text), Overrides::default())
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {text}"));
+        assert!(e.contains(want_start), "{text:?} → {e}");
+        assert!(e.contains(want_detail), "{text:?} → {e}");
+        assert!(e.contains("(fix: "), "{text:?} → {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
