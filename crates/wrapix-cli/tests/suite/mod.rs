@@ -3,6 +3,7 @@
 
 mod badinput;
 mod config;
+mod dns;
 mod escape;
 mod escape_net;
 mod escape_tty;
