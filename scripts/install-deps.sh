@@ -13,9 +13,9 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap passt openssh-client git perl iproute2 python3 util-linux hyperfine ca-certificates \
   podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap
-# Notification tests: dbus (dbus-daemon, a private session bus), xvfb (X11 focus), tmux (pane
-# focus).
-$SUDO apt-get install -y -q --no-install-recommends dbus xvfb tmux
+# Notification tests: dbus (dbus-daemon, a private session bus), xvfb (X11 focus), i3-wm (a
+# real window manager under Xvfb: i3 IPC and _NET_ACTIVE_WINDOW), tmux (pane focus).
+$SUDO apt-get install -y -q --no-install-recommends dbus xvfb i3-wm tmux
 # Podman on hosts without systemd and with hybrid cgroups (CI): runc (crun fails there), the
 # cgroupfs manager, and the overlay driver (vfs copies the whole image per run). These files
 # must exist before a user's first podman call: podman records the driver in its database.

@@ -1,7 +1,9 @@
 //! Shared helpers: skips, temporary runtime folders, an in-process daemon with a recording
-//! sink, polling.
+//! sink, polling, a private X server.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,4 +106,63 @@ pub fn open_tempdir() -> tempfile::TempDir {
         .unwrap();
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     t
+}
+
+/// A private X server (Xvfb) on a display it picked itself; killed when dropped.
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Xvfb; `None` (after a SKIP line) when it is not installed or does not start.
+pub fn xvfb() -> Option<Xvfb> {
+    if !have("Xvfb") {
+        skip("Xvfb is not installed (apt-get install xvfb)");
+        return None;
+    }
+    // -displayfd: Xvfb picks a free display and writes its number once it accepts clients.
+    let spawned = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-screen",
+            "0",
+            "640x480x24",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            skip(&format!("cannot start Xvfb: {e}"));
+            return None;
+        }
+    };
+    // The guard first: an early return kills the server.
+    let mut x = Xvfb {
+        child,
+        display: String::new(),
+    };
+    let mut line = String::new();
+    if let Some(out) = x.child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let n = line.trim();
+    if n.is_empty() {
+        skip("Xvfb did not start");
+        return None;
+    }
+    x.display = format!(":{n}");
+    Some(x)
 }

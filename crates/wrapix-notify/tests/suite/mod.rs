@@ -1,6 +1,7 @@
 mod badinput;
 mod dbus;
 mod harness;
+mod i3;
 mod peer;
 mod sandbox;
 mod tmux;

@@ -1,8 +1,6 @@
 //! X11 focus under Xvfb: the test plays the window manager, publishing `_NET_ACTIVE_WINDOW` on
 //! the root window; the daemon suppresses while the session's window is the active one.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use wrapix_notify::client::{self, Outcome, Target};
@@ -13,55 +11,7 @@ use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt, CreateWindowAux, PropMode, WindowClass};
 use x11rb::wrapper::ConnectionExt as _;
 
-use super::harness::{daemon, have, skip, wait_for};
-
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn xvfb() -> Option<Xvfb> {
-    if !have("Xvfb") {
-        skip("Xvfb is not installed (apt-get install xvfb)");
-        return None;
-    }
-    // -displayfd: Xvfb picks a free display and writes its number once it accepts clients.
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-nolisten",
-            "tcp",
-            "-screen",
-            "0",
-            "640x480x24",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take()?)
-        .read_line(&mut line)
-        .ok()?;
-    let n = line.trim();
-    if n.is_empty() {
-        skip("Xvfb did not start");
-        return None;
-    }
-    Some(Xvfb {
-        display: format!(":{n}"),
-        child,
-    })
-}
+use super::harness::{daemon, wait_for, xvfb};
 
 #[test]
 fn x11_active_window_suppresses_and_other_window_shows() {
