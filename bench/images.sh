@@ -4,7 +4,6 @@
 #  2. warm `wrapix run -- true` from the cached image vs the same with --profile host
 #     (the up-to-date check is the difference in image lookup; also timed alone)
 #  3. `wrapix run --backend podman -- true` vs raw `podman run --rm … --rootfs … true`
-#  4. bubblewrap from the image vs from the host root
 # Run as a normal user with a subuid range. WRAPIX=path/to/wrapix (default: target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +13,8 @@ work=$(mktemp -d /tmp/wrapix-bench-images.XXXXXX)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export XDG_DATA_HOME="$work/data"
 proj="$work/proj"; mkdir -p "$proj"; cd "$proj"
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a:.3f} s / {b:.3f} s = {a/b:.2f}x')" "$1" "$2"; }
+# ratio T0 T1 T2: (T2 - T1) / (T1 - T0), as seconds and a ratio.
+ratio() { python3 -c "import sys; t0,t1,t2=map(float,sys.argv[1:]); a,b=t2-t1,t1-t0; print(f'{a:.1f} s / {b:.1f} s = {a/b:.2f}x')" "$1" "$2" "$3"; }
 
 echo "== 1. cold build of base vs plain mmdebstrap"
 pkgs=$("$WRAPIX" profile show base | awk '/^debian/ {$1=""; print}' | xargs | tr ' ' ',')
@@ -34,7 +34,7 @@ t1=$(date +%s.%N)
 "$WRAPIX" image build --profile base >/dev/null
 t2=$(date +%s.%N)
 unshare --map-auto --map-root-user rm -rf "$work/plain" 2>/dev/null || true
-echo -n "wrapix image build / plain mmdebstrap: "; ratio "$(echo "$t2 - $t1" | bc)" "$(echo "$t1 - $t0" | bc)"
+echo -n "wrapix image build / plain mmdebstrap: "; ratio "$t0" "$t1" "$t2"
 
 echo "== 2. warm start from the cached image"
 hyperfine -N --warmup 3 --export-json "$work/2.json" \
