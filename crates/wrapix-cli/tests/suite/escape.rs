@@ -5,11 +5,25 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::harness::{host_procs_with, unique, wait_for, Case, Running, SECRET};
+use super::harness::{host_procs_with, skip, unique, wait_for, Case, Running, SECRET};
+
+/// `ls -A DIR` on the host: what the sandbox's DIR shows when it is the image's (podman), or
+/// nothing (the `host` profile has no such folder).
+fn image_listing(c: &Case, dir: &str) -> Vec<String> {
+    let Some(rootfs) = c.rootfs else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(rootfs.join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
 
 #[test]
 fn cannot_read_host_files_outside_the_project() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let secret = c.home.join("secret.txt");
     let marker = std::path::PathBuf::from(format!("/tmp/{}", unique("wrapix-tmp-marker")));
     std::fs::write(&marker, SECRET).unwrap();
@@ -42,8 +56,19 @@ fn cannot_read_host_files_outside_the_project() {
         !stdout.contains(SECRET) && !stdout.contains("READ "),
         "a host file was read:\n{out}"
     );
-    assert!(!stdout.contains("ROOT "), "/root is visible:\n{out}");
-    assert!(!stdout.contains("VARLIB "), "/var/lib is visible:\n{out}");
+    // The host has neither (bwrap, `host` profile) or the image's own (podman).
+    for (prefix, dir) in [("ROOT ", "root"), ("VARLIB ", "var/lib")] {
+        let mut seen: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            image_listing(&c, dir),
+            "/{dir} is not the sandbox's own:\n{out}"
+        );
+    }
     let homes: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("HOMEDIR "))
@@ -61,7 +86,7 @@ fn cannot_read_host_files_outside_the_project() {
 
 #[test]
 fn cannot_see_host_processes() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let marker = unique("wrapix-hostproc");
     let mut sleeper = c
         .env
@@ -95,7 +120,7 @@ fn cannot_see_host_processes() {
 
 #[test]
 fn holds_no_capability_and_has_seccomp() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let out = c.sh("cat /proc/self/status");
     let status = out.ok();
     let field = |name: &str| {
@@ -117,7 +142,7 @@ fn holds_no_capability_and_has_seccomp() {
 
 #[test]
 fn read_only_mount_cannot_be_written_and_rw_mount_is_owned_by_the_user() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let data = c.root.join("data");
     c.write(&data.join("f.txt"), "original");
     // Control: on the host the user may write there.
@@ -176,7 +201,7 @@ fn read_only_mount_cannot_be_written_and_rw_mount_is_owned_by_the_user() {
 
 #[test]
 fn git_hooks_and_config_are_read_only_and_git_is_pinned() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     c.host_as_user("git", &["init", "-q"]).ok();
     let git = c.project.join(".git");
     let config_before = std::fs::read_to_string(git.join("config")).unwrap();
@@ -231,7 +256,7 @@ fn git_hooks_and_config_are_read_only_and_git_is_pinned() {
 
 #[test]
 fn host_environment_does_not_leak() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let c = c.host_env("WRAPIX_TEST_SECRET", "s3cr3t-value");
     let out = c.sh_with(&["-e", "FOO=bar", "-e", "EQ=B=C"], "env");
     let stdout = out.ok();
@@ -264,7 +289,7 @@ fn host_environment_does_not_leak() {
 
 #[test]
 fn seccomp_blocks_user_namespaces_and_keyrings() {
-    let Some(c) = Case::new() else { return };
+    let Some(c) = Case::escape() else { return };
     let keyctl = "$r = syscall(250, 0, 0); print \"keyctl=$r err=$!\\n\"";
     // Controls: both work (or fail differently) on the host for the same user.
     c.host_as_user("unshare", &["-U", "true"]).ok();
@@ -275,7 +300,7 @@ fn seccomp_blocks_user_namespaces_and_keyrings() {
         "unshare -U worked:\n{out}"
     );
     if !cfg!(target_arch = "x86_64") {
-        eprintln!("SKIP: the keyctl check uses the x86_64 syscall number");
+        skip("the keyctl check uses the x86_64 syscall number");
         return;
     }
     let host = c.host_as_user("perl", &["-e", keyctl]);
@@ -289,4 +314,47 @@ fn seccomp_blocks_user_namespaces_and_keyrings() {
         "keyctl=-1 err=Operation not permitted\n",
         "keyctl not blocked:\n{out}"
     );
+}
+
+#[test]
+fn runs_leave_the_image_unchanged() {
+    let Some(c) = Case::escape() else { return };
+    let Some(rootfs) = c.rootfs else {
+        skip("the host profile runs from no image (the podman pass checks its image)");
+        return;
+    };
+    // Mount points the runtime must create (the home, a new destination) and files it adds
+    // (/etc/mtab) must not land in the shared cache. Other tests use the image at the same
+    // time, so this compares the folders such writes touch, with their mtimes.
+    let state = || {
+        ["", "home", "etc"]
+            .map(|d| {
+                let dir = rootfs.join(d);
+                let mtime = std::fs::metadata(&dir).unwrap().mtime();
+                (d, mtime, image_listing(&c, d))
+            })
+            .to_vec()
+    };
+    let before = state();
+    let data = c.root.join("data");
+    c.write(&data.join("f.txt"), "x");
+    let dest = format!("/{}", unique("wrapix-newdir"));
+    let spec = format!("{}:{dest}/deeper:ro", data.display());
+    // The destination reaches the script as `$0`.
+    let out = c.run(&[
+        "run",
+        "--mount",
+        &spec,
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat \"$0\"/deeper/f.txt; touch /usr/x /etc/x /x 2>/dev/null && echo WROTE; true",
+        &dest,
+    ]);
+    assert_eq!(out.ok(), "x", "{out}");
+    assert!(
+        !rootfs.join(dest.trim_start_matches('/')).exists(),
+        "the mount point {dest} was created in the cached image"
+    );
+    assert_eq!(before, state(), "a run changed the cached image");
 }

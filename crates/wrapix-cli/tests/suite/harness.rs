@@ -1,16 +1,24 @@
 //! How the suite runs wrapix: the real binary, as an unprivileged user (as root: the user
 //! `$WRAPIX_TEST_USER`, default `ci`, through `setpriv`), with a clean environment, a
 //! per-test host home and project under /tmp, and a timeout.
+//!
+//! The escape suite ([`Case::escape`]) runs against the backend named by `WRAPIX_TEST_BACKEND`:
+//! `bwrap` (the default, with the `host` profile) or `podman` (rootless, from the image profile
+//! `escape` of [`ESCAPE_PROFILE_CONFIG`], built once per machine into the shared store
+//! [`IMAGE_STORE`]).
+//! The rest of the suite tests the CLI with the default backend ([`Case::new`]).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use super::proc::output;
 pub use super::proc::{host_procs_with, local_ipv4s, wait_for, Out, Running};
+use super::proc::{output, output_within};
 
 /// What every test home holds outside the project.
 pub const SECRET: &str = "wrapix-host-secret-6f1c";
@@ -26,21 +34,83 @@ pub struct Env {
     pub via_setpriv: bool,
 }
 
+/// The backend the escape suite runs against (`WRAPIX_TEST_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// bubblewrap with the `host` profile (the default).
+    Bwrap,
+    /// Rootless podman with the image profile `escape`.
+    Podman,
+}
+
 /// bwrap arguments of the smoke test: the namespaces wrapix uses, running `true`.
 const SMOKE: &str = "--unshare-user --unshare-ipc --unshare-pid --unshare-uts --unshare-net \
     --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
     --symlink usr/lib64 /lib64 --proc /proc --dev /dev -- /usr/bin/true";
 
+/// The shared image store (`XDG_DATA_HOME` of image runs); its images belong to the test user.
+pub const IMAGE_STORE: &str = "/tmp/wrapix-test-images";
+/// The image profile of podman cases, in their user config (so a project `wrapix.toml` written
+/// by a test keeps it); `WRAPIX_PROFILE` selects it. Debian's essential packages bring what the
+/// probes run (sh, bash, coreutils, util-linux, perl-base with Socket); git is for the `.git`
+/// probes. A new package list means a new image build (a minute or two, once per machine).
+pub const ESCAPE_PROFILE_CONFIG: &str = "[profiles.escape]\npackages = [\"git\"]\n";
+const ESCAPE_PROFILE: &str = "escape";
+/// The rest of a podman case's user config: podman refuses `open` while the host has services
+/// on 0.0.0.0 (CI has, and network tests bind some themselves), so the default is `none`; the
+/// network tests name `--network` explicitly.
+const ESCAPE_DEFAULTS: &str = "network = \"none\"\n";
+/// A cold image build (mmdebstrap) takes a minute or two; this bounds a hung one.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// Why the backend under test cannot be used: the host lacks it (skip), or wrapix failed
+/// to prepare it (a failure, never a skip).
+enum Unready {
+    Skip(String),
+    Broken(String),
+}
+
 static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
+static BWRAP: OnceLock<Result<(), String>> = OnceLock::new();
+/// The `escape` image's root folder, built once per test process (the store's lock orders
+/// concurrent test processes).
+static PODMAN: OnceLock<Result<PathBuf, Unready>> = OnceLock::new();
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Prints the reason a test does not run; a skip is never silent.
+/// The backend the escape suite runs against: `WRAPIX_TEST_BACKEND` = `bwrap` (default) or
+/// `podman`; anything else is a mistake, not a reason to test something else.
+pub fn backend() -> Backend {
+    match std::env::var("WRAPIX_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("bwrap") => Backend::Bwrap,
+        Ok("podman") => Backend::Podman,
+        Ok(other) => panic!("WRAPIX_TEST_BACKEND={other:?}: expected bwrap or podman"),
+    }
+}
+
+/// Prints the reason a test does not run; a skip is never silent. With
+/// `WRAPIX_TEST_SKIP_LOG=FILE` (scripts/test.sh) it is also appended to FILE, with the test's
+/// name and the backend, so the run's summary can list it.
 pub fn skip(reason: &str) {
     eprintln!("SKIP: {reason}");
+    let Some(log) = std::env::var_os("WRAPIX_TEST_SKIP_LOG") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("?")
+        .trim_start_matches("suite::")
+        .to_owned();
+    let backend = format!("{:?}", backend()).to_lowercase();
+    let line = format!("[{backend}] {test}: {reason}\n");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// A name no other test (in this or a concurrent test process) uses.
@@ -56,6 +126,12 @@ pub fn env() -> Result<&'static Env, &'static str> {
     ENV.get_or_init(detect).as_ref().map_err(String::as_str)
 }
 
+fn have(prog: &str) -> bool {
+    ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(prog).exists())
+}
+
 fn detect() -> Result<Env, String> {
     let (user, uid, gid, via_setpriv) = if is_root() {
         let name = std::env::var("WRAPIX_TEST_USER").unwrap_or_else(|_| "ci".into());
@@ -63,7 +139,7 @@ fn detect() -> Result<Env, String> {
             .ok()
             .flatten()
             .ok_or_else(|| format!("running as root and the test user `{name}` does not exist (useradd -m {name}, or set WRAPIX_TEST_USER)"))?;
-        if !Path::new("/usr/bin/setpriv").exists() && !Path::new("/bin/setpriv").exists() {
+        if !have("setpriv") {
             return Err("running as root and setpriv (util-linux) is missing".into());
         }
         (name, u.uid.as_raw(), u.gid.as_raw(), true)
@@ -76,28 +152,119 @@ fn detect() -> Result<Env, String> {
             .unwrap_or_else(|| "wrapix".into());
         (name, uid.as_raw(), nix::unistd::getgid().as_raw(), false)
     };
-    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or("bubblewrap (bwrap) is not installed")?;
-    let bin = copy_binary()?;
-    let env = Env {
-        bin,
+    Ok(Env {
+        bin: copy_binary()?,
         user,
         uid,
         gid,
         via_setpriv,
+    })
+}
+
+/// bubblewrap works here for the test user: a smoke test with the namespaces wrapix uses.
+fn bwrap_ready(env: &Env) -> Result<(), &'static str> {
+    let check = || {
+        let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or("bubblewrap (bwrap) is not installed")?;
+        let smoke_args: Vec<&str> = SMOKE.split_whitespace().collect();
+        let smoke = env.as_user(bwrap, &smoke_args);
+        match output(smoke, Path::new("/"), None) {
+            Ok(o) if o.code == 0 => Ok(()),
+            Ok(o) => Err(format!(
+                "a bwrap smoke test failed as user {}: {}",
+                env.user,
+                o.stderr.trim()
+            )),
+            Err(e) => Err(format!("cannot run bwrap as user {}: {e}", env.user)),
+        }
     };
-    let smoke_args: Vec<&str> = SMOKE.split_whitespace().collect();
-    let smoke = env.as_user(bwrap, &smoke_args);
-    match output(smoke, Path::new("/"), None) {
-        Ok(o) if o.code == 0 => Ok(env),
-        Ok(o) => Err(format!(
-            "a bwrap smoke test failed as user {}: {}",
+    BWRAP
+        .get_or_init(check)
+        .as_ref()
+        .map_err(String::as_str)
+        .copied()
+}
+
+/// The `escape` image for podman cases: built (or verified) with `wrapix image build` as the
+/// test user, then a raw `podman run` from it as the smoke test.
+fn podman_ready(env: &Env) -> Result<&'static Path, &'static Unready> {
+    PODMAN
+        .get_or_init(|| prepare_podman(env))
+        .as_ref()
+        .map(PathBuf::as_path)
+}
+
+fn prepare_podman(env: &Env) -> Result<PathBuf, Unready> {
+    for (tool, fix) in [
+        ("podman", "podman runc slirp4netns uidmap"),
+        ("mmdebstrap", "mmdebstrap uidmap"),
+    ] {
+        if !have(tool) {
+            return Err(Unready::Skip(format!(
+                "{tool} is not installed (sudo apt-get install {fix})"
+            )));
+        }
+    }
+    let broken = |what: &str, e: &dyn std::fmt::Display| Unready::Broken(format!("{what}: {e}"));
+    let store = Path::new(IMAGE_STORE);
+    std::fs::create_dir_all(store).map_err(|e| broken(IMAGE_STORE, &e))?;
+    let home = env.bin.with_file_name("podman-home");
+    let config = home.join(".config/wrapix/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap_or(&home))
+        .and_then(|()| std::fs::write(&config, ESCAPE_PROFILE_CONFIG))
+        .map_err(|e| broken("writing the build's user config", &e))?;
+    if env.via_setpriv {
+        let (uid, gid) = (Some(env.uid), Some(env.gid));
+        for p in [
+            store,
+            &home,
+            &home.join(".config"),
+            &home.join(".config/wrapix"),
+            &config,
+        ] {
+            std::os::unix::fs::lchown(p, uid, gid).map_err(|e| broken("chown", &e))?;
+        }
+    }
+    let as_user = |program: &str, args: &[&str]| {
+        let mut cmd = env.as_user(program, args);
+        cmd.env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("USER", &env.user)
+            .env("XDG_DATA_HOME", IMAGE_STORE)
+            .env("WRAPIX_PROFILE", ESCAPE_PROFILE);
+        cmd
+    };
+    let build = as_user(&env.bin.to_string_lossy(), &["image", "build"]);
+    let out = output_within(build, &home, None, BUILD_TIMEOUT)
+        .map_err(|e| broken("running wrapix image build", &e))?;
+    if out.code != 0 {
+        return Err(broken("wrapix image build (profile escape)", &out));
+    }
+    let rootfs = PathBuf::from(out.stdout.trim()).join("rootfs");
+    let rootfs_o = format!("{}:O", rootfs.display());
+    let smoke = as_user(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network=none",
+            "--userns=keep-id",
+            "--rootfs",
+            &rootfs_o,
+            "/bin/true",
+        ],
+    );
+    match output(smoke, &home, None) {
+        Ok(o) if o.code == 0 => Ok(rootfs),
+        Ok(o) => Err(Unready::Skip(format!(
+            "rootless podman cannot run as user {} here ({}); wrapix doctor names the fix",
             env.user,
             o.stderr.trim()
-        )),
-        Err(e) => Err(format!("cannot run bwrap as user {}: {e}", env.user)),
+        ))),
+        Err(e) => Err(Unready::Skip(format!("cannot run podman: {e}"))),
     }
 }
 
@@ -168,20 +335,68 @@ pub struct Case {
     pub root: PathBuf,
     pub home: PathBuf,
     pub project: PathBuf,
+    /// The backend wrapix runs with (bwrap unless from [`Case::escape`] under podman).
+    pub backend: Backend,
+    /// The image root the sandbox runs from (podman cases), as a host folder.
+    pub rootfs: Option<&'static Path>,
     extra_env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Case {
-    /// A fresh case, or `None` (after printing `SKIP: …`) when sandboxes cannot run here.
+    /// A fresh case for bubblewrap with the `host` profile, or `None` (after printing
+    /// `SKIP: …`) when bubblewrap cannot run here.
     pub fn new() -> Option<Case> {
-        let env = match env() {
-            Ok(e) => e,
+        let env = Self::env_or_skip()?;
+        if let Err(reason) = bwrap_ready(env) {
+            skip(reason);
+            return None;
+        }
+        Some(Self::fresh(env))
+    }
+
+    /// A fresh case for the escape suite, against the backend under test ([`backend`]), or
+    /// `None` (after printing `SKIP: …`) when that backend cannot run here. A podman case runs
+    /// wrapix with `WRAPIX_BACKEND=podman`, `WRAPIX_PROFILE=escape` (defined in the case's
+    /// user config) and the shared image store; failing to prepare the image fails the test.
+    pub fn escape() -> Option<Case> {
+        match backend() {
+            Backend::Bwrap => Case::new(),
+            Backend::Podman => {
+                let env = Self::env_or_skip()?;
+                let rootfs = match podman_ready(env) {
+                    Ok(r) => r,
+                    Err(Unready::Skip(reason)) => {
+                        skip(reason);
+                        return None;
+                    }
+                    Err(Unready::Broken(e)) => panic!("preparing the podman backend: {e}"),
+                };
+                let mut c = Self::fresh(env);
+                c.backend = Backend::Podman;
+                c.rootfs = Some(rootfs);
+                let config = format!("{ESCAPE_DEFAULTS}\n{ESCAPE_PROFILE_CONFIG}");
+                c.write(&c.home.join(".config/wrapix/config.toml"), &config);
+                Some(
+                    c.host_env("XDG_DATA_HOME", IMAGE_STORE)
+                        .host_env("WRAPIX_BACKEND", "podman")
+                        .host_env("WRAPIX_PROFILE", ESCAPE_PROFILE),
+                )
+            }
+        }
+    }
+
+    fn env_or_skip() -> Option<&'static Env> {
+        match env() {
+            Ok(e) => Some(e),
             Err(reason) => {
                 skip(reason);
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    fn fresh(env: &'static Env) -> Case {
         let dir = tempfile::Builder::new()
             .prefix("wrapix-case-")
             .tempdir_in("/tmp")
@@ -197,11 +412,13 @@ impl Case {
             root,
             home,
             project,
+            backend: Backend::Bwrap,
+            rootfs: None,
             extra_env: Vec::new(),
             _dir: dir,
         };
         case.give(&case.root);
-        Some(case)
+        case
     }
 
     /// Adds a variable to the host environment wrapix runs with.

@@ -35,11 +35,21 @@ impl Out {
 }
 
 /// Runs `cmd` (stdout and stderr captured, stdin null unless set) with [`TIMEOUT`].
-pub fn output(mut cmd: Command, cwd: &Path, stdin: Option<Stdio>) -> std::io::Result<Out> {
+pub fn output(cmd: Command, cwd: &Path, stdin: Option<Stdio>) -> std::io::Result<Out> {
+    output_within(cmd, cwd, stdin, TIMEOUT)
+}
+
+/// [`output`] with another time limit (an image build takes minutes).
+pub fn output_within(
+    mut cmd: Command,
+    cwd: &Path,
+    stdin: Option<Stdio>,
+    limit: Duration,
+) -> std::io::Result<Out> {
     cmd.current_dir(cwd)
         .stdin(stdin.unwrap_or_else(Stdio::null));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    Running::start(cmd).map(Running::finish)
+    Running::start(cmd).map(|r| r.finish_within(limit))
 }
 
 /// A process under test; killed when dropped.
@@ -79,8 +89,13 @@ impl Running {
     }
 
     /// Waits (at most [`TIMEOUT`]); a hang kills the process and fails the test.
-    pub fn finish(mut self) -> Out {
-        let deadline = Instant::now() + TIMEOUT;
+    pub fn finish(self) -> Out {
+        self.finish_within(TIMEOUT)
+    }
+
+    /// Waits at most `limit`; a hang kills the process and fails the test.
+    pub fn finish_within(mut self, limit: Duration) -> Out {
+        let deadline = Instant::now() + limit;
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(s)) => break s,
@@ -90,7 +105,7 @@ impl Running {
                 Ok(None) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    panic!("timed out after {} s: {:?}", TIMEOUT.as_secs(), self.child);
+                    panic!("timed out after {} s: {:?}", limit.as_secs(), self.child);
                 }
                 Err(e) => panic!("wait failed: {e}"),
             }

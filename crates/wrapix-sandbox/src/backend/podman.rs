@@ -2,13 +2,17 @@
 //!
 //! Isolation: Podman's user namespace with `--userns=keep-id` (the host user's UID inside, so
 //! `/workspace` files stay the user's), `--cap-drop=all`, `--security-opt no-new-privileges`,
-//! the image's root read-only (`--read-only`, tmpfs on `/tmp`, `/var/tmp`, `/run`), Podman's
-//! default seccomp profile, new PID/IPC/UTS/mount/network namespaces, and wrapix's own init as
-//! PID 1. Network `none` is `--network=none`; `open` is slirp4netns without host loopback
-//! (Podman 4.3 has no pasta), refused while the host has services listening on all addresses
-//! (see [`wildcard_listeners`]).
+//! the image's root read-only (`--read-only`, tmpfs on `/tmp`, `/var/tmp`, `/run`), wrapix's
+//! own seccomp policy (the one bubblewrap gets, as an OCI profile: `podman/seccomp.rs`;
+//! Podman's default profile lets a container create user namespaces, use keyrings and
+//! `TIOCSTI`), new PID/IPC/UTS/mount/network namespaces, and wrapix's own init as PID 1.
+//! Network `none` is `--network=none`; `open` is slirp4netns without host loopback (Podman 4.3
+//! has no pasta), refused while the host has services listening on all addresses (see
+//! [`wildcard_listeners`]).
 //!
-//! Image delivery: `--rootfs <image>/rootfs` — the cache directory itself, read-only. A
+//! Image delivery: `--rootfs <image>/rootfs:O` — the cache directory itself, read-only, under a
+//! throw-away overlay: without `:O`, the runtime creates missing mount points (the home, a
+//! mount's destination) and `/etc/mtab` *in the cache*, owned by a subordinate UID. A
 //! `podman load` would copy the image into Podman's storage once per storage (per user and
 //! `$HOME`), doubling disk use and adding seconds per new image, and the cache would stop being
 //! the single source of truth that bubblewrap also runs from. The OCI archive (`wrapix image
@@ -142,6 +146,11 @@ impl Podman {
         self.stage.join("env")
     }
 
+    /// The seccomp profile ([`seccomp::profile_json`]).
+    fn seccomp_file(&self) -> PathBuf {
+        self.stage.join("seccomp.json")
+    }
+
     /// The staged `/run/wrapix`.
     fn run_dir(&self) -> PathBuf {
         self.stage.join("run-wrapix")
@@ -173,9 +182,9 @@ impl Podman {
         Ok(())
     }
 
-    /// Writes the generated files and the env file, and checks the host conditions a plan
-    /// cannot see (listeners on all addresses for `network = "open"`). Call before `execute`;
-    /// remove [`Podman::stage`] afterwards.
+    /// Writes the generated files, the seccomp profile and the env file, and checks the host
+    /// conditions a plan cannot see (listeners on all addresses for `network = "open"`). Call
+    /// before `execute`; remove [`Podman::stage`] afterwards.
     pub fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
         if run.network == Network::Open {
             let open = wildcard_listeners();
@@ -205,6 +214,8 @@ impl Podman {
                 .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
         };
         self.stage_run_dir()?;
+        let profile = seccomp::profile_json(std::env::consts::ARCH)?;
+        write(&self.seccomp_file(), profile.as_bytes(), 0o600)?;
         for (i, f) in run.files.iter().enumerate() {
             write(
                 &self.file_path(i),
@@ -292,6 +303,7 @@ impl Backend for Podman {
                 &format!("--user={}:{}", user.uid, user.gid),
                 &"--cap-drop=all",
                 &"--security-opt=no-new-privileges",
+                &format!("--security-opt=seccomp={}", self.seccomp_file().display()),
                 &"--hostname=wrapix",
                 &"--init=false",
                 &"--pull=never",
@@ -395,7 +407,9 @@ impl Backend for Podman {
             &mut a,
             &[&format!("--workdir={}", wrapix_spec::Spec::WORKSPACE)],
         );
-        arg(&mut a, &[&"--rootfs", &mount_path(&rootfs)?]);
+        // `:O`: mount points the runtime must create go to a throw-away overlay, not the cache.
+        let rootfs = format!("{}:O", mount_path(&rootfs)?.display());
+        arg(&mut a, &[&"--rootfs", &rootfs]);
         arg(&mut a, &[&init, &"__init", &"--"]);
         for c in &run.command {
             a.push(c.into());
@@ -453,6 +467,8 @@ pub fn wildcard_listeners() -> Vec<String> {
     }
     out
 }
+
+mod seccomp;
 
 #[cfg(test)]
 mod tests;

@@ -159,6 +159,15 @@ fn isolation_flags_are_always_there() {
         ] {
             assert!(a.iter().any(|x| x == must), "{must} missing for {net}");
         }
+        // wrapix's seccomp policy, not Podman's default (which allows user namespaces, keyrings
+        // and TIOCSTI); the image cache only under a throw-away overlay.
+        assert!(a.iter().any(|x| x.starts_with("--security-opt=seccomp=/")));
+        assert!(!a.iter().any(|x| x.contains("seccomp=unconfined")));
+        let rootfs = a.iter().position(|x| x == "--rootfs").map(|i| &a[i + 1]);
+        assert!(
+            rootfs.is_some_and(|r| r.ends_with("/rootfs:O")),
+            "{rootfs:?}"
+        );
         assert!(!a
             .iter()
             .any(|x| x.contains("--privileged") || x == "--network=host"));
@@ -191,4 +200,26 @@ fn refuses_what_it_cannot_enforce_or_express() {
         mode: MountMode::ReadOnly,
     });
     assert!(backend(true).plan(&comma).is_err());
+}
+
+#[test]
+fn stage_writes_the_seccomp_profile_the_plan_names() {
+    let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let p = Podman {
+        stage: t.path().join("stage"),
+        ..backend(false)
+    };
+    let run = prepared(Network::None, Resources::default());
+    p.stage(&run).unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p.plan(&run).unwrap_or_else(|e| panic!("{e}")));
+    let path = a
+        .iter()
+        .find_map(|x| x.strip_prefix("--security-opt=seccomp="))
+        .unwrap_or_else(|| panic!("no seccomp profile in {a:?}"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let profile: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ALLOW");
+    assert!(text.contains("\"keyctl\""), "{text}");
+    p.cleanup();
+    assert!(!t.path().join("stage").exists());
 }

@@ -1,0 +1,282 @@
+//! wrapix's seccomp policy as an OCI seccomp profile, for `podman run --security-opt
+//! seccomp=FILE`: the same rules bubblewrap's filter is compiled from (`seccomp/policy.json`,
+//! with the default [`crate::seccomp::SeccompOptions`]), instead of Podman's default profile,
+//! which lets a container create user namespaces (and mount in them), use kernel keyrings and
+//! push input into its terminal with `TIOCSTI`.
+//!
+//! The profile allows by default and makes each listed syscall fail with the policy's errno,
+//! as the bwrap filter does. Two differences in the format need care:
+//! - libseccomp compares 64-bit values. A `dword` condition compares the low 32 bits only
+//!   (the kernel ignores the high bits of, say, `ioctl`'s command), so it becomes a masked
+//!   comparison with the mask cut to 32 bits: `ioctl(fd, 0x1_0000_5412)` is refused too.
+//! - runc ORs several conditions on the same argument. The policy's only rule of that kind
+//!   (`personality`: "not one of these values", an AND of `ne`) becomes one rule per masked
+//!   pattern of the values *outside* the allowed set ([`outside`]).
+//!
+//! Anything else the format cannot say exactly is an error, never a weaker profile.
+//! Architecture: only the native ABI is listed; libseccomp gives other ABIs (i386, x32) its
+//! bad-architecture action (the process is killed) instead of the rules. Podman's default
+//! allowlist is replaced, not added to: the few syscalls only it refuses (`kcmp`, `vmsplice`,
+//! ...) are allowed, as under bubblewrap (docs/security.md).
+//!
+//! The policy file is parsed here with types of its own (`seccomp.rs` keeps its private);
+//! `deny_unknown_fields` makes a new policy field fail here as there.
+
+use serde::{Deserialize, Serialize};
+
+use crate::seccomp::SeccompError;
+
+const POLICY_JSON: &str = include_str!("../../seccomp/policy.json");
+
+#[derive(Debug, Deserialize)]
+struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// One rule of `seccomp/policy.json` (the format is documented in that file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    syscall: String,
+    reason: String,
+    #[serde(default)]
+    errno: Option<String>,
+    #[serde(default)]
+    args: Vec<Cond>,
+    #[serde(default)]
+    arch: Option<Vec<String>>,
+    #[serde(default)]
+    unless: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cond {
+    index: u8,
+    width: String,
+    op: String,
+    val: Num,
+    #[serde(default)]
+    mask: Option<Num>,
+}
+
+/// A number in the policy: JSON integer or a `"0x.."`/decimal string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Num {
+    Int(u64),
+    Str(String),
+}
+
+impl Num {
+    fn value(&self) -> Result<u64, SeccompError> {
+        let parsed = match self {
+            Num::Int(n) => return Ok(*n),
+            Num::Str(s) => match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            },
+        };
+        parsed.map_err(|e| SeccompError::PolicyInvalid(format!("bad number {self:?}: {e}")))
+    }
+}
+
+/// The OCI (Docker-format) profile Podman reads.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_action: &'static str,
+    architectures: Vec<&'static str>,
+    syscalls: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    names: Vec<String>,
+    action: &'static str,
+    errno_ret: u32,
+    args: Vec<Arg>,
+    comment: String,
+}
+
+/// `value` is the mask and `value_two` the operand for `SCMP_CMP_MASKED_EQ` (runc's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Arg {
+    index: u8,
+    value: u64,
+    value_two: u64,
+    op: &'static str,
+}
+
+const LOW32: u64 = 0xffff_ffff;
+
+fn invalid(rule: &Rule, why: &str) -> SeccompError {
+    SeccompError::PolicyInvalid(format!(
+        "the rule for `{}` cannot be expressed as a Podman seccomp profile: {why}",
+        rule.syscall
+    ))
+}
+
+fn errno(name: Option<&str>) -> Result<u32, SeccompError> {
+    let e = match name.unwrap_or("EPERM") {
+        "EPERM" => libc::EPERM,
+        "ENOSYS" => libc::ENOSYS,
+        "EACCES" => libc::EACCES,
+        "EINVAL" => libc::EINVAL,
+        other => {
+            return Err(SeccompError::PolicyInvalid(format!(
+                "unknown errno {other}"
+            )))
+        }
+    };
+    Ok(e.unsigned_abs())
+}
+
+/// One condition as a libseccomp comparison with the same meaning (`eq` and `masked_eq`).
+fn arg(rule: &Rule, c: &Cond) -> Result<Arg, SeccompError> {
+    let val = c.val.value()?;
+    let width = match c.width.as_str() {
+        "dword" => LOW32,
+        "qword" => u64::MAX,
+        w => return Err(invalid(rule, &format!("unknown width {w}"))),
+    };
+    let mask = match (c.op.as_str(), &c.mask) {
+        ("eq", None) => width,
+        ("masked_eq", Some(m)) => m.value()? & width,
+        (op, _) => return Err(invalid(rule, &format!("`{op}` alone on an argument"))),
+    };
+    let (op, value, value_two) = if mask == u64::MAX {
+        ("SCMP_CMP_EQ", val, 0)
+    } else {
+        ("SCMP_CMP_MASKED_EQ", mask, val & mask)
+    };
+    Ok(Arg {
+        index: c.index,
+        value,
+        value_two,
+        op,
+    })
+}
+
+/// Masked patterns `(mask, value)` over 32 bits that together match exactly the values not
+/// in `allowed`, and never overlap: the branches of the binary trie of `allowed` that hold
+/// none of its values. At most 32 patterns per allowed value.
+fn outside(allowed: &[u32]) -> Vec<(u32, u32)> {
+    fn walk(set: &[u32], bit: u32, mask: u32, prefix: u32, out: &mut Vec<(u32, u32)>) {
+        let b = 1u32 << bit;
+        let mask = mask | b;
+        for value in [prefix, prefix | b] {
+            let sub: Vec<u32> = set.iter().copied().filter(|v| v & mask == value).collect();
+            if sub.is_empty() {
+                out.push((mask, value));
+            } else if bit > 0 {
+                walk(&sub, bit - 1, mask, value, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if allowed.is_empty() {
+        out.push((0, 0));
+    } else {
+        walk(allowed, 31, 0, 0, &mut out);
+    }
+    out
+}
+
+/// The argument lists of one policy rule: the syscall fails when any list matches.
+fn arg_lists(rule: &Rule) -> Result<Vec<Vec<Arg>>, SeccompError> {
+    let mut indexes: Vec<u8> = rule.args.iter().map(|c| c.index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    if indexes.len() == rule.args.len() {
+        // Conditions on different arguments: runc ANDs them, as the policy means.
+        let args = rule
+            .args
+            .iter()
+            .map(|c| arg(rule, c))
+            .collect::<Result<_, _>>()?;
+        return Ok(vec![args]);
+    }
+    // Several conditions on one argument: only "dword not one of these values" is used.
+    let all_ne = rule
+        .args
+        .iter()
+        .all(|c| c.op == "ne" && c.mask.is_none() && c.width == "dword");
+    if indexes.len() != 1 || !all_ne {
+        return Err(invalid(
+            rule,
+            "several conditions on one argument other than dword `ne`",
+        ));
+    }
+    let mut allowed = Vec::new();
+    for c in &rule.args {
+        let v = c.val.value()?;
+        let v = u32::try_from(v).map_err(|_| invalid(rule, "a dword value above 32 bits"))?;
+        allowed.push(v);
+    }
+    Ok(outside(&allowed)
+        .into_iter()
+        .map(|(mask, value)| {
+            vec![Arg {
+                index: indexes[0],
+                value: u64::from(mask),
+                value_two: u64::from(value),
+                op: "SCMP_CMP_MASKED_EQ",
+            }]
+        })
+        .collect())
+}
+
+fn oci_arch(arch: &str) -> Result<&'static str, SeccompError> {
+    match arch {
+        "x86_64" => Ok("SCMP_ARCH_X86_64"),
+        "aarch64" => Ok("SCMP_ARCH_AARCH64"),
+        other => Err(SeccompError::UnsupportedArch(other.to_owned())),
+    }
+}
+
+/// The profile for `arch` (`std::env::consts::ARCH`), as JSON.
+pub(super) fn profile_json(arch: &str) -> Result<String, SeccompError> {
+    let policy: Policy = serde_json::from_str(POLICY_JSON)?;
+    let mut syscalls = Vec::new();
+    for rule in &policy.rules {
+        if rule
+            .arch
+            .as_ref()
+            .is_some_and(|a| !a.iter().any(|a| a == arch))
+        {
+            continue;
+        }
+        match rule.unless.as_deref() {
+            // The default options, as bwrap gets: no user namespaces.
+            None | Some("allow_user_namespaces") => {}
+            Some(o) => return Err(SeccompError::PolicyInvalid(format!("unknown option {o}"))),
+        }
+        let errno_ret = errno(rule.errno.as_deref())?;
+        let lists = if rule.args.is_empty() {
+            vec![Vec::new()]
+        } else {
+            arg_lists(rule)?
+        };
+        for args in lists {
+            syscalls.push(Entry {
+                names: vec![rule.syscall.clone()],
+                action: "SCMP_ACT_ERRNO",
+                errno_ret,
+                args,
+                comment: rule.reason.clone(),
+            });
+        }
+    }
+    let profile = Profile {
+        default_action: "SCMP_ACT_ALLOW",
+        architectures: vec![oci_arch(arch)?],
+        syscalls,
+    };
+    Ok(serde_json::to_string_pretty(&profile)?)
+}
+
+#[cfg(test)]
+mod tests;
