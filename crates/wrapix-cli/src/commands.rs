@@ -96,12 +96,14 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     // Notifications: register this terminal for focus checks, create the folder the host
     // daemon publishes its socket in (a dry run only names it).
     let notify = (!dry_run).then(|| wrapix_notify::app::launch(&env, &spec.project));
+    let self_exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?;
     let facts = HostFacts {
         env: env.clone(),
         interactive: wrapix_sandbox::pty::interactive(),
-        self_exe: std::env::current_exe()
-            .and_then(std::fs::canonicalize)
-            .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?,
+        self_exe: self_exe.clone(),
+        init_exe: init_exe(&self_exe),
         dry_run,
         notify_dir: match &notify {
             Some(n) => n.dir.clone(),
@@ -133,6 +135,16 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     let code = code?;
     after?;
     Ok(code)
+}
+
+/// `wrapix-init` beside the wrapix binary (installed with it), if it is there and executable.
+fn init_exe(self_exe: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let init = self_exe.with_file_name("wrapix-init");
+    std::fs::metadata(&init)
+        .ok()
+        .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .map(|_| init)
 }
 
 /// `--backend none`: the only way to run without a sandbox, and it says so loudly.

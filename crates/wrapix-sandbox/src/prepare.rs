@@ -46,8 +46,11 @@ pub struct HostFacts {
     /// stdin and stdout are a terminal: the sandbox gets a pty, and a missing agent falls
     /// back to a shell.
     pub interactive: bool,
-    /// The `wrapix` binary, mounted into the sandbox as its init.
+    /// The `wrapix` binary, mounted into the sandbox (`wrapix notify`, `wrapix mcp`, and the
+    /// init when there is no [`HostFacts::init_exe`]).
     pub self_exe: PathBuf,
+    /// `wrapix-init` beside it, when installed: the small binary the sandbox starts as PID 1.
+    pub init_exe: Option<PathBuf>,
     /// Only describe the run (`--dry-run`): change nothing on the host.
     pub dry_run: bool,
     /// The host folder the notification daemon publishes its socket in
@@ -79,6 +82,8 @@ pub struct Prepared {
     /// Run on a fresh pseudo-terminal.
     pub terminal: bool,
     pub self_exe: PathBuf,
+    /// `wrapix-init`, when installed beside `wrapix` (see [`HostFacts::init_exe`]).
+    pub init_exe: Option<PathBuf>,
     /// Things to tell the user before the run (e.g. the agent was not found).
     pub notices: Vec<String>,
     /// Work to do after the sandbox exits (copy agent state back).
@@ -317,6 +322,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dns_forward,
         terminal: host.interactive,
         self_exe: host.self_exe.clone(),
+        init_exe: host.init_exe.clone(),
         notices,
         after_exit,
     })

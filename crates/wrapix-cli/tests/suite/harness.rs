@@ -293,6 +293,10 @@ fn copy_binary() -> Result<PathBuf, String> {
     let bin = dir.join("wrapix");
     std::fs::copy(env!("CARGO_BIN_EXE_wrapix"), &bin).map_err(err)?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    // The small init, installed beside wrapix as it is by `cargo install` and the quick start.
+    let init = dir.join("wrapix-init");
+    std::fs::copy(env!("CARGO_BIN_EXE_wrapix-init"), &init).map_err(err)?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
     Ok(bin)
 }
 

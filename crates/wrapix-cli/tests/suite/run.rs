@@ -238,3 +238,33 @@ fn missing_agent_without_a_tty_exits_127() {
     );
     assert_eq!(out.stderr.lines().count(), 1, "{out}");
 }
+
+/// PID 1 is the small `wrapix-init` installed beside wrapix; without it, `wrapix __init`.
+#[test]
+fn init_is_wrapix_init_and_wrapix_alone_still_works() {
+    let Some(c) = Case::new() else { return };
+    let pid1 = "tr '\\0' ' ' < /proc/1/cmdline; echo";
+    let out = c.sh(pid1);
+    assert!(
+        out.ok()
+            .starts_with("/run/wrapix/bin/wrapix-init -- /bin/sh -c"),
+        "{out}"
+    );
+    // A wrapix binary without wrapix-init beside it.
+    let alone = c.root.join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    let bin = alone.join("wrapix");
+    std::fs::copy(&c.env.bin, &bin).unwrap();
+    c.give(&alone);
+    let mut cmd = c.env.as_user(
+        &bin.to_string_lossy(),
+        &["run", "--network", "none", "--", "/bin/sh", "-c", pid1],
+    );
+    c.clean_env(&mut cmd);
+    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    assert!(
+        out.ok()
+            .starts_with("/run/wrapix/bin/wrapix __init -- /bin/sh -c"),
+        "{out}"
+    );
+}

@@ -162,9 +162,18 @@ impl Backend for Bwrap {
             arg(&mut a, &[&flag, &b.source, &b.dest.as_path()]);
         }
 
-        // wrapix itself, as the sandbox's init and `wrapix` on PATH.
-        let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
-        arg(&mut a, &[&"--ro-bind", &run.self_exe, &init]);
+        // wrapix itself, as `wrapix` on PATH, and the sandbox's init: `wrapix-init` (a small
+        // binary, faster to start) when it is installed beside wrapix, else `wrapix __init`.
+        let wrapix = Path::new(SANDBOX_BIN_DIR).join("wrapix");
+        arg(&mut a, &[&"--ro-bind", &run.self_exe, &wrapix]);
+        let init: Vec<OsString> = match &run.init_exe {
+            Some(exe) => {
+                let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-init");
+                arg(&mut a, &[&"--ro-bind", exe, &inside]);
+                vec![inside.into()]
+            }
+            None => vec![wrapix.into(), "__init".into()],
+        };
         // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
         let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
         arg(&mut a, &[&"--symlink", &"wrapix", &notify]);
@@ -230,7 +239,9 @@ impl Backend for Bwrap {
         };
 
         arg(&mut a, &[&"--chdir", &wrapix_spec::Spec::WORKSPACE]);
-        arg(&mut a, &[&"--", &init, &"__init", &"--"]);
+        a.push("--".into());
+        a.extend(init);
+        a.push("--".into());
         for c in &run.command {
             a.push(c.into());
         }

@@ -118,6 +118,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         dns_forward: None,
         terminal: false,
         self_exe: "/opt/wrapix/bin/wrapix".into(),
+        init_exe: Some("/opt/wrapix/bin/wrapix-init".into()),
         notices: vec![],
         after_exit: vec![],
     }

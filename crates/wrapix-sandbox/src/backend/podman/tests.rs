@@ -92,6 +92,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         dns_forward: None,
         terminal: false,
         self_exe: "/usr/bin/wrapix".into(),
+        init_exe: None,
         notices: vec![],
         after_exit: vec![],
     }
