@@ -114,7 +114,7 @@ const PASSTHROUGH_ENV: &[&str] = &[
 ];
 
 pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
-    let root = match &spec.profile {
+    let mut root = match &spec.profile {
         wrapix_spec::Profile::Host => RootFs::host(Path::new("/")),
         wrapix_spec::Profile::Image(img) => {
             crate::root::image_root(img, &host.env, &spec.user.home)?
@@ -307,6 +307,16 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     // The user's [env] wins over everything wrapix sets.
     for (k, v) in &spec.env {
         env.insert(k.to_string(), v.clone());
+    }
+
+    // Mount points the backend must create inside a read-only bound folder of the root (a user
+    // mount at /opt/x of an image that has /opt).
+    for dest in binds
+        .iter()
+        .map(|b| &b.dest)
+        .chain(files.iter().map(|f| &f.dest))
+    {
+        root.make_room(dest.as_path());
     }
 
     Ok(Prepared {

@@ -142,6 +142,54 @@ impl RootFs {
         }
     }
 
+    /// Makes sure the backend can create a mount point at `dest` (a path in the sandbox). A
+    /// missing `dest` below a read-only bound folder cannot be created there (the folder is the
+    /// host's or the cached image's, and read-only), so that folder is replaced by a directory
+    /// in the backend's own root holding a bind of each of its entries, level by level down to
+    /// the missing part. Only the folders on the way to `dest` are split; nothing is written
+    /// to the bound folders. Links on the way are left to the backend.
+    pub fn make_room(&mut self, dest: &Path) {
+        // Each round splits one folder one level deeper, so this ends within dest's depth.
+        for _ in 0..dest.components().count() {
+            let found = self.entries.iter().position(|e| {
+                matches!(e, RootEntry::RoBind { dest: d, .. } if dest.starts_with(d) && dest != d)
+            });
+            let Some(i) = found else { return };
+            let RootEntry::RoBind { source, dest: d } = self.entries[i].clone() else {
+                return;
+            };
+            let Ok(rel) = dest.strip_prefix(&d) else {
+                return;
+            };
+            let on_host = source.join(rel);
+            if std::fs::symlink_metadata(&on_host).is_ok() || !source.is_dir() {
+                return;
+            }
+            let mut children: Vec<std::ffi::OsString> = match std::fs::read_dir(&source) {
+                Ok(rd) => rd.flatten().map(|e| e.file_name()).collect(),
+                Err(_) => return,
+            };
+            children.sort();
+            let mut split = vec![RootEntry::Dir { dest: d.clone() }];
+            for c in children {
+                let (src, at) = (source.join(&c), d.join(&c));
+                match std::fs::symlink_metadata(&src) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        if let Ok(target) = std::fs::read_link(&src) {
+                            split.push(RootEntry::Symlink { target, dest: at });
+                        }
+                    }
+                    Ok(m) if m.is_dir() || m.is_file() => split.push(RootEntry::RoBind {
+                        source: src,
+                        dest: at,
+                    }),
+                    _ => {}
+                }
+            }
+            self.entries.splice(i..=i, split);
+        }
+    }
+
     /// Whether `path` (absolute, in the sandbox) resolves to an executable file in this root.
     /// Used to decide whether the agent is installed.
     pub fn find_executable(&self, name: &str, path_dirs: &[&str]) -> Option<PathBuf> {
@@ -278,5 +326,54 @@ mod tests {
             Some(PathBuf::from("/bin/tool"))
         );
         assert_eq!(root.find_executable("nope", &["/bin", "/usr/bin"]), None);
+    }
+
+    #[test]
+    fn make_room_splits_only_the_folders_on_the_way() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let img = t.path().join("rootfs");
+        for d in ["usr/bin", "usr/local/share", "opt/tool", "var/lib"] {
+            std::fs::create_dir_all(img.join(d)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(img.join("usr/local/README"), "x").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("share", img.join("usr/local/doc"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut root = RootFs::image("t", &img);
+        let before = root.entries.clone();
+        // Existing paths and paths outside any bind need nothing.
+        root.make_room(Path::new("/opt/tool"));
+        root.make_room(Path::new("/data/x"));
+        assert_eq!(root.entries, before);
+
+        root.make_room(Path::new("/usr/local/abi/deep"));
+        let has = |e: RootEntry| root.entries.contains(&e);
+        let bind = |s: &str, d: &str| RootEntry::RoBind {
+            source: img.join(s),
+            dest: d.into(),
+        };
+        assert!(has(RootEntry::Dir {
+            dest: "/usr".into()
+        }));
+        assert!(has(bind("usr/bin", "/usr/bin")));
+        assert!(has(RootEntry::Dir {
+            dest: "/usr/local".into()
+        }));
+        assert!(has(bind("usr/local/share", "/usr/local/share")));
+        assert!(has(bind("usr/local/README", "/usr/local/README")));
+        assert!(has(RootEntry::Symlink {
+            target: "share".into(),
+            dest: "/usr/local/doc".into()
+        }));
+        assert!(!has(bind("usr", "/usr")));
+        assert!(!has(bind("usr/local", "/usr/local")));
+        // Other folders stay whole, and the split keeps parents before children.
+        assert!(has(bind("opt", "/opt")));
+        assert!(has(bind("var", "/var")));
+        let pos = |d: &str| {
+            root.entries
+                .iter()
+                .position(|e| matches!(e, RootEntry::Dir { dest } if dest == Path::new(d)))
+        };
+        assert!(pos("/usr") < pos("/usr/local"));
     }
 }

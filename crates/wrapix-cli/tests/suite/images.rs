@@ -185,3 +185,31 @@ fn full_base_profile_builds_and_runs_claude() {
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("Claude Code"), "{out}");
 }
+
+/// A mount whose destination is missing below a folder of the image (/opt/abi, /usr/local/abi)
+/// works with bubblewrap: the folder is split into binds of its entries, stays read-only, and
+/// the cached image is not written.
+#[test]
+fn mounts_below_image_folders_work_and_leave_the_image_alone() {
+    let Some(c) = tiny_case() else { return };
+    let dir = build(&c);
+    let data = c.root.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "mounted\n").unwrap();
+    c.give(&data);
+    for dest in ["/opt/abi", "/usr/local/abi"] {
+        let mount = format!("{}:{dest}", data.display());
+        let out = c.sh_with(
+            &["--network", "none", "--mount", &mount],
+            &format!("cat {dest}/f; ls /usr/bin/jq; touch /opt/new /usr/local/new 2>&1 | wc -l"),
+        );
+        assert_eq!(out.ok(), "mounted\n/usr/bin/jq\n2\n", "{dest}: {out}");
+    }
+    assert!(dir.join("rootfs/opt").is_dir() && dir.join("rootfs/usr/local").is_dir());
+    for leftover in ["opt/abi", "usr/local/abi", "opt/new"] {
+        assert!(
+            !dir.join("rootfs").join(leftover).exists(),
+            "{leftover} was created in the cached image"
+        );
+    }
+}
