@@ -231,8 +231,28 @@ pub fn read(manifest: &Path, expect_sha256: &str) -> Result<Vec<Entry>, String> 
 }
 
 /// Checks every entry of `root` against the manifest: type, size, link target and the
-/// SHA-256 of every file. Returns the first difference.
+/// SHA-256 of every file, and that nothing was added after the build. Returns the first
+/// difference.
 pub fn verify(root: &Path, entries: &[Entry]) -> Result<(), String> {
+    let built: std::collections::HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let list = std::fs::read_dir(&dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+        for item in list {
+            let item = item.map_err(|x| format!("{}: {x}", dir.display()))?;
+            let child = rel.join(item.file_name());
+            let name = child.to_string_lossy();
+            if !built.contains(name.as_ref()) {
+                return Err(format!(
+                    "{name} is not part of the built image (added after the build)"
+                ));
+            }
+            if item.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(child);
+            }
+        }
+    }
     for e in entries {
         let p = root.join(&e.path);
         let meta = std::fs::symlink_metadata(&p).map_err(|x| format!("{}: {x}", e.path))?;
@@ -320,6 +340,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(root.join("usr/tool"), "HELLO").unwrap_or_else(|e| panic!("{e}"));
         assert!(verify(&root, &entries).is_err_and(|e| e.contains("changed since the build")));
+        std::fs::write(root.join("usr/tool"), "hello").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verify(&root, &entries), Ok(()));
+        // Something added after the build (a runtime's mount point, say) is found too.
+        std::fs::create_dir_all(root.join("usr/home/ci")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            verify(&root, &entries),
+            Err("usr/home is not part of the built image (added after the build)".into())
+        );
         // A tampered manifest is refused.
         std::fs::write(&man, "{}\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(read(&man, &u.manifest_sha256).is_err());
