@@ -20,12 +20,12 @@ for tool in podman mmdebstrap; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
-  echo "podman escape pass: skipped:$missing not installed (sudo apt-get install podman runc slirp4netns uidmap mmdebstrap)"
+  echo "podman escape pass: skipped:$missing not installed (sudo apt-get install podman runc uidmap mmdebstrap)"
 else
   start=$SECONDS
   # `--workspace --test all` reuses the first pass's build (`-p wrapix-cli` resolves features
-  # differently and recompiles); only wrapix-cli's escape and testhost modules match.
-  WRAPIX_TEST_BACKEND=podman cargo test --workspace --locked --test all -- escape testhost 2>&1 | tee -a "$log"
+  # differently and recompiles); only wrapix-cli's escape, testhost and dns modules match.
+  WRAPIX_TEST_BACKEND=podman cargo test --workspace --locked --test all -- escape testhost dns 2>&1 | tee -a "$log"
   podman_status=${PIPESTATUS[0]}
   echo "podman escape pass: $((SECONDS - start)) s"
   [ "$status" -ne 0 ] || status=$podman_status

@@ -15,13 +15,8 @@ fn main() {
     // The in-sandbox init must start fast and touch nothing else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).map(|a| a == "__init").unwrap_or(false) {
-        let rest = args
-            .iter()
-            .skip(2)
-            .skip_while(|a| *a == "--")
-            .cloned()
-            .collect::<Vec<_>>();
-        std::process::exit(wrapix_sandbox::init::run(&rest));
+        // `__init [--wait-fd FD] [--] COMMAND…`
+        std::process::exit(wrapix_sandbox::init::main(&args[2..]));
     }
     // (internal) The sandbox's seccomp filter as raw BPF, for bench/launch.sh's raw bwrap.
     if args.get(1).map(|a| a == "__seccomp-bpf").unwrap_or(false) {

@@ -71,24 +71,24 @@ pub fn probe_bwrap(b: &Bwrap) -> Probe {
             checks.push(smoke_test(path));
         }
     }
-    match &b.pasta {
-        Some(p) => checks.push(Check::pass(
-            "pasta (network = \"open\")",
-            p.display().to_string(),
-        )),
-        None => checks.push(
-            Check::fail(
-                "pasta (network = \"open\")",
-                "not installed: only network = \"none\" can run",
-                "sudo apt-get install passt",
-            )
-            .optional(),
-        ),
-    }
+    checks.push(pasta_check(b.pasta.as_deref()));
     checks.push(tun_check());
     Probe {
         backend: "bwrap",
         checks,
+    }
+}
+
+/// pasta, which both backends attach to the sandbox for `network = "open"`.
+fn pasta_check(pasta: Option<&Path>) -> Check {
+    match pasta {
+        Some(p) => Check::pass("pasta (network = \"open\")", p.display().to_string()),
+        None => Check::fail(
+            "pasta (network = \"open\")",
+            "not installed: only network = \"none\" can run",
+            "sudo apt-get install passt",
+        )
+        .optional(),
     }
 }
 
@@ -183,7 +183,7 @@ pub fn probe_podman(p: &crate::backend::podman::Podman) -> Probe {
         checks.push(Check::fail(
             "podman",
             "not installed",
-            "sudo apt-get install podman runc slirp4netns uidmap fuse-overlayfs",
+            "sudo apt-get install podman runc uidmap fuse-overlayfs",
         ));
         return Probe {
             backend: "podman",
@@ -280,33 +280,8 @@ pub fn probe_podman(p: &crate::backend::podman::Podman) -> Probe {
         )),
         Err(e) => checks.push(Check::fail("podman info", e.to_string(), "reinstall podman")),
     }
-    checks.push(match find_program("slirp4netns", None) {
-        Some(s) => Check::pass("slirp4netns (network = \"open\")", s.display().to_string()),
-        None => Check::fail(
-            "slirp4netns (network = \"open\")",
-            "not installed",
-            "sudo apt-get install slirp4netns",
-        )
-        .optional(),
-    });
+    checks.push(pasta_check(p.pasta.as_deref()));
     checks.push(tun_check());
-    let open = crate::backend::podman::wildcard_listeners();
-    checks.push(if open.is_empty() {
-        Check::pass(
-            "host listeners on all addresses",
-            "none (network = \"open\" is safe)",
-        )
-    } else {
-        Check::fail(
-            "host listeners on all addresses",
-            format!(
-                "{}: reachable through slirp4netns, so network = \"open\" is refused",
-                open.join(", ")
-            ),
-            "bind them to 127.0.0.1, or use --network none or the bwrap backend",
-        )
-        .optional()
-    });
     checks.push(if p.limits_enforceable {
         Check::pass("[resources] limits", "enforceable")
     } else {

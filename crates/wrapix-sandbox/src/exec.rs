@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::Command;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
@@ -70,6 +71,15 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     set.thread_block()
         .map_err(|e| SandboxError::sys("block signals", e))?;
 
+    // A PID file left by an earlier run (same folder, same wrapix PID) must never be read.
+    if let Some(path) = &plan.pid_file {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SandboxError::io(format!("remove {}", path.display()), e)),
+        }
+    }
+
     let mut pty = match plan.terminal && crate::pty::interactive() {
         true => Some(crate::pty::Pty::open()?),
         false => None,
@@ -123,23 +133,41 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     };
 
     let mut network = None;
-    if let (Some(net), Some(pid)) = (&plan.network, sandbox_pid) {
-        match crate::network::attach(net, pid) {
-            Ok(a) => network = Some(a),
-            Err(e) => {
-                // Kill the sandbox's init first: it is still held on --block-fd, and closing
-                // that fd (on return) must never let the command run.
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                let _ = child.kill();
-                let _ = child.wait();
+    let mut held_pid = None;
+    if let Some(net) = &plan.network {
+        // The process whose network namespace is the sandbox's: the one the backend reported
+        // on --info-fd (bwrap), or the one in its PID file (podman, whose own PID is reported).
+        let held = match &plan.pid_file {
+            Some(path) => wait_for_pid_file(path, &mut child, SANDBOX_START_TIMEOUT),
+            None => sandbox_pid.ok_or_else(|| SandboxError::Network {
+                detail: "the backend reported no sandbox PID".into(),
+                fix: "run `wrapix doctor`, or run with --network none".into(),
+            }),
+        };
+        let attached = match held {
+            Ok(pid) => crate::network::attach(net, pid)
+                .map(|a| (a, pid))
+                .map_err(|e| (e, Some(pid))),
+            Err(e) => Err((e, None)),
+        };
+        match attached {
+            Ok((a, pid)) => {
+                network = Some(a);
+                held_pid = Some(pid);
+            }
+            Err((e, held)) => {
+                abandon(child, held, block);
                 return Err(e);
             }
         }
     }
     if let Some(mut block) = block {
-        block
-            .write_all(b"1")
-            .map_err(|e| SandboxError::io("release the sandbox", e))?;
+        if let Err(e) = block.write_all(b"1") {
+            // The held process is gone (nothing reads the pipe): stop what was set up for it.
+            drop(network);
+            abandon(child, held_pid.or(sandbox_pid), None);
+            return Err(SandboxError::io("release the sandbox", e));
+        }
     }
 
     let resizer = match &mut pty {
@@ -163,6 +191,85 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         n.stop();
     }
     Ok(exit_code(status?))
+}
+
+/// How long a backend that reports its sandbox through a PID file may take to create it.
+/// Podman needs a fraction of a second; its first run for a user (storage, pause process)
+/// takes longer.
+pub const SANDBOX_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the PID file is looked at.
+const PID_FILE_POLL: Duration = Duration::from_millis(2);
+/// How long a backend gets to clean up after its held sandbox was killed (Podman removes the
+/// container) before it is killed too.
+const ABANDON_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits until `path` holds a PID, while the backend (`child`) runs: an error if it exits
+/// first or `timeout` passes.
+fn wait_for_pid_file(
+    path: &Path,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<i32, SandboxError> {
+    let start = Instant::now();
+    loop {
+        // runc writes the file whole (a temporary name, then a rename), so a partial number is
+        // never read; an empty or unparsable file would be read again.
+        let pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1);
+        if let Some(pid) = pid {
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(SandboxError::Network {
+                detail: format!(
+                    "the sandbox ended before it started ({status}; its message is above)"
+                ),
+                fix: "run `wrapix doctor`".into(),
+            });
+        }
+        if start.elapsed() >= timeout {
+            return Err(SandboxError::Network {
+                detail: format!(
+                    "the sandbox did not start within {} s ({} was not written)",
+                    timeout.as_secs(),
+                    path.display()
+                ),
+                fix: "run `wrapix doctor`, or run with --network none".into(),
+            });
+        }
+        std::thread::sleep(PID_FILE_POLL);
+    }
+}
+
+/// Stops a sandbox whose set-up failed, never letting its command run: the held process (if
+/// known) is killed while it still waits for the release; the backend then gets
+/// [`ABANDON_GRACE`] to exit and clean up (Podman removes the container), or is killed. The
+/// release pipe is closed last: bubblewrap would take end-of-file as the release, wrapix's
+/// init (podman) exits 125 on it without running the command.
+fn abandon(mut child: Child, held: Option<i32>, block: Option<File>) {
+    let exited = match held {
+        Some(pid) => {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let start = Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(None) if start.elapsed() < ABANDON_GRACE => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Ok(None) => break false,
+                    Ok(Some(_)) | Err(_) => break true,
+                }
+            }
+        }
+        None => false,
+    };
+    if !exited {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    drop(block);
 }
 
 /// 128+N for a signal, as shells report it.

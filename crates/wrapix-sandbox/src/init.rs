@@ -2,8 +2,15 @@
 //! passes on every signal wrapix forwards (bubblewrap's own init does not), reaps orphans, and
 //! exits with the command's status. When it exits, the kernel ends every process left in the
 //! sandbox's PID namespace: no strays.
+//!
+//! Usage: `wrapix __init [--wait-fd FD] [--] COMMAND ARGS…` (or `wrapix-init …`). With
+//! `--wait-fd`, the init first reads one byte from FD, which the executor writes once the
+//! sandbox's network is in place (podman; bubblewrap holds the sandbox itself with
+//! `--block-fd`). End-of-file instead of the byte means the set-up failed or wrapix died: the
+//! init exits 125 without running the command.
 
 use std::ffi::OsString;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -13,6 +20,69 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::exec::FORWARDED;
+
+/// The exit code when the sandbox was not released, or the init's arguments are wrong.
+const NOT_RELEASED: i32 = 125;
+
+/// The init's arguments after `__init` (or `wrapix-init`'s argv[0]): parses them, waits for
+/// the release if asked to, runs the command, and returns the exit code for the sandbox.
+pub fn main(args: &[OsString]) -> i32 {
+    let (wait_fd, command) = match parse(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wrapix: init: {e}");
+            return NOT_RELEASED;
+        }
+    };
+    if let Some(fd) = wait_fd {
+        if let Err(e) = wait_for_release(fd) {
+            eprintln!("wrapix: init: {e}; not running the command");
+            return NOT_RELEASED;
+        }
+    }
+    run(command)
+}
+
+/// `[--wait-fd FD] [--] COMMAND…` → (FD, COMMAND…).
+fn parse(args: &[OsString]) -> Result<(Option<i32>, &[OsString]), String> {
+    let mut rest = args;
+    let mut wait_fd = None;
+    if rest.first().is_some_and(|a| a == "--wait-fd") {
+        let fd = rest
+            .get(1)
+            .and_then(|a| a.to_str())
+            .and_then(|a| a.parse::<i32>().ok())
+            .filter(|fd| *fd >= 3)
+            .ok_or("--wait-fd needs a file descriptor number of 3 or more")?;
+        wait_fd = Some(fd);
+        rest = &rest[2..];
+    }
+    while rest.first().is_some_and(|a| a == "--") {
+        rest = &rest[1..];
+    }
+    Ok((wait_fd, rest))
+}
+
+/// Reads the release byte from `fd` and closes it (the command must not inherit it).
+#[allow(unsafe_code)]
+fn wait_for_release(fd: i32) -> Result<(), String> {
+    use std::io::Read;
+    if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return Err(format!("--wait-fd {fd} is not open"));
+    }
+    // SAFETY: the fd is open (checked above) and nothing else in this process uses it; the
+    // File closes it when dropped.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut byte = [0u8; 1];
+    loop {
+        match f.read(&mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err("the sandbox was not released (its set-up failed)".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("waiting for the release on fd {fd}: {e}")),
+        }
+    }
+}
 
 /// Runs `argv` and returns the exit code for the sandbox.
 pub fn run(argv: &[OsString]) -> i32 {
@@ -103,5 +173,58 @@ fn child_setup(cmd: &mut Command, terminal: bool) {
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_the_old_and_the_new_argv() {
+        let cmd = os(&["sh", "-c", "true"]);
+        for (args, fd) in [
+            (os(&["--", "sh", "-c", "true"]), None),
+            (os(&["sh", "-c", "true"]), None),
+            (os(&["--wait-fd", "3", "--", "sh", "-c", "true"]), Some(3)),
+            (os(&["--wait-fd", "7", "sh", "-c", "true"]), Some(7)),
+        ] {
+            let (got_fd, got) = parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!((got_fd, got), (fd, cmd.as_slice()), "{args:?}");
+        }
+        // A command's own `--wait-fd` after `--` is the command's.
+        let args = os(&["--", "--wait-fd", "3"]);
+        assert_eq!(parse(&args).ok(), Some((None, &args[1..])));
+        for bad in [
+            &["--wait-fd"][..],
+            &["--wait-fd", "x", "--", "true"],
+            &["--wait-fd", "1", "--", "true"],
+        ] {
+            assert!(parse(&os(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn end_of_file_is_no_release() {
+        let (r, w) = nix::unistd::pipe().unwrap_or_else(|e| panic!("{e}"));
+        drop(w);
+        let e = wait_for_release(r.into_raw_fd());
+        assert!(e.is_err_and(|e| e.contains("not released")));
+    }
+
+    #[test]
+    fn a_byte_releases() {
+        let (r, w) = nix::unistd::pipe().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::File::from(w)
+            .write_all(b"1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(wait_for_release(r.into_raw_fd()), Ok(()));
     }
 }

@@ -1,52 +1,62 @@
 //! Userspace networking for `network = "open"`, attached to the sandbox's own network
-//! namespace from outside once bubblewrap has created it.
+//! namespace from outside once the backend (bubblewrap, or Podman with `--network=none`) has
+//! created it, while the sandbox is still held before its command.
 //!
 //! pasta proxies the sandbox's connections through host sockets. With no port forwarding and
 //! `--no-map-gw`, host loopback and the gateway address stay unreachable, but a connection to
 //! any *other* address of the host would still land on host services bound to `0.0.0.0`. So,
 //! before the sandbox is released, wrapix adds a `prohibit` route inside the namespace for every
-//! address the host has (taking the namespace's owner user namespace for CAP_NET_ADMIN there);
+//! address the host has (from a user namespace above the sandbox's, for CAP_NET_ADMIN there);
 //! the sandbox holds no capabilities and cannot remove them.
+//!
+//! pasta runs in the foreground as wrapix's child, in a session of its own, with SIGKILL as its
+//! parent-death signal: it lives exactly as long as wrapix unless stopped earlier, even when
+//! wrapix itself is killed (pasta does not notice that a namespace given as `/proc/PID/ns/net`
+//! is gone, and holds it alive).
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use crate::error::SandboxError;
 use crate::plan::NetworkSetup;
 
 /// How long userspace networking may take to come up before the run is abandoned.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often pasta's PID file is looked at while it comes up.
+const POLL: Duration = Duration::from_millis(2);
 
-/// A running pasta, stopped when the sandbox is done (it also quits by itself when the
-/// namespace goes away, unless it could not watch for that).
+/// A running pasta (wrapix's child), stopped when the sandbox is done or this is dropped.
 #[derive(Debug)]
 pub struct Attached {
-    pasta: Option<i32>,
+    pasta: Child,
 }
 
 impl Attached {
-    pub fn stop(&self) {
-        let Some(pid) = self.pasta else { return };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if matches!(comm.trim(), "pasta" | "passt" | "pasta.avx2" | "passt.avx2") {
-            // pasta ignores SIGTERM in some states; it keeps no state worth a graceful stop.
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
-/// A private, pre-created file for pasta's PID, removed on drop.
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // pasta ignores SIGTERM in some states; it keeps no state worth a graceful stop.
+        let _ = self.pasta.kill();
+        let _ = self.pasta.wait();
+    }
+}
+
+/// A private, pre-created file for pasta's PID (named after wrapix's PID and the sandbox's),
+/// removed on drop.
 struct PidFile {
     path: std::path::PathBuf,
 }
@@ -87,6 +97,35 @@ impl Drop for PidFile {
     }
 }
 
+/// pasta for the sandbox's namespace: configure it (`--config-net`), forward no ports in
+/// either direction, keep the gateway address from reaching the host (`--no-map-gw`), and
+/// map only UDP/53 of `dns_forward` to a loopback host resolver. The same for every backend.
+pub fn pasta(program: PathBuf, dns_forward: Option<&str>, uid: u32) -> NetworkSetup {
+    let mut args: Vec<OsString> = [
+        "--config-net",
+        "--quiet",
+        "--no-map-gw",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+    ]
+    .map(OsString::from)
+    .into();
+    if let Some(addr) = dns_forward {
+        args.extend(["--dns-forward", addr].map(OsString::from));
+    }
+    if uid == 0 {
+        // As root, pasta would switch to `nobody` and lose access to the namespace.
+        args.extend(["--runas", "0:0"].map(OsString::from));
+    }
+    NetworkSetup { program, args }
+}
+
 /// Every address of the host except loopback, which the namespace has its own copy of.
 pub fn host_addresses() -> BTreeSet<IpAddr> {
     let mut out = BTreeSet::new();
@@ -119,7 +158,7 @@ pub fn prohibit_routes(addrs: &BTreeSet<IpAddr>) -> String {
         .collect()
 }
 
-fn block_host_addresses(userns_path: &str, netns_path: &str) -> Result<(), SandboxError> {
+fn block_host_addresses(userns_path: Option<&str>, netns_path: &str) -> Result<(), SandboxError> {
     let addrs = host_addresses();
     if addrs.is_empty() {
         return Ok(());
@@ -128,9 +167,13 @@ fn block_host_addresses(userns_path: &str, netns_path: &str) -> Result<(), Sandb
         detail,
         fix: "install util-linux (nsenter) and iproute2 (ip), or run with --network none".into(),
     };
-    let mut child = Command::new("nsenter")
-        .arg("--preserve-credentials")
-        .arg(format!("--user={userns_path}"))
+    let mut nsenter = Command::new("nsenter");
+    if let Some(userns_path) = userns_path {
+        nsenter
+            .arg("--preserve-credentials")
+            .arg(format!("--user={userns_path}"));
+    }
+    let mut child = nsenter
         .arg(format!("--net={netns_path}"))
         .args(["--", "ip", "-batch", "-"])
         .stdin(Stdio::piped())
@@ -166,10 +209,10 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
     let netns_path = format!("/proc/{pid}/ns/net");
     let netns =
         File::open(&netns_path).map_err(|e| SandboxError::io(format!("open {netns_path}"), e))?;
-    // The namespace belongs to bwrap's outer user namespace; the sandbox itself already sits in
-    // a nested one, so ask the kernel for the owner instead of reading /proc/PID/ns/user.
-    let userns = owner_userns(&netns)?;
-    let userns_path = format!("/proc/{}/fd/{}", std::process::id(), userns.as_raw_fd());
+    let userns = entry_userns(&netns)?;
+    let userns_path = userns
+        .as_ref()
+        .map(|u| format!("/proc/{}/fd/{}", std::process::id(), u.as_raw_fd()));
     let tun = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -189,87 +232,133 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
     let log_for_child = log
         .try_clone()
         .map_err(|e| SandboxError::io("dup pasta's log", e))?;
-    // pasta does not notice on its own that a namespace given as /proc/PID/ns/net is gone, so
-    // wrapix stops it; the PID comes from a file pasta writes after daemonizing (a regular
-    // file: pasta writes it from inside the sandbox's user namespace, where /proc/<wrapix>/fd
-    // is out of reach).
+    // In the foreground, pasta writes its PID file once the namespace is configured (a regular
+    // file: pasta writes it after joining the user namespace, where /proc/<wrapix>/fd is out
+    // of reach).
     let pidfile = PidFile::create(pid)?;
     let mut cmd = Command::new(&net.program);
     cmd.args(&net.args)
+        .arg("--foreground")
         .arg("--pid")
         .arg(&pidfile.path)
         .arg("--netns")
-        .arg(&netns_path)
-        .arg("--userns")
-        .arg(&userns_path)
-        .stdin(Stdio::null())
+        .arg(&netns_path);
+    if let Some(userns_path) = &userns_path {
+        cmd.arg("--userns").arg(userns_path);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_for_child));
+    tie_to_wrapix(&mut cmd);
     let child = cmd.spawn().map_err(|e| SandboxError::Network {
         detail: format!("cannot start {} ({e})", net.program.display()),
         fix: "sudo apt-get install passt, or run with --network none".into(),
     })?;
-    // pasta forks into the background once the namespace is configured; its first process
-    // exiting 0 is the readiness signal.
-    let status = wait_with_timeout(child, NETWORK_TIMEOUT)?;
-    let attached = Attached {
-        pasta: pidfile.read(),
-    };
-    if !status.success() {
-        let mut msg = String::new();
-        let _ = log.rewind().and_then(|()| log.read_to_string(&mut msg));
-        return Err(SandboxError::Network {
-            detail: format!("pasta failed ({status}): {}", msg.trim()),
-            fix: "run `wrapix doctor`, or run with --network none".into(),
-        });
+    // From here on, an early return stops pasta (Attached's drop).
+    let mut attached = Attached { pasta: child };
+    let want = i32::try_from(attached.pasta.id()).ok();
+    let start = Instant::now();
+    while pidfile.read() != want {
+        let status = attached
+            .pasta
+            .try_wait()
+            .map_err(|e| SandboxError::io("wait for pasta", e))?;
+        if let Some(status) = status {
+            let mut msg = String::new();
+            let _ = log.rewind().and_then(|()| log.read_to_string(&mut msg));
+            return Err(SandboxError::Network {
+                detail: format!("pasta failed ({status}): {}", msg.trim()),
+                fix: "run `wrapix doctor`, or run with --network none".into(),
+            });
+        }
+        if start.elapsed() >= NETWORK_TIMEOUT {
+            return Err(SandboxError::Network {
+                detail: format!("pasta did not come up within {} s", NETWORK_TIMEOUT.as_secs()),
+                fix: "check /dev/net/tun (sudo chmod 0666 /dev/net/tun) and `wrapix doctor`, or run with --network none".into(),
+            });
+        }
+        std::thread::sleep(POLL);
     }
-    if let Err(e) = block_host_addresses(&userns_path, &netns_path) {
-        attached.stop();
-        return Err(e);
-    }
+    block_host_addresses(userns_path.as_deref(), &netns_path)?;
     drop(userns);
     drop(netns);
     Ok(attached)
 }
 
+/// pasta's process set-up: SIGKILL when wrapix dies (checked once more after setting it, in
+/// case wrapix died first), a session of its own (a Ctrl-C or hang-up on wrapix's terminal is
+/// wrapix's to handle), and none of the signals wrapix blocks left blocked.
 #[allow(unsafe_code)]
-fn owner_userns(netns: &File) -> Result<OwnedFd, SandboxError> {
+fn tie_to_wrapix(cmd: &mut Command) {
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: runs between fork and exec; only async-signal-safe calls (prctl, getppid,
+    // setsid, sigemptyset, sigprocmask) on stack values, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            libc::setsid();
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// The user namespace pasta and nsenter join to reach the sandbox's network namespace: of
+/// the namespaces from the namespace's owner up to wrapix's own, the one just below wrapix's
+/// (its holder has every capability in it and in all below). That is the owner itself for
+/// bwrap (its outer namespace; the sandbox sits in a nested one) and rootless Podman's
+/// namespace for a container (the owner is the container's, a child of Podman's: joining
+/// only that one, pasta could not open `/proc/PID/ns/net` of the still undumpable `runc
+/// init`, whose memory belongs to Podman's namespace). `None` when the owner is wrapix's own
+/// (root with rootful Podman): there is nothing to join.
+fn entry_userns(netns: &File) -> Result<Option<OwnedFd>, SandboxError> {
+    let ours = nix::sys::stat::stat("/proc/self/ns/user")
+        .map_err(|e| SandboxError::sys("stat /proc/self/ns/user", e))?;
+    let is_ours = |ns: &OwnedFd| {
+        nix::sys::stat::fstat(ns.as_raw_fd())
+            .is_ok_and(|s| s.st_dev == ours.st_dev && s.st_ino == ours.st_ino)
+    };
     const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: one ioctl on a valid, open namespace fd; it returns a new fd or -1.
-    let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS as _) };
-    if fd < 0 {
-        return Err(SandboxError::io(
+    const NS_GET_PARENT: libc::c_ulong = 0xb702;
+    let mut ns = ns_ioctl(netns.as_raw_fd(), NS_GET_USERNS).map_err(|e| {
+        SandboxError::io(
             "find the user namespace of the sandbox's network namespace",
-            std::io::Error::last_os_error(),
-        ));
+            e,
+        )
+    })?;
+    if is_ours(&ns) {
+        return Ok(None);
+    }
+    // A handful of levels at most; the bound only guards against a kernel surprise.
+    for _ in 0..32 {
+        match ns_ioctl(ns.as_raw_fd(), NS_GET_PARENT) {
+            Ok(parent) if is_ours(&parent) => return Ok(Some(ns)),
+            Ok(parent) => ns = parent,
+            // EPERM: the parent is outside wrapix's view; `ns` is as high as it can go.
+            Err(_) => return Ok(Some(ns)),
+        }
+    }
+    Ok(Some(ns))
+}
+
+/// One namespace ioctl (`NS_GET_USERNS`, `NS_GET_PARENT`) that returns a new fd.
+#[allow(unsafe_code)]
+fn ns_ioctl(fd: std::os::fd::RawFd, request: libc::c_ulong) -> std::io::Result<OwnedFd> {
+    // SAFETY: one ioctl on a valid, open namespace fd; it returns a new fd or -1.
+    let new = unsafe { libc::ioctl(fd, request as _) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     use std::os::fd::FromRawFd;
     // SAFETY: the ioctl returned a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn wait_with_timeout(
-    mut child: Child,
-    timeout: Duration,
-) -> Result<std::process::ExitStatus, SandboxError> {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(SandboxError::io("wait for pasta", e)),
-        Err(_) => {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            Err(SandboxError::Network {
-                detail: format!("pasta did not come up within {} s", timeout.as_secs()),
-                fix: "check /dev/net/tun (sudo chmod 0666 /dev/net/tun) and `wrapix doctor`, or run with --network none".into(),
-            })
-        }
-    }
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 #[cfg(test)]

@@ -30,8 +30,16 @@ pub struct LaunchPlan {
     pub fds: Vec<FdData>,
     /// fd on which the backend reports the sandbox's pid as JSON (`{"child-pid": N}`).
     pub info_fd: Option<i32>,
-    /// fd the sandbox blocks on until the executor has finished setting it up.
+    /// fd the sandbox blocks on until the executor has finished setting it up. The executor
+    /// puts a pipe's read end there and writes one byte to release the sandbox; the sandbox
+    /// must treat end-of-file (the executor gave up or died) as "do not run the command".
     pub block_fd: Option<i32>,
+    /// A file the backend writes the PID of the sandbox's first process to, once its
+    /// namespaces exist (Podman's `--pidfile`): that process's network namespace is the
+    /// sandbox's. Without it, the PID reported on `info_fd` is used. The executor removes
+    /// the file before starting the plan and waits for it (bounded) only when there is
+    /// network set-up to do.
+    pub pid_file: Option<PathBuf>,
     pub network: Option<NetworkSetup>,
     /// Give the sandbox a fresh pseudo-terminal (when wrapix runs on a terminal).
     pub terminal: bool,

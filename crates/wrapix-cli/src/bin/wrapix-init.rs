@@ -4,12 +4,9 @@
 //! linked in: every sandbox starts by exec'ing its init, and a 0.5 MB binary maps and relocates
 //! a fraction of the pages the 13 MB `wrapix` does (about 1.3 ms less per launch, measured with
 //! bench/launch.sh). The bubblewrap backend uses it when it sits beside `wrapix`, else
-//! `wrapix __init`. Usage: `wrapix-init [--] COMMAND ARGS…`
+//! `wrapix __init`. Usage: `wrapix-init [--wait-fd FD] [--] COMMAND ARGS…`
 
 fn main() {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os()
-        .skip(1)
-        .skip_while(|a| a == "--")
-        .collect();
-    std::process::exit(wrapix_sandbox::init::run(&argv));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    std::process::exit(wrapix_sandbox::init::main(&args));
 }

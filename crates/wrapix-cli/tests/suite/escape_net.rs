@@ -1,52 +1,27 @@
-//! Network escape tests: the host's loopback, its own addresses, its abstract Unix sockets,
-//! and what the sandbox's network looks like with `open` and `none`.
-//!
-//! Under podman, `open` (slirp4netns) is refused while the host has services listening on all
-//! addresses (docs/security.md); [`run_net`] asserts that refusal instead of the probe, and
-//! logs the probe as skipped.
+//! Network escape tests: the host's loopback, its own addresses (including a service bound to
+//! 0.0.0.0), its abstract Unix sockets, what the sandbox's network looks like with `open` and
+//! `none`, and that a failed network set-up never runs the command. Under both backends: with
+//! podman, `open` is pasta attached to the container's namespace, as with bubblewrap.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
+use std::time::Duration;
 
-use super::harness::{local_ipv4s, skip, unique, Backend, Case, Out};
+use super::harness::{host_procs_with, local_ipv4s, skip, unique, wait_for, Backend, Case, Out};
+use super::proc::output;
 
-/// How a `wrapix run --network NET` ended.
-pub enum NetRun {
-    Ran(Out),
-    /// Podman refused `open` because of host services on all addresses (checked: exit 125,
-    /// the message, nothing ran). Holds wrapix's output.
-    Refused(Out),
-}
-
-/// `wrapix run --network NET -- ARGV…`, telling podman's refusal of `open` apart.
-pub fn run_net(c: &Case, net: &str, argv: &[&str]) -> NetRun {
+/// `wrapix run --network NET -- ARGV…`.
+pub fn run_net(c: &Case, net: &str, argv: &[&str]) -> Out {
     let mut args = vec!["run", "--network", net, "--"];
     args.extend_from_slice(argv);
-    let out = c.run(&args);
-    let refusal = out.stderr.contains("listening on all addresses");
-    if c.backend != Backend::Podman || net != "open" || (out.code != 125 && !refusal) {
-        return NetRun::Ran(out);
-    }
-    assert!(
-        out.code == 125 && refusal && out.stdout.is_empty(),
-        "not the refusal of network = open:\n{out}"
-    );
-    let listeners = out
-        .stderr
-        .split_once("this host has some (")
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map(|(l, _)| l.to_owned())
-        .unwrap_or_default();
-    skip(&format!(
-        "podman refused network = open ({listeners} listen on all addresses, asserted); the open probe did not run"
-    ));
-    NetRun::Refused(out)
+    c.run(&args)
 }
 
 /// [`run_net`] with `/bin/sh -c SCRIPT`.
-pub fn sh_net(c: &Case, net: &str, script: &str) -> NetRun {
+pub fn sh_net(c: &Case, net: &str, script: &str) -> Out {
     run_net(c, net, &["/bin/sh", "-c", script])
 }
 
@@ -71,12 +46,11 @@ fn cannot_reach_a_host_loopback_listener() {
     let port = listener.local_addr().unwrap().port();
     let probe = connect_probe(Ipv4Addr::LOCALHOST, port);
     for net in ["open", "none"] {
-        if let NetRun::Ran(out) = sh_net(&c, net, &format!("{probe} echo done")) {
-            assert!(
-                out.ok().contains("done") && !out.stdout.contains("CONNECTED"),
-                "--network {net}:\n{out}"
-            );
-        }
+        let out = sh_net(&c, net, &format!("{probe} echo done"));
+        assert!(
+            out.ok().contains("done") && !out.stdout.contains("CONNECTED"),
+            "--network {net}:\n{out}"
+        );
     }
     listener.set_nonblocking(true).unwrap();
     let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
@@ -114,24 +88,24 @@ fn cannot_reach_host_services_on_its_own_addresses() {
         ips.len(),
         "host control failed:\n{host}"
     );
-    for net in ["open", "none"] {
-        match sh_net(&c, net, &format!("{probes} echo done")) {
-            NetRun::Ran(out) => {
-                assert!(
-                    c.backend != Backend::Podman || net != "open",
-                    "podman ran network = open with a host service on 0.0.0.0:{port}:\n{out}"
-                );
-                assert!(
-                    out.ok().contains("done") && !out.stdout.contains("CONNECTED"),
-                    "--network {net}:\n{out}"
-                );
-            }
-            // This test's own listener is one of them.
-            NetRun::Refused(out) => {
-                assert!(out.stderr.contains(&format!("tcp:{port}")), "{out}");
-            }
-        }
+    // The control's connections, so that the listener's queue is empty again.
+    for _ in &ips {
+        listener.accept().unwrap();
     }
+    for net in ["open", "none"] {
+        let out = sh_net(&c, net, &format!("{probes} echo done"));
+        assert!(
+            out.ok().contains("done") && !out.stdout.contains("CONNECTED"),
+            "--network {net}: a host service on 0.0.0.0:{port} was reached:\n{out}"
+        );
+    }
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(
+        accepted,
+        Err(ErrorKind::WouldBlock),
+        "the 0.0.0.0 listener got a connection from the sandbox"
+    );
 }
 
 #[test]
@@ -151,18 +125,16 @@ fn cannot_reach_a_host_abstract_unix_socket() {
     let host = c.host_as_user("perl", &["-MSocket", "-e", &perl]);
     assert_eq!(host.code, 0, "host control failed:\n{host}");
     for net in ["open", "none"] {
-        if let NetRun::Ran(table) = run_net(&c, net, &["cat", "/proc/net/unix"]) {
-            assert!(
-                !table.ok().contains(&at_name),
-                "--network {net}: socket listed inside:\n{table}"
-            );
-        }
-        if let NetRun::Ran(out) = run_net(&c, net, &["perl", "-MSocket", "-e", &perl]) {
-            assert_eq!(
-                out.code, 1,
-                "--network {net}: connect to the abstract socket:\n{out}"
-            );
-        }
+        let table = run_net(&c, net, &["cat", "/proc/net/unix"]);
+        assert!(
+            !table.ok().contains(&at_name),
+            "--network {net}: socket listed inside:\n{table}"
+        );
+        let out = run_net(&c, net, &["perl", "-MSocket", "-e", &perl]);
+        assert_eq!(
+            out.code, 1,
+            "--network {net}: connect to the abstract socket:\n{out}"
+        );
     }
 }
 
@@ -195,18 +167,16 @@ fn network_open_has_an_interface_and_a_default_route() {
     let Some(c) = Case::escape() else { return };
     if c.host_as_user("/bin/sh", &["-c", ": <> /dev/net/tun"]).code != 0 {
         skip(&format!(
-            "/dev/net/tun cannot be opened by {} (pasta and slirp4netns need it)",
+            "/dev/net/tun cannot be opened by {} (pasta needs it)",
             c.env.user
         ));
         return;
     }
-    let NetRun::Ran(out) = sh_net(
+    let out = sh_net(
         &c,
         "open",
         "cat /proc/net/dev; echo ROUTE; cat /proc/net/route; echo FIB; cat /proc/net/fib_trie",
-    ) else {
-        return;
-    };
+    );
     let stdout = out.ok();
     let (dev, rest) = stdout.split_once("ROUTE\n").unwrap();
     let (route, fib) = rest.split_once("FIB\n").unwrap();
@@ -221,4 +191,133 @@ fn network_open_has_an_interface_and_a_default_route() {
     });
     assert!(default, "no default route:\n{out}");
     assert!(!local_ipv4s(fib).is_empty(), "no IPv4 address:\n{out}");
+}
+
+/// A failed network set-up stops the run before the command: pasta failing, and the host's
+/// addresses not being blocked after pasta came up (nsenter failing). Stand-ins that fail come
+/// first on wrapix's PATH; the command would leave a marker in the project.
+#[test]
+fn a_failed_network_set_up_never_runs_the_command() {
+    let Some(c) = Case::escape() else { return };
+    // pasta takes a moment, so that the sandbox is surely up and held when it fails; nsenter
+    // reads the routes wrapix writes to `ip`, then fails.
+    let mut failing = vec![("pasta", "sleep 0.5", "pasta failed")];
+    // wrapix runs nsenter only when the host has addresses of its own to block.
+    if local_ipv4s(&std::fs::read_to_string("/proc/net/fib_trie").unwrap()).is_empty() {
+        skip("the host has no non-loopback IPv4 address: nsenter is not needed, not tested");
+    } else {
+        failing.push((
+            "nsenter",
+            "cat >/dev/null",
+            "blocking the host's addresses failed",
+        ));
+    }
+    for (tool, first, expect) in failing {
+        let bin = c.root.join(format!("failing-{tool}"));
+        c.write(
+            &bin.join(tool),
+            &format!("#!/bin/sh\n{first}\necho 'wrapix test: this stand-in fails' >&2\nexit 1\n"),
+        );
+        std::fs::set_permissions(bin.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let marker = c.project.join(format!("ran-despite-{tool}"));
+        let script = format!(
+            "touch /workspace/{}",
+            marker.file_name().unwrap().to_string_lossy()
+        );
+        let mut cmd = c.command(&["run", "--network", "open", "--", "/bin/sh", "-c", &script]);
+        cmd.env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+        );
+        let out = output(cmd, &c.project, None).unwrap();
+        assert_eq!(out.code, 125, "{tool} failing:\n{out}");
+        assert!(out.stderr.contains(expect), "{tool} failing:\n{out}");
+        assert!(
+            !marker.exists(),
+            "the command ran although {tool} failed:\n{out}"
+        );
+        // Control: the same command with the real tools runs.
+        let ok = sh_net(&c, "open", &script);
+        assert_eq!(ok.code, 0, "{ok}");
+        assert!(marker.exists(), "control: the command did not run:\n{ok}");
+        std::fs::remove_file(&marker).unwrap();
+    }
+}
+
+/// The init (`--wait-fd`, podman) runs nothing when the release pipe ends without the byte:
+/// wrapix gave up or died.
+#[test]
+fn the_init_runs_nothing_unless_released() {
+    let Some(c) = Case::escape() else { return };
+    let marker = c.project.join("ran-unreleased");
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let init = c
+        .env
+        .bin
+        .with_file_name("wrapix-init")
+        .to_string_lossy()
+        .into_owned();
+    for (program, init_args) in [(&bin, "__init --wait-fd 3"), (&init, "--wait-fd 3")] {
+        let script = format!(
+            "exec {program} {init_args} -- touch {} 3</dev/null",
+            marker.display()
+        );
+        let out = c.host_as_user("/bin/sh", &["-c", &script]);
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("not released"), "{out}");
+        assert!(!marker.exists(), "{script}: the command ran:\n{out}");
+        // Control: released by one byte, it runs.
+        let script = script.replace("3</dev/null", "3<<EOF\n1\nEOF");
+        let out = c.host_as_user("/bin/sh", &["-c", &script]);
+        assert_eq!(out.code, 0, "{out}");
+        assert!(marker.exists(), "{script}: the command did not run:\n{out}");
+        std::fs::remove_file(&marker).unwrap();
+    }
+}
+
+/// pasta lives no longer than wrapix, even when wrapix is killed: it would otherwise keep
+/// running, holding the sandbox's network namespace. (Under podman the container itself
+/// outlives a killed wrapix; the test removes it.)
+#[test]
+fn killing_wrapix_stops_pasta() {
+    let Some(c) = Case::escape() else { return };
+    let mut run = c.spawn(&[
+        "run",
+        "--network",
+        "open",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /workspace/ready; exec sleep 300",
+    ]);
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(30), || ready.exists()),
+        "the command never got ready"
+    );
+    let pid = run.pid();
+    // pasta's PID file is named after wrapix's PID.
+    let pasta = format!("wrapix-pasta-{pid}-");
+    assert!(
+        !host_procs_with(&pasta).is_empty(),
+        "no pasta for wrapix {pid}"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // wrapix itself; its output ends only when podman, which shares it, does.
+    run.child.wait().unwrap();
+    // Before anything else goes away: pasta must not need the sandbox's end to stop.
+    let gone = wait_for(Duration::from_secs(10), || {
+        host_procs_with(&pasta).is_empty()
+    });
+    if c.backend == Backend::Podman {
+        let name = format!("wrapix-project-{pid}");
+        let rm = c.host_as_user("podman", &["rm", "--force", "--time", "0", &name]);
+        assert_eq!(rm.code, 0, "{rm}");
+        // The killed wrapix's per-run folder (no XDG_RUNTIME_DIR here: under the temp dir).
+        let stage = std::env::temp_dir().join(format!("wrapix-{}/{name}", c.env.uid));
+        let _ = std::fs::remove_dir_all(stage);
+    }
+    let out = run.finish();
+    assert_eq!(out.code, 137, "{out}");
+    assert!(gone, "pasta outlived wrapix: {:?}", host_procs_with(&pasta));
 }

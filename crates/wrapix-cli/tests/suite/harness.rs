@@ -56,10 +56,6 @@ pub const IMAGE_STORE: &str = "/tmp/wrapix-test-images";
 /// probes. A new package list means a new image build (a minute or two, once per machine).
 pub const ESCAPE_PROFILE_CONFIG: &str = "[profiles.escape]\npackages = [\"git\"]\n";
 const ESCAPE_PROFILE: &str = "escape";
-/// The rest of a podman case's user config: podman refuses `open` while the host has services
-/// on 0.0.0.0 (CI has, and network tests bind some themselves), so the default is `none`; the
-/// network tests name `--network` explicitly.
-const ESCAPE_DEFAULTS: &str = "network = \"none\"\n";
 /// A cold image build (mmdebstrap) takes a minute or two; this bounds a hung one.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
@@ -198,7 +194,7 @@ fn podman_ready(env: &Env) -> Result<&'static Path, &'static Unready> {
 
 fn prepare_podman(env: &Env) -> Result<PathBuf, Unready> {
     for (tool, fix) in [
-        ("podman", "podman runc slirp4netns uidmap"),
+        ("podman", "podman runc uidmap"),
         ("mmdebstrap", "mmdebstrap uidmap"),
     ] {
         if !have(tool) {
@@ -362,7 +358,8 @@ impl Case {
     /// A fresh case for the escape suite, against the backend under test ([`backend`]), or
     /// `None` (after printing `SKIP: …`) when that backend cannot run here. A podman case runs
     /// wrapix with `WRAPIX_BACKEND=podman`, `WRAPIX_PROFILE=escape` (defined in the case's
-    /// user config) and the shared image store; failing to prepare the image fails the test.
+    /// user config) and the shared image store, with the same defaults as a bwrap case
+    /// (`network = "open"`); failing to prepare the image fails the test.
     pub fn escape() -> Option<Case> {
         match backend() {
             Backend::Bwrap => Case::new(),
@@ -379,8 +376,10 @@ impl Case {
                 let mut c = Self::fresh(env);
                 c.backend = Backend::Podman;
                 c.rootfs = Some(rootfs);
-                let config = format!("{ESCAPE_DEFAULTS}\n{ESCAPE_PROFILE_CONFIG}");
-                c.write(&c.home.join(".config/wrapix/config.toml"), &config);
+                c.write(
+                    &c.home.join(".config/wrapix/config.toml"),
+                    ESCAPE_PROFILE_CONFIG,
+                );
                 Some(
                     c.host_env("XDG_DATA_HOME", IMAGE_STORE)
                         .host_env("WRAPIX_BACKEND", "podman")

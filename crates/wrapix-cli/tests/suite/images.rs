@@ -123,11 +123,11 @@ fn tiny_image_runs_read_only_in_bwrap_and_podman_and_survives_corruption() {
         let meta = std::fs::metadata(c.project.join("p")).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.uid(), c.env.uid, "files in /workspace stay the user's");
-        // slirp4netns exposes host services on 0.0.0.0: with such a listener, `open` is refused.
+        // `open` is pasta, as under bwrap: it runs with a host service on 0.0.0.0 (escape_net
+        // shows that service stays out of reach).
         let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let out = c.sh_with(&["--backend", "podman"], "true");
-        assert_eq!(out.code, 125, "{out}");
-        assert!(out.stderr.contains("listening on all addresses"), "{out}");
+        assert_eq!(out.code, 0, "{out}");
         drop(l);
     } else {
         skip("podman is not installed");

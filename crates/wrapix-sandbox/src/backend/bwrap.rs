@@ -14,7 +14,7 @@ use wrapix_spec::{MountMode, Network};
 
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
-use crate::plan::{FdData, LaunchPlan, NetworkSetup};
+use crate::plan::{FdData, LaunchPlan};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
@@ -204,36 +204,13 @@ impl Backend for Bwrap {
                 })?;
                 let block = next_fd;
                 arg(&mut a, &[&"--block-fd", &block.to_string()]);
-                let mut pargs: Vec<OsString> = Vec::new();
-                arg(
-                    &mut pargs,
-                    &[
-                        &"--config-net",
-                        &"--quiet",
-                        &"--no-map-gw",
-                        &"-t",
-                        &"none",
-                        &"-u",
-                        &"none",
-                        &"-T",
-                        &"none",
-                        &"-U",
-                        &"none",
-                    ],
-                );
-                if let Some(addr) = &run.dns_forward {
-                    arg(&mut pargs, &[&"--dns-forward", addr]);
-                }
-                if user.uid == 0 {
-                    // As root, pasta would switch to `nobody` and lose access to the namespace.
-                    arg(&mut pargs, &[&"--runas", &"0:0"]);
-                }
                 (
                     Some(block),
-                    Some(NetworkSetup {
-                        program: pasta,
-                        args: pargs,
-                    }),
+                    Some(crate::network::pasta(
+                        pasta,
+                        run.dns_forward.as_deref(),
+                        user.uid,
+                    )),
                 )
             }
         };
@@ -253,6 +230,7 @@ impl Backend for Bwrap {
             fds,
             info_fd: Some(info_fd),
             block_fd,
+            pid_file: None,
             network,
             terminal: run.terminal,
         })

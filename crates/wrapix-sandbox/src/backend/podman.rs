@@ -6,9 +6,15 @@
 //! own seccomp policy (the one bubblewrap gets, as an OCI profile: `podman/seccomp.rs`;
 //! Podman's default profile lets a container create user namespaces, use keyrings and
 //! `TIOCSTI`), new PID/IPC/UTS/mount/network namespaces, and wrapix's own init as PID 1.
-//! Network `none` is `--network=none`; `open` is slirp4netns without host loopback (Podman 4.3
-//! has no pasta), refused while the host has services listening on all addresses (see
-//! [`wildcard_listeners`]).
+//!
+//! Network: always `--network=none`. For `open`, the executor attaches pasta to the container's
+//! network namespace from outside, as for bubblewrap ([`crate::network`]: no port forwarding,
+//! `--no-map-gw`, a `prohibit` route for every host address, the DNS forward), while the
+//! container's init waits: Podman writes the init's host PID to `--pidfile` once the namespaces
+//! exist, and `--preserve-fds=1` hands the init the read end of the executor's release pipe as
+//! fd 3 (`__init --wait-fd 3`); on end-of-file instead of the release byte it exits 125 without
+//! running the command. Podman 4.3 has no pasta network mode, and slirp4netns would let the
+//! sandbox reach host services listening on all addresses.
 //!
 //! Image delivery: `--rootfs <image>/rootfs:O` — the cache directory itself, read-only, under a
 //! throw-away overlay: without `:O`, the runtime creates missing mount points (the home, a
@@ -37,6 +43,12 @@ use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
 use crate::plan::LaunchPlan;
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK};
+
+/// The release pipe, in podman and (`--preserve-fds=1`) in the container: the first fd
+/// Podman passes on.
+const BLOCK_FD: i32 = 3;
+/// The shim's fd for podman's PID (closed before podman starts).
+const INFO_FD: i32 = 4;
 
 /// `/run/wrapix` inside the sandbox; staged by [`Podman::stage`].
 const SANDBOX_RUN_DIR: &str = "/run/wrapix";
@@ -75,6 +87,8 @@ const PODMAN_ENV: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
     pub podman: Option<PathBuf>,
+    /// For `network = "open"`.
+    pub pasta: Option<PathBuf>,
     /// Per-run folder for generated files and the env file.
     pub stage: PathBuf,
     /// Podman's own environment (from the host).
@@ -119,6 +133,7 @@ impl Podman {
             .unwrap_or(false);
         Podman {
             podman: find_program("podman", env.get("PATH").map(String::as_str)),
+            pasta: find_program("pasta", env.get("PATH").map(String::as_str)),
             stage: runtime.join(format!("wrapix-{uid}")).join(&name),
             host_env: PODMAN_ENV
                 .iter()
@@ -144,6 +159,11 @@ impl Podman {
 
     fn env_file(&self) -> PathBuf {
         self.stage.join("env")
+    }
+
+    /// Where Podman writes the container init's host PID (`--pidfile`).
+    fn pid_file(&self) -> PathBuf {
+        self.stage.join("pid")
     }
 
     /// The seccomp profile ([`seccomp::profile_json`]).
@@ -182,22 +202,9 @@ impl Podman {
         Ok(())
     }
 
-    /// Writes the generated files, the seccomp profile and the env file, and checks the host
-    /// conditions a plan cannot see (listeners on all addresses for `network = "open"`). Call
-    /// before `execute`; remove [`Podman::stage`] afterwards.
+    /// Writes the generated files, the seccomp profile and the env file. Call before
+    /// `execute`; remove [`Podman::stage`] afterwards.
     pub fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
-        if run.network == Network::Open {
-            let open = wildcard_listeners();
-            if !open.is_empty() {
-                return Err(Self::unavailable(
-                    format!(
-                        "network = \"open\" uses slirp4netns, which lets the sandbox reach host services listening on all addresses, and this host has some ({})",
-                        open.join(", ")
-                    ),
-                    "run with --network none, use the bwrap backend (pasta keeps the host unreachable), or bind those services to 127.0.0.1",
-                ));
-            }
-        }
         let io = |what: &str, e| SandboxError::io(format!("{what} {}", self.stage.display()), e);
         std::fs::create_dir_all(&self.stage).map_err(|e| io("create", e))?;
         std::fs::set_permissions(&self.stage, std::fs::Permissions::from_mode(0o700))
@@ -265,7 +272,7 @@ impl Backend for Podman {
         let podman = self.podman.clone().ok_or_else(|| {
             Self::unavailable(
                 "podman is not installed",
-                "sudo apt-get install podman runc slirp4netns uidmap fuse-overlayfs",
+                "sudo apt-get install podman runc uidmap fuse-overlayfs",
             )
         })?;
         let rootfs = run.root.image.clone().ok_or_else(|| {
@@ -282,9 +289,27 @@ impl Backend for Podman {
             ));
         }
         let user = &run.spec.user;
+        // `open`: pasta, attached by the executor while the init waits on BLOCK_FD.
+        let network = match run.network {
+            Network::None => None,
+            Network::Open => {
+                let pasta = self.pasta.clone().ok_or_else(|| {
+                    Self::unavailable(
+                        "network = \"open\" needs pasta for userspace networking, and it is not installed",
+                        "sudo apt-get install passt, or run with --network none",
+                    )
+                })?;
+                Some(crate::network::pasta(
+                    pasta,
+                    run.dns_forward.as_deref(),
+                    user.uid,
+                ))
+            }
+        };
         let mut a: Vec<OsString> = Vec::new();
-        // wrapix's shim reports podman's PID on fd 3 (for signal forwarding), then execs podman.
-        let info_fd = 3;
+        // wrapix's shim reports podman's PID on INFO_FD (for signal forwarding), closes it and
+        // execs podman, so that fd 3 is the release pipe alone when there is one.
+        let info_fd = INFO_FD;
         arg(
             &mut a,
             &[&"__exec-info", &info_fd.to_string(), &"--", &podman],
@@ -312,12 +337,18 @@ impl Backend for Podman {
                 &"--read-only-tmpfs=true",
             ],
         );
-        match run.network {
-            Network::None => arg(&mut a, &[&"--network=none"]),
-            Network::Open => arg(
+        // Never Podman's own networking: pasta joins this namespace from outside (`open`).
+        arg(&mut a, &[&"--network=none"]);
+        if network.is_some() {
+            // The init's host PID once the namespaces exist (the container is still in `runc
+            // init` then), and the release pipe as fd 3 inside.
+            arg(
                 &mut a,
-                &[&"--network=slirp4netns:allow_host_loopback=false,enable_ipv6=false"],
-            ),
+                &[
+                    &format!("--pidfile={}", self.pid_file().display()),
+                    &"--preserve-fds=1",
+                ],
+            );
         }
         if let Some(c) = res.cpus {
             arg(&mut a, &[&format!("--cpus={c}")]);
@@ -363,10 +394,13 @@ impl Backend for Podman {
                 SANDBOX_RUN_DIR
             )],
         );
-        // Generated files (passwd, group, git identity, known hosts); Podman writes its own
-        // /etc/resolv.conf for slirp4netns.
+        // Generated files (passwd, group, git identity, known hosts, and resolv.conf when
+        // pasta forwards DNS to a loopback host resolver); otherwise Podman writes its own
+        // /etc/resolv.conf (the host's resolvers).
         for (i, f) in run.files.iter().enumerate() {
-            if f.dest.as_path() == Path::new("/etc/resolv.conf") {
+            if f.dest.as_path() == Path::new("/etc/resolv.conf")
+                && (network.is_none() || run.dns_forward.is_none())
+            {
                 continue;
             }
             let mode = if f.writable { "rw" } else { "ro" };
@@ -410,7 +444,11 @@ impl Backend for Podman {
         // `:O`: mount points the runtime must create go to a throw-away overlay, not the cache.
         let rootfs = format!("{}:O", mount_path(&rootfs)?.display());
         arg(&mut a, &[&"--rootfs", &rootfs]);
-        arg(&mut a, &[&init, &"__init", &"--"]);
+        arg(&mut a, &[&init, &"__init"]);
+        if network.is_some() {
+            arg(&mut a, &[&"--wait-fd", &BLOCK_FD.to_string()]);
+        }
+        arg(&mut a, &[&"--"]);
         for c in &run.command {
             a.push(c.into());
         }
@@ -424,48 +462,12 @@ impl Backend for Podman {
                 .collect(),
             fds: Vec::new(),
             info_fd: Some(info_fd),
-            block_fd: None,
-            network: None,
+            block_fd: network.as_ref().map(|_| BLOCK_FD),
+            pid_file: network.as_ref().map(|_| self.pid_file()),
+            network,
             terminal: run.terminal,
         })
     }
-}
-
-/// Host TCP/UDP sockets listening on 0.0.0.0 or :: (from /proc/net), as `tcp:PORT` strings.
-/// slirp4netns connects from the host's network namespace, so these are reachable from the
-/// sandbox at the host's own addresses.
-pub fn wildcard_listeners() -> Vec<String> {
-    let mut out = Vec::new();
-    for (file, proto, listen_state) in [
-        ("/proc/net/tcp", "tcp", Some("0A")),
-        ("/proc/net/tcp6", "tcp", Some("0A")),
-        ("/proc/net/udp", "udp", Some("07")),
-        ("/proc/net/udp6", "udp", Some("07")),
-    ] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 4 {
-                continue;
-            }
-            let Some((addr, port)) = f[1].split_once(':') else {
-                continue;
-            };
-            let wildcard = addr.chars().all(|c| c == '0');
-            let listening = listen_state == Some(f[3]);
-            if wildcard && listening {
-                if let Ok(p) = u16::from_str_radix(port, 16) {
-                    let s = format!("{proto}:{p}");
-                    if !out.contains(&s) {
-                        out.push(s);
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 mod seccomp;
@@ -485,6 +487,7 @@ mod run_dir_tests {
         let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let p = Podman {
             podman: None,
+            pasta: None,
             stage: t.path().join("stage"),
             host_env: Vec::new(),
             rootless: true,

@@ -89,7 +89,8 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         env: [("HOME".to_owned(), "/home/ada".to_owned())].into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
         network,
-        dns_forward: None,
+        // As prepare does: a loopback host resolver, forwarded by pasta.
+        dns_forward: (network == Network::Open).then(|| "169.254.1.53".to_owned()),
         terminal: false,
         self_exe: "/usr/bin/wrapix".into(),
         init_exe: None,
@@ -101,6 +102,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
 fn backend(limits: bool) -> Podman {
     Podman {
         podman: Some("/usr/bin/podman".into()),
+        pasta: Some("/usr/bin/pasta".into()),
         stage: "/run/user/1000/wrapix-1000/wrapix-proj-42".into(),
         host_env: vec![("HOME".into(), "/home/ada".into())],
         rootless: true,
@@ -172,11 +174,87 @@ fn isolation_flags_are_always_there() {
         assert!(!a
             .iter()
             .any(|x| x.contains("--privileged") || x == "--network=host"));
-        assert!(
-            !a.iter().any(|x| x.contains("/etc/resolv.conf")),
-            "podman owns resolv.conf"
-        );
+        // Never Podman's networking (slirp4netns reaches host services on 0.0.0.0).
+        let nets: Vec<&String> = a.iter().filter(|x| x.starts_with("--net")).collect();
+        assert_eq!(nets, ["--network=none"], "{net}");
     }
+}
+
+#[test]
+fn network_open_holds_the_init_until_pasta_is_attached() {
+    let p = backend(false)
+        .plan(&prepared(Network::Open, Resources::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p);
+    // The release pipe is fd 3 in podman and in the container; the shim's info fd is not.
+    assert_eq!(p.block_fd, Some(3));
+    assert_eq!(p.info_fd, Some(4));
+    assert!(a.iter().any(|x| x == "--preserve-fds=1"), "{a:?}");
+    assert_eq!(
+        p.pid_file,
+        Some(PathBuf::from(
+            "/run/user/1000/wrapix-1000/wrapix-proj-42/pid"
+        ))
+    );
+    assert!(a
+        .iter()
+        .any(|x| x == "--pidfile=/run/user/1000/wrapix-1000/wrapix-proj-42/pid"));
+    // The init waits on fd 3, before the command's `--`.
+    let init = a
+        .iter()
+        .position(|x| x == "__init")
+        .unwrap_or_else(|| panic!("no init in {a:?}"));
+    assert_eq!(a[init + 1..init + 4], ["--wait-fd", "3", "--"], "{a:?}");
+    assert_eq!(a[init + 4], "claude");
+    // The same pasta as bubblewrap's: no port forwarding either way, no gateway to the host,
+    // and the DNS forward.
+    let net = p.network.unwrap_or_else(|| panic!("no network setup"));
+    assert_eq!(net.program, PathBuf::from("/usr/bin/pasta"));
+    let pasta: Vec<String> = net
+        .args
+        .iter()
+        .map(|x| x.to_string_lossy().into_owned())
+        .collect();
+    let joined = pasta.join(" ");
+    assert!(
+        joined.contains("--no-map-gw -t none -u none -T none -U none")
+            && joined.contains("--dns-forward 169.254.1.53")
+            && !joined.contains("--runas"),
+        "{joined}"
+    );
+    // pasta forwards DNS, so the sandbox gets wrapix's resolv.conf, not Podman's.
+    assert!(a.iter().any(|x| x.ends_with("/file-1:/etc/resolv.conf:ro")));
+}
+
+#[test]
+fn network_none_has_nothing_to_wait_for() {
+    let p = backend(false)
+        .plan(&prepared(Network::None, Resources::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p);
+    assert_eq!((p.block_fd, &p.pid_file, &p.network), (None, &None, &None));
+    assert!(!a
+        .iter()
+        .any(|x| x.starts_with("--pidfile") || x.starts_with("--preserve-fds")));
+    assert!(!a.iter().any(|x| x == "--wait-fd"));
+    // Podman writes resolv.conf (the host's resolvers).
+    assert!(!a.iter().any(|x| x.contains("/etc/resolv.conf")));
+}
+
+#[test]
+fn network_open_needs_pasta() {
+    let p = Podman {
+        pasta: None,
+        ..backend(false)
+    };
+    let e = p.plan(&prepared(Network::Open, Resources::default()));
+    assert!(e.is_err_and(|e| {
+        let e = e.to_string();
+        e.contains("needs pasta") && e.contains("--network none")
+    }));
+    assert!(p
+        .plan(&prepared(Network::None, Resources::default()))
+        .is_ok());
 }
 
 #[test]
