@@ -278,7 +278,7 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
 fn doctor() -> i32 {
     let env = host_env();
     let path = env.get("PATH").map(String::as_str);
-    let probe = Bwrap::locate(path).probe();
+    let probe = Bwrap::locate_in(&env).probe();
     println!("backend bwrap:");
     let mut all = probe.checks.clone();
     print_checks(&probe.checks);

@@ -73,9 +73,35 @@ pub fn probe_bwrap(b: &Bwrap) -> Probe {
     }
     checks.push(pasta_check(b.pasta.as_deref()));
     checks.push(tun_check());
+    checks.push(bwrap_limits_check(b));
     Probe {
         backend: "bwrap",
         checks,
+    }
+}
+
+/// Whether `[resources]` (all three limits) can be enforced for bubblewrap: a systemd scope.
+fn bwrap_limits_check(b: &Bwrap) -> Check {
+    let host = crate::backend::limits::Host {
+        systemd_run: b.systemd_run.clone(),
+        uid: nix::unistd::geteuid().as_raw(),
+        runtime_dir: b.runtime_dir.as_deref(),
+        cgroup2: Path::new(crate::backend::limits::CGROUP2),
+        system_socket: Path::new(crate::backend::limits::SYSTEM_SOCKET),
+    };
+    let all = wrapix_spec::Resources {
+        cpus: Some(1),
+        memory_mb: Some(1),
+        pids: Some(1),
+    };
+    match crate::backend::limits::detect(&host, &all) {
+        Ok(_) => Check::pass("[resources] limits", "enforceable (systemd scope)"),
+        Err(why) => Check::fail(
+            "[resources] limits",
+            format!("{why}: runs with [resources] are refused"),
+            "use cgroup v2 with a systemd user manager (controllers delegated), or leave [resources] unset",
+        )
+        .optional(),
     }
 }
 

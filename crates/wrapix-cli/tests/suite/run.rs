@@ -268,3 +268,64 @@ fn init_is_wrapix_init_and_wrapix_alone_still_works() {
         "{out}"
     );
 }
+
+/// `[resources]` with bubblewrap: enforced through a systemd scope where the host has one
+/// (cgroup v2, a user manager with the controllers delegated), refused before anything runs
+/// everywhere else.
+#[test]
+fn resources_are_enforced_in_a_scope_or_refused() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("wrapix.toml"),
+        "[resources]\nmemory_mb = 256\npids = 64\n",
+    );
+    let marker = unique("wrapix-limits");
+    let mut run = c.spawn(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("touch /workspace/ran; exec sleep 20 # {marker}"),
+    ]);
+    wait_for(Duration::from_secs(10), || {
+        c.project.join("ran").exists() || !matches!(run.child.try_wait(), Ok(None))
+    });
+    let started = c.project.join("ran").exists();
+    if !started {
+        let out = run.finish();
+        assert_eq!(out.code, 125, "{out}");
+        assert!(
+            out.stderr
+                .contains("[resources] limits cannot be enforced for bubblewrap here:"),
+            "{out}"
+        );
+        assert!(
+            !c.project.join("ran").exists(),
+            "the command ran without its limits"
+        );
+        let why = out.stderr.lines().next().unwrap_or_default().to_owned();
+        return skip(&format!(
+            "this host cannot put a bubblewrap run in a limited scope; the refusal was checked ({why})"
+        ));
+    }
+    // The command's cgroup on the host is the scope, with the limits.
+    let procs = host_procs_with(&marker);
+    let pid = &procs
+        .first()
+        .expect("the sandboxed command is not running")
+        .0;
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("no cgroup v2 entry");
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let limits = (read("memory.max"), read("pids.max"));
+    let _ = kill(run.pid(), Signal::SIGKILL);
+    let _ = run.finish();
+    assert!(path.ends_with(".scope"), "not in a scope: {path}");
+    assert_eq!(limits, ("268435456\n".into(), "64\n".into()), "{path}");
+}

@@ -24,6 +24,10 @@ use crate::seccomp::{default_filter_bytes, SeccompOptions};
 pub struct Bwrap {
     pub bwrap: Option<PathBuf>,
     pub pasta: Option<PathBuf>,
+    /// `systemd-run`, for `[resources]` ([`super::limits`]).
+    pub systemd_run: Option<PathBuf>,
+    /// The host's `XDG_RUNTIME_DIR`, where `systemd-run --user` finds the user's manager.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 /// First fd number used for data passed to bwrap.
@@ -35,6 +39,19 @@ impl Bwrap {
         Bwrap {
             bwrap: find_program("bwrap", path_env),
             pasta: find_program("pasta", path_env),
+            systemd_run: find_program("systemd-run", path_env),
+            runtime_dir: None,
+        }
+    }
+
+    /// [`Bwrap::locate`] with the host environment, which `[resources]` needs.
+    pub fn locate_in(env: &std::collections::BTreeMap<String, String>) -> Self {
+        Bwrap {
+            runtime_dir: env
+                .get("XDG_RUNTIME_DIR")
+                .filter(|d| d.starts_with('/'))
+                .map(PathBuf::from),
+            ..Self::locate(env.get("PATH").map(String::as_str))
         }
     }
 
@@ -44,6 +61,47 @@ impl Bwrap {
             problem: problem.to_owned(),
             fix: fix.to_owned(),
         }
+    }
+}
+
+impl Bwrap {
+    /// `[resources]`: bwrap run by `systemd-run` in a scope that carries the limits, or a
+    /// refusal that says what the host lacks.
+    fn in_scope(
+        &self,
+        run: &Prepared,
+        bwrap: PathBuf,
+        bwrap_args: Vec<OsString>,
+        env: &mut Vec<(OsString, OsString)>,
+    ) -> Result<(PathBuf, Vec<OsString>), SandboxError> {
+        let host = super::limits::Host {
+            systemd_run: self.systemd_run.clone(),
+            uid: run.spec.user.uid,
+            runtime_dir: self.runtime_dir.as_deref(),
+            cgroup2: Path::new(super::limits::CGROUP2),
+            system_socket: Path::new(super::limits::SYSTEM_SOCKET),
+        };
+        let scope = super::limits::detect(&host, &run.spec.resources).map_err(|why| {
+            Self::unavailable(
+                &format!("[resources] limits cannot be enforced for bubblewrap here: {why}"),
+                "run on a host with cgroup v2 and a systemd user manager (controllers delegated), use --backend podman where it can enforce them, or remove [resources]",
+            )
+        })?;
+        let mut a: Vec<OsString> = super::limits::scope_args(&scope, &run.spec.resources)
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        a.push(bwrap.into());
+        if let Some(rt) = &scope.runtime_dir {
+            // systemd-run finds the user's manager through XDG_RUNTIME_DIR; bwrap drops it
+            // again unless the sandbox's own environment sets it.
+            if !env.iter().any(|(k, _)| k == "XDG_RUNTIME_DIR") {
+                env.push(("XDG_RUNTIME_DIR".into(), rt.into()));
+                a.extend(["--unsetenv", "XDG_RUNTIME_DIR"].map(OsString::from));
+            }
+        }
+        a.extend(bwrap_args);
+        Ok((scope.systemd_run, a))
     }
 }
 
@@ -223,10 +281,17 @@ impl Backend for Bwrap {
             a.push(c.into());
         }
 
+        let mut env: Vec<(OsString, OsString)> =
+            run.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let (program, a) = if run.spec.resources.any() {
+            self.in_scope(run, bwrap, a, &mut env)?
+        } else {
+            (bwrap, a)
+        };
         Ok(LaunchPlan {
-            program: bwrap,
+            program,
             args: a,
-            env: run.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            env,
             fds,
             info_fd: Some(info_fd),
             block_fd,

@@ -2,6 +2,7 @@
 //! `probe` says whether this host can run the backend and, if not, what to do about it.
 
 pub mod bwrap;
+pub mod limits;
 pub mod podman;
 
 use crate::error::SandboxError;
@@ -97,18 +98,7 @@ impl Backend for AnyBackend {
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
         match self {
-            AnyBackend::Bwrap(b) => {
-                // Unprivileged bubblewrap has no cgroup of its own to limit, and rlimits are
-                // per process or per user, not per sandbox: refuse rather than pretend.
-                if run.spec.resources.any() {
-                    return Err(SandboxError::Unavailable {
-                        backend: "bwrap",
-                        problem: "[resources] limits cannot be enforced by bubblewrap".into(),
-                        fix: "use --backend podman (on a host where it can enforce them), or remove [resources]".into(),
-                    });
-                }
-                b.plan(run)
-            }
+            AnyBackend::Bwrap(b) => b.plan(run),
             AnyBackend::Podman(p) => p.plan(run),
         }
     }

@@ -128,6 +128,8 @@ fn backend() -> Bwrap {
     Bwrap {
         bwrap: Some("/usr/bin/bwrap".into()),
         pasta: Some("/usr/bin/pasta".into()),
+        systemd_run: None,
+        runtime_dir: None,
     }
 }
 
@@ -234,6 +236,8 @@ fn missing_helpers_fail_closed() {
     let b = Bwrap {
         bwrap: Some("/usr/bin/bwrap".into()),
         pasta: None,
+        systemd_run: None,
+        runtime_dir: None,
     };
     let e = b
         .plan(&prepared(Network::Open, 1000))
@@ -248,6 +252,8 @@ fn missing_helpers_fail_closed() {
     let b = Bwrap {
         bwrap: None,
         pasta: None,
+        systemd_run: None,
+        runtime_dir: None,
     };
     let e = b
         .plan(&prepared(Network::None, 1000))
@@ -272,4 +278,20 @@ fn loopback_resolver_gets_a_dns_forward() {
         args.join(" ").ends_with("--dns-forward 169.254.1.53"),
         "{args:?}"
     );
+}
+
+#[test]
+fn resources_without_a_scope_manager_are_refused() {
+    let mut run = prepared(Network::None, 1000);
+    run.spec.resources.memory_mb = Some(256);
+    let e = backend()
+        .plan(&run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("[resources] limits cannot be enforced for bubblewrap here: systemd-run is not installed"),
+        "{e}"
+    );
+    assert!(e.contains("remove [resources]"), "{e}");
 }
