@@ -65,47 +65,49 @@ pub enum SeccompError {
     Assemble(String),
 }
 
+/// `seccomp/policy.json` as written (the format is documented in that file); also read by
+/// the podman backend, which turns it into an OCI profile.
 #[derive(Debug, Deserialize)]
-struct Policy {
-    rules: Vec<PolicyRule>,
+pub(crate) struct Policy {
+    pub(crate) rules: Vec<PolicyRule>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyRule {
-    syscall: String,
-    reason: String,
+pub(crate) struct PolicyRule {
+    pub(crate) syscall: String,
+    pub(crate) reason: String,
     #[serde(default)]
-    errno: Option<String>,
+    pub(crate) errno: Option<String>,
     #[serde(default)]
-    args: Vec<PolicyCond>,
+    pub(crate) args: Vec<PolicyCond>,
     #[serde(default)]
-    arch: Option<Vec<String>>,
+    pub(crate) arch: Option<Vec<String>>,
     #[serde(default)]
-    unless: Option<String>,
+    pub(crate) unless: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyCond {
-    index: u8,
-    width: String,
-    op: String,
-    val: Num,
+pub(crate) struct PolicyCond {
+    pub(crate) index: u8,
+    pub(crate) width: String,
+    pub(crate) op: String,
+    pub(crate) val: Num,
     #[serde(default)]
-    mask: Option<Num>,
+    pub(crate) mask: Option<Num>,
 }
 
 /// A number in the policy: JSON integer or a `"0x.."`/decimal string.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Num {
+pub(crate) enum Num {
     Int(u64),
     Str(String),
 }
 
 impl Num {
-    fn value(&self) -> Result<u64, SeccompError> {
+    pub(crate) fn value(&self) -> Result<u64, SeccompError> {
         let parsed = match self {
             Num::Int(n) => return Ok(*n),
             Num::Str(s) => match s.strip_prefix("0x") {
@@ -117,7 +119,7 @@ impl Num {
     }
 }
 
-fn load_policy() -> Result<Policy, SeccompError> {
+pub(crate) fn load_policy() -> Result<Policy, SeccompError> {
     Ok(serde_json::from_str(POLICY_JSON)?)
 }
 

@@ -19,67 +19,13 @@
 //! allowlist is replaced, not added to: the few syscalls only it refuses (`kcmp`, `vmsplice`,
 //! ...) are allowed, as under bubblewrap (docs/security.md).
 //!
-//! The policy file is parsed here with types of its own (`seccomp.rs` keeps its private);
-//! `deny_unknown_fields` makes a new policy field fail here as there.
+//! The policy file is read with the same types as the bwrap filter's (`crate::seccomp`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::seccomp::SeccompError;
 
-const POLICY_JSON: &str = include_str!("../../seccomp/policy.json");
-
-#[derive(Debug, Deserialize)]
-struct Policy {
-    rules: Vec<Rule>,
-}
-
-/// One rule of `seccomp/policy.json` (the format is documented in that file).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rule {
-    syscall: String,
-    reason: String,
-    #[serde(default)]
-    errno: Option<String>,
-    #[serde(default)]
-    args: Vec<Cond>,
-    #[serde(default)]
-    arch: Option<Vec<String>>,
-    #[serde(default)]
-    unless: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Cond {
-    index: u8,
-    width: String,
-    op: String,
-    val: Num,
-    #[serde(default)]
-    mask: Option<Num>,
-}
-
-/// A number in the policy: JSON integer or a `"0x.."`/decimal string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Num {
-    Int(u64),
-    Str(String),
-}
-
-impl Num {
-    fn value(&self) -> Result<u64, SeccompError> {
-        let parsed = match self {
-            Num::Int(n) => return Ok(*n),
-            Num::Str(s) => match s.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => s.parse(),
-            },
-        };
-        parsed.map_err(|e| SeccompError::PolicyInvalid(format!("bad number {self:?}: {e}")))
-    }
-}
+use crate::seccomp::{load_policy, Policy, PolicyCond as Cond, PolicyRule as Rule};
 
 /// The OCI (Docker-format) profile Podman reads.
 #[derive(Debug, Serialize)]
@@ -239,7 +185,7 @@ fn oci_arch(arch: &str) -> Result<&'static str, SeccompError> {
 
 /// The profile for `arch` (`std::env::consts::ARCH`), as JSON.
 pub(super) fn profile_json(arch: &str) -> Result<String, SeccompError> {
-    let policy: Policy = serde_json::from_str(POLICY_JSON)?;
+    let policy: Policy = load_policy()?;
     let mut syscalls = Vec::new();
     for rule in &policy.rules {
         if rule
