@@ -161,7 +161,8 @@ fn target_arch(arch: &str) -> Result<TargetArch, SeccompError> {
     TargetArch::try_from(arch).map_err(|_| SeccompError::UnsupportedArch(arch.to_owned()))
 }
 
-fn errno_value(name: Option<&str>) -> Result<u32, SeccompError> {
+/// The errno a rule names (default `EPERM`); also used for the podman profile.
+pub(crate) fn errno_value(name: Option<&str>) -> Result<u32, SeccompError> {
     let errno = match name.unwrap_or("EPERM") {
         "EPERM" => libc::EPERM,
         "ENOSYS" => libc::ENOSYS,

@@ -25,7 +25,9 @@ use serde::Serialize;
 
 use crate::seccomp::SeccompError;
 
-use crate::seccomp::{load_policy, Policy, PolicyCond as Cond, PolicyRule as Rule};
+use crate::seccomp::{
+    errno_value as errno, load_policy, Policy, PolicyCond as Cond, PolicyRule as Rule,
+};
 
 /// The OCI (Docker-format) profile Podman reads.
 #[derive(Debug, Serialize)]
@@ -63,21 +65,6 @@ fn invalid(rule: &Rule, why: &str) -> SeccompError {
         "the rule for `{}` cannot be expressed as a Podman seccomp profile: {why}",
         rule.syscall
     ))
-}
-
-fn errno(name: Option<&str>) -> Result<u32, SeccompError> {
-    let e = match name.unwrap_or("EPERM") {
-        "EPERM" => libc::EPERM,
-        "ENOSYS" => libc::ENOSYS,
-        "EACCES" => libc::EACCES,
-        "EINVAL" => libc::EINVAL,
-        other => {
-            return Err(SeccompError::PolicyInvalid(format!(
-                "unknown errno {other}"
-            )))
-        }
-    };
-    Ok(e.unsigned_abs())
 }
 
 /// One condition as a libseccomp comparison with the same meaning (`eq` and `masked_eq`).
