@@ -77,12 +77,6 @@ pub enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
-    /// (internal) The sandbox's init process.
-    #[command(name = "__init", hide = true)]
-    Init {
-        #[arg(last = true, required = true)]
-        command: Vec<OsString>,
-    },
 }
 
 #[derive(Debug, Subcommand)]

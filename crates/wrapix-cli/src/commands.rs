@@ -83,7 +83,6 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Image { command }) => images::image(command),
         Some(Cmd::Profile { command }) => images::profile(command),
         Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
-        Some(Cmd::Init { command }) => Ok(wrapix_sandbox::init::run(&command)),
     }
 }
 
