@@ -166,3 +166,27 @@ pub fn xvfb() -> Option<Xvfb> {
     x.display = format!(":{n}");
     Some(x)
 }
+
+/// Two plain 100×100 top-level X windows (not mapped), for focus tests.
+pub fn two_windows(conn: &impl x11rb::connection::Connection, root: u32) -> [u32; 2] {
+    use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
+    let mut windows = [0; 2];
+    for w in &mut windows {
+        *w = conn.generate_id().unwrap();
+        conn.create_window(
+            0,
+            *w,
+            root,
+            0,
+            0,
+            100,
+            100,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            0,
+            &CreateWindowAux::new(),
+        )
+        .unwrap();
+    }
+    windows
+}

@@ -17,10 +17,10 @@ use wrapix_notify::focus::{self, Focus, WindowRef};
 use wrapix_notify::session;
 use wrapix_notify::Frame;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
+use x11rb::protocol::xproto::ConnectionExt;
 use x11rb::rust_connection::RustConnection;
 
-use super::harness::{daemon, have, skip, wait_for, xvfb, Xvfb};
+use super::harness::{daemon, have, skip, two_windows, wait_for, xvfb, Xvfb};
 
 const RUN_COMMAND: u32 = 0;
 const GET_TREE: u32 = 4;
@@ -167,24 +167,9 @@ fn desktop() -> Option<Desktop> {
     let wm = i3()?;
     let (conn, screen) = x11rb::connect(Some(&wm.x.display)).unwrap();
     let root = conn.setup().roots[screen].root;
-    let mut windows = [0; 2];
-    for w in &mut windows {
-        *w = conn.generate_id().unwrap();
-        conn.create_window(
-            0,
-            *w,
-            root,
-            0,
-            0,
-            100,
-            100,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            0,
-            &CreateWindowAux::new(),
-        )
-        .unwrap();
-        conn.map_window(*w).unwrap();
+    let windows = two_windows(&conn, root);
+    for w in windows {
+        conn.map_window(w).unwrap();
     }
     conn.flush().unwrap();
     let managed = wait_for(LIMIT, || windows.iter().all(|w| wm.container(*w).is_some()));

@@ -8,35 +8,17 @@ use wrapix_notify::focus::{self, WindowRef};
 use wrapix_notify::session::{self, SessionRecord};
 use wrapix_notify::Frame;
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{AtomEnum, ConnectionExt, CreateWindowAux, PropMode, WindowClass};
+use x11rb::protocol::xproto::{AtomEnum, ConnectionExt, PropMode};
 use x11rb::wrapper::ConnectionExt as _;
 
-use super::harness::{daemon, wait_for, xvfb};
+use super::harness::{daemon, two_windows, wait_for, xvfb};
 
 #[test]
 fn x11_active_window_suppresses_and_other_window_shows() {
     let Some(x) = xvfb() else { return };
     let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
     let root = conn.setup().roots[screen].root;
-    let mut windows = Vec::new();
-    for _ in 0..2 {
-        let w = conn.generate_id().unwrap();
-        conn.create_window(
-            0,
-            w,
-            root,
-            0,
-            0,
-            100,
-            100,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            0,
-            &CreateWindowAux::new(),
-        )
-        .unwrap();
-        windows.push(w);
-    }
+    let windows = two_windows(&conn, root);
     let active = conn
         .intern_atom(false, b"_NET_ACTIVE_WINDOW")
         .unwrap()
