@@ -27,10 +27,11 @@ export HOME="$work/home"
 export XDG_RUNTIME_DIR="$work/runtime"
 
 # The raw equivalent: wrapix's own plan, with generated files as plain files and without the
-# pieces only wrapix needs (info/block fds, its init, /run/wrapix). Same namespaces, mounts and seccomp
-# filter (on fd 9). wrapix's init is PID 1 in its sandboxes; plain bwrap's own PID 1 (its
-# default, without --as-pid-1) is the equivalent, so that is the reference. The plan with
-# --as-pid-1 and no PID 1 at all is printed too, as the bare minimum.
+# pieces only wrapix needs (status/block fds, /run/wrapix). Same namespaces, mounts, seccomp
+# filter (on fd 9) and PID 1: without a terminal, wrapix leaves PID 1 to bwrap's own init. The
+# plan with --as-pid-1 (no init at all) is printed too, as the bare minimum. On a terminal,
+# wrapix's own init is PID 1 and a pty sits in between: that case is printed separately, both
+# sides run under script(1).
 "${as[@]}" "$work/wrapix" run --network none --dry-run -- true > "$work/plan.txt"
 "$work/wrapix" __seccomp-bpf > "$work/seccomp.bpf"
 chmod 644 "$work/seccomp.bpf"
@@ -52,10 +53,10 @@ def raw(own_pid1):
             out += ["--ro-bind", path, toks[i + 2]]; i += 3; continue
         if t == "--seccomp":
             out += ["--seccomp", "9"]; i += 2; continue
-        if t in ("--info-fd", "--block-fd"):
+        if t in ("--info-fd", "--json-status-fd", "--block-fd"):
             i += 2; continue
-        if t == "--as-pid-1" and own_pid1:
-            i += 1; continue
+        if t == "--new-session" and not own_pid1:
+            out += [t, "--as-pid-1"]; i += 1; continue
         if t in ("/run/wrapix/bin/wrapix-init", "/run/wrapix/bin/wrapix") and toks[i + 1] in ("--", "__init"):
             out += ["true"]; break
         # wrapix's own pieces under /run/wrapix (its binary, notify links and folder).
@@ -85,4 +86,9 @@ echo "network open (pasta):"
 python3 "$root/bench/interleave.py" "$runs" 3 \
   "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \
   "wrapix run (network open)=$(run "$work/wrapix run -- true")"
+echo "on a terminal (wrapix: its init as PID 1 and a pty; both under script(1)):"
+term() { echo "script -qec $(printf %q "$1") /dev/null"; }
+python3 "$root/bench/interleave.py" "$runs" 3 \
+  "raw bwrap=$(term "$(run "$seccomp $raw")")" \
+  "wrapix run --network none=$(term "$(run "$work/wrapix run --network none -- true")")"
 echo "targets (issue #2): network none <= 1.2x raw bwrap and < 10 ms added"

@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::{pipe2, Pid};
 
 use crate::error::SandboxError;
-use crate::plan::LaunchPlan;
+use crate::plan::{LaunchPlan, SignalTarget};
 
 /// Signals the user sends to "the agent": forwarded to the sandbox's init, which passes them on.
 pub const FORWARDED: &[Signal] = &[
@@ -113,22 +113,23 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     drop(maps);
     let mut pty = pty.take().map(|(p, _slave)| p);
 
-    let sandbox_pid = match info {
-        Some(mut info) => {
-            match read_child_pid(&mut info) {
-                Some(pid) => Some(pid),
-                None => {
-                    let status = child
-                        .wait()
-                        .map_err(|e| SandboxError::io("wait for bwrap", e))?;
-                    return Err(SandboxError::Unavailable {
+    let mut reports = info.map(Reports::new);
+    let sandbox_pid = match &mut reports {
+        Some(r) => match r.child_pid() {
+            Some(pid) => Some(pid),
+            None => {
+                let status = child
+                    .wait()
+                    .map_err(|e| SandboxError::io("wait for bwrap", e))?;
+                return Err(SandboxError::Unavailable {
                     backend: "bwrap",
-                    problem: format!("bubblewrap could not create the sandbox ({status}; its message is above)"),
+                    problem: format!(
+                        "bubblewrap could not create the sandbox ({status}; its message is above)"
+                    ),
                     fix: "run `wrapix doctor` to see what this host is missing".into(),
                 });
-                }
             }
-        }
+        },
         None => None,
     };
 
@@ -179,7 +180,11 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     };
     if let Some(pid) = sandbox_pid {
         let bwrap_pid = child.id() as i32;
-        std::thread::spawn(move || forward_signals(set, pid, bwrap_pid, resizer));
+        let target = match plan.signals {
+            SignalTarget::Process => pid,
+            SignalTarget::Group => -pid,
+        };
+        std::thread::spawn(move || forward_signals(set, target, bwrap_pid, resizer));
     }
     let status = child
         .wait()
@@ -190,7 +195,71 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     if let Some(n) = network {
         n.stop();
     }
-    Ok(exit_code(status?))
+    let status = status?;
+    // bubblewrap exits 1 both when the command does and when the command never started (set-up
+    // or exec failed, its message is above); only in the first case did it report an exit code.
+    if let (Some(code), Some(r), Some(1)) = (plan.not_started, &mut reports, status.code()) {
+        if !r.command_exited() {
+            return Ok(code);
+        }
+    }
+    Ok(exit_code(status))
+}
+
+/// The backend's JSON reports on the info fd: `{"child-pid": N}` first; bubblewrap's
+/// `--json-status-fd` adds `{"exit-code": N}` once the command it started has exited.
+struct Reports {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl Reports {
+    fn new(file: File) -> Self {
+        Reports {
+            file,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next report; `None` at end of file or on anything that is not JSON.
+    fn next(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let mut it =
+                serde_json::Deserializer::from_slice(&self.buf).into_iter::<serde_json::Value>();
+            match it.next() {
+                Some(Ok(v)) => {
+                    let used = it.byte_offset();
+                    self.buf.drain(..used);
+                    return Some(v);
+                }
+                Some(Err(e)) if !e.is_eof() => return None,
+                _ => {}
+            }
+            let mut chunk = [0u8; 1024];
+            match self.file.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The sandbox's PID (the first report); `None` if the backend exited before creating it.
+    fn child_pid(&mut self) -> Option<i32> {
+        self.next()?
+            .get("child-pid")
+            .and_then(|p| p.as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// Whether a later report says the command exited (read to the end: the backend is gone).
+    fn command_exited(&mut self) -> bool {
+        while let Some(v) = self.next() {
+            if v.get("exit-code").is_some() {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// How long a backend that reports its sandbox through a PID file may take to create it.
@@ -314,35 +383,18 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
     }
 }
 
-/// Reads bwrap's `--info-fd` JSON; `None` if bwrap exited before creating the sandbox.
-fn read_child_pid(info: &mut File) -> Option<i32> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match info.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf) {
-            return v
-                .get("child-pid")
-                .and_then(|p| p.as_i64())
-                .and_then(|p| i32::try_from(p).ok());
-        }
-    }
-}
-
 /// How long the agent has to exit after SIGTERM/SIGHUP/SIGQUIT before the sandbox is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-fn forward_signals(set: SigSet, pid: i32, bwrap_pid: i32, pty: Option<crate::pty::Resizer>) {
+/// Forwards the signals in `set` to `target` (a PID, or a process group as -PGID).
+fn forward_signals(set: SigSet, target: i32, bwrap_pid: i32, pty: Option<crate::pty::Resizer>) {
     let mut stopping = false;
     while let Ok(sig) = set.wait() {
         match (&pty, sig) {
             // On a pty, the kernel signals the sandbox's foreground job itself.
             (Some(p), Signal::SIGWINCH) => p.resize(),
             _ => {
-                let _ = kill(Pid::from_raw(pid), sig);
+                let _ = kill(Pid::from_raw(target), sig);
             }
         }
         let ends = matches!(sig, Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT);

@@ -1,4 +1,5 @@
-//! `wrapix __init`: PID 1 inside the sandbox. It starts the command in its own process group,
+//! `wrapix __init`: PID 1 inside the sandbox (podman's, and bubblewrap's on a terminal; without
+//! one bubblewrap's own init is PID 1). It starts the command in its own process group,
 //! passes on every signal wrapix forwards (bubblewrap's own init does not), reaps orphans, and
 //! exits with the command's status. When it exits, the kernel ends every process left in the
 //! sandbox's PID namespace: no strays.

@@ -28,8 +28,13 @@ pub struct LaunchPlan {
     /// The complete environment of the program (the host's is not inherited).
     pub env: Vec<(OsString, OsString)>,
     pub fds: Vec<FdData>,
-    /// fd on which the backend reports the sandbox's pid as JSON (`{"child-pid": N}`).
+    /// fd on which the backend reports the sandbox's pid as JSON (`{"child-pid": N}`), and
+    /// for bubblewrap (`--json-status-fd`) later `{"exit-code": N}` when the command exited.
     pub info_fd: Option<i32>,
+    /// The exit code when the backend exits 1 without having reported the command's exit:
+    /// the command never started (see [`crate::Prepared::not_started_code`]). `None` when the
+    /// backend reports no exits.
+    pub not_started: Option<i32>,
     /// fd the sandbox blocks on until the executor has finished setting it up. The executor
     /// puts a pipe's read end there and writes one byte to release the sandbox; the sandbox
     /// must treat end-of-file (the executor gave up or died) as "do not run the command".
@@ -43,6 +48,21 @@ pub struct LaunchPlan {
     pub network: Option<NetworkSetup>,
     /// Give the sandbox a fresh pseudo-terminal (when wrapix runs on a terminal).
     pub terminal: bool,
+    /// Where the executor sends the signals it forwards (the PID reported on `info_fd`).
+    pub signals: SignalTarget,
+}
+
+/// Where forwarded signals go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    /// The reported PID itself: wrapix's init as the sandbox's PID 1 (bubblewrap), which
+    /// passes them on to the command's group, or podman, which passes them into the container.
+    Process,
+    /// The process group of the sandbox's PID 1: bubblewrap's own init starts the command in
+    /// its own session and group and ignores signals from outside (the kernel delivers
+    /// nothing to a PID namespace's init that has no handler), so the group is the command
+    /// and whatever it started.
+    Group,
 }
 
 impl LaunchPlan {

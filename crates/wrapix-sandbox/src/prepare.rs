@@ -90,6 +90,64 @@ pub struct Prepared {
     pub after_exit: Vec<agent::AfterExit>,
 }
 
+impl Prepared {
+    /// The exit code for a run whose command never started (the backend reported no exit of
+    /// it; its own message says why): 127 when the program is not in the sandbox, 126 when it
+    /// is there but not executable, else 125 (the sandbox's set-up failed). Looked up on the
+    /// host through the binds, the home and the root, as `execvp` inside would search.
+    pub fn not_started_code(&self) -> i32 {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(prog) = self.command.first() else {
+            return 127;
+        };
+        let candidates: Vec<PathBuf> = if prog.contains('/') {
+            vec![Path::new(wrapix_spec::Spec::WORKSPACE).join(prog)]
+        } else {
+            let path = self.env.get("PATH").map_or(SANDBOX_PATH, String::as_str);
+            path.split(':')
+                .filter(|d| d.starts_with('/'))
+                .map(|d| Path::new(d).join(prog))
+                .collect()
+        };
+        let mut found = false;
+        for inside in candidates {
+            let Some(host) = self.host_path(&inside) else {
+                continue;
+            };
+            match std::fs::metadata(host) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return 125,
+                Ok(m) if m.is_file() => found = true,
+                _ => {}
+            }
+        }
+        if found {
+            126
+        } else {
+            127
+        }
+    }
+
+    /// The host path behind a sandbox path: the last bind that covers it (later binds shadow
+    /// earlier ones), else the home folder's source, else the root. In wrapix's own folder
+    /// (`/run/wrapix/bin`), `wrapix` and `wrapix-notify` are the wrapix binary.
+    fn host_path(&self, inside: &Path) -> Option<PathBuf> {
+        if inside.parent() == Some(Path::new(SANDBOX_BIN_DIR)) {
+            let name = inside.file_name().and_then(|n| n.to_str());
+            return matches!(name, Some("wrapix" | "wrapix-notify")).then(|| self.self_exe.clone());
+        }
+        for b in self.binds.iter().rev() {
+            if let Ok(rest) = inside.strip_prefix(b.dest.as_path()) {
+                return Some(b.source.join(rest));
+            }
+        }
+        if let (Some(src), Ok(rest)) = (&self.home_source, inside.strip_prefix(self.home.as_path()))
+        {
+            return Some(src.join(rest));
+        }
+        self.root.host_path(inside)
+    }
+}
+
 /// Where wrapix's own binary appears inside the sandbox.
 pub const SANDBOX_BIN_DIR: &str = "/run/wrapix/bin";
 /// Where the host's notification socket appears inside the sandbox: a symlink (made by every

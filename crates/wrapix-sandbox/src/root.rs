@@ -205,7 +205,7 @@ impl RootFs {
     }
 
     /// The host path behind a sandbox path, following this root's links one level.
-    fn host_path(&self, inside: &Path) -> Option<PathBuf> {
+    pub(crate) fn host_path(&self, inside: &Path) -> Option<PathBuf> {
         let mut best: Option<(usize, PathBuf)> = None;
         for e in &self.entries {
             match e {

@@ -26,9 +26,10 @@ fn drain(master: &mut std::fs::File) -> String {
 const PERL: &str = "$c = \"Z\"; if (ioctl(STDIN, 0x5412, $c)) { print \"INJECTED\\n\"; exit 0 } \
                     print \"tiocsti: $!\\n\"; exit 1";
 
-/// Runs `argv` with a fresh pty as its controlling terminal (`setsid -c`) and stdin, stdout and
-/// stderr; returns how it ended and what the terminal shows.
-fn on_pty(c: &Case, argv: Vec<std::ffi::OsString>) -> (Out, String) {
+/// Starts `argv` with a fresh pty as its controlling terminal (`setsid -c`, which execs it:
+/// the child's PID is the program's) and stdin, stdout and stderr; returns it and the
+/// terminal's master side.
+pub fn start_on_pty(c: &Case, argv: Vec<std::ffi::OsString>) -> (Running, std::fs::File) {
     let pty = nix::pty::openpty(None, None).unwrap();
     let mut cmd = Command::new("setsid");
     cmd.arg("-c").args(&argv);
@@ -36,8 +37,18 @@ fn on_pty(c: &Case, argv: Vec<std::ffi::OsString>) -> (Out, String) {
     cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
         .stderr(Stdio::from(pty.slave));
-    let out = Running::start(cmd).unwrap().finish();
-    let screen = drain(&mut std::fs::File::from(pty.master));
+    (
+        Running::start(cmd).unwrap(),
+        std::fs::File::from(pty.master),
+    )
+}
+
+/// Runs `argv` on a fresh pty ([`start_on_pty`]); returns how it ended and what the terminal
+/// shows.
+pub fn on_pty(c: &Case, argv: Vec<std::ffi::OsString>) -> (Out, String) {
+    let (running, mut master) = start_on_pty(c, argv);
+    let out = running.finish();
+    let screen = drain(&mut master);
     (out, screen)
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 
+use super::escape_tty::{on_pty, start_on_pty};
 use super::harness::{host_procs_with, skip, unique, wait_for, Case};
 
 #[test]
@@ -39,22 +40,32 @@ fn exit_codes_propagate() {
     assert_eq!(missing.code, 127, "{missing}");
 }
 
-/// Starts a trapping script, waits until it is ready, sends `sig` to wrapix, and checks that
-/// the trap ran, the exit code came back, and nothing of the sandbox is left.
-fn signal_is_forwarded(sig: Signal, trap: &str) {
+/// Starts a trapping script (on a terminal: wrapix's init is PID 1 and passes the signal on;
+/// without one: bubblewrap's init is, and wrapix signals the command's group), waits until it
+/// is ready, sends `sig` to wrapix, and checks that the trap ran, the exit code came back, and
+/// nothing of the sandbox is left.
+fn signal_is_forwarded(sig: Signal, trap: &str, on_terminal: bool) {
     let Some(c) = Case::new() else { return };
     let marker = unique("wrapix-sigtest");
     let script = format!(
         "trap 'echo {trap} > /workspace/got; exit 3' {trap}; touch /workspace/ready; \
          while :; do sleep 0.1; done"
     );
-    let run = c.spawn(&["run", "--", "/bin/sh", "-c", &script, &marker]);
+    let args = ["run", "--", "/bin/sh", "-c", &script, &marker];
+    // setpriv (and setsid -c) exec wrapix: the child's pid is wrapix's.
+    let (run, _terminal) = match on_terminal {
+        false => (c.spawn(&args), None),
+        true => {
+            let bin = c.env.bin.to_string_lossy().into_owned();
+            let (run, master) = start_on_pty(&c, c.env.user_argv(&bin, &args));
+            (run, Some(master))
+        }
+    };
     let ready = c.project.join("ready");
     assert!(
         wait_for(Duration::from_secs(30), || ready.exists()),
         "the script never got ready"
     );
-    // setpriv execs wrapix: the child's pid is wrapix's.
     kill(run.pid(), sig).unwrap();
     let out = run.finish();
     assert_eq!(
@@ -73,12 +84,22 @@ fn signal_is_forwarded(sig: Signal, trap: &str) {
 
 #[test]
 fn sigterm_is_forwarded_to_the_command() {
-    signal_is_forwarded(Signal::SIGTERM, "TERM");
+    signal_is_forwarded(Signal::SIGTERM, "TERM", false);
 }
 
 #[test]
 fn sigint_is_forwarded_to_the_command() {
-    signal_is_forwarded(Signal::SIGINT, "INT");
+    signal_is_forwarded(Signal::SIGINT, "INT", false);
+}
+
+#[test]
+fn sigterm_is_forwarded_on_a_terminal() {
+    signal_is_forwarded(Signal::SIGTERM, "TERM", true);
+}
+
+#[test]
+fn sighup_is_forwarded_on_a_terminal() {
+    signal_is_forwarded(Signal::SIGHUP, "HUP", true);
 }
 
 #[test]
@@ -239,16 +260,24 @@ fn missing_agent_without_a_tty_exits_127() {
     assert_eq!(out.stderr.lines().count(), 1, "{out}");
 }
 
-/// PID 1 is the small `wrapix-init` installed beside wrapix; without it, `wrapix __init`.
+/// PID 1: without a terminal, bubblewrap's own init; on a terminal, wrapix's init, the small
+/// `wrapix-init` installed beside wrapix, or `wrapix __init` without it.
 #[test]
-fn init_is_wrapix_init_and_wrapix_alone_still_works() {
+fn pid_1_is_wrapix_init_on_a_terminal() {
     let Some(c) = Case::new() else { return };
     let pid1 = "tr '\\0' ' ' < /proc/1/cmdline; echo";
     let out = c.sh(pid1);
+    let argv0 = out.ok().split(' ').next().unwrap_or_default();
+    assert!(argv0.ends_with("/bwrap"), "{out}");
+    assert!(!out.stdout.contains("wrapix-init"), "{out}");
+
+    let args = ["run", "--network", "none", "--", "/bin/sh", "-c", pid1];
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let (out, screen) = on_pty(&c, c.env.user_argv(&bin, &args));
+    assert_eq!(out.code, 0, "{out}\n{screen}");
     assert!(
-        out.ok()
-            .starts_with("/run/wrapix/bin/wrapix-init -- /bin/sh -c"),
-        "{out}"
+        screen.contains("/run/wrapix/bin/wrapix-init -- /bin/sh -c"),
+        "{screen:?}"
     );
     // A wrapix binary without wrapix-init beside it.
     let alone = c.root.join("alone");
@@ -256,16 +285,11 @@ fn init_is_wrapix_init_and_wrapix_alone_still_works() {
     let bin = alone.join("wrapix");
     std::fs::copy(&c.env.bin, &bin).unwrap();
     c.give(&alone);
-    let mut cmd = c.env.as_user(
-        &bin.to_string_lossy(),
-        &["run", "--network", "none", "--", "/bin/sh", "-c", pid1],
-    );
-    c.clean_env(&mut cmd);
-    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    let (out, screen) = on_pty(&c, c.env.user_argv(&bin.to_string_lossy(), &args));
+    assert_eq!(out.code, 0, "{out}\n{screen}");
     assert!(
-        out.ok()
-            .starts_with("/run/wrapix/bin/wrapix __init -- /bin/sh -c"),
-        "{out}"
+        screen.contains("/run/wrapix/bin/wrapix __init -- /bin/sh -c"),
+        "{screen:?}"
     );
 }
 

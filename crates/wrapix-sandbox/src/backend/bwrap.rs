@@ -14,7 +14,7 @@ use wrapix_spec::{MountMode, Network};
 
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
-use crate::plan::{FdData, LaunchPlan};
+use crate::plan::{FdData, LaunchPlan, SignalTarget};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
@@ -159,16 +159,15 @@ impl Backend for Bwrap {
             ],
         );
         arg(&mut a, &[&"--hostname", &"wrapix"]);
-        arg(
-            &mut a,
-            &[
-                &"--die-with-parent",
-                &"--new-session",
-                &"--as-pid-1",
-                &"--cap-drop",
-                &"ALL",
-            ],
-        );
+        arg(&mut a, &[&"--die-with-parent", &"--new-session"]);
+        // PID 1: on a terminal, wrapix's init, which makes the sandbox's pty the command's
+        // controlling terminal (job control, Ctrl-C); otherwise bubblewrap's own init, which
+        // costs no exec of its own (see [`SignalTarget`] for how signals get through).
+        let own_init = run.terminal;
+        if own_init {
+            a.push("--as-pid-1".into());
+        }
+        arg(&mut a, &[&"--cap-drop", &"ALL"]);
 
         // The root, read-only.
         for e in &run.root.entries {
@@ -220,17 +219,19 @@ impl Backend for Bwrap {
             arg(&mut a, &[&flag, &b.source, &b.dest.as_path()]);
         }
 
-        // wrapix itself, as `wrapix` on PATH, and the sandbox's init: `wrapix-init` (a small
-        // binary, faster to start) when it is installed beside wrapix, else `wrapix __init`.
+        // wrapix itself, as `wrapix` on PATH, and wrapix's init when it is PID 1:
+        // `wrapix-init` (a small binary, faster to start) when it is installed beside wrapix,
+        // else `wrapix __init`.
         let wrapix = Path::new(SANDBOX_BIN_DIR).join("wrapix");
         arg(&mut a, &[&"--ro-bind", &run.self_exe, &wrapix]);
-        let init: Vec<OsString> = match &run.init_exe {
-            Some(exe) => {
+        let init: Vec<OsString> = match (&run.init_exe, own_init) {
+            (_, false) => Vec::new(),
+            (Some(exe), true) => {
                 let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-init");
                 arg(&mut a, &[&"--ro-bind", exe, &inside]);
-                vec![inside.into()]
+                vec![inside.into(), "--".into()]
             }
-            None => vec![wrapix.into(), "__init".into()],
+            (None, true) => vec![wrapix.into(), "__init".into(), "--".into()],
         };
         // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
         let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
@@ -249,7 +250,8 @@ impl Backend for Bwrap {
 
         let info_fd = next_fd;
         next_fd += 1;
-        arg(&mut a, &[&"--info-fd", &info_fd.to_string()]);
+        // The sandbox's PID, and later whether the command ran and exited.
+        arg(&mut a, &[&"--json-status-fd", &info_fd.to_string()]);
 
         let (block_fd, network) = match run.network {
             Network::None => (None, None),
@@ -276,7 +278,6 @@ impl Backend for Bwrap {
         arg(&mut a, &[&"--chdir", &wrapix_spec::Spec::WORKSPACE]);
         a.push("--".into());
         a.extend(init);
-        a.push("--".into());
         for c in &run.command {
             a.push(c.into());
         }
@@ -294,10 +295,16 @@ impl Backend for Bwrap {
             env,
             fds,
             info_fd: Some(info_fd),
+            not_started: Some(run.not_started_code()),
             block_fd,
             pid_file: None,
             network,
             terminal: run.terminal,
+            signals: if own_init {
+                SignalTarget::Process
+            } else {
+                SignalTarget::Group
+            },
         })
     }
 }

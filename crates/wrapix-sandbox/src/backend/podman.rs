@@ -41,7 +41,7 @@ use wrapix_spec::{MountMode, Network};
 
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
-use crate::plan::LaunchPlan;
+use crate::plan::{LaunchPlan, SignalTarget};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK};
 
 /// The release pipe, in podman and (`--preserve-fds=1`) in the container: the first fd
@@ -462,10 +462,14 @@ impl Backend for Podman {
                 .collect(),
             fds: Vec::new(),
             info_fd: Some(info_fd),
+            // wrapix's init reports a command that cannot start (127/126) itself.
+            not_started: None,
             block_fd: network.as_ref().map(|_| BLOCK_FD),
             pid_file: network.as_ref().map(|_| self.pid_file()),
             network,
             terminal: run.terminal,
+            // The reported PID is podman's, which passes signals into the container.
+            signals: SignalTarget::Process,
         })
     }
 }

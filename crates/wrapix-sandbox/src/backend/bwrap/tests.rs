@@ -161,6 +161,73 @@ fn argv_network_open() {
     );
 }
 
+/// On a terminal, wrapix's init is PID 1 (it hands the pty to the command) and gets the
+/// signals; without one, bubblewrap's own init is, and the signals go to the command's group.
+#[test]
+fn pid_1_is_wrapix_init_only_on_a_terminal() {
+    let tail = |p: &LaunchPlan| {
+        let a = args(p);
+        let dash = a.iter().position(|x| x == "--").unwrap_or(a.len());
+        a[dash..].join(" ")
+    };
+    let mut run = prepared(Network::None, 1000);
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!args(&p).iter().any(|x| x == "--as-pid-1"));
+    assert!(!args(&p).iter().any(|x| x.contains("wrapix-init")));
+    assert_eq!(tail(&p), "-- claude --dangerously-skip-permissions");
+    assert_eq!(p.signals, SignalTarget::Group);
+
+    run.terminal = true;
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert!(args(&p).iter().any(|x| x == "--as-pid-1"));
+    assert_eq!(
+        tail(&p),
+        "-- /run/wrapix/bin/wrapix-init -- claude --dangerously-skip-permissions"
+    );
+    assert_eq!(p.signals, SignalTarget::Process);
+    // Without wrapix-init installed beside wrapix: `wrapix __init`.
+    run.init_exe = None;
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        tail(&p),
+        "-- /run/wrapix/bin/wrapix __init -- claude --dangerously-skip-permissions"
+    );
+}
+
+/// A command that never starts: 127 when it is not in the sandbox, 126 when it is not
+/// executable, 125 when it is (then the sandbox's set-up failed), looked up as inside.
+#[test]
+fn exit_code_when_the_command_never_starts() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(proj.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(proj.join("bin/tool"), "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(proj.join("notes"), "x").unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        proj.join("bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut run = prepared(Network::None, 1000);
+    run.binds[0].source = proj.clone();
+    let code = |run: &mut Prepared, argv: &[&str]| {
+        run.command = argv.iter().map(|a| a.to_string()).collect();
+        run.not_started_code()
+    };
+    // PATH is /usr/bin in the fixture; /bin is a link to usr/bin.
+    assert_eq!(code(&mut run, &["sh", "-c", "true"]), 125);
+    assert_eq!(code(&mut run, &["/bin/sh"]), 125);
+    assert_eq!(code(&mut run, &["wrapix-no-such-program"]), 127);
+    assert_eq!(code(&mut run, &["/no/such/program"]), 127);
+    assert_eq!(code(&mut run, &["/workspace/bin/tool"]), 125);
+    assert_eq!(code(&mut run, &["bin/tool"]), 125);
+    assert_eq!(code(&mut run, &["./notes"]), 126);
+    assert_eq!(code(&mut run, &["/workspace/bin/none"]), 127);
+    // The fixture's agent, `claude`, is not in its root.
+    assert_eq!(plan(Network::None, 1000).not_started, Some(127));
+}
+
 #[test]
 fn root_user_keeps_pasta_as_root() {
     let p = plan(Network::Open, 0);
