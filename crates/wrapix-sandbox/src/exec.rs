@@ -206,6 +206,39 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     Ok(exit_code(status))
 }
 
+/// Marks every fd above stderr close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`,
+/// Linux 5.11+; older kernels get a loop over the fd table's size). Between fork and exec: no
+/// allocation.
+#[allow(unsafe_code)]
+fn close_inherited_fds() -> std::io::Result<()> {
+    // SAFETY: raw syscalls on integers only.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        ) == 0
+        {
+            return Ok(());
+        }
+        let max = match libc::sysconf(libc::_SC_OPEN_MAX) {
+            m if m > 0 => m.min(1 << 20) as RawFd,
+            _ => 1 << 16,
+        };
+        for fd in 3..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0
+                && flags & libc::FD_CLOEXEC == 0
+                && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The backend's JSON reports on the info fd: `{"child-pid": N}` first; bubblewrap's
 /// `--json-status-fd` adds `{"exit-code": N}` once the command it started has exited.
 struct Reports {
@@ -356,7 +389,7 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
     let n = pairs.len().min(fixed.len());
     fixed[..n].copy_from_slice(&pairs[..n]);
     // SAFETY: runs between fork and exec; uses only async-signal-safe calls (fcntl, dup2,
-    // close, sigprocmask) on a fixed-size array captured by value, no allocation.
+    // close, close_range, sigprocmask) on a fixed-size array captured by value, no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // Move every source above the target range first, so no dup2 clobbers a source.
@@ -368,6 +401,11 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
                 }
                 high[i] = fd;
             }
+            // Nothing wrapix inherited reaches the backend, and through it the sandbox: an
+            // open directory fd would be a way out (`openat(fd, "..")`). Everything above
+            // stderr is marked close-on-exec; the dup2 targets below are made afterwards and
+            // stay open.
+            close_inherited_fds()?;
             for i in 0..n {
                 if libc::dup2(high[i], fixed[i].1) < 0 {
                     return Err(std::io::Error::last_os_error());

@@ -358,3 +358,46 @@ fn runs_leave_the_image_unchanged() {
     );
     assert_eq!(before, state(), "a run changed the cached image");
 }
+
+/// A file descriptor wrapix inherits (from a leaky parent: an IDE, a terminal, a script) does
+/// not reach the sandbox: an open directory there would be a way around every mount.
+#[test]
+fn inherited_fds_do_not_reach_the_sandbox() {
+    let Some(c) = Case::escape() else { return };
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let home = c.home.to_string_lossy().into_owned();
+    let inside = "echo fds: $(ls /proc/self/fd); cat /proc/self/fd/7/secret.txt 2>&1; true";
+    // The user's shell opens fd 7 on the home folder (no close-on-exec) and execs wrapix.
+    // Control: through that fd it reads the secret itself.
+    let wrapper = "exec 7< \"$0\" || exit 9; cat /proc/self/fd/7/secret.txt; echo; exec \"$@\"";
+    let args = [
+        "-c",
+        wrapper,
+        &home,
+        &bin,
+        "run",
+        "--network",
+        "none",
+        "--",
+        "/bin/sh",
+        "-c",
+        inside,
+    ];
+    let mut cmd = c.env.as_user("/bin/sh", &args);
+    c.clean_env(&mut cmd);
+    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    let stdout = out.ok();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(SECRET),
+        "control: fd 7 was not open:\n{out}"
+    );
+    let fds = lines.next().unwrap_or_default();
+    // 0-2, and the fd `ls` reads /proc/self/fd with.
+    assert_eq!(fds, "fds: 0 1 2 3", "the sandbox holds other fds:\n{out}");
+    assert!(
+        !stdout[SECRET.len()..].contains(SECRET),
+        "read through fd 7:\n{out}"
+    );
+}
