@@ -31,6 +31,15 @@ pub const FORWARDED: &[Signal] = &[
 
 /// Runs `plan` to completion and returns the exit code to pass on (128+N for a signal).
 pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+    // Free the fd numbers the plan uses, if wrapix inherited something there (see place_fds).
+    let highest = plan
+        .fds
+        .iter()
+        .map(|d| d.fd)
+        .chain(plan.info_fd)
+        .chain(plan.block_fd)
+        .max();
+    close_inherited_below(highest.unwrap_or(2));
     // Data fds: one memfd each, mapped to the plan's fd numbers in the child.
     let mut maps: Vec<(OwnedFd, RawFd)> = Vec::new();
     for d in &plan.fds {
@@ -104,12 +113,22 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         .iter()
         .map(|(fd, target)| (fd.as_raw_fd(), *target))
         .collect();
-    map_fds_in_child(&mut cmd, pairs);
+    // Nothing wrapix inherited reaches the backend, and through it the sandbox: an open
+    // directory fd would be a way out (`openat(fd, "..")`).
+    mark_fds_cloexec().map_err(|e| SandboxError::io("mark inherited fds close-on-exec", e))?;
+    // The fds at their numbers already, here: the child inherits them with no pre-exec hook,
+    // so the backend starts through posix_spawn (vfork), without a copy of wrapix's address
+    // space. Otherwise (a number is taken) the child moves them between fork and exec.
+    let placed = place_fds(&pairs);
+    if placed.is_none() {
+        map_fds_in_child(&mut cmd, pairs);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("start {}", plan.program.display()), e))?;
     // Our copies of the child's ends (the Command holds the pty slave copies).
     drop(cmd);
+    drop(placed);
     drop(maps);
     let mut pty = pty.take().map(|(p, _slave)| p);
 
@@ -206,11 +225,42 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     Ok(exit_code(status))
 }
 
-/// Marks every fd above stderr close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`,
-/// Linux 5.11+; older kernels get a loop over the fd table's size). Between fork and exec: no
-/// allocation.
+/// Closes the fds from 3 to `last` that lack close-on-exec: wrapix opens everything
+/// close-on-exec, so these were inherited from its parent, and nothing uses them.
+fn close_inherited_below(last: RawFd) {
+    for fd in 3..=last {
+        if let Ok(flags) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD) {
+            if flags & libc::FD_CLOEXEC == 0 {
+                let _ = nix::unistd::close(fd);
+            }
+        }
+    }
+}
+
+/// Duplicates each source onto its target number in this process (no close-on-exec), never
+/// replacing an open fd: `None` when a target is taken (nothing is left open then).
 #[allow(unsafe_code)]
-fn close_inherited_fds() -> std::io::Result<()> {
+fn place_fds(pairs: &[(RawFd, RawFd)]) -> Option<Vec<OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    let mut placed = Vec::with_capacity(pairs.len());
+    for &(src, target) in pairs {
+        // The lowest free number from `target` on: `target` itself unless it is taken.
+        let fd = nix::fcntl::fcntl(src, nix::fcntl::FcntlArg::F_DUPFD(target)).ok()?;
+        // SAFETY: `fd` was just created by F_DUPFD and is owned by nothing else.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        if fd != target {
+            return None;
+        }
+        placed.push(owned);
+    }
+    Some(placed)
+}
+
+/// Marks every fd above stderr close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`,
+/// Linux 5.11+; older kernels get a loop over the fd table's size). Also safe between fork
+/// and exec: no allocation.
+#[allow(unsafe_code)]
+fn mark_fds_cloexec() -> std::io::Result<()> {
     // SAFETY: raw syscalls on integers only.
     unsafe {
         if libc::syscall(
@@ -401,11 +451,9 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
                 }
                 high[i] = fd;
             }
-            // Nothing wrapix inherited reaches the backend, and through it the sandbox: an
-            // open directory fd would be a way out (`openat(fd, "..")`). Everything above
-            // stderr is marked close-on-exec; the dup2 targets below are made afterwards and
-            // stay open.
-            close_inherited_fds()?;
+            // As in the parent (see `execute`): everything above stderr close-on-exec; the
+            // dup2 targets below are made afterwards and stay open.
+            mark_fds_cloexec()?;
             for i in 0..n {
                 if libc::dup2(high[i], fixed[i].1) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -445,5 +493,30 @@ fn forward_signals(set: SigSet, target: i32, bwrap_pid: i32, pty: Option<crate::
                 let _ = kill(Pid::from_raw(bwrap_pid), Signal::SIGKILL);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn fds_are_placed_only_on_free_numbers() {
+        let (r, w) = nix::unistd::pipe().unwrap_or_else(|e| panic!("{e}"));
+        // Two free numbers far above anything the test harness opens.
+        let placed = place_fds(&[(r.as_raw_fd(), 900), (w.as_raw_fd(), 901)])
+            .unwrap_or_else(|| panic!("900 and 901 are free"));
+        let numbers: Vec<RawFd> = placed.iter().map(|f| f.as_raw_fd()).collect();
+        assert_eq!(numbers, [900, 901]);
+        // Placed fds are inherited by children (no close-on-exec).
+        let flags = nix::fcntl::fcntl(900, nix::fcntl::FcntlArg::F_GETFD).unwrap_or(-1);
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        // Both are taken now: no placement, and nothing is left open on the way.
+        assert!(place_fds(&[(r.as_raw_fd(), 901), (w.as_raw_fd(), 900)]).is_none());
+        drop(placed);
+        assert!(nix::fcntl::fcntl(901, nix::fcntl::FcntlArg::F_GETFD).is_err());
+        assert!(nix::fcntl::fcntl(902, nix::fcntl::FcntlArg::F_GETFD).is_err());
     }
 }

@@ -366,10 +366,12 @@ fn inherited_fds_do_not_reach_the_sandbox() {
     let Some(c) = Case::escape() else { return };
     let bin = c.env.bin.to_string_lossy().into_owned();
     let home = c.home.to_string_lossy().into_owned();
-    let inside = "echo fds: $(ls /proc/self/fd); cat /proc/self/fd/7/secret.txt 2>&1; true";
-    // The user's shell opens fd 7 on the home folder (no close-on-exec) and execs wrapix.
-    // Control: through that fd it reads the secret itself.
-    let wrapper = "exec 7< \"$0\" || exit 9; cat /proc/self/fd/7/secret.txt; echo; exec \"$@\"";
+    let inside = "echo fds: $(ls /proc/self/fd); cat /proc/self/fd/7/secret.txt /proc/self/fd/50/secret.txt 2>&1; true";
+    // The user's shell opens fds 7 and 50 on the home folder (no close-on-exec; wrapix closes
+    // the first, in the range of its own fd numbers, and marks the second) and execs wrapix.
+    // Control: through fd 50 it reads the secret itself.
+    let wrapper =
+        "exec 7< \"$0\" 50< \"$0\" || exit 9; cat /proc/self/fd/50/secret.txt; echo; exec \"$@\"";
     let args = [
         "-c",
         wrapper,
@@ -383,7 +385,8 @@ fn inherited_fds_do_not_reach_the_sandbox() {
         "-c",
         inside,
     ];
-    let mut cmd = c.env.as_user("/bin/sh", &args);
+    // bash: dash cannot redirect fds above 9.
+    let mut cmd = c.env.as_user("/bin/bash", &args);
     c.clean_env(&mut cmd);
     let out = super::proc::output(cmd, &c.project, None).unwrap();
     let stdout = out.ok();
@@ -391,13 +394,13 @@ fn inherited_fds_do_not_reach_the_sandbox() {
     assert_eq!(
         lines.next(),
         Some(SECRET),
-        "control: fd 7 was not open:\n{out}"
+        "control: fd 50 was not open:\n{out}"
     );
     let fds = lines.next().unwrap_or_default();
     // 0-2, and the fd `ls` reads /proc/self/fd with.
     assert_eq!(fds, "fds: 0 1 2 3", "the sandbox holds other fds:\n{out}");
     assert!(
         !stdout[SECRET.len()..].contains(SECRET),
-        "read through fd 7:\n{out}"
+        "read through an inherited fd:\n{out}"
     );
 }

@@ -430,16 +430,28 @@ impl Case {
         self
     }
 
-    /// Hands `path` (recursively, links not followed) to the test user.
+    /// Hands `path` (recursively, links not followed) to the test user. Entries that vanish
+    /// meanwhile are skipped: the shared image store changes under concurrent tests.
     pub fn give(&self, path: &Path) {
         if !self.env.via_setpriv {
             return;
         }
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         let (uid, gid) = (Some(self.env.uid), Some(self.env.gid));
-        std::os::unix::fs::lchown(path, uid, gid).unwrap();
+        match std::os::unix::fs::lchown(path, uid, gid) {
+            Err(e) if gone(&e) => return,
+            r => r.unwrap(),
+        }
         if path.is_dir() && !path.is_symlink() {
-            for e in std::fs::read_dir(path).unwrap() {
-                self.give(&e.unwrap().path());
+            let entries = match std::fs::read_dir(path) {
+                Err(e) if gone(&e) => return,
+                r => r.unwrap(),
+            };
+            for e in entries {
+                match e {
+                    Err(e) if gone(&e) => {}
+                    e => self.give(&e.unwrap().path()),
+                }
             }
         }
     }
