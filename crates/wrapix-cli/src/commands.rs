@@ -47,7 +47,8 @@ impl From<SandboxError> for Failure {
     }
 }
 
-pub fn run(cli: Cli) -> Result<i32, Failure> {
+/// Runs the parsed command line. `SERVE`: see [`crate::main`].
+pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         None => start(&cli.sandbox, RunMode::Agent, false),
         Some(Cmd::Run {
@@ -70,6 +71,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },
         }) => deploy_key_create(&name),
+        Some(Cmd::Mcp { .. } | Cmd::Notifyd(_)) if !SERVE => Err(exec_serve()),
         Some(Cmd::Mcp {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)
@@ -83,6 +85,34 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Image { command }) => images::image(command),
         Some(Cmd::Profile { command }) => images::profile(command),
         Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
+    }
+}
+
+/// The binary with the servers linked in, installed beside `wrapix` (see [`crate::main`]).
+pub const SERVE_BIN: &str = "wrapix-serve";
+
+/// `wrapix notifyd` and `wrapix mcp …` in `wrapix`: exec [`SERVE_BIN`] beside this binary with
+/// the same arguments. Returns only on failure.
+fn exec_serve() -> Failure {
+    use std::os::unix::process::CommandExt;
+    let serve = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(SERVE_BIN),
+        Err(e) => return Failure::usage(format!("cannot find the wrapix binary: {e}")),
+    };
+    let err = std::process::Command::new(&serve)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Failure {
+        code: 127,
+        message: format!(
+            "cannot run {}: {err} (it comes with wrapix and belongs beside it: `cargo install --path crates/wrapix-cli` installs both{})",
+            serve.display(),
+            if std::env::var_os("WRAPIX").is_some() {
+                "; inside a sandbox it is there when wrapix.toml enables an [mcp.NAME] server of wrapix's"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -102,7 +132,8 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
         env: env.clone(),
         interactive: wrapix_sandbox::pty::interactive(),
         self_exe: self_exe.clone(),
-        init_exe: init_exe(&self_exe),
+        init_exe: beside(&self_exe, "wrapix-init"),
+        serve_exe: beside(&self_exe, SERVE_BIN),
         dry_run,
         notify_dir: match &notify {
             Some(n) => n.dir.clone(),
@@ -136,14 +167,15 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
     Ok(code)
 }
 
-/// `wrapix-init` beside the wrapix binary (installed with it), if it is there and executable.
-fn init_exe(self_exe: &std::path::Path) -> Option<std::path::PathBuf> {
+/// `name` (`wrapix-init`, `wrapix-serve`) beside the wrapix binary (installed with it), if it
+/// is there and executable.
+fn beside(self_exe: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let init = self_exe.with_file_name("wrapix-init");
-    std::fs::metadata(&init)
+    let path = self_exe.with_file_name(name);
+    std::fs::metadata(&path)
         .ok()
         .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .map(|_| init)
+        .map(|_| path)
 }
 
 /// `--backend none`: the only way to run without a sandbox, and it says so loudly.
@@ -347,8 +379,13 @@ fn notifyd(a: crate::cli::NotifydArgs) -> Result<i32, Failure> {
         socket: a.socket,
         command: a.command,
     };
+    // `wrapix notifyd` (not this wrapix-serve) in the service files it prints.
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
+        .map(|e| match e.with_file_name("wrapix") {
+            wrapix if wrapix.is_file() => wrapix,
+            _ => e,
+        })
         .map_err(|e| Failure::usage(format!("cannot find the wrapix binary: {e}")))?;
     wrapix_notify::app::notifyd(&opts, &exe, &host_env())
         .map(|()| 0)

@@ -51,6 +51,9 @@ pub struct HostFacts {
     pub self_exe: PathBuf,
     /// `wrapix-init` beside it, when installed: the small binary the sandbox starts as PID 1.
     pub init_exe: Option<PathBuf>,
+    /// `wrapix-serve` beside it, when installed: the binary with wrapix's MCP servers, which
+    /// `wrapix mcp …` execs (mounted only into sandboxes whose config enables one).
+    pub serve_exe: Option<PathBuf>,
     /// Only describe the run (`--dry-run`): change nothing on the host.
     pub dry_run: bool,
     /// The host folder the notification daemon publishes its socket in
@@ -84,6 +87,9 @@ pub struct Prepared {
     pub self_exe: PathBuf,
     /// `wrapix-init`, when installed beside `wrapix` (see [`HostFacts::init_exe`]).
     pub init_exe: Option<PathBuf>,
+    /// `wrapix-serve`, mounted at `/run/wrapix/bin/wrapix-serve`: set when the config enables
+    /// one of wrapix's own MCP servers and it is installed (see [`HostFacts::serve_exe`]).
+    pub serve_exe: Option<PathBuf>,
     /// Things to tell the user before the run (e.g. the agent was not found).
     pub notices: Vec<String>,
     /// Work to do after the sandbox exits (copy agent state back).
@@ -133,7 +139,11 @@ impl Prepared {
     fn host_path(&self, inside: &Path) -> Option<PathBuf> {
         if inside.parent() == Some(Path::new(SANDBOX_BIN_DIR)) {
             let name = inside.file_name().and_then(|n| n.to_str());
-            return matches!(name, Some("wrapix" | "wrapix-notify")).then(|| self.self_exe.clone());
+            return match name {
+                Some("wrapix" | "wrapix-notify") => Some(self.self_exe.clone()),
+                Some("wrapix-serve") => self.serve_exe.clone(),
+                _ => None,
+            };
         }
         for b in self.binds.iter().rev() {
             if let Ok(rest) = inside.strip_prefix(b.dest.as_path()) {
@@ -180,6 +190,24 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     };
     let home = spec.user.sandbox_home();
     let mut notices = Vec::new();
+    let builtin_mcp: Vec<&str> = spec
+        .mcp
+        .iter()
+        .filter(|(_, s)| s.builtin)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let serve_exe = match (&host.serve_exe, builtin_mcp.is_empty()) {
+        (_, true) => None,
+        (Some(exe), false) => Some(exe.clone()),
+        (None, false) => {
+            notices.push(format!(
+                "wrapix-serve is not installed beside wrapix, so the MCP server {} cannot start \
+                 (`cargo install --path crates/wrapix-cli` installs it)",
+                builtin_mcp.join(", ")
+            ));
+            None
+        }
+    };
     if spec.user.home.starts_with(&spec.project) {
         notices.push(format!(
             "the project folder {} contains your home folder: the agent can read and change everything in it",
@@ -391,6 +419,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         terminal: host.interactive,
         self_exe: host.self_exe.clone(),
         init_exe: host.init_exe.clone(),
+        serve_exe,
         notices,
         after_exit,
     })

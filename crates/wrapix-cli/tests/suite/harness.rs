@@ -293,6 +293,10 @@ fn copy_binary() -> Result<PathBuf, String> {
     let init = dir.join("wrapix-init");
     std::fs::copy(env!("CARGO_BIN_EXE_wrapix-init"), &init).map_err(err)?;
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    // And the servers' binary (`wrapix notifyd`, `wrapix mcp`).
+    let serve = dir.join("wrapix-serve");
+    std::fs::copy(env!("CARGO_BIN_EXE_wrapix-serve"), &serve).map_err(err)?;
+    std::fs::set_permissions(&serve, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
     Ok(bin)
 }
 

@@ -29,10 +29,11 @@ pub fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tmux-debug-mcp"))
 }
 
-/// The `wrapix` binary beside it (built by `cargo test --workspace`), if there is one.
+/// The `wrapix` binary beside it (built by `cargo test --workspace`), if there is one, with
+/// `wrapix-serve` (which `wrapix mcp` execs) beside it.
 pub fn wrapix_bin() -> Option<PathBuf> {
     let p = server_bin().parent()?.join("wrapix");
-    p.is_file().then_some(p)
+    (p.is_file() && p.with_file_name("wrapix-serve").is_file()).then_some(p)
 }
 
 /// A private TMPDIR for one server: its tmux folder is created there, so leaks are findable.

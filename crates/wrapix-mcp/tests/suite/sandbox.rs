@@ -46,13 +46,19 @@ async fn inside_a_real_sandbox() {
     let scratch = Scratch::new();
     let base = scratch.path();
     std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // wrapix and wrapix-serve (which `wrapix mcp` execs), installed side by side.
+    for name in ["wrapix", "wrapix-serve"] {
+        let to = base.join(name);
+        std::fs::copy(wrapix.with_file_name(name), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let bin = base.join("wrapix");
-    std::fs::copy(&wrapix, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let home = base.join("home");
     let project = home.join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join("hello.txt"), "from the project\n").unwrap();
+    // The config that enables the server: only then is wrapix-serve in the sandbox.
+    std::fs::write(project.join("wrapix.toml"), "[mcp.tmux-debug]\n").unwrap();
     let (uid, gid) = match &user {
         Some(u) => (u.uid.as_raw(), u.gid.as_raw()),
         None => (

@@ -81,20 +81,22 @@ pub fn daemon(dir: &Path) -> (Daemon, Seen) {
 }
 
 /// The `wrapix` binary next to this test binary (built by `cargo test --workspace`), copied
-/// to a folder every user can read; `None` (after a SKIP line) when it was not built.
+/// to a folder every user can read with `wrapix-serve` beside it (`wrapix notifyd` execs
+/// it); `None` (after a SKIP line) when they were not built.
 pub fn wrapix_bin(dir: &Path) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let built = exe.parent()?.parent()?.join("wrapix");
-    if !built.is_file() {
-        skip(&format!(
-            "{} was not built (run `cargo test --workspace`)",
-            built.display()
-        ));
-        return None;
+    let built = exe.parent()?.parent()?.to_path_buf();
+    for name in ["wrapix", "wrapix-serve"] {
+        if !built.join(name).is_file() {
+            skip(&format!(
+                "{} was not built (run `cargo test --workspace`)",
+                built.join(name).display()
+            ));
+            return None;
+        }
+        std::fs::copy(built.join(name), dir.join(name)).ok()?;
     }
-    let bin = dir.join("wrapix");
-    std::fs::copy(&built, &bin).ok()?;
-    Some(bin)
+    Some(dir.join("wrapix"))
 }
 
 /// A temporary folder every user can enter (0755), under /tmp.

@@ -224,6 +224,11 @@ impl Backend for Bwrap {
         // else `wrapix __init`.
         let wrapix = Path::new(SANDBOX_BIN_DIR).join("wrapix");
         arg(&mut a, &[&"--ro-bind", &run.self_exe, &wrapix]);
+        // wrapix's MCP servers (`wrapix mcp …` execs it), when the config enables one.
+        if let Some(serve) = &run.serve_exe {
+            let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-serve");
+            arg(&mut a, &[&"--ro-bind", serve, &inside]);
+        }
         let init: Vec<OsString> = match (&run.init_exe, own_init) {
             (_, false) => Vec::new(),
             (Some(exe), true) => {

@@ -437,6 +437,18 @@ impl Backend for Podman {
                 init.display()
             )],
         );
+        // wrapix's MCP servers (`wrapix mcp …` execs it), when the config enables one.
+        if let Some(serve) = &run.serve_exe {
+            let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-serve");
+            arg(
+                &mut a,
+                &[&format!(
+                    "--volume={}:{}:ro",
+                    mount_path(serve)?.display(),
+                    inside.display()
+                )],
+            );
+        }
         arg(
             &mut a,
             &[&format!("--workdir={}", wrapix_spec::Spec::WORKSPACE)],

@@ -119,6 +119,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         terminal: false,
         self_exe: "/opt/wrapix/bin/wrapix".into(),
         init_exe: Some("/opt/wrapix/bin/wrapix-init".into()),
+        serve_exe: None,
         notices: vec![],
         after_exit: vec![],
     }

@@ -94,6 +94,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         terminal: false,
         self_exe: "/usr/bin/wrapix".into(),
         init_exe: None,
+        serve_exe: None,
         notices: vec![],
         after_exit: vec![],
     }

@@ -1,0 +1,65 @@
+//! wrapix's command line: parse arguments, set up logging, run, map errors to exit codes.
+//!
+//! Two binaries share it: `wrapix` ([`main`] with `SERVE = false`) and `wrapix-serve`
+//! (`SERVE = true`). The long-running servers, `wrapix notifyd` (D-Bus, tokio) and
+//! `wrapix mcp …` (the MCP SDK), are linked into `wrapix-serve` only, and `wrapix` execs it for
+//! them: `wrapix` is started for every sandbox, and half its size starts ~0.7 ms faster
+//! (bench/launch.sh, docs/sandbox.md).
+
+mod cli;
+mod commands;
+mod context;
+
+use clap::Parser;
+
+/// Exit code for bad input (config, flags): nothing was started or created.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when the sandbox could not be started (fail closed).
+pub const EXIT_NO_SANDBOX: i32 = 125;
+
+/// The whole program; never returns. `SERVE`: run the servers here (`wrapix-serve`) instead
+/// of exec'ing `wrapix-serve` for them (`wrapix`).
+pub fn main<const SERVE: bool>() -> ! {
+    // The in-sandbox init must start fast and touch nothing else.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).map(|a| a == "__init").unwrap_or(false) {
+        // `__init [--wait-fd FD] [--] COMMAND…`
+        std::process::exit(wrapix_sandbox::init::main(&args[2..]));
+    }
+    // (internal) The sandbox's seccomp filter as raw BPF, for bench/launch.sh's raw bwrap.
+    if args.get(1).map(|a| a == "__seccomp-bpf").unwrap_or(false) {
+        use std::io::Write;
+        let opts = wrapix_sandbox::seccomp::SeccompOptions::default();
+        let code = match wrapix_sandbox::seccomp::default_filter_bytes(opts) {
+            Ok(bytes) if std::io::stdout().write_all(&bytes).is_ok() => 0,
+            _ => 1,
+        };
+        std::process::exit(code);
+    }
+    // Installed as `wrapix-notify` too (a link in the sandbox): that name means `wrapix notify`.
+    let mut args = args;
+    let argv0 = args.first().map(std::path::Path::new);
+    if argv0.and_then(|a| a.file_name()) == Some("wrapix-notify".as_ref()) {
+        args.insert(1, "notify".into());
+    }
+    let cli = cli::Cli::parse_from(args);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WRAPIX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .init();
+    let code = match commands::run::<SERVE>(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!(
+                "wrapix: error: {}",
+                wrapix_spec::error::escape_controls(&e.message)
+            );
+            e.code
+        }
+    };
+    std::process::exit(code);
+}
