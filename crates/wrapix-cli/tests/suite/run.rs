@@ -293,6 +293,31 @@ fn pid_1_is_wrapix_init_on_a_terminal() {
     );
 }
 
+/// `wrapix notifyd` and `wrapix mcp` exec `wrapix-serve` beside wrapix; without it, exit 127
+/// with a message that names it and the fix.
+#[test]
+fn servers_need_wrapix_serve_beside_wrapix() {
+    let Some(c) = Case::new() else { return };
+    let out = c.run(&["notifyd", "--print-systemd-unit"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("notifyd"), "{out}");
+    let alone = c.root.join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    let bin = alone.join("wrapix");
+    std::fs::copy(&c.env.bin, &bin).unwrap();
+    c.give(&alone);
+    for args in [&["notifyd"][..], &["mcp", "tmux-debug"]] {
+        let mut cmd = c.env.as_user(&bin.to_string_lossy(), args);
+        c.clean_env(&mut cmd);
+        let out = super::proc::output(cmd, &c.project, None).unwrap();
+        assert_eq!(out.code, 127, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains("wrapix-serve") && out.stderr.contains("cargo install"),
+            "{args:?}: {out}"
+        );
+    }
+}
+
 /// `[resources]` with bubblewrap: enforced through a systemd scope where the host has one
 /// (cgroup v2, a user manager with the controllers delegated), refused before anything runs
 /// everywhere else.

@@ -229,6 +229,18 @@ fn exit_code_when_the_command_never_starts() {
     assert_eq!(plan(Network::None, 1000).not_started, Some(127));
 }
 
+/// wrapix-serve is mounted beside wrapix only when the run has it (an MCP server of wrapix's).
+#[test]
+fn wrapix_serve_is_mounted_only_when_needed() {
+    let bind = "--ro-bind /opt/wrapix/bin/wrapix-serve /run/wrapix/bin/wrapix-serve";
+    let mut run = prepared(Network::None, 1000);
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!args(&p).join(" ").contains("wrapix-serve"));
+    run.serve_exe = Some("/opt/wrapix/bin/wrapix-serve".into());
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert!(args(&p).join(" ").contains(bind), "{}", p.render());
+}
+
 #[test]
 fn root_user_keeps_pasta_as_root() {
     let p = plan(Network::Open, 0);
