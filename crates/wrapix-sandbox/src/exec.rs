@@ -18,7 +18,7 @@ use nix::unistd::{pipe2, Pid};
 use crate::error::SandboxError;
 use crate::plan::{LaunchPlan, SignalTarget};
 
-/// Signals the user sends to "the agent": forwarded to the sandbox's init, which passes them on.
+/// Signals the user sends to "the agent": forwarded into the sandbox ([`SignalTarget`]).
 pub const FORWARDED: &[Signal] = &[
     Signal::SIGINT,
     Signal::SIGTERM,
