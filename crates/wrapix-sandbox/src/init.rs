@@ -25,7 +25,7 @@ use crate::exec::FORWARDED;
 /// The exit code when the sandbox was not released, or the init's arguments are wrong.
 const NOT_RELEASED: i32 = 125;
 
-/// The init's arguments after `__init` (or `wrapix-init`'s argv[0]): parses them, waits for
+/// The init's arguments after `__init` (or after `wrapix-init`'s own name): parses them, waits for
 /// the release if asked to, runs the command, and returns the exit code for the sandbox.
 pub fn main(args: &[OsString]) -> i32 {
     let (wait_fd, command) = match parse(args) {
