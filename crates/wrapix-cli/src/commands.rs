@@ -323,6 +323,8 @@ fn doctor() -> i32 {
     println!("other backends:");
     let others = wrapix_sandbox::doctor::other_checks(path);
     print_checks(&others);
+    println!("wrapix install:");
+    print_checks(&install_checks());
     all.extend(others);
     if probe.usable() {
         println!("\nready: `wrapix` can start sandboxes with the bwrap backend");
@@ -333,6 +335,31 @@ fn doctor() -> i32 {
         );
         1
     }
+}
+
+/// The binaries installed beside `wrapix`: optional (wrapix runs sandboxes without them), but
+/// each missing one costs something.
+fn install_checks() -> Vec<wrapix_sandbox::backend::Check> {
+    use wrapix_sandbox::backend::Check;
+    let exe = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    [
+        ("wrapix-init", "PID 1 on a terminal, fast to start"),
+        (SERVE_BIN, "wrapix notifyd, wrapix mcp"),
+    ]
+    .into_iter()
+    .map(|(name, what)| {
+        let label = format!("{name} ({what})");
+        match exe.as_deref().and_then(|e| beside(e, name)) {
+            Some(p) => Check::pass(label, p.display().to_string()),
+            None => Check::fail(
+                label,
+                "not installed beside wrapix",
+                "install wrapix, wrapix-init and wrapix-serve together: `cargo install --path crates/wrapix-cli`, or copy all three from target/release",
+            )
+            .optional(),
+        }
+    })
+    .collect()
 }
 
 fn print_checks(checks: &[wrapix_sandbox::backend::Check]) {

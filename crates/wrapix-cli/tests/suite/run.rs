@@ -306,6 +306,27 @@ fn servers_need_wrapix_serve_beside_wrapix() {
     let bin = alone.join("wrapix");
     std::fs::copy(&c.env.bin, &bin).unwrap();
     c.give(&alone);
+    // wrapix doctor names it, with the fix.
+    let mut cmd = c.env.as_user(&bin.to_string_lossy(), &["doctor"]);
+    c.clean_env(&mut cmd);
+    let doctor = super::proc::output(cmd, &c.project, None).unwrap();
+    let line = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("wrapix-serve ("))
+        .unwrap_or_default();
+    assert!(
+        line.contains("[warn]") && line.contains("not installed"),
+        "{doctor}"
+    );
+    let installed = c.run(&["doctor"]);
+    assert!(
+        installed
+            .stdout
+            .lines()
+            .any(|l| l.contains("[ok  ] wrapix-serve (")),
+        "{installed}"
+    );
     for args in [&["notifyd"][..], &["mcp", "tmux-debug"]] {
         let mut cmd = c.env.as_user(&bin.to_string_lossy(), args);
         c.clean_env(&mut cmd);
