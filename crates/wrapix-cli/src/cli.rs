@@ -44,6 +44,9 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// Trust this project's wrapix.toml: show what it asks for beyond the default sandbox and
+    /// approve that exact content (any change needs trust again).
+    Trust(TrustArgs),
     /// Check this host: user namespaces, bubblewrap, pasta, /dev/net/tun, …
     Doctor,
     /// Manage deploy keys (~/.ssh/deploy_keys/NAME) for `git push` from the sandbox.
@@ -77,6 +80,19 @@ pub enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The project folder. Default: the current folder.
+    #[arg(short = 'C', long = "project", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Withdraw the trust given to this project's wrapix.toml.
+    #[arg(long, conflicts_with = "list")]
+    pub revoke: bool,
+    /// List every trusted project and when it was trusted.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Subcommand)]

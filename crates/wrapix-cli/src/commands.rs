@@ -11,6 +11,7 @@ use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
 mod images;
+mod trust;
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
@@ -23,6 +24,14 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// Something on the host failed (exit code 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
             message: message.into(),
         }
     }
@@ -67,6 +76,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Config {
             command: ConfigCmd::Show { sandbox },
         }) => config_show(&sandbox),
+        Some(Cmd::Trust(args)) => trust::trust(&args),
         Some(Cmd::Doctor) => Ok(doctor()),
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },

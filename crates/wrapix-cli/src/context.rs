@@ -83,7 +83,7 @@ pub fn load_layers(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result
     let user = host_user(env);
     Ok(Layers {
         user: ConfigFile::load(&user_config_path(&user, env), FileKind::User)?,
-        project: ConfigFile::load(&project.join("wrapix.toml"), FileKind::Project)?,
+        project: ConfigFile::load_project(&project)?,
         flags: Overrides {
             backend: args.backend.clone(),
             profile: args.profile.clone(),
@@ -101,6 +101,19 @@ pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<S
     let user = host_user(env);
     let layers = load_layers(args, env)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.clone());
-    let host = HostContext { user, project, cwd };
+    let trusted = wrapix_spec::trust::load(&state_root(&user, env), &project)
+        .map_err(SpecError::TrustRecord)?
+        .map(|r| r.sha256);
+    let host = HostContext {
+        user,
+        project,
+        cwd,
+        trusted,
+    };
     Ok(wrapix_spec::validate(&layers, &host)?)
+}
+
+/// wrapix's own state folder (`$XDG_STATE_HOME/wrapix`), outside every sandbox.
+pub fn state_root(user: &HostUser, env: &BTreeMap<String, String>) -> PathBuf {
+    wrapix_spec::state::root(&user.home, env)
 }

@@ -41,6 +41,21 @@ pub enum SpecError {
         message: String,
         fix: String,
     },
+    /// A project config that widens the sandbox, whose content the user has not trusted.
+    #[error("{}: this project's wrapix.toml asks for more than the default sandbox ({}), and {} (fix: review it, then run `wrapix trust -C {}`, which lists what each key allows; a changed file needs trust again)", path.display(), keys.join(", "), if *changed { "it changed since you trusted it" } else { "this content is not trusted" }, escape_controls(&project.display().to_string()))]
+    Untrusted {
+        path: PathBuf,
+        project: PathBuf,
+        keys: Vec<String>,
+        /// A record exists, for other content.
+        changed: bool,
+    },
+    /// A config file that wrapix refuses to read as it is (a symlink, a FIFO, too large).
+    #[error("cannot read config file: {0}")]
+    Unsafe(#[from] wrapix_hostfs::HostFsError),
+    /// wrapix's trust record cannot be read.
+    #[error("cannot read the trust record: {0} (fix: remove it and run `wrapix trust` again)")]
+    TrustRecord(String),
     /// A config file that exists but cannot be read.
     #[error("cannot read config file {}: {source}", path.display())]
     Read {

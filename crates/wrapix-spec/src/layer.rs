@@ -15,7 +15,14 @@ pub struct ConfigFile {
     pub text: String,
     pub raw: RawConfig,
     pub kind: FileKind,
+    /// sha256 of the text (hex): what `wrapix trust` records.
+    pub sha256: String,
 }
+
+/// The project's config file, in the project folder.
+pub const PROJECT_FILE: &str = "wrapix.toml";
+/// Config files are small; a larger one is refused rather than read.
+const CONFIG_LIMIT: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -39,11 +46,34 @@ impl ConfigFile {
         Self::parse(path, text, kind).map(Some)
     }
 
+    /// Reads `<project>/wrapix.toml`, which the agent can write: a symlink, a FIFO or a huge
+    /// file there is an error naming it, never followed or read. `Ok(None)` when missing.
+    pub fn load_project(project: &Path) -> Result<Option<Self>, SpecError> {
+        let dir = wrapix_hostfs::Dir::open(project)?;
+        let path = project.join(PROJECT_FILE);
+        let Some(bytes) = dir.read(Path::new(PROJECT_FILE), CONFIG_LIMIT)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            SpecError::invalid(
+                Location::File {
+                    path: path.clone(),
+                    line: None,
+                },
+                "(file)",
+                "the file is not UTF-8 text",
+                "save it as UTF-8",
+            )
+        })?;
+        Self::parse(&path, text, FileKind::Project).map(Some)
+    }
+
     /// Parses `text` as the config file `path`.
     pub fn parse(path: &Path, text: String, kind: FileKind) -> Result<Self, SpecError> {
         match toml::from_str::<RawConfig>(&text) {
             Ok(raw) => Ok(ConfigFile {
                 path: path.to_owned(),
+                sha256: crate::trust::digest(text.as_bytes()),
                 text,
                 raw,
                 kind,

@@ -9,6 +9,8 @@ pub mod layer;
 pub mod mcp;
 pub mod raw;
 pub mod spec;
+pub mod state;
+pub mod trust;
 pub mod types;
 pub mod validate;
 

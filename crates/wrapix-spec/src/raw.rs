@@ -65,5 +65,8 @@ pub struct RawAgent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkspace {
+    /// Paths added to the built-in protected list.
     pub protect: Option<Spanned<Vec<String>>>,
+    /// Built-in protected paths made writable (a widening: needs trust in a project file).
+    pub unprotect: Option<Spanned<Vec<String>>>,
 }

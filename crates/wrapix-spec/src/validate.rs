@@ -24,8 +24,18 @@ const RESERVED_INSIDE: &[&str] = &["/workspace", "/proc", "/dev", "/sys", "/run/
 const SYSTEM_DIRS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/tmp", "/run",
 ];
-/// Protected by default: what git runs on the host.
-pub const DEFAULT_PROTECT: &[&str] = &[".git/hooks", ".git/config"];
+/// Protected by default (read-only inside when they exist): what git runs on the host, and
+/// the project's own wrapix config. `[workspace] protect` adds to it; `unprotect` (trusted)
+/// removes from it.
+pub const DEFAULT_PROTECT: &[&str] = &[
+    ".git/hooks",
+    ".git/config",
+    ".git/config.worktree",
+    ".git/commondir",
+    ".git/modules",
+    ".git/worktrees",
+    crate::layer::PROJECT_FILE,
+];
 pub const DEFAULT_AGENT: &[&str] = &["claude", "--dangerously-skip-permissions"];
 
 /// Everything validation needs from the host, passed in so that it stays a pure function of
@@ -37,6 +47,8 @@ pub struct HostContext {
     pub project: PathBuf,
     /// The current directory, for relative `--mount` sources.
     pub cwd: PathBuf,
+    /// The sha256 of the project config the user trusted (`wrapix trust`), if any.
+    pub trusted: Option<String>,
 }
 
 /// A value with where it came from.
@@ -82,6 +94,9 @@ fn pick_str<'a>(
 pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> {
     let mut origins = BTreeMap::new();
     let flags = &layers.flags;
+    if let Some(project) = &layers.project {
+        check_project_trust(project, host)?;
+    }
 
     let backend = match pick_str(layers, &flags.backend, "--backend", |r| r.backend.as_ref()) {
         None => BackendKind::Auto,
@@ -173,6 +188,29 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
 }
 
 type Reason = (String, String);
+
+/// A project file may narrow the sandbox freely; what widens it needs the user's trust in
+/// this exact content, and `backend = "none"` is never taken from it.
+fn check_project_trust(file: &ConfigFile, host: &HostContext) -> Result<(), SpecError> {
+    if let Some(b) = file.raw.backend.as_ref().filter(|b| b.get_ref() == "none") {
+        return Err(SpecError::invalid(
+            file.at(b.span()),
+            "backend",
+            "backend \"none\" (no sandbox) is never taken from a project's wrapix.toml, trusted or not",
+            "remove it; to run without a sandbox on purpose, pass --backend none or set it in ~/.config/wrapix/config.toml",
+        ));
+    }
+    let widening = crate::trust::widening(&file.text);
+    if widening.is_empty() || host.trusted.as_deref() == Some(file.sha256.as_str()) {
+        return Ok(());
+    }
+    Err(SpecError::Untrusted {
+        path: file.path.clone(),
+        project: host.project.clone(),
+        keys: widening.into_iter().map(|w| w.key).collect(),
+        changed: host.trusted.is_some(),
+    })
+}
 
 fn parse_backend(s: &str) -> Result<BackendKind, Reason> {
     match s {
@@ -466,29 +504,41 @@ fn protect(
     layers: &Layers,
     origins: &mut BTreeMap<&'static str, Origin>,
 ) -> Result<Vec<PathBuf>, SpecError> {
-    let mut picked: Option<(&ConfigFile, &Spanned<Vec<String>>)> = None;
+    let mut out: Vec<PathBuf> = DEFAULT_PROTECT.iter().map(PathBuf::from).collect();
+    let parse = |file: &ConfigFile, list: &Spanned<Vec<String>>, key: &str| {
+        list.get_ref()
+            .iter()
+            .map(|s| {
+                parse_project_relative(s).map_err(|m| {
+                    SpecError::invalid(
+                        file.at(list.span()),
+                        key,
+                        m,
+                        "list paths relative to the project, e.g. \".envrc\"",
+                    )
+                })
+            })
+            .collect::<Result<Vec<PathBuf>, SpecError>>()
+    };
     for file in layers.files() {
-        if let Some(p) = file.raw.workspace.as_ref().and_then(|w| w.protect.as_ref()) {
-            picked = Some((file, p));
+        let Some(ws) = &file.raw.workspace else {
+            continue;
+        };
+        if let Some(list) = &ws.protect {
+            for p in parse(file, list, "workspace.protect")? {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            origins.insert("workspace.protect", file.origin());
+        }
+        if let Some(list) = &ws.unprotect {
+            let remove = parse(file, list, "workspace.unprotect")?;
+            out.retain(|p| !remove.contains(p));
+            origins.insert("workspace.protect", file.origin());
         }
     }
-    let Some((file, list)) = picked else {
-        return Ok(DEFAULT_PROTECT.iter().map(PathBuf::from).collect());
-    };
-    origins.insert("workspace.protect", file.origin());
-    list.get_ref()
-        .iter()
-        .map(|s| {
-            parse_project_relative(s).map_err(|m| {
-                SpecError::invalid(
-                    file.at(list.span()),
-                    "workspace.protect",
-                    m,
-                    "list paths relative to the project, e.g. \".envrc\"",
-                )
-            })
-        })
-        .collect()
+    Ok(out)
 }
 
 mod mcp;

@@ -5,6 +5,8 @@ use crate::layer::{FileKind, Overrides};
 
 struct Fixture {
     dir: tempfile::TempDir,
+    /// Whether the user trusted the project file's content (most tests: yes).
+    trusted: bool,
 }
 
 impl Fixture {
@@ -13,7 +15,14 @@ impl Fixture {
         std::fs::create_dir_all(dir.path().join("home/.ssh/deploy_keys"))
             .unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(dir.path().join("project")).unwrap_or_else(|e| panic!("{e}"));
-        Fixture { dir }
+        Fixture { dir, trusted: true }
+    }
+
+    fn untrusted() -> Self {
+        Fixture {
+            trusted: false,
+            ..Self::new()
+        }
     }
 
     fn host(&self) -> HostContext {
@@ -26,6 +35,7 @@ impl Fixture {
             },
             project: self.dir.path().join("project"),
             cwd: self.dir.path().to_owned(),
+            trusted: None,
         }
     }
 
@@ -57,7 +67,11 @@ impl Fixture {
                 .map_err(|e| e.to_string())?,
             flags,
         };
-        validate(&layers, &self.host()).map_err(|e| e.to_string())
+        let mut host = self.host();
+        if self.trusted {
+            host.trusted = layers.project.as_ref().map(|p| p.sha256.clone());
+        }
+        validate(&layers, &host).map_err(|e| e.to_string())
     }
 }
 
@@ -72,10 +86,10 @@ fn defaults() {
     assert_eq!(spec.profile, Profile::Host);
     assert_eq!(spec.agent.home, AgentHome::Project);
     assert!(spec.agent.is_claude());
-    assert_eq!(
-        spec.protect,
-        vec![PathBuf::from(".git/hooks"), PathBuf::from(".git/config")]
-    );
+    let protect: Vec<PathBuf> = DEFAULT_PROTECT.iter().map(PathBuf::from).collect();
+    assert_eq!(spec.protect, protect);
+    assert!(spec.protect.contains(&PathBuf::from("wrapix.toml")));
+    assert!(spec.protect.contains(&PathBuf::from(".git/modules")));
     assert_eq!(spec.origin("network"), &Origin::Default);
 }
 
@@ -283,24 +297,125 @@ fn bad_flags() {
 }
 
 #[test]
-fn protect_can_be_extended_or_disabled() {
-    let f = Fixture::new();
+fn protect_adds_to_the_built_in_list_and_unprotect_needs_trust() {
+    let builtin = DEFAULT_PROTECT.len();
+    let f = Fixture::untrusted();
+    // An empty list removes nothing: `protect` only adds.
     let spec = f
         .run(
             None,
             Some("[workspace]\nprotect = []\n"),
             Overrides::default(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(spec.protect.is_empty());
+        .unwrap();
+    assert_eq!(spec.protect.len(), builtin);
     let spec = f
         .run(
             None,
             Some("[workspace]\nprotect = [\".git/hooks\", \".envrc\", \".vscode/\"]\n"),
             Overrides::default(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(spec.protect.len(), 3);
+        .unwrap();
+    assert_eq!(spec.protect.len(), builtin + 2);
+    // Removing a built-in path widens: refused until trusted, then done.
+    let text = "[workspace]\nunprotect = [\".git/hooks\"]\n";
+    let e = f.run(None, Some(text), Overrides::default()).unwrap_err();
+    assert!(
+        e.contains("workspace.unprotect") && e.contains("wrapix trust"),
+        "{e}"
+    );
+    let spec = Fixture::new()
+        .run(None, Some(text), Overrides::default())
+        .unwrap();
+    assert!(!spec.protect.contains(&PathBuf::from(".git/hooks")));
+    assert_eq!(spec.protect.len(), builtin - 1);
+    // The user's own config may unprotect without trust.
+    let spec = f.run(Some(text), None, Overrides::default()).unwrap();
+    assert_eq!(spec.protect.len(), builtin - 1);
+}
+
+#[test]
+fn an_untrusted_project_file_may_narrow_but_not_widen() {
+    let f = Fixture::untrusted();
+    let spec = f
+        .run(
+            None,
+            Some("network = \"none\"\nprofile = \"host\"\n[resources]\npids = 100\n"),
+            Overrides::default(),
+        )
+        .unwrap();
+    assert_eq!(spec.network, Network::None);
+    for (text, key) in [
+        (
+            "[[mounts]]\nsource = \"~\"\ndest = \"/h\"\nmode = \"rw\"\n",
+            "mounts",
+        ),
+        ("[agent]\nhome = \"host\"\n", "agent.home"),
+        ("[agent]\nforward_api_key = true\n", "agent.forward_api_key"),
+        (
+            "[agent]\ncommand = [\"/workspace/claude\"]\n",
+            "agent.command",
+        ),
+        (
+            "[env]\nANTHROPIC_BASE_URL = \"http://x\"\n",
+            "env.ANTHROPIC_BASE_URL",
+        ),
+        ("packages = [\"sl\"]\n", "packages"),
+    ] {
+        let e = f.run(None, Some(text), Overrides::default()).unwrap_err();
+        assert!(e.contains(key), "{text}: {e}");
+        assert!(e.contains("is not trusted"), "{e}");
+    }
+    // The same in the user's own config needs no trust.
+    assert!(f
+        .run(
+            Some("[agent]\nforward_api_key = true\n"),
+            None,
+            Overrides::default()
+        )
+        .is_ok());
+}
+
+#[test]
+fn trust_is_for_the_exact_content() {
+    let f = Fixture::new();
+    let text = "[agent]\nforward_api_key = true\n";
+    let parse = |t: &str| {
+        ConfigFile::parse(Path::new("wrapix.toml"), t.to_owned(), FileKind::Project).unwrap()
+    };
+    let mut host = f.host();
+    host.trusted = Some(parse(text).sha256);
+    let layers = |t: &str| Layers {
+        user: None,
+        project: Some(parse(t)),
+        flags: Overrides::default(),
+    };
+    assert!(validate(&layers(text), &host).is_ok());
+    // One byte more: refused again, and the message says it changed.
+    let e = validate(&layers(&format!("{text} ")), &host)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("changed since you trusted it"), "{e}");
+}
+
+#[test]
+fn backend_none_never_comes_from_a_project_file() {
+    // Trusted or not.
+    for f in [Fixture::new(), Fixture::untrusted()] {
+        let e = f
+            .run(None, Some("backend = \"none\"\n"), Overrides::default())
+            .unwrap_err();
+        assert!(
+            e.contains("key `backend`") && e.contains("never taken"),
+            "{e}"
+        );
+    }
+    // From the user's config or a flag it is the user's choice.
+    let f = Fixture::untrusted();
+    let spec = f
+        .run(Some("backend = \"none\"\n"), None, Overrides::default())
+        .unwrap();
+    assert_eq!(spec.backend, BackendKind::None);
 }
 
 #[test]

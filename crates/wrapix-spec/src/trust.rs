@@ -1,0 +1,294 @@
+//! Project config trust: a project's `wrapix.toml` lives in the folder the agent writes, so it
+//! may *narrow* the sandbox freely, but anything that *widens* it is used only after the user
+//! approved that exact content with `wrapix trust` (the model of direnv's `allow`). The record
+//! lives in wrapix's state folder, outside every sandbox.
+//!
+//! The judge is an allowlist: [`widening`] names every key of a project file that is not known
+//! to be safe, so a key added to the config later needs trust until it is listed here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::Value;
+
+use crate::state;
+
+/// One key of a project file that asks for more than the default sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widening {
+    /// The dotted key (`mounts`, `env.TOKEN`, `agent.command`).
+    pub key: String,
+    /// The value, shortened, for `wrapix trust` to show.
+    pub value: String,
+    /// What it allows.
+    pub why: &'static str,
+}
+
+/// Profiles wrapix ships: their package lists are wrapix's, not the project's.
+const BUILTIN_PROFILES: &[&str] = &["host", "base", "rust", "python"];
+
+/// The keys of a project config (its text) that widen the sandbox. Text that is not TOML is
+/// reported by the parser elsewhere; here it widens nothing.
+pub fn widening(text: &str) -> Vec<Widening> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        judge_top(key, value, &mut out);
+    }
+    out
+}
+
+fn push(out: &mut Vec<Widening>, key: String, value: &Value, why: &'static str) {
+    out.push(Widening {
+        key,
+        value: short(value),
+        why,
+    });
+}
+
+fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
+    let s = value.as_str();
+    match key {
+        // Narrowing or neutral: a built-in or user-defined profile (a profile the project
+        // defines is judged under `profiles`), the open network (the default) or none, limits.
+        "profile" if value.is_str() => {}
+        "network" if matches!(s, Some("open" | "none")) => {}
+        "resources" if value.is_table() => {}
+        // `none` is refused outright by validation; these are sandboxes.
+        "backend" if matches!(s, Some("auto" | "bwrap" | "bubblewrap" | "podman" | "none")) => {}
+        "workspace" => judge_table(key, value, out, |k, v| match k {
+            "protect" => v.is_array().then_some(()),
+            _ => None,
+        }),
+        "agent" => judge_table(key, value, out, |k, v| match k {
+            "home" if v.as_str() == Some("project") => Some(()),
+            "forward_api_key" if v.as_bool() == Some(false) => Some(()),
+            _ => None,
+        }),
+        "mcp" => match value.as_table() {
+            Some(servers) => {
+                for (name, table) in servers {
+                    judge_mcp(name, table, out);
+                }
+            }
+            None => push(out, key.to_owned(), value, WHY_OTHER),
+        },
+        "env" => match value.as_table() {
+            Some(t) => {
+                for (name, v) in t {
+                    push(out, format!("env.{name}"), v, WHY_ENV);
+                }
+            }
+            None => push(out, key.to_owned(), value, WHY_ENV),
+        },
+        "mounts" => push(out, key.to_owned(), value, WHY_MOUNTS),
+        "deploy_key" => push(out, key.to_owned(), value, WHY_DEPLOY_KEY),
+        "packages" => push(out, key.to_owned(), value, WHY_PACKAGES),
+        "profiles" => match value.as_table() {
+            Some(t) if !t.is_empty() => {
+                for (name, v) in t {
+                    let why = if BUILTIN_PROFILES.contains(&name.as_str()) {
+                        WHY_PROFILE_SHADOW
+                    } else {
+                        WHY_PACKAGES
+                    };
+                    push(out, format!("profiles.{name}"), v, why);
+                }
+            }
+            _ => push(out, key.to_owned(), value, WHY_PACKAGES),
+        },
+        "backend" => push(out, key.to_owned(), value, WHY_BACKEND),
+        _ => push(out, key.to_owned(), value, WHY_OTHER),
+    }
+}
+
+/// Each key of the table `name`: safe when `safe` says so, else a widening.
+fn judge_table(
+    name: &str,
+    value: &Value,
+    out: &mut Vec<Widening>,
+    safe: impl Fn(&str, &Value) -> Option<()>,
+) {
+    let Some(table) = value.as_table() else {
+        push(out, name.to_owned(), value, WHY_OTHER);
+        return;
+    };
+    for (k, v) in table {
+        if safe(k, v).is_none() {
+            let why = match (name, k.as_str()) {
+                ("agent", "command") => WHY_AGENT_COMMAND,
+                ("agent", "home") => WHY_AGENT_HOME,
+                ("agent", "forward_api_key") => WHY_API_KEY,
+                ("workspace", "unprotect") => WHY_UNPROTECT,
+                _ => WHY_OTHER,
+            };
+            push(out, format!("{name}.{k}"), v, why);
+        }
+    }
+}
+
+/// `[mcp.NAME]`: a built-in server with its own options (paths inside the sandbox) is safe;
+/// a command or environment the project chooses is not.
+fn judge_mcp(name: &str, table: &Value, out: &mut Vec<Widening>) {
+    let key = format!("mcp.{name}");
+    let Some(t) = table.as_table() else {
+        push(out, key, table, WHY_MCP);
+        return;
+    };
+    if t.get("enabled").and_then(Value::as_bool) == Some(false) && t.len() == 1 {
+        return;
+    }
+    let Some(builtin) = crate::mcp::builtin(name) else {
+        push(out, key, table, WHY_MCP);
+        return;
+    };
+    for (k, v) in t {
+        let safe = k == "enabled" || builtin.options.iter().any(|o| o.key == k);
+        if !safe {
+            push(out, format!("{key}.{k}"), v, WHY_MCP);
+        }
+    }
+}
+
+const WHY_ENV: &str =
+    "sets a variable the agent and its tools trust (a base URL can send your login elsewhere)";
+const WHY_MOUNTS: &str = "mounts a host path into the sandbox";
+const WHY_DEPLOY_KEY: &str = "hands one of your SSH deploy keys to the sandbox";
+const WHY_PACKAGES: &str = "installs packages, whose install scripts run when the image is built";
+const WHY_PROFILE_SHADOW: &str =
+    "redefines a built-in profile (its packages run install scripts at build time)";
+const WHY_AGENT_COMMAND: &str = "chooses the program started as the agent, with its login";
+const WHY_AGENT_HOME: &str =
+    "mounts your real ~/.claude read-write (hooks there run outside the sandbox)";
+const WHY_API_KEY: &str = "passes your ANTHROPIC_API_KEY into the sandbox";
+const WHY_UNPROTECT: &str =
+    "makes a built-in protected path (git hooks, git config, wrapix.toml) writable";
+const WHY_MCP: &str = "registers an MCP server command with the agent";
+const WHY_BACKEND: &str = "chooses a backend wrapix does not know to be a sandbox";
+const WHY_OTHER: &str = "a setting wrapix does not know to be safe";
+
+/// A value on one short line.
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    let s = crate::error::escape_controls(&s.replace('\n', " "));
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The sha256 of a config file's bytes, as hex.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The record `wrapix trust` writes, one per project, in its state folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The project folder.
+    pub project: PathBuf,
+    /// sha256 of the trusted `wrapix.toml`.
+    pub sha256: String,
+    /// When it was trusted (RFC 3339).
+    pub trusted_at: String,
+    /// The keys that widened the sandbox when it was trusted.
+    pub widens: Vec<String>,
+}
+
+/// The file of the trust record in a project's state folder.
+pub const RECORD_FILE: &str = "trust.json";
+/// Records are small; anything larger is not one.
+const RECORD_LIMIT: u64 = 64 * 1024;
+
+/// The trust record of `project`, if any. A record that cannot be read or parsed is an error
+/// (a corrupt state file is loud, never silently "untrusted" or "trusted").
+pub fn load(state_root: &Path, project: &Path) -> Result<Option<Record>, String> {
+    let dir = state::project_dir(state_root, project);
+    let root = match wrapix_hostfs::Dir::open(&dir) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(bytes) = root
+        .read(Path::new(RECORD_FILE), RECORD_LIMIT)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let record: Record = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}: not a wrapix trust record ({e}); remove it and run `wrapix trust` again",
+            dir.join(RECORD_FILE).display()
+        )
+    })?;
+    Ok((record.project == project).then_some(record))
+}
+
+/// Records that the config with `sha256` is trusted for `project`.
+pub fn save(state_root: &Path, record: &Record) -> Result<PathBuf, String> {
+    let dir = state::ensure_project_dir(state_root, &record.project)?;
+    let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    dir.write_atomic(Path::new(RECORD_FILE), &bytes, 0o600)
+        .map_err(|e| e.to_string())?;
+    Ok(dir.path().join(RECORD_FILE))
+}
+
+/// Removes the trust record of `project`; `Ok(false)` when there was none.
+pub fn revoke(state_root: &Path, project: &Path) -> Result<bool, String> {
+    let dir = state::project_dir(state_root, project);
+    let root = match wrapix_hostfs::Dir::open(&dir) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    let had = root
+        .meta(Path::new(RECORD_FILE))
+        .map_err(|e| e.to_string())?
+        .is_some();
+    root.remove_all(Path::new(RECORD_FILE))
+        .map_err(|e| e.to_string())?;
+    Ok(had)
+}
+
+/// Every trust record, by project.
+pub fn list(state_root: &Path) -> Result<BTreeMap<PathBuf, Record>, String> {
+    let mut out = BTreeMap::new();
+    let projects = state_root.join(state::PROJECTS);
+    let root = match wrapix_hostfs::Dir::open(&projects) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(out),
+        Err(e) => return Err(e.to_string()),
+    };
+    for (name, kind) in root.entries().map_err(|e| e.to_string())? {
+        if kind != wrapix_hostfs::Kind::Dir {
+            continue;
+        }
+        let rel = Path::new(&name).join(RECORD_FILE);
+        let Some(bytes) = root.read(&rel, RECORD_LIMIT).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        match serde_json::from_slice::<Record>(&bytes) {
+            Ok(r) => {
+                out.insert(r.project.clone(), r);
+            }
+            Err(e) => return Err(format!("{}: {e}", projects.join(rel).display())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
