@@ -1,22 +1,35 @@
 //! Agent wiring for Claude Code: where its state lives, how it logs in.
 //!
-//! * `home = "project"` (default): state in `<project>/.wrapix/agent/claude/`, mounted as
-//!   `~/.claude` with `CLAUDE_CONFIG_DIR` pointing there (so `.claude.json` lives inside it too).
-//!   Seeded once by *copying* the host's settings, memory, `.claude.json` and credentials.
-//!   Nothing the agent writes reaches the host's own Claude config.
+//! The agent's state is kept in wrapix's state folder, outside the project
+//! (`$XDG_STATE_HOME/wrapix/projects/<id>/`, see [`wrapix_spec::state`]): nothing the agent
+//! leaves in `/workspace` is read as agent state by the next run, and wrapix writes nothing of
+//! its own into the project.
+//!
+//! * `home = "project"` (default): state in `<state>/claude/`, mounted as `~/.claude` with
+//!   `CLAUDE_CONFIG_DIR` pointing there (so `.claude.json` lives inside it too). Seeded once by
+//!   *copying* the host's settings, memory, `.claude.json` and credentials (or, once, from the
+//!   `<project>/.wrapix/agent/claude` of older wrapix versions). Nothing the agent writes
+//!   reaches the host's own Claude config.
 //! * `home = "host"`: the host's `~/.claude` read-write, and `~/.claude.json` copied into a
-//!   private per-run home and copied back atomically afterwards (Claude rewrites it by rename,
-//!   so it can never be bind-mounted). The agent can then change the host's Claude config,
-//!   including hooks that run outside the sandbox: documented in docs/security.md.
+//!   private per-run home (`<state>/run/home-<pid>/`) and copied back atomically afterwards
+//!   (Claude rewrites it by rename, so it can never be bind-mounted). The agent can then change
+//!   the host's Claude config, including hooks that run outside the sandbox: documented in
+//!   docs/security.md.
+//!
+//! The agent writes the state folder's contents, so every host-side access to them goes
+//! through [`wrapix_hostfs::Dir`]: no symlink it planted is followed, only regular files of
+//! bounded size are read.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use wrapix_hostfs::{Dir, Kind};
 use wrapix_spec::{AgentHome, McpServer, MountMode, SandboxPath, Spec};
 
 use crate::error::SandboxError;
 use crate::prepare::Bind;
+
+mod merge;
 
 /// What `wire_claude` adds to a run.
 #[derive(Debug, Default)]
@@ -25,24 +38,37 @@ pub struct Wiring {
     pub env: BTreeMap<String, String>,
     pub home_source: Option<PathBuf>,
     pub after_exit: Vec<AfterExit>,
+    pub notices: Vec<String>,
 }
 
 /// Work after the sandbox exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterExit {
-    /// Copy `from` over `to` atomically if it changed, then remove `staging`.
+    /// Copy `<state>/<staging>/.claude.json` over `to` atomically if it changed, then remove
+    /// `<state>/<staging>`.
     CopyBack {
-        from: PathBuf,
-        to: PathBuf,
+        /// The project's state folder.
+        state: PathBuf,
+        /// The staged home, relative to `state`.
         staging: PathBuf,
-        /// `mcpServers` entries wrapix put into `from`: restored from `to` (or removed)
-        /// before the copy, so the host's own config never gets them.
+        /// The host's `~/.claude.json`.
+        to: PathBuf,
+        /// `mcpServers` entries wrapix put into the staged file: restored from `to` (or
+        /// removed) before the copy, so the host's own config never gets them.
         mcp_servers: Vec<String>,
     },
 }
 
-/// Files copied from the host's `~/.claude/` into a new project agent dir.
+/// Files copied from the host's `~/.claude/` into a new agent state folder.
 const SEED_FILES: &[&str] = &["settings.json", "CLAUDE.md", ".credentials.json"];
+/// The agent's state folder in the project's state folder.
+const CLAUDE_DIR: &str = "claude";
+/// Where older wrapix versions kept it, inside the project.
+const LEGACY_DIR: &str = ".wrapix/agent/claude";
+/// The JSON files wrapix reads back are Claude Code's config: generous, but bounded.
+const JSON_LIMIT: u64 = 16 * 1024 * 1024;
+/// A migrated file larger than this is left behind (said in the notice).
+const MIGRATE_FILE_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// `dry_run`: compute the same wiring without creating or copying anything.
 pub fn wire_claude(
@@ -62,27 +88,21 @@ pub fn wire_claude(
             w.env.insert("ANTHROPIC_API_KEY".into(), key.clone());
         }
     }
+    let state_root = wrapix_spec::state::root(&spec.user.home, host_env);
+    let state_path = wrapix_spec::state::project_dir(&state_root, &spec.project);
     let host_claude = spec.user.home.join(".claude");
+    let host_json = spec.user.home.join(".claude.json");
     match spec.agent.home {
         AgentHome::Project => {
-            let dir = if dry_run {
-                spec.project.join(".wrapix/agent/claude")
-            } else {
-                let dir = project_agent_dir(
-                    &spec.project,
-                    &host_claude,
-                    &spec.user.home.join(".claude.json"),
-                )?;
-                add_notify_hooks(&dir.join("settings.json"))?;
-                register_mcp_servers(
-                    &dir.join(".claude.json"),
-                    &spec.mcp,
-                    Some(&spec.project.join(".wrapix/agent").join(MCP_RECORD)),
-                )?;
-                dir
-            };
+            if !dry_run {
+                let state = ensure_state(&state_root, &spec.project)?;
+                let dir =
+                    project_agent_dir(&state, &spec.project, &spec.user.home, &mut w.notices)?;
+                add_notify_hooks(&dir, Path::new("settings.json"))?;
+                register_mcp_servers(&dir, &spec.mcp, Some(&state))?;
+            }
             w.binds.push(Bind {
-                source: dir,
+                source: state_path.join(CLAUDE_DIR),
                 dest: claude_dir.clone(),
                 mode: MountMode::ReadWrite,
             });
@@ -98,27 +118,40 @@ pub fn wire_claude(
                 dest: claude_dir,
                 mode: MountMode::ReadWrite,
             });
-            let staging = staging_home(&spec.project, dry_run)?;
-            let host_json = spec.user.home.join(".claude.json");
-            let inside = staging.join(".claude.json");
-            if host_json.exists() && !dry_run {
-                std::fs::copy(&host_json, &inside).map_err(|e| {
-                    SandboxError::io(format!("copy {} into the sandbox", host_json.display()), e)
-                })?;
+            let staging = PathBuf::from(format!("run/home-{}", std::process::id()));
+            if !dry_run {
+                let state = ensure_state(&state_root, &spec.project)?;
+                let home_dir = fresh_dir(&state, &staging)?;
+                if let Some(bytes) = read_host_file(&spec.user.home, ".claude.json")? {
+                    write(&home_dir, ".claude.json", &bytes)?;
+                }
+                if !spec.mcp.is_empty() {
+                    register_mcp_servers(&home_dir, &spec.mcp, None)?;
+                }
             }
-            if !dry_run && !spec.mcp.is_empty() {
-                register_mcp_servers(&inside, &spec.mcp, None)?;
-            }
-            w.home_source = Some(staging.clone());
+            w.home_source = Some(state_path.join(&staging));
             w.after_exit.push(AfterExit::CopyBack {
-                from: inside,
-                to: host_json,
+                state: state_path,
                 staging,
+                to: host_json,
                 mcp_servers: spec.mcp.keys().cloned().collect(),
             });
         }
     }
     Ok(w)
+}
+
+fn ensure_state(root: &Path, project: &Path) -> Result<Dir, SandboxError> {
+    wrapix_spec::state::ensure_project_dir(root, project).map_err(|problem| {
+        SandboxError::io(
+            "create wrapix's state folder",
+            std::io::Error::other(problem),
+        )
+    })
+}
+
+fn fs_err(e: wrapix_hostfs::HostFsError) -> SandboxError {
+    SandboxError::HostFs(e)
 }
 
 /// `CLAUDE_CODE_OAUTH_TOKEN` from the host environment, else `~/.config/wrapix/claude-token`.
@@ -135,42 +168,126 @@ fn oauth_token(host_home: &Path, env: &BTreeMap<String, String>) -> Option<Strin
     (!token.is_empty() && !token.contains('\0')).then(|| token.to_owned())
 }
 
-/// `<project>/.wrapix/agent/claude`, created and seeded on first use.
+/// A file of the host user's own (`~/.claude.json`, `~/.claude/settings.json`): read without
+/// following a symlink (with `home = "host"`, an agent could have planted one in `~/.claude`).
+fn read_host_file(host_home: &Path, rel: &str) -> Result<Option<Vec<u8>>, SandboxError> {
+    let home = match Dir::open(host_home) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(fs_err(e)),
+    };
+    home.read(Path::new(rel), JSON_LIMIT).map_err(fs_err)
+}
+
+/// `<state>/claude`, created and seeded on first use: migrated from an older wrapix's
+/// `<project>/.wrapix/agent/claude` when there is one, else copied from the host's config.
 fn project_agent_dir(
+    state: &Dir,
     project: &Path,
-    host_claude: &Path,
-    host_json: &Path,
-) -> Result<PathBuf, SandboxError> {
-    let wrapix_dir = project.join(".wrapix");
-    mkdir_private(&wrapix_dir)?;
-    let ignore = wrapix_dir.join(".gitignore");
-    if !ignore.exists() {
-        std::fs::write(&ignore, "# wrapix: agent state, never committed\n*\n")
-            .map_err(|e| SandboxError::io(format!("write {}", ignore.display()), e))?;
-    }
-    let dir = wrapix_dir.join("agent/claude");
-    if dir.exists() {
+    host_home: &Path,
+    notices: &mut Vec<String>,
+) -> Result<Dir, SandboxError> {
+    if let Some(dir) = state.open_dir(Path::new(CLAUDE_DIR)).map_err(fs_err)? {
         return Ok(dir);
     }
     // Seed into a temporary folder and rename, so a failed seed is never half-used.
-    let tmp = wrapix_dir.join("agent/.claude.seeding");
-    let _ = std::fs::remove_dir_all(&tmp);
-    mkdir_private(&tmp)?;
-    for name in SEED_FILES {
-        copy_if_exists(&host_claude.join(name), &tmp.join(name))?;
+    let tmp = Path::new(".claude.seeding");
+    let seed = fresh_dir(state, tmp)?;
+    match legacy_dir(project) {
+        Ok(Some(old)) => {
+            let skipped = copy_tree(&old, &seed)?;
+            notices.push(format!(
+                "moved the agent's state from {} (older wrapix) to {}; the old folder is no longer used: remove it with `rm -r {}`{}",
+                old.path().display(),
+                state.path().join(CLAUDE_DIR).display(),
+                project.join(".wrapix").display(),
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (not copied: {}, links and special files are never followed)",
+                        skipped.join(", ")
+                    )
+                }
+            ));
+        }
+        Ok(None) => {
+            for name in SEED_FILES {
+                let rel = format!(".claude/{name}");
+                if let Some(bytes) = read_host_file(host_home, &rel)? {
+                    write(&seed, name, &bytes)?;
+                }
+            }
+            if let Some(bytes) = read_host_file(host_home, ".claude.json")? {
+                write(&seed, ".claude.json", &bytes)?;
+            }
+        }
+        Err(why) => notices.push(format!(
+            "{}/{LEGACY_DIR} (agent state of an older wrapix) was not migrated: {why}",
+            project.display()
+        )),
     }
-    copy_if_exists(host_json, &tmp.join(".claude.json"))?;
-    std::fs::rename(&tmp, &dir)
-        .map_err(|e| SandboxError::io(format!("create {}", dir.display()), e))?;
-    Ok(dir)
+    state
+        .rename(tmp, state, Path::new(CLAUDE_DIR))
+        .map_err(fs_err)?;
+    state
+        .open_dir(Path::new(CLAUDE_DIR))
+        .map_err(fs_err)?
+        .ok_or_else(|| {
+            SandboxError::io(
+                "open the agent's state folder",
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })
 }
 
-fn copy_if_exists(from: &Path, to: &Path) -> Result<(), SandboxError> {
-    match std::fs::copy(from, to) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SandboxError::io(format!("copy {}", from.display()), e)),
+/// The agent state folder an older wrapix kept in the project, if there is one and it can be
+/// opened without following a link (a link there is a reason not to migrate, said as such).
+fn legacy_dir(project: &Path) -> Result<Option<Dir>, String> {
+    let project = Dir::open(project).map_err(|e| e.to_string())?;
+    project
+        .open_dir(Path::new(LEGACY_DIR))
+        .map_err(|e| e.to_string())
+}
+
+/// Copies folders and regular files from `from` into `to`; symlinks, special files and files
+/// over the limit are left behind and named in the result.
+fn copy_tree(from: &Dir, to: &Dir) -> Result<Vec<String>, SandboxError> {
+    let mut skipped = Vec::new();
+    for (name, kind) in from.entries().map_err(fs_err)? {
+        let rel = Path::new(&name);
+        match kind {
+            Kind::Dir => {
+                let Some(sub) = from.open_dir(rel).map_err(fs_err)? else {
+                    continue;
+                };
+                let dest = to.create_dir_all(rel, 0o700).map_err(fs_err)?;
+                skipped.extend(
+                    copy_tree(&sub, &dest)?
+                        .into_iter()
+                        .map(|s| format!("{}/{s}", name.to_string_lossy())),
+                );
+            }
+            Kind::File => match from.read(rel, MIGRATE_FILE_LIMIT) {
+                Ok(Some(bytes)) => to.write_atomic(rel, &bytes, 0o600).map_err(fs_err)?,
+                Ok(None) => {}
+                Err(_) => skipped.push(name.to_string_lossy().into_owned()),
+            },
+            Kind::Symlink | Kind::Other => skipped.push(name.to_string_lossy().into_owned()),
+        }
     }
+    Ok(skipped)
+}
+
+/// An empty private folder `rel` below `dir` (whatever was there is removed first).
+fn fresh_dir(dir: &Dir, rel: &Path) -> Result<Dir, SandboxError> {
+    dir.remove_all(rel).map_err(fs_err)?;
+    dir.create_dir_all(rel, 0o700).map_err(fs_err)
+}
+
+fn write(dir: &Dir, name: &str, bytes: &[u8]) -> Result<(), SandboxError> {
+    dir.write_atomic(Path::new(name), bytes, 0o600)
+        .map_err(fs_err)
 }
 
 fn mkdir_private(dir: &Path) -> Result<(), SandboxError> {
@@ -185,528 +302,158 @@ fn mkdir_private(dir: &Path) -> Result<(), SandboxError> {
     }
 }
 
-/// A private per-run home for `home = "host"`, under `<project>/.wrapix/run/`.
-fn staging_home(project: &Path, dry_run: bool) -> Result<PathBuf, SandboxError> {
-    let base = project.join(".wrapix/run");
-    let dir = base.join(format!("home-{}", std::process::id()));
-    if dry_run {
-        return Ok(dir);
-    }
-    mkdir_private(&base)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    mkdir_private(&dir)?;
-    Ok(dir)
-}
-
 /// Runs the after-exit work; errors are reported, never dropped.
 pub fn after_exit(work: &[AfterExit]) -> Result<(), SandboxError> {
     for w in work {
         match w {
             AfterExit::CopyBack {
-                from,
-                to,
+                state,
                 staging,
+                to,
                 mcp_servers,
             } => {
-                let result = copy_back(from, to, mcp_servers);
-                let _ = std::fs::remove_dir_all(staging);
+                let state = Dir::open(state).map_err(fs_err)?;
+                let result = copy_back(&state, &staging.join(".claude.json"), to, mcp_servers);
+                let cleaned = state.remove_all(staging).map_err(fs_err);
                 result?;
+                cleaned?;
             }
         }
     }
     Ok(())
 }
 
-/// Replaces `to` with `from` by writing a temporary file beside `to`, fsync, rename.
-/// The `mcpServers` entries named in `ours` are first set back to what `to` has (or removed).
-fn copy_back(from: &Path, to: &Path, ours: &[String]) -> Result<(), SandboxError> {
-    let mut new = match std::fs::read(from) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(SandboxError::io(format!("read {}", from.display()), e)),
+/// Replaces the host file `to` with the agent's `from` (below `state`, never through a link)
+/// by writing a temporary file beside `to`, fsync, rename. The `mcpServers` entries named in
+/// `ours` are first set back to what `to` has (or removed).
+fn copy_back(state: &Dir, from: &Path, to: &Path, ours: &[String]) -> Result<(), SandboxError> {
+    let Some(mut new) = state.read(from, JSON_LIMIT).map_err(fs_err)? else {
+        return Ok(());
     };
+    let (Some(to_dir), Some(to_name)) = (to.parent(), to.file_name()) else {
+        return Ok(());
+    };
+    let host = Dir::open(to_dir).map_err(fs_err)?;
+    let current = host.read(Path::new(to_name), JSON_LIMIT).map_err(fs_err)?;
     if !ours.is_empty() {
         // When the agent left something that is not JSON, it is copied back as it is: the
         // user's data matters more than removing our entries.
         if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&new) {
-            let host: Option<serde_json::Value> = std::fs::read(to)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if restore_mcp_servers(&mut doc, host.as_ref(), ours) {
-                new = to_json_text(&doc);
+            let host_doc: Option<serde_json::Value> = current
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok());
+            if merge::restore_mcp_servers(&mut doc, host_doc.as_ref(), ours) {
+                new = merge::to_json_text(&doc);
             }
         }
     }
-    if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
+    if current.as_deref() == Some(new.as_slice()) {
         return Ok(());
     }
-    write_atomic(to, &new).map_err(|e| {
-        SandboxError::io(
-            format!("copy the agent's .claude.json back to {}", to.display()),
-            e,
-        )
-    })
+    host.write_atomic(Path::new(to_name), &new, 0o600)
+        .map_err(|e| {
+            SandboxError::io(
+                format!("copy the agent's .claude.json back to {}", to.display()),
+                std::io::Error::other(e),
+            )
+        })
 }
-
-/// Replaces `path` with `bytes` (mode 0600): a temporary file beside it, fsync, rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.wrapix-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// The in-sandbox command the notification hooks run (see wrapix-notify).
-const NOTIFY_COMMAND: &str = "/run/wrapix/bin/wrapix notify";
 
 /// Adds wrapix's `Stop` and `Notification` hooks (desktop notifications through
 /// `wrapix notify`) to the agent's `settings.json`, keeping the user's own hooks and settings.
 /// Written atomically, and only when something changed; settings that are not valid JSON are
 /// a loud error, never overwritten.
-fn add_notify_hooks(path: &Path) -> Result<(), SandboxError> {
-    let mut settings = read_json(path)?;
-    let changed = merge_notify_hooks(&mut settings).map_err(|problem| {
+fn add_notify_hooks(dir: &Dir, rel: &Path) -> Result<(), SandboxError> {
+    let mut settings = read_json(dir, rel)?;
+    let changed = merge::merge_notify_hooks(&mut settings).map_err(|problem| {
         SandboxError::io(
-            format!("add notification hooks to {}", path.display()),
+            format!(
+                "add notification hooks to {}",
+                dir.display_path(rel).display()
+            ),
             std::io::Error::new(std::io::ErrorKind::InvalidData, problem),
         )
     })?;
     if !changed {
         return Ok(());
     }
-    write_atomic(path, &to_json_text(&settings))
-        .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
-}
-
-fn to_json_text(v: &serde_json::Value) -> Vec<u8> {
-    let mut text = serde_json::to_vec_pretty(v).unwrap_or_default();
-    text.push(b'\n');
-    text
+    dir.write_atomic(rel, &merge::to_json_text(&settings), 0o600)
+        .map_err(fs_err)
 }
 
 /// Reads a JSON object file: missing or blank is `{}`; anything that is not JSON is a loud
-/// error and the file is left alone.
-fn read_json(path: &Path) -> Result<serde_json::Value, SandboxError> {
-    match std::fs::read(path) {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(serde_json::json!({})),
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+/// error and the file is left alone. A symlink or special file is an error.
+fn read_json(dir: &Dir, rel: &Path) -> Result<serde_json::Value, SandboxError> {
+    match dir.read(rel, JSON_LIMIT).map_err(fs_err)? {
+        None => Ok(serde_json::json!({})),
+        Some(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(serde_json::json!({})),
+        Some(b) => serde_json::from_slice(&b).map_err(|e| {
             SandboxError::io(
                 format!(
                     "read {} (fix or remove it: it is not valid JSON)",
-                    path.display()
+                    dir.display_path(rel).display()
                 ),
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
-        Err(e) => Err(SandboxError::io(format!("read {}", path.display()), e)),
     }
 }
 
-/// The file (beside the agent's state) that lists the `mcpServers` wrapix wrote, so that a
-/// server removed from `wrapix.toml` is removed from the agent's config too, while servers
-/// the user added themselves are never touched.
+/// The file in the project's state folder (never mounted) that lists the `mcpServers` wrapix
+/// wrote, so that a server removed from `wrapix.toml` is removed from the agent's config too,
+/// while servers the user added themselves are never touched.
 const MCP_RECORD: &str = "wrapix-mcp-servers.json";
 
-/// Registers `servers` in Claude Code's `mcpServers` (in `.claude.json`, user scope), merged
-/// with the user's own entries. Written atomically and only when something changed.
+/// Registers `servers` in Claude Code's `mcpServers` (in `<dir>/.claude.json`, user scope),
+/// merged with the user's own entries. Written atomically and only when something changed.
+/// `record`: the state folder that keeps [`MCP_RECORD`].
 fn register_mcp_servers(
-    claude_json: &Path,
+    dir: &Dir,
     servers: &BTreeMap<String, McpServer>,
-    record: Option<&Path>,
+    record: Option<&Dir>,
 ) -> Result<(), SandboxError> {
-    let previous: Vec<String> = match record.map(std::fs::read) {
-        Some(Ok(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+    let record_path = Path::new(MCP_RECORD);
+    let previous: Vec<String> = match record.map(|r| r.read(record_path, JSON_LIMIT)) {
+        Some(Ok(Some(b))) => serde_json::from_slice(&b).unwrap_or_default(),
+        Some(Err(e)) => return Err(fs_err(e)),
         _ if servers.is_empty() => return Ok(()),
         _ => Vec::new(),
     };
-    let mut doc = read_json(claude_json)?;
-    let changed = merge_mcp_servers(&mut doc, servers, &previous).map_err(|problem| {
+    if previous.is_empty() && servers.is_empty() {
+        return Ok(());
+    }
+    let json = Path::new(".claude.json");
+    let mut doc = read_json(dir, json)?;
+    let changed = merge::merge_mcp_servers(&mut doc, servers, &previous).map_err(|problem| {
         SandboxError::io(
-            format!("register MCP servers in {}", claude_json.display()),
+            format!(
+                "register MCP servers in {}",
+                dir.display_path(json).display()
+            ),
             std::io::Error::new(std::io::ErrorKind::InvalidData, problem),
         )
     })?;
     if changed {
-        write_atomic(claude_json, &to_json_text(&doc))
-            .map_err(|e| SandboxError::io(format!("write {}", claude_json.display()), e))?;
+        dir.write_atomic(json, &merge::to_json_text(&doc), 0o600)
+            .map_err(fs_err)?;
     }
     if let Some(record) = record {
         let names: Vec<&String> = servers.keys().collect();
         let names = serde_json::to_vec(&names).unwrap_or_default();
-        if std::fs::read(record).ok().as_deref() != Some(names.as_slice()) {
-            write_atomic(record, &names)
-                .map_err(|e| SandboxError::io(format!("write {}", record.display()), e))?;
+        if record
+            .read(record_path, JSON_LIMIT)
+            .ok()
+            .flatten()
+            .as_deref()
+            != Some(names.as_slice())
+        {
+            record
+                .write_atomic(record_path, &names, 0o600)
+                .map_err(fs_err)?;
         }
     }
     Ok(())
 }
 
-/// Claude Code's entry for one stdio server.
-fn mcp_entry(server: &McpServer) -> serde_json::Value {
-    serde_json::json!({
-        "type": "stdio",
-        "command": server.command[0],
-        "args": server.command[1..],
-        "env": server.env,
-    })
-}
-
-/// Sets `mcpServers.NAME` for every server and removes the names in `previous` that are no
-/// longer configured. Returns whether anything changed.
-fn merge_mcp_servers(
-    doc: &mut serde_json::Value,
-    servers: &BTreeMap<String, McpServer>,
-    previous: &[String],
-) -> Result<bool, String> {
-    let before = doc.clone();
-    let map = doc
-        .as_object_mut()
-        .ok_or("the file is not a JSON object")?
-        .entry("mcpServers")
-        .or_insert_with(|| serde_json::json!({}))
-        .as_object_mut()
-        .ok_or("\"mcpServers\" is not a JSON object")?;
-    for name in previous {
-        if !servers.contains_key(name) {
-            map.remove(name);
-        }
-    }
-    for (name, server) in servers {
-        map.insert(name.clone(), mcp_entry(server));
-    }
-    Ok(*doc != before)
-}
-
-/// Sets the `mcpServers` entries named in `ours` back to the ones in `host` (removing those
-/// `host` does not have). Returns whether anything changed.
-fn restore_mcp_servers(
-    doc: &mut serde_json::Value,
-    host: Option<&serde_json::Value>,
-    ours: &[String],
-) -> bool {
-    let host_servers = host.and_then(|h| h.get("mcpServers"));
-    let Some(map) = doc
-        .get_mut("mcpServers")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return false;
-    };
-    let mut changed = false;
-    for name in ours {
-        match host_servers.and_then(|h| h.get(name)) {
-            Some(theirs) => {
-                if map.get(name) != Some(theirs) {
-                    map.insert(name.clone(), theirs.clone());
-                    changed = true;
-                }
-            }
-            None => changed |= map.remove(name).is_some(),
-        }
-    }
-    if map.is_empty() && host_servers.is_none() {
-        if let Some(obj) = doc.as_object_mut() {
-            obj.remove("mcpServers");
-            changed = true;
-        }
-    }
-    changed
-}
-
-/// Merges the hooks into `settings`: groups made only of wrapix hooks (from earlier runs) are
-/// replaced, everything else is kept. Returns whether anything changed.
-fn merge_notify_hooks(settings: &mut serde_json::Value) -> Result<bool, String> {
-    use serde_json::{json, Value};
-    let before = settings.clone();
-    let is_ours = |h: &Value| {
-        h.get("command")
-            .and_then(Value::as_str)
-            .is_some_and(|c| c.starts_with(NOTIFY_COMMAND))
-    };
-    let hooks = settings
-        .as_object_mut()
-        .ok_or("the settings are not a JSON object")?
-        .entry("hooks")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .ok_or("\"hooks\" is not a JSON object")?;
-    for event in ["Stop", "Notification"] {
-        let list = hooks
-            .entry(event)
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or_else(|| format!("\"hooks.{event}\" is not a JSON array"))?;
-        list.retain(|group| {
-            let entries = group.get("hooks").and_then(Value::as_array);
-            !entries.is_some_and(|e| !e.is_empty() && e.iter().all(is_ours))
-        });
-        let command = format!("{NOTIFY_COMMAND} --hook {event}");
-        list.push(json!({"hooks": [{"type": "command", "command": command, "timeout": 10}]}));
-    }
-    Ok(*settings != before)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notify_hooks_merge_with_the_users_and_are_idempotent() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = t.path().join("settings.json");
-        std::fs::write(
-            &path,
-            r#"{"model":"opus","hooks":{"Stop":[{"hooks":[{"type":"command","command":"say done"}]}],
-               "PreToolUse":[{"matcher":"Bash","hooks":[{"type":"command","command":"audit"}]}]}}"#,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
-        let read = || -> serde_json::Value {
-            serde_json::from_slice(&std::fs::read(&path).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let s = read();
-        assert_eq!(s["model"], "opus");
-        assert_eq!(s["hooks"]["Stop"][0]["hooks"][0]["command"], "say done");
-        assert_eq!(
-            s["hooks"]["Stop"][1]["hooks"][0]["command"],
-            "/run/wrapix/bin/wrapix notify --hook Stop"
-        );
-        assert_eq!(
-            s["hooks"]["Notification"][0]["hooks"][0]["command"],
-            "/run/wrapix/bin/wrapix notify --hook Notification"
-        );
-        assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "Bash");
-        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(read(), s);
-        assert_eq!(std::fs::read_dir(t.path()).map(|d| d.count()).ok(), Some(1));
-    }
-
-    #[test]
-    fn notify_hooks_refuse_bad_settings() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = t.path().join("settings.json");
-        std::fs::write(&path, "{not json").unwrap_or_else(|e| panic!("{e}"));
-        assert!(add_notify_hooks(&path).is_err());
-        assert_eq!(
-            std::fs::read_to_string(&path).ok().as_deref(),
-            Some("{not json")
-        );
-        std::fs::write(&path, r#"{"hooks":{"Stop":"x"}}"#).unwrap_or_else(|e| panic!("{e}"));
-        assert!(add_notify_hooks(&path).is_err());
-        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        add_notify_hooks(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .contains("--hook Stop"));
-    }
-
-    #[test]
-    fn project_dir_is_seeded_once_by_copy() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let host_claude = t.path().join("home/.claude");
-        std::fs::create_dir_all(&host_claude).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(host_claude.join("settings.json"), "{\"a\":1}")
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(host_claude.join("history.jsonl"), "secret history")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let host_json = t.path().join("home/.claude.json");
-        std::fs::write(&host_json, "{}").unwrap_or_else(|e| panic!("{e}"));
-        let project = t.path().join("p");
-        std::fs::create_dir(&project).unwrap_or_else(|e| panic!("{e}"));
-
-        let dir =
-            project_agent_dir(&project, &host_claude, &host_json).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("settings.json"))
-                .ok()
-                .as_deref(),
-            Some("{\"a\":1}")
-        );
-        assert!(dir.join(".claude.json").exists());
-        assert!(!dir.join("history.jsonl").exists());
-        assert!(project.join(".wrapix/.gitignore").exists());
-        // A second run keeps what the agent wrote.
-        std::fs::write(dir.join("settings.json"), "changed").unwrap_or_else(|e| panic!("{e}"));
-        let again =
-            project_agent_dir(&project, &host_claude, &host_json).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_to_string(again.join("settings.json"))
-                .ok()
-                .as_deref(),
-            Some("changed")
-        );
-        assert_eq!(
-            std::fs::read_to_string(host_claude.join("settings.json"))
-                .ok()
-                .as_deref(),
-            Some("{\"a\":1}")
-        );
-    }
-
-    #[test]
-    fn copy_back_is_atomic_and_skips_unchanged() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let from = t.path().join("in.json");
-        let to = t.path().join("host.json");
-        std::fs::write(&from, "new").unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&to, "old").unwrap_or_else(|e| panic!("{e}"));
-        copy_back(&from, &to, &[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(std::fs::read_to_string(&to).ok().as_deref(), Some("new"));
-        let leftovers: Vec<_> = std::fs::read_dir(t.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
-        assert_eq!(leftovers.len(), 2);
-    }
-
-    fn tmux_debug() -> BTreeMap<String, McpServer> {
-        let mut env = BTreeMap::new();
-        env.insert("TMUX_DEBUG_AUDIT".to_owned(), "/workspace/a.log".to_owned());
-        BTreeMap::from([(
-            "tmux-debug".to_owned(),
-            McpServer {
-                command: vec![
-                    "/run/wrapix/bin/wrapix".into(),
-                    "mcp".into(),
-                    "tmux-debug".into(),
-                ],
-                env,
-                needs: Vec::new(),
-                builtin: true,
-            },
-        )])
-    }
-
-    #[test]
-    fn mcp_servers_merge_with_the_users_and_leave_with_the_config() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let json = t.path().join(".claude.json");
-        let record = t.path().join(MCP_RECORD);
-        std::fs::write(
-            &json,
-            r#"{"numStartups":3,"mcpServers":{"mine":{"type":"stdio","command":"my-mcp","args":[]}}}"#,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let read = || -> serde_json::Value {
-            serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        register_mcp_servers(&json, &tmux_debug(), Some(&record)).unwrap_or_else(|e| panic!("{e}"));
-        let doc = read();
-        assert_eq!(doc["numStartups"], 3);
-        assert_eq!(doc["mcpServers"]["mine"]["command"], "my-mcp");
-        let ours = &doc["mcpServers"]["tmux-debug"];
-        assert_eq!(ours["type"], "stdio");
-        assert_eq!(ours["command"], "/run/wrapix/bin/wrapix");
-        assert_eq!(ours["args"], serde_json::json!(["mcp", "tmux-debug"]));
-        assert_eq!(ours["env"]["TMUX_DEBUG_AUDIT"], "/workspace/a.log");
-        // Idempotent: nothing is rewritten.
-        let mtime = || std::fs::metadata(&json).and_then(|m| m.modified()).ok();
-        let before = mtime();
-        register_mcp_servers(&json, &tmux_debug(), Some(&record)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(mtime(), before);
-        // Removed from the config: removed from the agent's too, the user's own stays.
-        register_mcp_servers(&json, &BTreeMap::new(), Some(&record))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let doc = read();
-        assert!(doc["mcpServers"].get("tmux-debug").is_none(), "{doc}");
-        assert_eq!(doc["mcpServers"]["mine"]["command"], "my-mcp");
-        // Only the two files: no temporaries left.
-        assert_eq!(std::fs::read_dir(t.path()).map(|d| d.count()).ok(), Some(2));
-    }
-
-    #[test]
-    fn mcp_servers_refuse_bad_json_and_keep_it() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let json = t.path().join(".claude.json");
-        for bad in ["{oops", r#"{"mcpServers":[1]}"#, "[]"] {
-            std::fs::write(&json, bad).unwrap_or_else(|e| panic!("{e}"));
-            let e = register_mcp_servers(&json, &tmux_debug(), None)
-                .err()
-                .unwrap_or_else(|| panic!("accepted {bad}"));
-            assert!(e.to_string().contains(".claude.json"), "{e}");
-            assert_eq!(std::fs::read_to_string(&json).ok().as_deref(), Some(bad));
-        }
-        // No file and no servers: nothing is created.
-        std::fs::remove_file(&json).unwrap_or_else(|e| panic!("{e}"));
-        register_mcp_servers(&json, &BTreeMap::new(), Some(&t.path().join(MCP_RECORD)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!json.exists());
-    }
-
-    #[test]
-    fn copy_back_keeps_our_mcp_servers_out_of_the_host_config() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let host = t.path().join("host.json");
-        let inside = t.path().join("in.json");
-        std::fs::write(
-            &host,
-            r#"{"mcpServers":{"tmux-debug":{"command":"theirs"},"mine":{"command":"m"}}}"#,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::copy(&host, &inside).unwrap_or_else(|e| panic!("{e}"));
-        let mut servers = tmux_debug();
-        servers.insert(
-            "extra".into(),
-            McpServer {
-                command: vec!["x".into()],
-                env: BTreeMap::new(),
-                needs: Vec::new(),
-                builtin: false,
-            },
-        );
-        register_mcp_servers(&inside, &servers, None).unwrap_or_else(|e| panic!("{e}"));
-        // The agent changes something of its own while it runs.
-        let mut doc: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&inside).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{e}"));
-        doc["numStartups"] = serde_json::json!(7);
-        std::fs::write(&inside, doc.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let names: Vec<String> = servers.keys().cloned().collect();
-        copy_back(&inside, &host, &names).unwrap_or_else(|e| panic!("{e}"));
-        let back: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&host).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back["numStartups"], 7);
-        assert_eq!(back["mcpServers"]["tmux-debug"]["command"], "theirs");
-        assert_eq!(back["mcpServers"]["mine"]["command"], "m");
-        assert!(back["mcpServers"].get("extra").is_none(), "{back}");
-        // Not JSON any more: copied back untouched rather than lost.
-        std::fs::write(&inside, "agent wrote this").unwrap_or_else(|e| panic!("{e}"));
-        copy_back(&inside, &host, &names).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_to_string(&host).ok().as_deref(),
-            Some("agent wrote this")
-        );
-    }
-
-    #[test]
-    fn token_from_env_then_file() {
-        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut env = BTreeMap::new();
-        assert_eq!(oauth_token(t.path(), &env), None);
-        std::fs::create_dir_all(t.path().join(".config/wrapix")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(t.path().join(".config/wrapix/claude-token"), "tok-file\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(oauth_token(t.path(), &env).as_deref(), Some("tok-file"));
-        env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), "tok-env".into());
-        assert_eq!(oauth_token(t.path(), &env).as_deref(), Some("tok-env"));
-    }
-}
+mod tests;

@@ -28,6 +28,11 @@ pub enum SandboxError {
     #[error("seccomp filter: {0}")]
     Seccomp(#[from] crate::seccomp::SeccompError),
 
+    /// A file the sandbox can write that wrapix refuses to use as it is (a planted symlink,
+    /// a FIFO, an oversized file): the message names the path.
+    #[error(transparent)]
+    HostFs(#[from] wrapix_hostfs::HostFsError),
+
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
 }

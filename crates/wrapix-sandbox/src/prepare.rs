@@ -1,6 +1,8 @@
 //! Spec → [`Prepared`]: everything a backend needs, resolved on the host. This is the one place
-//! where wrapix changes the host before a run (agent state under `.wrapix/`, a missing
-//! `.git/hooks`), and it happens only after the spec has been validated.
+//! where wrapix changes the host before a run (agent state in wrapix's state folder, a missing
+//! `.git/hooks`, `.git/modules` or `.git/worktrees` so that they can be protected), and it
+//! happens only after the spec has been validated. Paths in the project are looked at through
+//! [`wrapix_hostfs::Dir`]: a protected path that is (or runs through) a symlink stops the run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -269,12 +271,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dest: SandboxPath::from_static(Spec::WORKSPACE),
         mode: MountMode::ReadWrite,
     }];
-    binds.extend(protect_binds(
-        &spec.project,
-        &spec.protect,
-        host.dry_run,
-        &mut notices,
-    )?);
+    binds.extend(protect_binds(&spec.project, &spec.protect, host.dry_run)?);
     for m in &spec.mounts {
         binds.push(Bind {
             source: m.source.clone(),
@@ -358,6 +355,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         binds.extend(wiring.binds);
         env.extend(wiring.env);
         after_exit.extend(wiring.after_exit);
+        notices.extend(wiring.notices);
         home_source = wiring.home_source;
     }
     if !spec.mcp.is_empty() && runs_agent(spec, mode) {
@@ -475,61 +473,69 @@ fn path_dirs() -> Vec<&'static str> {
         .collect()
 }
 
+/// Folders git runs code from that wrapix creates (empty) in a repository that lacks them, so
+/// that they are protected: an agent cannot plant them afterwards.
+const CREATE_IF_MISSING: &[&str] = &[".git/hooks", ".git/modules", ".git/worktrees"];
+
 /// Read-only binds for `[workspace] protect`, after pinning each protected path's parents
 /// (a rw bind of a folder on itself makes it a mount point, which cannot be renamed or
-/// removed, so the agent cannot move `.git` aside and plant a fresh one).
+/// removed, so the agent cannot move `.git` aside and plant a fresh one). A `.git` that is a
+/// file (a linked worktree, a submodule checkout) is protected itself. A protected path that
+/// is a symlink, or that a symlink leads to, stops the run: it is never followed.
 fn protect_binds(
     project: &Path,
     protect: &[PathBuf],
     dry_run: bool,
-    notices: &mut Vec<String>,
 ) -> Result<Vec<Bind>, SandboxError> {
+    use wrapix_hostfs::Kind;
+    let dir = wrapix_hostfs::Dir::open(project)?;
+    let git_kind = dir.meta(Path::new(".git"))?.map(|m| m.kind);
+    let mut wanted: Vec<PathBuf> = protect.to_vec();
+    match git_kind {
+        Some(Kind::File) => wanted.push(PathBuf::from(".git")),
+        Some(Kind::Symlink) => {
+            return Err(SandboxError::HostFs(wrapix_hostfs::HostFsError::Symlink {
+                path: project.join(".git"),
+            }))
+        }
+        _ => {}
+    }
     let mut pins: Vec<PathBuf> = Vec::new();
     let mut ro: Vec<PathBuf> = Vec::new();
-    for rel in protect {
-        let host = project.join(rel);
-        if std::fs::symlink_metadata(&host).is_err() {
-            // A repository without hooks: create the folder so it can be protected.
-            let is_git_hooks = rel == Path::new(".git/hooks") && project.join(".git").is_dir();
-            if !is_git_hooks {
-                continue;
+    for rel in &wanted {
+        let meta = match dir.meta(rel) {
+            Ok(m) => m,
+            // A file where a folder on the way should be (`.git` is a file): nothing below it.
+            Err(wrapix_hostfs::HostFsError::NotDir { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match meta.map(|m| m.kind) {
+            Some(Kind::Symlink) => {
+                return Err(SandboxError::HostFs(wrapix_hostfs::HostFsError::Symlink {
+                    path: project.join(rel),
+                }))
             }
-            if !dry_run {
-                std::fs::create_dir(&host).map_err(|source| SandboxError::Io {
-                    what: format!("create {}", host.display()),
-                    source,
-                })?;
+            Some(_) => {}
+            None => {
+                let create = git_kind == Some(Kind::Dir)
+                    && CREATE_IF_MISSING.iter().any(|c| Path::new(c) == rel);
+                if !create {
+                    continue;
+                }
+                if !dry_run {
+                    dir.create_dir_all(rel, 0o755)?;
+                }
             }
         }
-        let canonical = match std::fs::canonicalize(&host) {
-            Ok(c) => c,
-            // Only in a dry run: the hooks folder that a real run would create.
-            Err(_) if dry_run => host.clone(),
-            Err(source) => {
-                return Err(SandboxError::Io {
-                    what: format!("resolve {}", host.display()),
-                    source,
-                })
-            }
-        };
-        let Ok(inside) = canonical.strip_prefix(project) else {
-            notices.push(format!(
-                "protected path {} points outside the project ({}); it is not mounted",
-                rel.display(),
-                canonical.display()
-            ));
-            continue;
-        };
-        let inside = inside.to_owned();
-        let mut parent = inside.parent();
+        let mut parent = rel.parent();
         while let Some(p) = parent {
             if !p.as_os_str().is_empty() && !pins.iter().any(|x| x == p) {
                 pins.push(p.to_owned());
             }
             parent = p.parent();
         }
-        if !ro.contains(&inside) {
-            ro.push(inside);
+        if !ro.contains(rel) {
+            ro.push(rel.clone());
         }
     }
     pins.sort_by_key(|p| p.components().count());

@@ -94,9 +94,6 @@ fn pick_str<'a>(
 pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> {
     let mut origins = BTreeMap::new();
     let flags = &layers.flags;
-    if let Some(project) = &layers.project {
-        check_project_trust(project, host)?;
-    }
 
     let backend = match pick_str(layers, &flags.backend, "--backend", |r| r.backend.as_ref()) {
         None => BackendKind::Auto,
@@ -168,6 +165,11 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
                 img.packages.insert(p);
             }
         }
+    }
+
+    // Last, so that a bad value is reported as such before the file is trusted.
+    if let Some(project) = &layers.project {
+        check_project_trust(project, host)?;
     }
 
     Ok(Spec {

@@ -61,6 +61,7 @@ fn project_config_is_shown_with_the_file_as_origin() {
     let Some(c) = Case::new() else { return };
     let file = c.project.join("wrapix.toml");
     c.write(&file, "network = \"none\"\n\n[env]\nFROM_FILE = \"1\"\n");
+    c.trust();
     let origin = file.display().to_string();
     let out = c.run(&["config", "show"]);
     let show = out.ok();
@@ -96,6 +97,7 @@ fn user_config_is_below_project_config() {
     );
     let project = c.project.join("wrapix.toml");
     c.write(&project, "network = \"open\"\n[env]\nB = \"project\"\n");
+    c.trust();
     let out = c.run(&["config", "show"]);
     let show = out.ok();
     let origin = project.display().to_string();

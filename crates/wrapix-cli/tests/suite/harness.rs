@@ -468,6 +468,31 @@ impl Case {
         self.give(&self.root);
     }
 
+    /// Writes the project's `wrapix.toml` and trusts it (`wrapix trust`), as a user who
+    /// wrote it would.
+    pub fn config(&self, text: &str) {
+        self.write(&self.project.join("wrapix.toml"), text);
+        self.trust();
+    }
+
+    /// The project's folder in wrapix's state folder (`~/.local/state/wrapix/projects/ID`):
+    /// the only one there (each case has its own home).
+    pub fn state_dir(&self) -> PathBuf {
+        let projects = self.home.join(".local/state/wrapix/projects");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&projects)
+            .unwrap_or_else(|e| panic!("{}: {e}", projects.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.pop().unwrap()
+    }
+
+    /// `wrapix trust` on the project's current `wrapix.toml`.
+    pub fn trust(&self) {
+        let out = self.run(&["trust"]);
+        assert_eq!(out.code, 0, "wrapix trust failed:\n{out}");
+    }
+
     /// The host command line that runs `wrapix args` as the test user.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.env.as_user(&self.env.bin.to_string_lossy(), args);

@@ -44,7 +44,7 @@ fn tiny_case() -> Option<Case> {
     let c = Case::new()?.host_env("XDG_DATA_HOME", SHARED);
     std::fs::create_dir_all(SHARED).ok()?;
     c.give(Path::new(SHARED));
-    c.write(&c.project.join("wrapix.toml"), TINY);
+    c.config(TINY);
     Some(c)
 }
 
@@ -92,7 +92,7 @@ fn bad_profiles_and_packages_are_refused_before_anything_is_built() {
 #[test]
 fn profile_list_and_show() {
     let Some(c) = Case::new() else { return };
-    c.write(&c.project.join("wrapix.toml"), TINY);
+    c.config(TINY);
     let out = c.run(&["profile", "list"]);
     assert_eq!(out.code, 0, "{out}");
     for p in ["host", "base", "rust", "python", "tiny"] {
@@ -154,10 +154,7 @@ fn tiny_image_runs_read_only_in_bwrap_and_podman_and_survives_corruption() {
 #[test]
 fn unknown_package_fails_with_apts_message_and_caches_nothing() {
     let Some(c) = tiny_case() else { return };
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "profile = \"t\"\n[profiles.t]\npackages = [\"no-such-package-wrapix\"]\n",
-    );
+    c.config("profile = \"t\"\n[profiles.t]\npackages = [\"no-such-package-wrapix\"]\n");
     let out = run_long(&c, &["image", "build"]);
     assert_eq!(out.code, 125, "{out}");
     assert!(
@@ -176,7 +173,7 @@ fn full_base_profile_builds_and_runs_claude() {
         return;
     }
     let Some(c) = tiny_case() else { return };
-    c.write(&c.project.join("wrapix.toml"), "profile = \"base\"\n");
+    c.config("profile = \"base\"\n");
     build(&c);
     let out = c.sh_with(
         &["--network", "none"],

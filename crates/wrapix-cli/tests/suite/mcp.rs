@@ -20,8 +20,7 @@ fn tmux_debug_is_registered_and_runs_in_the_sandbox() {
         &c.home.join(".claude.json"),
         r#"{"mcpServers":{"mine":{"type":"stdio","command":"my-mcp","args":[]}}}"#,
     );
-    c.write(
-        &c.project.join("wrapix.toml"),
+    c.config(
         "[agent]\ncommand = [\"/workspace/bin/claude\"]\n\n\
          [mcp.tmux-debug]\naudit = \"/workspace/audit.log\"\n",
     );
@@ -58,10 +57,7 @@ fn tmux_debug_is_registered_and_runs_in_the_sandbox() {
         .contains("tmux-debug"));
 
     // Removed from wrapix.toml: removed from the agent's config; the user's own stays.
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "[agent]\ncommand = [\"/workspace/bin/claude\"]\n",
-    );
+    c.config("[agent]\ncommand = [\"/workspace/bin/claude\"]\n");
     let out = c.run(&["run", "--network", "none"]);
     assert!(out.stdout.contains("servers=mine\n"), "{out}");
 }
@@ -70,10 +66,7 @@ fn tmux_debug_is_registered_and_runs_in_the_sandbox() {
 #[test]
 fn other_agents_are_told_servers_are_not_registered() {
     let Some(c) = Case::new() else { return };
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "[agent]\ncommand = [\"/bin/true\"]\n[mcp.tmux-debug]\n",
-    );
+    c.config("[agent]\ncommand = [\"/bin/true\"]\n[mcp.tmux-debug]\n");
     let out = c.run(&["run", "--network", "none"]);
     assert_eq!(out.code, 0, "{out}");
     assert!(

@@ -273,10 +273,7 @@ fn podman_sandbox_reaches_a_restarted_daemon() {
     std::fs::create_dir_all(SHARED).unwrap();
     c.give(Path::new(SHARED));
     let c = c.host_env("XDG_DATA_HOME", SHARED);
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "profile = \"tiny\"\n[profiles.tiny]\npackages = [\"jq\", \"bash\"]\n",
-    );
+    c.config("profile = \"tiny\"\n[profiles.tiny]\npackages = [\"jq\", \"bash\"]\n");
     let s = Setup::new(c);
     // Built once per machine (minutes when cold), so not under the harness's timeout.
     let built = s

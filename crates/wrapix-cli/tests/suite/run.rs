@@ -202,7 +202,7 @@ fn deploy_key_is_created_and_mounted() {
 }
 
 #[test]
-fn agent_state_lives_in_the_project() {
+fn agent_state_lives_in_the_state_folder_outside_the_project() {
     let Some(c) = Case::new() else { return };
     let c = c.host_env("CLAUDE_CODE_OAUTH_TOKEN", "tok-for-test");
     let agent = c.project.join("bin/claude");
@@ -212,19 +212,16 @@ fn agent_state_lives_in_the_project() {
          cat ~/.claude/settings.json; echo\ntouch ~/.claude/agent-was-here\n",
     );
     std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "[agent]\ncommand = [\"/workspace/bin/claude\"]\n",
-    );
+    c.config("[agent]\ncommand = [\"/workspace/bin/claude\"]\n");
     c.write(&c.home.join(".claude/settings.json"), "{\"x\":1}");
 
     let out = c.run(&["run"]);
     let expected = format!("dir=/home/{}/.claude\ntoken=tok-for-test\n", c.env.user);
     assert!(out.ok().starts_with(&expected), "{out}");
-    let state = c.project.join(".wrapix/agent/claude");
+    let state = c.state_dir().join("claude");
     assert!(
         state.join("agent-was-here").exists(),
-        "agent state not in the project"
+        "agent state not in the state folder"
     );
     // The seeded settings, with wrapix's notification hooks merged in.
     let settings: serde_json::Value =
@@ -239,18 +236,16 @@ fn agent_state_lives_in_the_project() {
         !c.home.join(".claude/agent-was-here").exists(),
         "the agent wrote the host's ~/.claude"
     );
-    assert!(c.project.join(".wrapix/.gitignore").exists());
-    let owner = std::fs::metadata(c.project.join(".wrapix")).unwrap().uid();
+    // Nothing of wrapix's own in the project.
+    assert!(!c.project.join(".wrapix").exists());
+    let owner = std::fs::metadata(&state).unwrap().uid();
     assert_eq!(owner, c.env.uid);
 }
 
 #[test]
 fn missing_agent_without_a_tty_exits_127() {
     let Some(c) = Case::new() else { return };
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "[agent]\ncommand = [\"wrapix-no-such-agent\"]\n",
-    );
+    c.config("[agent]\ncommand = [\"wrapix-no-such-agent\"]\n");
     let out = c.run(&["run"]);
     assert_eq!(out.code, 127, "{out}");
     assert!(
@@ -345,10 +340,7 @@ fn servers_need_wrapix_serve_beside_wrapix() {
 #[test]
 fn resources_are_enforced_in_a_scope_or_refused() {
     let Some(c) = Case::new() else { return };
-    c.write(
-        &c.project.join("wrapix.toml"),
-        "[resources]\nmemory_mb = 256\npids = 64\n",
-    );
+    c.config("[resources]\nmemory_mb = 256\npids = 64\n");
     let marker = unique("wrapix-limits");
     let mut run = c.spawn(&[
         "run",
