@@ -1,5 +1,6 @@
-//! `wrapix __init`: PID 1 inside the sandbox (podman's, and bubblewrap's on a terminal; without
-//! one bubblewrap's own init is PID 1). It starts the command in its own process group,
+//! `wrapix __init`: PID 1 inside every sandbox (bubblewrap's and podman's). It makes itself
+//! non-dumpable (so that the agent, the same user, cannot ptrace it or write its memory), starts
+//! the command in its own process group,
 //! passes on every signal wrapix forwards (bubblewrap's own init does not), reaps orphans, and
 //! exits with the command's status. When it exits, the kernel ends every process left in the
 //! sandbox's PID namespace: no strays.
@@ -28,6 +29,13 @@ const NOT_RELEASED: i32 = 125;
 /// The init's arguments after `__init` (or after `wrapix-init`'s own name): parses them, waits for
 /// the release if asked to, runs the command, and returns the exit code for the sandbox.
 pub fn main(args: &[OsString]) -> i32 {
+    // Not dumpable: the agent runs as the same user, and could otherwise ptrace this PID 1,
+    // read or write its memory through /proc/1/mem, and hang or take over its own run. The
+    // command gets the default back when it execs.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("wrapix: init: cannot make PID 1 non-dumpable: {e}");
+        return NOT_RELEASED;
+    }
     let (wait_fd, command) = match parse(args) {
         Ok(p) => p,
         Err(e) => {

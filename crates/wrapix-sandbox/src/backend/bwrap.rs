@@ -160,13 +160,10 @@ impl Backend for Bwrap {
         );
         arg(&mut a, &[&"--hostname", &"wrapix"]);
         arg(&mut a, &[&"--die-with-parent", &"--new-session"]);
-        // PID 1: on a terminal, wrapix's init, which makes the sandbox's pty the command's
-        // controlling terminal (job control, Ctrl-C); otherwise bubblewrap's own init, which
-        // costs no exec of its own (see [`SignalTarget`] for how signals get through).
-        let own_init = run.terminal;
-        if own_init {
-            a.push("--as-pid-1".into());
-        }
+        // PID 1: wrapix's init, always. It is not dumpable, so the agent (the same user)
+        // cannot ptrace it or write its memory; bubblewrap's own init would be. On a terminal
+        // it also makes the sandbox's pty the command's controlling terminal.
+        a.push("--as-pid-1".into());
         arg(&mut a, &[&"--cap-drop", &"ALL"]);
 
         // The root, read-only.
@@ -229,14 +226,13 @@ impl Backend for Bwrap {
             let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-serve");
             arg(&mut a, &[&"--ro-bind", serve, &inside]);
         }
-        let init: Vec<OsString> = match (&run.init_exe, own_init) {
-            (_, false) => Vec::new(),
-            (Some(exe), true) => {
+        let init: Vec<OsString> = match &run.init_exe {
+            Some(exe) => {
                 let inside = Path::new(SANDBOX_BIN_DIR).join("wrapix-init");
                 arg(&mut a, &[&"--ro-bind", exe, &inside]);
                 vec![inside.into(), "--".into()]
             }
-            (None, true) => vec![wrapix.into(), "__init".into(), "--".into()],
+            None => vec![wrapix.into(), "__init".into(), "--".into()],
         };
         // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
         let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
@@ -305,11 +301,7 @@ impl Backend for Bwrap {
             pid_file: None,
             network,
             terminal: run.terminal,
-            signals: if own_init {
-                SignalTarget::Process
-            } else {
-                SignalTarget::Group
-            },
+            signals: SignalTarget::Process,
         })
     }
 }

@@ -91,7 +91,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
                 MountMode::ReadOnly,
             ),
             bind(
-                "/home/ada/proj/.wrapix/agent/claude",
+                "/home/ada/.local/state/wrapix/projects/proj-0123456789abcdef/claude",
                 home.join(".claude"),
                 MountMode::ReadWrite,
             ),
@@ -162,30 +162,26 @@ fn argv_network_open() {
     );
 }
 
-/// On a terminal, wrapix's init is PID 1 (it hands the pty to the command) and gets the
-/// signals; without one, bubblewrap's own init is, and the signals go to the command's group.
+/// wrapix's init is always PID 1 (not dumpable, so the agent cannot ptrace it; on a terminal
+/// it hands the pty to the command) and gets the signals.
 #[test]
-fn pid_1_is_wrapix_init_only_on_a_terminal() {
+fn pid_1_is_always_wrapix_init() {
     let tail = |p: &LaunchPlan| {
         let a = args(p);
         let dash = a.iter().position(|x| x == "--").unwrap_or(a.len());
         a[dash..].join(" ")
     };
     let mut run = prepared(Network::None, 1000);
-    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!args(&p).iter().any(|x| x == "--as-pid-1"));
-    assert!(!args(&p).iter().any(|x| x.contains("wrapix-init")));
-    assert_eq!(tail(&p), "-- claude --dangerously-skip-permissions");
-    assert_eq!(p.signals, SignalTarget::Group);
-
-    run.terminal = true;
-    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
-    assert!(args(&p).iter().any(|x| x == "--as-pid-1"));
-    assert_eq!(
-        tail(&p),
-        "-- /run/wrapix/bin/wrapix-init -- claude --dangerously-skip-permissions"
-    );
-    assert_eq!(p.signals, SignalTarget::Process);
+    for terminal in [false, true] {
+        run.terminal = terminal;
+        let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args(&p).iter().any(|x| x == "--as-pid-1"));
+        assert_eq!(
+            tail(&p),
+            "-- /run/wrapix/bin/wrapix-init -- claude --dangerously-skip-permissions"
+        );
+        assert_eq!(p.signals, SignalTarget::Process);
+    }
     // Without wrapix-init installed beside wrapix: `wrapix __init`.
     run.init_exe = None;
     let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));

@@ -64,7 +64,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
                 MountMode::ReadOnly,
             ),
             bind(
-                "/home/ada/proj/.wrapix/agent/claude",
+                "/home/ada/.local/state/wrapix/projects/proj-0123456789abcdef/claude",
                 home.join(".claude"),
                 MountMode::ReadWrite,
             ),
