@@ -7,7 +7,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -52,6 +52,12 @@ impl HostFsError {
     /// Whether the error is "no such file or folder".
     pub fn is_not_found(&self) -> bool {
         matches!(self, HostFsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    /// Whether the error is "the two paths are on different filesystems" (`EXDEV`), which a
+    /// rename cannot cross.
+    pub fn is_cross_device(&self) -> bool {
+        matches!(self, HostFsError::Io { source, .. } if source.raw_os_error() == Some(Errno::XDEV.raw_os_error()))
     }
 }
 
@@ -438,11 +444,13 @@ impl Dir {
 
     /// The entries of this folder, sorted by name.
     pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
+        // A fresh descriptor of its own, so that listing never moves this handle's offset;
+        // `Dir::new` reads from it directly (`read_from` would open a third one).
         let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
             .map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
         let mut out = Vec::new();
-        let it = rustix::fs::Dir::read_from(&fd)
-            .map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
+        let it =
+            rustix::fs::Dir::new(fd).map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
         for entry in it {
             let entry = entry.map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
             let name = entry.file_name().to_bytes();
@@ -465,6 +473,24 @@ impl Dir {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The target of the symlink `rel`, never followed. `Ok(None)` when `rel` (or a folder on
+    /// the way) does not exist; anything that is not a symlink is a [`HostFsError::Io`] with
+    /// `EINVAL`, as `readlink` says.
+    pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
+        let Some((parent, name)) = self.parent_of(rel)? else {
+            return Ok(None);
+        };
+        match rustix::fs::readlinkat(parent.fd(), name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(OsString::from_vec(target.into_bytes())))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(HostFsError::io(
+                "read the symbolic link",
+                self.display_path(rel),
+                e,
+            )),
+        }
     }
 
     /// Removes `rel` and everything below it, never following a symlink (a symlink is

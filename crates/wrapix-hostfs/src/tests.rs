@@ -152,3 +152,47 @@ fn rename_moves_links_themselves() {
     assert!(t.path().join("q/moved").is_symlink());
     assert!(d.meta(Path::new(".git")).unwrap().is_none());
 }
+
+#[test]
+fn read_link_reads_the_link_itself() {
+    let (t, d) = setup();
+    symlink("/etc", t.path().join("l")).unwrap();
+    std::fs::create_dir(t.path().join("sub")).unwrap();
+    symlink("../x y", t.path().join("sub/l2")).unwrap();
+    std::fs::write(t.path().join("f"), "x").unwrap();
+    assert_eq!(
+        d.read_link(Path::new("l")).unwrap(),
+        Some(PathBuf::from("/etc"))
+    );
+    assert_eq!(
+        d.read_link(Path::new("sub/l2")).unwrap(),
+        Some(PathBuf::from("../x y"))
+    );
+    assert_eq!(d.read_link(Path::new("missing")).unwrap(), None);
+    assert!(d.read_link(Path::new("f")).is_err());
+    // A symlinked folder on the way is not followed.
+    assert!(matches!(
+        d.read_link(Path::new("l/passwd")).unwrap_err(),
+        HostFsError::Symlink { .. }
+    ));
+}
+
+#[test]
+fn cross_device_rename_is_recognisable() {
+    let (t, d) = setup();
+    std::fs::write(t.path().join("f"), "x").unwrap();
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("SKIP: no /dev/shm");
+        return;
+    };
+    let other = Dir::open(shm.path()).unwrap();
+    match d.rename(Path::new("f"), &other, Path::new("f")) {
+        // Same filesystem after all (a tmpfs /tmp): nothing to check.
+        Ok(()) => {}
+        Err(e) => assert!(e.is_cross_device(), "{e}"),
+    }
+    let e = d
+        .rename(Path::new("missing"), &d, Path::new("g"))
+        .unwrap_err();
+    assert!(!e.is_cross_device());
+}

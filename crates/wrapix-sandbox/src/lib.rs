@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod pty;
 pub mod root;
 pub mod seccomp;
+pub mod tripwire;
 
 pub use backend::{AnyBackend, Backend};
 pub use error::SandboxError;

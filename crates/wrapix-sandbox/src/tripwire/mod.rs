@@ -1,0 +1,101 @@
+//! The tripwire: what in the project could make git run code on the host, before and after a
+//! run, and what to do about what the agent planted.
+//!
+//! Some of git's execution surface cannot be mounted read-only without breaking git in the
+//! sandbox (nested repositories, the index, a `.git` file). So wrapix takes a [`snapshot`] when
+//! a run starts, [`check`]s after the sandbox exits, and [`neutralise`]s what appeared: moved
+//! into a quarantine folder (never deleted), or put back as it was. All access goes through
+//! [`wrapix_hostfs::Dir`]: no symlink the agent planted is ever followed.
+
+mod compare;
+mod gitconfig;
+mod index;
+mod quarantine;
+mod surface;
+mod walk;
+
+use std::path::PathBuf;
+
+use wrapix_hostfs::{Dir, HostFsError};
+
+pub use surface::Snapshot;
+
+/// One thing that changed in git's execution surface during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Project-relative.
+    pub path: PathBuf,
+    /// One human line, e.g. "new nested repository whose config sets core.fsmonitor".
+    pub what: String,
+    pub action: Action,
+}
+
+/// What [`neutralise`] does with a [`Finding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Move it into the quarantine folder (or rename it in place when that is on another
+    /// filesystem).
+    Quarantine,
+    /// Move the agent's version into quarantine and put back the bytes from before the run.
+    Restore,
+    /// Only say it: nothing in it runs code, or it cannot be undone safely.
+    Report,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TripwireError {
+    #[error("tripwire: could not {op} {}: {source}", path.display())]
+    Read {
+        op: &'static str,
+        path: PathBuf,
+        source: HostFsError,
+    },
+    #[error("tripwire: could not search {} for nested repositories: {source}", path.display())]
+    Walk { path: PathBuf, source: HostFsError },
+    #[error("tripwire: could not neutralise everything the agent planted:\n  {}{}",
+        failed.join("\n  "),
+        if done.is_empty() { String::new() } else { format!("\nwhat was done:\n  {}", done.join("\n  ")) })]
+    Incomplete {
+        /// One line per thing that was moved or put back.
+        done: Vec<String>,
+        /// One line per thing that could not be, with why.
+        failed: Vec<String>,
+    },
+}
+
+/// How many threads search the work tree: two already keep a disk or the page cache busy.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// What git's execution surface in `project` looks like now.
+pub fn snapshot(project: &Dir) -> Result<Snapshot, TripwireError> {
+    surface::take(project, threads())
+}
+
+/// [`snapshot`] on exactly `threads` threads (for the benchmark).
+#[doc(hidden)]
+pub fn snapshot_with_threads(project: &Dir, threads: usize) -> Result<Snapshot, TripwireError> {
+    surface::take(project, threads)
+}
+
+/// Takes a snapshot now and says what appeared or changed since `before`. Removals are not
+/// findings.
+pub fn check(project: &Dir, before: &Snapshot) -> Result<Vec<Finding>, TripwireError> {
+    let after = snapshot(project)?;
+    Ok(compare::findings(before, &after))
+}
+
+/// Moves what `findings` say into `quarantine` (keeping project-relative paths) and puts back
+/// changed files; returns one line per thing done, naming where it went. Never deletes.
+pub fn neutralise(
+    project: &Dir,
+    before: &Snapshot,
+    findings: &[Finding],
+    quarantine: &Dir,
+) -> Result<Vec<String>, TripwireError> {
+    quarantine::neutralise(project, before, findings, quarantine)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! Finds every `.git` entry in the work tree, on a few threads, through directory handles:
+//! no path is resolved twice, no symlink is followed, no `.git` is entered.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use wrapix_hostfs::{Dir, HostFsError, Kind};
+
+/// What the walk saw.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    /// Every `.git` below the top (dir, file, symlink or other), project-relative.
+    pub gits: Vec<(PathBuf, Kind)>,
+    /// Folders that could not be opened or listed, and why.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// A folder to list: its parent's handle (kept open until all its children are listed) and
+/// its project-relative path.
+struct Task {
+    parent: Arc<Dir>,
+    rel: PathBuf,
+}
+
+struct Queue {
+    tasks: Vec<Task>,
+    busy: usize,
+}
+
+/// Walks `project`, skipping its top-level `.git`, on `threads` threads.
+pub(crate) fn find_gits(project: &Dir, threads: usize) -> Result<Found, HostFsError> {
+    let root = Arc::new(project.try_clone()?);
+    let mut found = Found::default();
+    let mut tasks = Vec::new();
+    for (name, kind) in root.entries()? {
+        if name == ".git" {
+            continue;
+        }
+        if kind == Kind::Dir {
+            tasks.push(Task {
+                parent: Arc::clone(&root),
+                rel: PathBuf::from(name),
+            });
+        }
+    }
+    let queue = Mutex::new(Queue { tasks, busy: 0 });
+    let wake = Condvar::new();
+    let results = Mutex::new(&mut found);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| worker(&queue, &wake, &results));
+        }
+    });
+    found.gits.sort();
+    found.unreadable.sort();
+    Ok(found)
+}
+
+fn worker(queue: &Mutex<Queue>, wake: &Condvar, results: &Mutex<&mut Found>) {
+    let mut local = Found::default();
+    let mut children = Vec::new();
+    loop {
+        let task = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if let Some(t) = q.tasks.pop() {
+                    q.busy += 1;
+                    break t;
+                }
+                if q.busy == 0 {
+                    wake.notify_all();
+                    let mut out = results.lock().unwrap_or_else(PoisonError::into_inner);
+                    out.gits.append(&mut local.gits);
+                    out.unreadable.append(&mut local.unreadable);
+                    return;
+                }
+                q = wake.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        list(task, &mut local, &mut children);
+        let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.busy -= 1;
+        let any = !children.is_empty();
+        q.tasks.append(&mut children);
+        if any || (q.busy == 0 && q.tasks.is_empty()) {
+            wake.notify_all();
+        }
+    }
+}
+
+/// Lists one folder: records its `.git` entries, queues its subfolders.
+fn list(task: Task, found: &mut Found, children: &mut Vec<Task>) {
+    let name = task.rel.file_name().unwrap_or(OsStr::new("."));
+    let dir = match task.parent.open_dir(Path::new(name)) {
+        Ok(Some(dir)) => dir,
+        // Gone, or turned into something else since it was listed: nothing to enter.
+        Ok(None) | Err(HostFsError::Symlink { .. } | HostFsError::NotDir { .. }) => return,
+        Err(e) => {
+            found.unreadable.push((task.rel, e.to_string()));
+            return;
+        }
+    };
+    drop(task.parent);
+    let entries = match dir.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            found.unreadable.push((task.rel, e.to_string()));
+            return;
+        }
+    };
+    let dir = Arc::new(dir);
+    for (name, kind) in entries {
+        if name == ".git" {
+            found.gits.push((task.rel.join(name), kind));
+        } else if kind == Kind::Dir {
+            children.push(Task {
+                parent: Arc::clone(&dir),
+                rel: task.rel.join(name),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn finds_every_nested_git_without_entering_links_or_git() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("r/.git")).unwrap();
+        for d in [".git/x/.git", "a/b/c/.git/hooks", "a/d", "e/.git/sub/.git"] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        std::fs::write(p.join("a/d/.git"), "gitdir: /tmp").unwrap();
+        std::fs::create_dir(p.join("l")).unwrap();
+        symlink("/etc", p.join("l/.git")).unwrap();
+        symlink(outside.path(), p.join("a/link")).unwrap();
+        for threads in [1, 2, 4] {
+            let found = find_gits(&Dir::open(p).unwrap(), threads).unwrap();
+            assert_eq!(
+                found.gits,
+                vec![
+                    (PathBuf::from("a/b/c/.git"), Kind::Dir),
+                    (PathBuf::from("a/d/.git"), Kind::File),
+                    (PathBuf::from("e/.git"), Kind::Dir),
+                    (PathBuf::from("l/.git"), Kind::Symlink),
+                ],
+                "{threads} threads"
+            );
+            assert!(found.unreadable.is_empty());
+        }
+    }
+
+    #[test]
+    fn unreadable_folders_are_reported_not_fatal() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/locked/r/.git")).unwrap();
+        std::fs::set_permissions(
+            t.path().join("a/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let found = find_gits(&Dir::open(t.path()).unwrap(), 2).unwrap();
+        std::fs::set_permissions(
+            t.path().join("a/locked"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        if found.gits.is_empty() {
+            assert_eq!(found.unreadable.len(), 1, "{found:?}");
+            assert_eq!(found.unreadable[0].0, PathBuf::from("a/locked"));
+        } else {
+            // Running as root: permissions do not stop it.
+            assert_eq!(found.gits[0].0, PathBuf::from("a/locked/r/.git"));
+        }
+    }
+}
