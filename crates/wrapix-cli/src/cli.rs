@@ -188,6 +188,10 @@ pub struct SandboxArgs {
     /// Use ~/.ssh/deploy_keys/NAME for git over SSH.
     #[arg(long = "deploy-key", value_name = "NAME")]
     pub deploy_key: Option<String>,
+    /// Keep the git files the tripwire would quarantine after the run (new `commondir`,
+    /// nested repositories that run code, `.git` files): for when you meant them.
+    #[arg(long)]
+    pub keep_git_changes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
 mod images;
+mod tripwire;
 mod trust;
 
 /// An error with the exit code it maps to.
@@ -170,10 +171,14 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
         eprintln!("wrapix: {n}");
     }
     let _staged = images::Staged::new(&backend, &prepared)?;
+    let armed = tripwire::arm(&spec, &env)?;
     let code = wrapix_sandbox::exec::execute(&plan);
     let after = wrapix_sandbox::agent::after_exit(&prepared.after_exit);
+    // Whatever happened to the run, the project is checked before wrapix returns.
+    let checked = armed.check(args.keep_git_changes);
     let code = code?;
     after?;
+    checked?;
     Ok(code)
 }
 

@@ -1,0 +1,99 @@
+//! The git tripwire around a run: snapshot git's execution surface in the project before the
+//! sandbox starts, check it after the sandbox exits, quarantine what appeared (see
+//! `wrapix_sandbox::tripwire` and docs/security.md).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wrapix_hostfs::Dir;
+use wrapix_sandbox::tripwire::{self, Action, Snapshot};
+use wrapix_sandbox::SandboxError;
+use wrapix_spec::Spec;
+
+/// A snapshot taken before the run, with what the check after it needs.
+pub struct Armed {
+    project: Dir,
+    before: Snapshot,
+    state_root: PathBuf,
+    project_path: PathBuf,
+}
+
+/// Takes the snapshot. A project that cannot be read stops the run: without a snapshot there
+/// would be no check afterwards.
+pub fn arm(spec: &Spec, env: &BTreeMap<String, String>) -> Result<Armed, SandboxError> {
+    let project = Dir::open(&spec.project)?;
+    let before = tripwire::snapshot(&project).map_err(|e| {
+        SandboxError::io(
+            "take the git tripwire's snapshot of the project",
+            std::io::Error::other(e),
+        )
+    })?;
+    Ok(Armed {
+        project,
+        before,
+        state_root: wrapix_spec::state::root(&spec.user.home, env),
+        project_path: spec.project.clone(),
+    })
+}
+
+impl Armed {
+    /// Checks the project after the run, says loudly what appeared, and (unless `keep`)
+    /// moves it to the project's quarantine folder or restores what changed.
+    pub fn check(self, keep: bool) -> Result<(), SandboxError> {
+        let findings = tripwire::check(&self.project, &self.before).map_err(|e| {
+            SandboxError::io(
+                "check git's files after the run (the git tripwire)",
+                std::io::Error::other(e),
+            )
+        })?;
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let acting = findings.iter().any(|f| f.action != Action::Report);
+        eprintln!(
+            "wrapix: git tripwire: the sandbox left {} thing(s) in {} that git on the host would read:",
+            findings.len(),
+            self.project_path.display()
+        );
+        for f in &findings {
+            eprintln!(
+                "wrapix:   {}: {}",
+                wrapix_spec::error::escape_controls(&f.path.display().to_string()),
+                wrapix_spec::error::escape_controls(&f.what)
+            );
+        }
+        if !acting {
+            return Ok(());
+        }
+        if keep {
+            eprintln!(
+                "wrapix: kept as they are (--keep-git-changes): review them before your next git command in this project"
+            );
+            return Ok(());
+        }
+        let state = wrapix_spec::state::ensure_project_dir(&self.state_root, &self.project_path)
+            .map_err(|e| {
+                SandboxError::io("open wrapix's state folder", std::io::Error::other(e))
+            })?;
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let rel = PathBuf::from(format!("quarantine/{stamp}-{}", std::process::id()));
+        let quarantine = state.create_dir_all(&rel, 0o700)?;
+        let lines = tripwire::neutralise(&self.project, &self.before, &findings, &quarantine)
+            .map_err(|e| {
+                SandboxError::io(
+                    "quarantine what the sandbox left for git",
+                    std::io::Error::other(e),
+                )
+            })?;
+        for l in lines {
+            eprintln!("wrapix:   {}", wrapix_spec::error::escape_controls(&l));
+        }
+        eprintln!(
+            "wrapix: to keep such changes, run with --keep-git-changes; what was moved is in {}",
+            quarantine.path().display()
+        );
+        Ok(())
+    }
+}
