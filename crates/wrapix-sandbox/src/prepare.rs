@@ -271,7 +271,13 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dest: SandboxPath::from_static(Spec::WORKSPACE),
         mode: MountMode::ReadWrite,
     }];
-    binds.extend(protect_binds(&spec.project, &spec.protect, host.dry_run)?);
+    binds.extend(protect_binds(
+        &spec.project,
+        &spec.protect,
+        &spec.user.home,
+        host.dry_run,
+        &mut notices,
+    )?);
     for m in &spec.mounts {
         binds.push(Bind {
             source: m.source.clone(),
@@ -485,7 +491,9 @@ const CREATE_IF_MISSING: &[&str] = &[".git/hooks", ".git/modules", ".git/worktre
 fn protect_binds(
     project: &Path,
     protect: &[PathBuf],
+    home: &Path,
     dry_run: bool,
+    notices: &mut Vec<String>,
 ) -> Result<Vec<Bind>, SandboxError> {
     use wrapix_hostfs::Kind;
     let dir = wrapix_hostfs::Dir::open(project)?;
@@ -499,6 +507,24 @@ fn protect_binds(
             }))
         }
         _ => {}
+    }
+    let mut made: Vec<PathBuf> = Vec::new();
+    if git_kind == Some(Kind::Dir) {
+        for (rel, is_dir) in config_code_paths(&dir, project, home, notices)? {
+            if dir.meta(&rel)?.is_none() && !dry_run {
+                // Created empty, so that the agent cannot plant hooks or config there.
+                if is_dir {
+                    dir.create_dir_all(&rel, 0o755)?;
+                } else if let Some(parent) = rel.parent() {
+                    let parent = dir.create_dir_all(parent, 0o755)?;
+                    if let Some(name) = rel.file_name() {
+                        parent.create_new(Path::new(name), b"", 0o644)?;
+                    }
+                }
+            }
+            made.push(rel.clone());
+            wanted.push(rel);
+        }
     }
     let mut pins: Vec<PathBuf> = Vec::new();
     let mut ro: Vec<PathBuf> = Vec::new();
@@ -516,6 +542,7 @@ fn protect_binds(
                 }))
             }
             Some(_) => {}
+            None if made.contains(rel) => {}
             None => {
                 let create = git_kind == Some(Kind::Dir)
                     && CREATE_IF_MISSING.iter().any(|c| Path::new(c) == rel);
@@ -551,4 +578,72 @@ fn protect_binds(
         .collect();
     out.extend(ro.iter().map(|p| to_bind(p, MountMode::ReadOnly)));
     Ok(out)
+}
+
+/// The places inside the project that the repository's `.git/config` makes git run hooks from
+/// (`core.hooksPath`, e.g. husky's `.husky`) or read more config from (`include.path`,
+/// `includeIf.*.path`), project-relative, with whether each is a folder. They are protected
+/// like `.git/hooks`. Paths outside the project are not the agent's to write.
+fn config_code_paths(
+    dir: &wrapix_hostfs::Dir,
+    project: &Path,
+    home: &Path,
+    notices: &mut Vec<String>,
+) -> Result<Vec<(PathBuf, bool)>, SandboxError> {
+    let Some(bytes) = dir.read(Path::new(".git/config"), 1024 * 1024)? else {
+        return Ok(Vec::new());
+    };
+    let paths = match crate::tripwire::config_code_paths(&bytes) {
+        Ok(p) => p,
+        Err(why) => {
+            notices.push(format!(
+                "{}/.git/config could not be read for hooks or includes inside the project ({why}); \
+                 if core.hooksPath or an include points into the project, add it to [workspace] protect",
+                project.display()
+            ));
+            return Ok(Vec::new());
+        }
+    };
+    let mut out = Vec::new();
+    for (key, value) in paths {
+        let is_dir = key == "core.hooksPath";
+        let path = if value == "~" {
+            home.to_owned()
+        } else if let Some(rest) = value.strip_prefix("~/") {
+            home.join(rest)
+        } else if Path::new(&value).is_absolute() {
+            PathBuf::from(&value)
+        } else if is_dir {
+            project.join(&value)
+        } else {
+            project.join(".git").join(&value)
+        };
+        let Some(rel) = lexical_normal(&path)
+            .and_then(|p| p.strip_prefix(project).ok().map(Path::to_owned))
+            .filter(|r| !r.as_os_str().is_empty())
+        else {
+            continue;
+        };
+        out.push((rel, is_dir));
+    }
+    Ok(out)
+}
+
+/// `path` with `.` and `..` resolved by name only (no symlink is looked at); `None` when it
+/// climbs above `/`.
+fn lexical_normal(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }

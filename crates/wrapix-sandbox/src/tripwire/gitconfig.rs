@@ -9,6 +9,65 @@ pub(crate) struct Key {
     pub section: String,
     pub subsection: Option<String>,
     pub name: String,
+    /// The value as git reads it (quotes removed, escapes decoded); `None` for a bare key.
+    pub value: Option<String>,
+}
+
+/// The paths a repository's config names that git reads config or runs hooks from:
+/// `core.hooksPath` (where hooks run from) and `include.path` / `includeIf.*.path` (more
+/// config), as written. An error when the file cannot be read safely.
+pub(crate) fn code_paths(bytes: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    Ok(parse(bytes)?
+        .into_iter()
+        .filter_map(|k| {
+            let what = match (k.section.as_str(), k.name.as_str()) {
+                ("core", "hookspath") => "core.hooksPath",
+                ("include", "path") => "include.path",
+                ("includeif", "path") => "includeIf.path",
+                _ => return None,
+            };
+            Some((what.to_owned(), k.value?))
+        })
+        .collect())
+}
+
+/// A value as git reads it: quotes removed, escapes decoded, a trailing comment and unquoted
+/// white space at either end dropped.
+fn decode(raw: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    // The length of `out` up to its last quoted or non-blank character.
+    let mut keep = 0;
+    let mut chars = raw.trim_start_matches([' ', '\t']).chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                keep = out.len();
+            }
+            '\\' => {
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('b') => {
+                        out.pop();
+                    }
+                    Some(other) => out.push(other),
+                    None => {}
+                }
+                keep = out.len();
+            }
+            '#' | ';' if !quoted => break,
+            c => {
+                out.push(c);
+                if quoted || !c.is_whitespace() {
+                    keep = out.len();
+                }
+            }
+        }
+    }
+    out.truncate(keep);
+    out
 }
 
 /// Why a config counts as armed, a phrase that follows "its config": "sets core.fsmonitor".
@@ -82,15 +141,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Key>, &'static str> {
             return Err("a key that is not a plain name");
         }
         let after = rest[name_len..].trim_start_matches([' ', '\t']);
+        let mut decoded = None;
         if let Some(value) = after.strip_prefix('=') {
-            let mut value = value.to_owned();
+            let mut line = value.to_owned();
+            let mut whole = String::new();
             // A value continued on the next line(s) with a trailing backslash.
-            while value_continues(&value)? {
-                value = lines
+            while value_continues(&line)? {
+                whole.push_str(&line[..line.len() - 1]);
+                line = lines
                     .next()
                     .ok_or("a value continued past the end")?
                     .to_owned();
             }
+            whole.push_str(&line);
+            decoded = Some(decode(&whole));
         } else if !(after.is_empty() || after.starts_with(['#', ';'])) {
             return Err("a key without `=`");
         }
@@ -98,6 +162,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Key>, &'static str> {
             section: sec.clone(),
             subsection: sub.clone(),
             name: name.to_ascii_lowercase(),
+            value: decoded,
         });
     }
     Ok(keys)
@@ -161,6 +226,23 @@ mod tests {
     const CLONE: &str = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote \"origin\"]\n\turl = https://example.com/r.git\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n[branch \"main\"]\n\tremote = origin\n\tmerge = refs/heads/main\n";
 
     #[test]
+    fn code_paths_are_read_as_git_reads_them() {
+        let text = b"[core]\n\thooksPath = .husky # managed\n[include]\n\tpath = \"../my conf\"\n\
+            [includeIf \"gitdir:~/w/\"]\n\tpath = ~/w.inc\n[core]\n\teditor = vim\n";
+        assert_eq!(
+            code_paths(text).unwrap(),
+            vec![
+                ("core.hooksPath".to_owned(), ".husky".to_owned()),
+                ("include.path".to_owned(), "../my conf".to_owned()),
+                ("includeIf.path".to_owned(), "~/w.inc".to_owned()),
+            ]
+        );
+        assert_eq!(decode(" a\\tb  ; c"), "a\tb");
+        assert_eq!(decode("\" x \"  "), " x ");
+        assert!(code_paths(b"[core\n").is_err());
+    }
+
+    #[test]
     fn what_git_clone_writes_is_not_armed() {
         assert_eq!(armed_reason(CLONE.as_bytes()), None);
         assert_eq!(armed_reason(b""), None);
@@ -180,17 +262,20 @@ mod tests {
                 Key {
                     section: "core".into(),
                     subsection: None,
-                    name: "fsmonitor".into()
+                    name: "fsmonitor".into(),
+                    value: Some("x".into()),
                 },
                 Key {
                     section: "remote".into(),
                     subsection: Some("Origin".into()),
-                    name: "url".into()
+                    name: "url".into(),
+                    value: Some("u".into()),
                 },
                 Key {
                     section: "a".into(),
                     subsection: Some("b".into()),
-                    name: "k".into()
+                    name: "k".into(),
+                    value: None,
                 },
             ]
         );

@@ -20,6 +20,14 @@ use wrapix_hostfs::{Dir, HostFsError};
 
 pub use surface::Snapshot;
 
+/// The paths a repository's config (`bytes`, e.g. `.git/config`) names that git reads more
+/// config or runs hooks from (`core.hooksPath`, `include.path`, `includeIf.*.path`), as
+/// (key, value as written). An error (a phrase) when the file is not plain enough to read
+/// safely.
+pub fn config_code_paths(bytes: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    gitconfig::code_paths(bytes)
+}
+
 /// One thing that changed in git's execution surface during a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
