@@ -35,6 +35,49 @@ pub const DEFAULT_PROTECT: &[&str] = &[
     ".git/modules",
     ".git/worktrees",
     crate::layer::PROJECT_FILE,
+    // What other host tools run when they open the project (see HOST_TOOL_CONFIGS).
+    ".vscode",
+    ".devcontainer",
+    ".idea",
+    ".envrc",
+    "mise.toml",
+    ".mise.toml",
+    ".pre-commit-config.yaml",
+];
+
+/// Files and folders that host tools read from a project and can run commands from when they
+/// open it (an editor's tasks, a dev container's `initializeCommand`, a shell hook's
+/// environment, a pre-commit hook's config), with the tool. Protected by default when they
+/// exist; one the sandbox creates is named after the run.
+pub const HOST_TOOL_CONFIGS: &[(&str, &str)] = &[
+    (
+        ".vscode",
+        "VS Code (tasks that run when the folder opens, interpreter paths)",
+    ),
+    (
+        ".devcontainer",
+        "dev containers (initializeCommand runs on the host)",
+    ),
+    (
+        ".idea",
+        "JetBrains IDEs (run configurations, startup tasks)",
+    ),
+    (
+        ".envrc",
+        "direnv (runs when you cd into the project, once allowed)",
+    ),
+    (
+        "mise.toml",
+        "mise (hooks and env run when you cd into the project)",
+    ),
+    (
+        ".mise.toml",
+        "mise (hooks and env run when you cd into the project)",
+    ),
+    (
+        ".pre-commit-config.yaml",
+        "pre-commit (hooks it runs at your next commit)",
+    ),
 ];
 pub const DEFAULT_AGENT: &[&str] = &["claude", "--dangerously-skip-permissions"];
 

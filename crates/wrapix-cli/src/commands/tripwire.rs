@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use wrapix_hostfs::Dir;
 use wrapix_sandbox::tripwire::{self, Action, Snapshot};
 use wrapix_sandbox::SandboxError;
+use wrapix_spec::validate::HOST_TOOL_CONFIGS;
 use wrapix_spec::Spec;
 
 /// A snapshot taken before the run, with what the check after it needs.
 pub struct Armed {
     project: Dir,
     before: Snapshot,
+    /// The host tools' configs that existed before the run.
+    tool_configs: Vec<&'static str>,
     state_root: PathBuf,
     project_path: PathBuf,
 }
@@ -28,18 +31,45 @@ pub fn arm(spec: &Spec, env: &BTreeMap<String, String>) -> Result<Armed, Sandbox
             std::io::Error::other(e),
         )
     })?;
+    let tool_configs = existing_tool_configs(&project)?;
     Ok(Armed {
         project,
         before,
+        tool_configs,
         state_root: wrapix_spec::state::root(&spec.user.home, env),
         project_path: spec.project.clone(),
     })
 }
 
+/// Which of [`HOST_TOOL_CONFIGS`] exist in the project (a link counts: it exists).
+fn existing_tool_configs(project: &Dir) -> Result<Vec<&'static str>, SandboxError> {
+    let mut out = Vec::new();
+    for (name, _) in HOST_TOOL_CONFIGS {
+        if project.meta(std::path::Path::new(name))?.is_some() {
+            out.push(*name);
+        }
+    }
+    Ok(out)
+}
+
 impl Armed {
     /// Checks the project after the run, says loudly what appeared, and (unless `keep`)
-    /// moves it to the project's quarantine folder or restores what changed.
+    /// moves it to the project's quarantine folder or restores what changed. New configs of
+    /// other host tools are named, not moved: they are ordinary project files.
     pub fn check(self, keep: bool) -> Result<(), SandboxError> {
+        let now = existing_tool_configs(&self.project)?;
+        for (name, tool) in HOST_TOOL_CONFIGS {
+            if now.contains(name) && !self.tool_configs.contains(name) {
+                eprintln!(
+                    "wrapix: note: the sandbox created {name} in {}; {tool}: review it before you open the project with that tool",
+                    self.project_path.display()
+                );
+            }
+        }
+        self.check_git(keep)
+    }
+
+    fn check_git(self, keep: bool) -> Result<(), SandboxError> {
         let findings = tripwire::check(&self.project, &self.before).map_err(|e| {
             SandboxError::io(
                 "check git's files after the run (the git tripwire)",

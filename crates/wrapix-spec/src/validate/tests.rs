@@ -312,7 +312,7 @@ fn protect_adds_to_the_built_in_list_and_unprotect_needs_trust() {
     let spec = f
         .run(
             None,
-            Some("[workspace]\nprotect = [\".git/hooks\", \".envrc\", \".vscode/\"]\n"),
+            Some("[workspace]\nprotect = [\".git/hooks\", \"secrets.env\", \"Makefile\"]\n"),
             Overrides::default(),
         )
         .unwrap();
@@ -360,7 +360,7 @@ fn an_untrusted_project_file_may_narrow_but_not_widen() {
             "[env]\nANTHROPIC_BASE_URL = \"http://x\"\n",
             "env.ANTHROPIC_BASE_URL",
         ),
-        ("packages = [\"sl\"]\n", "packages"),
+        ("profile = \"base\"\npackages = [\"sl\"]\n", "packages"),
     ] {
         let e = f.run(None, Some(text), Overrides::default()).unwrap_err();
         assert!(e.contains(key), "{text}: {e}");
