@@ -13,11 +13,13 @@ use wrapix_spec::Spec;
 
 /// A snapshot taken before the run, with what the check after it needs.
 pub struct Armed {
+    /// The project's state folder, and this run's marker in it.
+    state: Dir,
+    marker: PathBuf,
     project: Dir,
     before: Snapshot,
     /// The host tools' configs that existed before the run.
     tool_configs: Vec<&'static str>,
-    state_root: PathBuf,
     project_path: PathBuf,
 }
 
@@ -32,13 +34,53 @@ pub fn arm(spec: &Spec, env: &BTreeMap<String, String>) -> Result<Armed, Sandbox
         )
     })?;
     let tool_configs = existing_tool_configs(&project)?;
+    let state_root = wrapix_spec::state::root(&spec.user.home, env);
+    let state = wrapix_spec::state::ensure_project_dir(&state_root, &spec.project)
+        .map_err(|e| SandboxError::io("open wrapix's state folder", std::io::Error::other(e)))?;
+    warn_unchecked_runs(&state, &spec.project)?;
+    let marker = PathBuf::from(format!("{RUNNING}/{}", std::process::id()));
+    state
+        .create_dir_all(std::path::Path::new(RUNNING), 0o700)?
+        .write_atomic(
+            std::path::Path::new(&std::process::id().to_string()),
+            jiff::Timestamp::now().to_string().as_bytes(),
+            0o600,
+        )?;
     Ok(Armed {
+        state,
+        marker,
         project,
         before,
         tool_configs,
-        state_root: wrapix_spec::state::root(&spec.user.home, env),
         project_path: spec.project.clone(),
     })
+}
+
+/// The folder of markers of runs whose check has not happened yet (one file per wrapix PID).
+const RUNNING: &str = "running";
+
+/// A marker left by a wrapix that died before checking its run (killed, a crash, a reboot):
+/// what that sandbox left is now part of this run's snapshot, so say it loudly.
+fn warn_unchecked_runs(state: &Dir, project: &std::path::Path) -> Result<(), SandboxError> {
+    let Some(entries) = state.list(std::path::Path::new(RUNNING))? else {
+        return Ok(());
+    };
+    for (name, _) in entries {
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if alive {
+            continue;
+        }
+        eprintln!(
+            "wrapix: WARNING: an earlier run in {} (wrapix PID {pid}) ended before its git check; \
+             look for new .git files, nested repositories and .git/commondir before you run git there",
+            project.display()
+        );
+        state.remove_all(&std::path::Path::new(RUNNING).join(&name))?;
+    }
+    Ok(())
 }
 
 /// Which of [`HOST_TOOL_CONFIGS`] exist in the project (a link counts: it exists).
@@ -57,6 +99,13 @@ impl Armed {
     /// moves it to the project's quarantine folder or restores what changed. New configs of
     /// other host tools are named, not moved: they are ordinary project files.
     pub fn check(self, keep: bool) -> Result<(), SandboxError> {
+        let result = self.check_all(keep);
+        // Checked (or said why not): no longer a run to warn about.
+        let _ = self.state.remove_all(&self.marker);
+        result
+    }
+
+    fn check_all(&self, keep: bool) -> Result<(), SandboxError> {
         let now = existing_tool_configs(&self.project)?;
         for (name, tool) in HOST_TOOL_CONFIGS {
             if now.contains(name) && !self.tool_configs.contains(name) {
@@ -69,7 +118,7 @@ impl Armed {
         self.check_git(keep)
     }
 
-    fn check_git(self, keep: bool) -> Result<(), SandboxError> {
+    fn check_git(&self, keep: bool) -> Result<(), SandboxError> {
         let findings = tripwire::check(&self.project, &self.before).map_err(|e| {
             SandboxError::io(
                 "check git's files after the run (the git tripwire)",
@@ -101,10 +150,7 @@ impl Armed {
             );
             return Ok(());
         }
-        let state = wrapix_spec::state::ensure_project_dir(&self.state_root, &self.project_path)
-            .map_err(|e| {
-                SandboxError::io("open wrapix's state folder", std::io::Error::other(e))
-            })?;
+        let state = &self.state;
         let stamp = jiff::Timestamp::now()
             .strftime("%Y%m%dT%H%M%SZ")
             .to_string();
