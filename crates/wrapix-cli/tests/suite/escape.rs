@@ -5,7 +5,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::harness::{host_procs_with, skip, unique, wait_for, Case, Running, SECRET};
+use super::harness::{
+    host_procs_with, not_applicable, skip, unique, wait_for, Case, Running, SECRET,
+};
 
 /// `ls -A DIR` on the host: what the sandbox's DIR shows when it is the image's (podman), or
 /// nothing (the `host` profile has no such folder).
@@ -320,7 +322,7 @@ fn seccomp_blocks_user_namespaces_and_keyrings() {
 fn runs_leave_the_image_unchanged() {
     let Some(c) = Case::escape() else { return };
     let Some(rootfs) = c.rootfs else {
-        skip("the host profile runs from no image (the podman pass checks its image)");
+        not_applicable("the host profile runs from no image (the podman pass checks its image)");
         return;
     };
     // Mount points the runtime must create (the home, a new destination) and files it adds

@@ -89,17 +89,17 @@ pub fn backend() -> Backend {
 
 /// Prints the reason a test does not run; a skip is never silent. With
 /// `WRAPIX_TEST_SKIP_LOG=FILE` (scripts/test.sh) it is also appended to FILE, with the test's
-/// name and the backend, so the run's summary can list it.
+/// name and the backend, so the run's summary can list it. With `WRAPIX_TEST_NO_SKIP=1` (CI)
+/// an escape test may not skip: it fails with the reason ([`skip_fails`]).
 pub fn skip(reason: &str) {
     eprintln!("SKIP: {reason}");
+    let test = current_test();
+    if skip_fails(std::env::var("WRAPIX_TEST_NO_SKIP").ok().as_deref(), &test) {
+        panic!("{test}: an escape test may not skip under WRAPIX_TEST_NO_SKIP=1: {reason}");
+    }
     let Some(log) = std::env::var_os("WRAPIX_TEST_SKIP_LOG") else {
         return;
     };
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("?")
-        .trim_start_matches("suite::")
-        .to_owned();
     let backend = format!("{:?}", backend()).to_lowercase();
     let line = format!("[{backend}] {test}: {reason}\n");
     let _ = std::fs::OpenOptions::new()
@@ -107,6 +107,51 @@ pub fn skip(reason: &str) {
         .append(true)
         .open(log)
         .and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
+/// The running test's name (libtest names its thread after it), without `suite::`.
+fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("?")
+        .trim_start_matches("suite::")
+        .to_owned()
+}
+
+/// Whether a skip fails the test: `WRAPIX_TEST_NO_SKIP` is `1` and the test is an escape
+/// test (its name contains `escape`), whose skip would hide an untested sandbox.
+fn skip_fails(no_skip: Option<&str>, test: &str) -> bool {
+    no_skip == Some("1") && test.contains("escape")
+}
+
+#[test]
+fn a_skip_fails_only_in_escape_tests_under_the_ci_flag() {
+    assert!(skip_fails(
+        Some("1"),
+        "escape_persist::pid_1_cannot_be_traced_or_read"
+    ));
+    assert!(skip_fails(Some("1"), "escape::cannot_see_host_processes"));
+    assert!(!skip_fails(
+        Some("1"),
+        "run::deploy_key_is_created_and_mounted"
+    ));
+    assert!(!skip_fails(None, "escape::cannot_see_host_processes"));
+    assert!(!skip_fails(Some("0"), "escape::cannot_see_host_processes"));
+    assert!(!skip_fails(Some(""), "escape::cannot_see_host_processes"));
+    // The name skip() sees is the test thread's.
+    let named = std::thread::Builder::new()
+        .name("suite::escape_net::x".into())
+        .spawn(current_test)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(named, "escape_net::x");
+}
+
+/// Says why a test has nothing to check with the backend under test (the other backend's
+/// pass checks it). Not a skip: `WRAPIX_TEST_NO_SKIP` does not fail it.
+pub fn not_applicable(reason: &str) {
+    eprintln!("N/A: {reason}");
 }
 
 /// A name no other test (in this or a concurrent test process) uses.

@@ -6,6 +6,7 @@ mod config;
 mod dns;
 mod escape;
 mod escape_net;
+mod escape_persist;
 mod escape_tty;
 mod harness;
 mod images;
