@@ -349,11 +349,10 @@ fn mounts(
                 crate::layer::FileKind::Project => Some(host.project.as_path()),
                 crate::layer::FileKind::User => None,
             };
-            let source = resolve_source(m.source.get_ref(), &host.user.home, base).map_err(
-                |(msg, fix)| {
-                    SpecError::invalid(file.at(m.source.span()), format!("{key}.source"), msg, fix)
-                },
-            )?;
+            let source = resolve_source(m.source.get_ref(), &host.user.home, base, &host.project)
+                .map_err(|(msg, fix)| {
+                SpecError::invalid(file.at(m.source.span()), format!("{key}.source"), msg, fix)
+            })?;
             let dest = check_dest(m.dest.get_ref(), &home).map_err(|(msg, fix)| {
                 SpecError::invalid(file.at(m.dest.span()), format!("{key}.dest"), msg, fix)
             })?;
@@ -381,7 +380,7 @@ fn mounts(
         let (src, dest, mode) = split_mount_flag(flag).map_err(|m| {
             SpecError::invalid(loc.clone(), "mount", m, "write --mount SRC:DEST[:ro|rw]")
         })?;
-        let source = resolve_source(src, &host.user.home, Some(&host.cwd))
+        let source = resolve_source(src, &host.user.home, Some(&host.cwd), &host.project)
             .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
         let dest = check_dest(dest, &home)
             .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
@@ -391,8 +390,14 @@ fn mounts(
     Ok(out)
 }
 
-/// `~` expansion, relative paths against `base`, and existence.
-fn resolve_source(s: &str, host_home: &Path, base: Option<&Path>) -> Result<PathBuf, Reason> {
+/// `~` expansion, relative paths against `base`, and existence. The result has no symlink
+/// left in it; a symlink inside the project (which the agent can plant) is an error.
+fn resolve_source(
+    s: &str,
+    host_home: &Path,
+    base: Option<&Path>,
+    project: &Path,
+) -> Result<PathBuf, Reason> {
     if s.contains('\0') {
         return Err((
             "the source path contains a NUL byte".into(),
@@ -413,15 +418,71 @@ fn resolve_source(s: &str, host_home: &Path, base: Option<&Path>) -> Result<Path
             "write an absolute path or ~/… in the user config".into(),
         ));
     };
-    std::fs::canonicalize(&path).map_err(|e| {
+    resolve_without_project_links(&path, project)
+}
+
+/// Resolves `path` like `realpath`, one name at a time, except that a symlink at or below
+/// `project` is an error: the agent writes the project, so a link there (`data` replaced by a
+/// link to `~`) would turn a mount the user approved into one of something else.
+fn resolve_without_project_links(path: &Path, project: &Path) -> Result<PathBuf, Reason> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let missing = |p: &Path, e: std::io::Error| {
         (
             format!(
                 "source {} does not exist or cannot be read ({e})",
-                path.display()
+                p.display()
             ),
-            "create it first or correct the path".into(),
+            "create it first or correct the path".to_owned(),
         )
-    })
+    };
+    let mut todo: VecDeque<PathBuf> = path
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut resolved = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.components().next() {
+            Some(Component::RootDir) => resolved = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::Normal(name)) => {
+                let next = resolved.join(name);
+                let meta = std::fs::symlink_metadata(&next).map_err(|e| missing(path, e))?;
+                if !meta.file_type().is_symlink() {
+                    resolved = next;
+                    continue;
+                }
+                if next.starts_with(project) {
+                    return Err((
+                        format!(
+                            "source {} passes through {}, a symbolic link inside the project, which the agent can change",
+                            path.display(),
+                            next.display()
+                        ),
+                        "mount the link's target directly, or replace the link with a folder".to_owned(),
+                    ));
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(missing(
+                        path,
+                        std::io::Error::other("too many symbolic links"),
+                    ));
+                }
+                let target = std::fs::read_link(&next).map_err(|e| missing(path, e))?;
+                for c in target.components().rev() {
+                    todo.push_front(PathBuf::from(c.as_os_str()));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Checked once more as a whole: it must exist.
+    std::fs::metadata(&resolved).map_err(|e| missing(path, e))?;
+    Ok(resolved)
 }
 
 fn check_dest(s: &str, home: &SandboxPath) -> Result<SandboxPath, Reason> {

@@ -677,3 +677,40 @@ fn mcp_bad_input_names_the_key() {
         assert_eq!(e.lines().count(), 1, "{e}");
     }
 }
+
+#[test]
+fn mount_sources_never_pass_through_a_link_in_the_project() {
+    let f = Fixture::new();
+    let project = f.dir.path().join("project");
+    let home = f.dir.path().join("home");
+    std::fs::create_dir(project.join("data")).unwrap();
+    // A plain folder in the project, and a link outside it (the user's own): both fine.
+    std::os::unix::fs::symlink(project.join("data"), f.dir.path().join("outside-link")).unwrap();
+    let text = "[[mounts]]\nsource = \"data\"\ndest = \"/d\"\nmode = \"rw\"\n";
+    let spec = f.run(None, Some(text), Overrides::default()).unwrap();
+    assert_eq!(spec.mounts[0].source, project.join("data"));
+    let via = format!(
+        "[[mounts]]\nsource = \"{}\"\ndest = \"/d\"\n",
+        f.dir.path().join("outside-link").display()
+    );
+    let spec = f.run(Some(&via), None, Overrides::default()).unwrap();
+    assert_eq!(spec.mounts[0].source, project.join("data"));
+    // The agent replaces `data` with a link to the home: refused, from either config.
+    std::fs::remove_dir(project.join("data")).unwrap();
+    std::os::unix::fs::symlink(&home, project.join("data")).unwrap();
+    let e = f.run(None, Some(text), Overrides::default()).unwrap_err();
+    assert!(e.contains("symbolic link inside the project"), "{e}");
+    let e = f.run(Some(&via), None, Overrides::default()).unwrap_err();
+    assert!(e.contains("symbolic link inside the project"), "{e}");
+    // A link on the way, too.
+    std::fs::remove_file(project.join("data")).unwrap();
+    std::os::unix::fs::symlink(&home, project.join("d2")).unwrap();
+    let e = f
+        .run(
+            None,
+            Some("[[mounts]]\nsource = \"d2/.ssh\"\ndest = \"/d\"\n"),
+            Overrides::default(),
+        )
+        .unwrap_err();
+    assert!(e.contains("symbolic link inside the project"), "{e}");
+}
