@@ -213,7 +213,15 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
     let netns =
         File::open(&netns_path).map_err(|e| SandboxError::io(format!("open {netns_path}"), e))?;
     let userns = entry_userns(&netns)?;
-    let userns_path = userns.as_ref().map(|u| userns_path_for_pasta(u, pid));
+    // As root, pasta joins the network namespace from root's own user namespace, which holds
+    // every namespace (it could not open wrapix's /proc/<pid>/fd/N once it has given up its
+    // capabilities, and the sandbox's own /proc/PID/ns/user changes under it while bubblewrap
+    // sets up a nested one for --disable-userns). The prohibit routes are added the same way.
+    let root = nix::unistd::geteuid().is_root();
+    let userns_path = userns
+        .as_ref()
+        .filter(|_| !root)
+        .map(|u| format!("/proc/{}/fd/{}", std::process::id(), u.as_raw_fd()));
     let tun = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -287,41 +295,10 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
         }
         std::thread::sleep(POLL);
     }
-    // Root adds the routes from its own user namespace, which holds every namespace: joining
-    // the sandbox's would leave it without CAP_NET_ADMIN over the network namespace.
-    let route_userns = if nix::unistd::geteuid().is_root() {
-        None
-    } else {
-        userns_path.as_deref()
-    };
-    block_host_addresses(route_userns, &netns_path)?;
+    block_host_addresses(userns_path.as_deref(), &netns_path)?;
     drop(userns);
     drop(netns);
     Ok(attached)
-}
-
-/// The path pasta opens to join the sandbox's user namespace `userns`: wrapix's own fd of it
-/// (`/proc/<wrapix>/fd/N`), which also reaches a namespace with no process of its own
-/// (Podman's). As root, pasta cannot open that path (it gives up its capabilities before), so
-/// the sandbox process's `/proc/<pid>/ns/user` is used when that is the same namespace.
-fn userns_path_for_pasta(userns: &OwnedFd, pid: i32) -> String {
-    let by_fd = format!("/proc/{}/fd/{}", std::process::id(), userns.as_raw_fd());
-    if !nix::unistd::geteuid().is_root() {
-        return by_fd;
-    }
-    let by_pid = format!("/proc/{pid}/ns/user");
-    let same = match (
-        nix::sys::stat::fstat(userns.as_raw_fd()),
-        nix::sys::stat::stat(by_pid.as_str()),
-    ) {
-        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
-        _ => false,
-    };
-    if same {
-        by_pid
-    } else {
-        by_fd
-    }
 }
 
 /// pasta's process set-up: SIGKILL when wrapix dies (checked once more after setting it, in

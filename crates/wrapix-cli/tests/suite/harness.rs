@@ -100,7 +100,12 @@ pub fn skip(reason: &str) {
     let Some(log) = std::env::var_os("WRAPIX_TEST_SKIP_LOG") else {
         return;
     };
-    let backend = format!("{:?}", backend()).to_lowercase();
+    let root = if std::env::var("WRAPIX_TEST_AS_ROOT").as_deref() == Ok("1") {
+        ", as root"
+    } else {
+        ""
+    };
+    let backend = format!("{:?}{root}", backend()).to_lowercase();
     let line = format!("[{backend}] {test}: {reason}\n");
     let _ = std::fs::OpenOptions::new()
         .create(true)
@@ -174,7 +179,14 @@ fn have(prog: &str) -> bool {
 }
 
 fn detect() -> Result<Env, String> {
-    let (user, uid, gid, via_setpriv) = if is_root() {
+    let as_root = std::env::var("WRAPIX_TEST_AS_ROOT").as_deref() == Ok("1");
+    if as_root && !is_root() {
+        return Err("WRAPIX_TEST_AS_ROOT=1 but the suite does not run as root".into());
+    }
+    let (user, uid, gid, via_setpriv) = if as_root {
+        // The root pass (scripts/test.sh): wrapix itself runs as root.
+        ("root".to_owned(), 0, 0, false)
+    } else if is_root() {
         let name = std::env::var("WRAPIX_TEST_USER").unwrap_or_else(|_| "ci".into());
         let u = nix::unistd::User::from_name(&name)
             .ok()
@@ -511,6 +523,15 @@ impl Case {
         std::fs::create_dir_all(parent).unwrap();
         std::fs::write(path, contents).unwrap();
         self.give(&self.root);
+    }
+
+    /// The sandbox user's home inside: `/root` in the root pass, else `/home/USER`.
+    pub fn sandbox_home(&self) -> String {
+        if self.env.uid == 0 {
+            "/root".to_owned()
+        } else {
+            format!("/home/{}", self.env.user)
+        }
     }
 
     /// Writes the project's `wrapix.toml` and trusts it (`wrapix trust`), as a user who

@@ -132,7 +132,14 @@ async fn inside_a_real_sandbox() {
         json!({"command": "sleep 600; echo wrapix-sbx-marker"}),
     )
     .await;
-    assert!(!procs_with("wrapix-sbx-marker").is_empty());
+    // The pane's shell starts just after the call returns: wait for it, bounded.
+    assert!(
+        wait_for(std::time::Duration::from_secs(10), || !procs_with(
+            "wrapix-sbx-marker"
+        )
+        .is_empty()),
+        "the pane's process never showed up"
+    );
     client.cancel().await.unwrap();
     assert!(
         wait_for(std::time::Duration::from_secs(10), || procs_with(
