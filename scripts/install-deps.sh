@@ -1,45 +1,73 @@
 #!/usr/bin/env bash
-# Installs what wrapix and its tests need on Debian/Ubuntu. Idempotent. Run as root or with sudo.
+# Installs what wrapix needs on Debian/Ubuntu (as root, or with sudo). Idempotent: packages
+# already installed are not fetched again. Every change to the system is printed with its reason.
+#   scripts/install-deps.sh          what running wrapix needs (the quick start)
+#   scripts/install-deps.sh --test   and what the test suite needs (scripts/test.sh)
 set -euo pipefail
+tests=0
+[ "${1:-}" = "--test" ] && tests=1
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
+say() { echo "install-deps: $*"; }
+
 # bubblewrap: the sandbox; passt: pasta, userspace networking for network = "open";
-# openssh-client: deploy keys; git, perl, iproute2, python3, util-linux: used by the tests;
-# hyperfine: the benchmark.
-# podman runc slirp4netns uidmap fuse-overlayfs: the rootless podman backend; mmdebstrap: the
-# image builder (npm, for Claude Code in images, comes with Node.js, preinstalled on CI).
-$SUDO apt-get install -y -q --no-install-recommends \
-  bubblewrap passt openssh-client git perl iproute2 python3 util-linux hyperfine ca-certificates \
-  podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap
-# Notification tests: dbus (dbus-daemon, a private session bus), xvfb (X11 focus), i3-wm (a
-# real window manager under Xvfb: i3 IPC and _NET_ACTIVE_WINDOW), tmux (pane focus).
-$SUDO apt-get install -y -q --no-install-recommends dbus xvfb i3-wm tmux
+# iproute2 and util-linux (nsenter): the routes that keep the host's addresses out of reach;
+# openssh-client: deploy keys; ca-certificates: TLS inside the sandbox.
+runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
+# The tests: git, perl, python3 (probes), hyperfine (benchmarks); podman runc slirp4netns uidmap
+# fuse-overlayfs: the rootless podman backend; mmdebstrap: the image builder (npm, for Claude
+# Code in images, comes with Node.js); dbus, xvfb, i3-wm, tmux: notifications (a private
+# session bus, X11 focus under a real window manager, tmux pane focus) and the MCP server;
+# python3-venv: the official MCP Python SDK, in a venv under target/.
+test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
+  mmdebstrap dbus xvfb i3-wm tmux)
+want=("${runtime[@]}")
+[ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# pasta needs /dev/net/tun; some hosts ship it as 0600, and then an unprivileged user's
+# sandbox cannot have network = "open" (wrapix doctor says so too).
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != "666" ] && [ "$(id -u)" -ne 0 -o "$tests" -eq 1 ]; then
+  say "chmod 0666 /dev/net/tun: it is $(stat -c %a /dev/net/tun), and pasta (network = \"open\") cannot open it as a user"
+  $SUDO chmod 0666 /dev/net/tun
+fi
+
+[ "$tests" -eq 1 ] || exit 0
+
 # Podman on hosts without systemd and with hybrid cgroups (CI): runc (crun fails there), the
 # cgroupfs manager, and the overlay driver (vfs copies the whole image per run). These files
 # must exist before a user's first podman call: podman records the driver in its database.
 if [ ! -e /etc/containers/containers.conf ] || ! grep -q 'runtime = "runc"' /etc/containers/containers.conf; then
+  say "writing /etc/containers/containers.conf: runc and cgroupfs, which work without systemd and on hybrid cgroups"
   $SUDO mkdir -p /etc/containers
   printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' \
     | $SUDO tee /etc/containers/containers.conf >/dev/null
 fi
 if [ ! -e /etc/containers/storage.conf ] || ! grep -q 'driver = "overlay"' /etc/containers/storage.conf; then
+  say "writing /etc/containers/storage.conf: the overlay driver (vfs copies the whole image for every run)"
   printf '[storage]\ndriver = "overlay"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
     | $SUDO tee /etc/containers/storage.conf >/dev/null
 fi
 # Rootless podman warns when / is not a shared mount.
-$SUDO mount --make-rshared / 2>/dev/null || true
-# pasta needs /dev/net/tun; some hosts ship it as 0600 (then pasta cannot start as a user).
-if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != "666" ]; then
-  echo "install-deps: making /dev/net/tun usable by unprivileged users (chmod 0666)"
-  $SUDO chmod 0666 /dev/net/tun
+if [ "$(findmnt -no PROPAGATION / 2>/dev/null)" != "shared" ]; then
+  say "mount --make-rshared /: rootless podman warns on every run otherwise"
+  $SUDO mount --make-rshared / 2>/dev/null || true
 fi
-# MCP server tmux-debug: tmux, and the official MCP Python SDK (`mcp` on PyPI) for its
-# integration tests, in a venv under target/ (the tests look for target/py-mcp/bin/python).
-$SUDO apt-get install -y -q --no-install-recommends tmux python3-venv
+# The MCP server's integration tests use the official MCP Python SDK (`mcp` on PyPI), in a
+# venv under target/ (the tests look for target/py-mcp/bin/python).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/target/py-mcp"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mcp' 2>/dev/null; then
+  say "creating $VENV with the MCP Python SDK (for the tests)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check mcp
 fi
