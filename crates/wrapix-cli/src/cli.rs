@@ -47,8 +47,14 @@ pub enum Cmd {
     /// Trust this project's wrapix.toml: show what it asks for beyond the default sandbox and
     /// approve that exact content (any change needs trust again).
     Trust(TrustArgs),
-    /// Check this host: user namespaces, bubblewrap, pasta, /dev/net/tun, …
-    Doctor,
+    /// Check this host: start a throw-away sandbox for each backend and network mode, and say
+    /// what is missing and how to fix it. Exit status 0 only when the default (bubblewrap,
+    /// network open) really starts.
+    Doctor {
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage deploy keys (~/.ssh/deploy_keys/NAME) for `git push` from the sandbox.
     DeployKey {
         #[command(subcommand)]

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 
-use wrapix_sandbox::backend::bwrap::Bwrap;
 use wrapix_sandbox::{Backend, HostFacts, RunMode, SandboxError};
 use wrapix_spec::{BackendKind, Spec, SpecError};
 
@@ -10,6 +9,7 @@ use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
+mod doctor;
 mod images;
 mod tripwire;
 mod trust;
@@ -78,7 +78,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
             command: ConfigCmd::Show { sandbox },
         }) => config_show(&sandbox),
         Some(Cmd::Trust(args)) => trust::trust(&args),
-        Some(Cmd::Doctor) => Ok(doctor()),
+        Some(Cmd::Doctor { json }) => Ok(doctor::doctor(json)),
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },
         }) => deploy_key_create(&name),
@@ -321,40 +321,9 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn doctor() -> i32 {
-    let env = host_env();
-    let path = env.get("PATH").map(String::as_str);
-    let probe = Bwrap::locate_in(&env).probe();
-    println!("backend bwrap:");
-    let mut all = probe.checks.clone();
-    print_checks(&probe.checks);
-    println!("backend podman (rootless):");
-    let user = host_user(&env);
-    let podman =
-        wrapix_sandbox::backend::podman::Podman::locate(&env, user.uid, &user.home).probe();
-    print_checks(&podman.checks);
-    println!("image builder:");
-    print_checks(&wrapix_sandbox::doctor::builder_checks(path));
-    println!("other backends:");
-    let others = wrapix_sandbox::doctor::other_checks(path);
-    print_checks(&others);
-    println!("wrapix install:");
-    print_checks(&install_checks());
-    all.extend(others);
-    if probe.usable() {
-        println!("\nready: `wrapix` can start sandboxes with the bwrap backend");
-        0
-    } else {
-        println!(
-            "\nNOT ready: fix the items marked FAIL above; wrapix refuses to start until then"
-        );
-        1
-    }
-}
-
 /// The binaries installed beside `wrapix`: optional (wrapix runs sandboxes without them), but
 /// each missing one costs something.
-fn install_checks() -> Vec<wrapix_sandbox::backend::Check> {
+pub(crate) fn install_checks() -> Vec<wrapix_sandbox::backend::Check> {
     use wrapix_sandbox::backend::Check;
     let exe = std::env::current_exe().and_then(std::fs::canonicalize).ok();
     [
@@ -377,7 +346,7 @@ fn install_checks() -> Vec<wrapix_sandbox::backend::Check> {
     .collect()
 }
 
-fn print_checks(checks: &[wrapix_sandbox::backend::Check]) {
+pub(crate) fn print_checks(checks: &[wrapix_sandbox::backend::Check]) {
     for c in checks {
         let mark = match (c.ok, c.required) {
             (true, _) => "ok  ",

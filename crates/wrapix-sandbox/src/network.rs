@@ -284,7 +284,7 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
                 .collect();
             return Err(SandboxError::Network {
                 detail: format!("pasta failed ({status}): {}", msg.join("; ")),
-                fix: "run `wrapix doctor`, or run with --network none".into(),
+                fix: "pasta must be able to open /dev/net/tun (sudo chmod 0666 /dev/net/tun) and join the sandbox's namespaces (Debian's passt package); `wrapix doctor` tries it, or run with --network none".into(),
             });
         }
         if start.elapsed() >= NETWORK_TIMEOUT {

@@ -99,6 +99,19 @@ fn image_spec(spec: &Spec) -> Result<&ImageSpec, Failure> {
 
 /// Before a run: the image for the spec's profile, built if missing or damaged. When it is
 /// cached this is one `stat` and a small JSON read.
+/// Whether the image of the profile `args` select is built and ready (nothing is built).
+pub fn image_ready(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<(), String> {
+    let spec = load_spec(args, env).map_err(|f| f.message)?;
+    let Profile::Image(img) = &spec.profile else {
+        return Err("the profile is not an image profile".into());
+    };
+    let hash = img.hash(&options(env).mirror);
+    match store(env).lookup(&hash) {
+        wrapix_image::store::Lookup::Ready(_) => Ok(()),
+        _ => Err(format!("the {} image is not built", img.profile)),
+    }
+}
+
 pub fn ensure_for_run(spec: &Spec, env: &BTreeMap<String, String>) -> Result<(), Failure> {
     let Profile::Image(img) = &spec.profile else {
         return Ok(());

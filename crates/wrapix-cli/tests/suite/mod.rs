@@ -4,6 +4,7 @@
 mod badinput;
 mod config;
 mod dns;
+mod doctor;
 mod escape;
 mod escape_git;
 mod escape_net;

@@ -1,0 +1,303 @@
+//! `wrapix doctor`: the host checks of every backend, then a real, throw-away sandbox for each
+//! backend and network mode, started through the same path as `wrapix run` (this binary, in a
+//! scratch project with no user config). Only what actually started is reported ready.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wrapix_sandbox::backend::bwrap::Bwrap;
+use wrapix_sandbox::backend::podman::Podman;
+use wrapix_sandbox::backend::{Backend, Check};
+
+use super::{install_checks, print_checks};
+use crate::context::{host_env, host_user};
+
+/// A trial sandbox gets this long (pasta's own limit is 10 s).
+const TRIAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One trial start.
+struct Trial {
+    backend: &'static str,
+    network: &'static str,
+    /// `None`: not tried (the reason is in `detail`).
+    started: Option<bool>,
+    detail: String,
+    fix: Option<String>,
+    millis: Option<u128>,
+}
+
+pub fn doctor(as_json: bool) -> i32 {
+    let env = host_env();
+    let path = env.get("PATH").map(String::as_str);
+    let user = host_user(&env);
+    let bwrap = Bwrap::locate_in(&env).probe();
+    let podman = Podman::locate(&env, user.uid, &user.home).probe();
+    let sections: Vec<(&str, Vec<Check>)> = vec![
+        ("backend bwrap", bwrap.checks.clone()),
+        ("backend podman (rootless)", podman.checks.clone()),
+        (
+            "image builder",
+            wrapix_sandbox::doctor::builder_checks(path),
+        ),
+        ("other backends", wrapix_sandbox::doctor::other_checks(path)),
+        ("wrapix install", install_checks()),
+    ];
+
+    let mut trials = Vec::new();
+    for network in ["none", "open"] {
+        trials.push(trial("bwrap", network, &[]));
+    }
+    let podman_image = podman_image_ready(&env);
+    for network in ["none", "open"] {
+        trials.push(match (&podman_image, podman.usable()) {
+            (_, false) => not_tried(
+                "podman",
+                network,
+                "the checks above fail".into(),
+                "fix the podman items marked FAIL".into(),
+            ),
+            (Err(why), true) => not_tried(
+                "podman",
+                network,
+                why.clone(),
+                "`wrapix image build --profile base` builds it (about a minute), then run `wrapix doctor` again".into(),
+            ),
+            (Ok(()), true) => trial("podman", network, &["--profile", "base"]),
+        });
+    }
+    let ready = trials
+        .iter()
+        .any(|t| t.backend == "bwrap" && t.network == "open" && t.started == Some(true));
+    if as_json {
+        print_json(&sections, &trials, ready);
+    } else {
+        print_text(&sections, &trials, ready);
+    }
+    if ready {
+        0
+    } else {
+        1
+    }
+}
+
+fn not_tried(backend: &'static str, network: &'static str, why: String, fix: String) -> Trial {
+    Trial {
+        backend,
+        network,
+        started: None,
+        detail: format!("not tried: {why}"),
+        fix: Some(fix),
+        millis: None,
+    }
+}
+
+/// `wrapix run -C SCRATCH --backend B --network N -- true`, as a child of this binary, with
+/// an empty user config and state folder, bounded in time.
+fn trial(backend: &'static str, network: &'static str, extra: &[&str]) -> Trial {
+    let fail = |detail: String, fix: &str| Trial {
+        backend,
+        network,
+        started: Some(false),
+        detail,
+        fix: Some(fix.to_owned()),
+        millis: None,
+    };
+    let scratch = match tempfile::Builder::new().prefix("wrapix-doctor-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            return fail(
+                format!("cannot create a scratch folder: {e}"),
+                "check $TMPDIR",
+            )
+        }
+    };
+    let project = scratch.path().join("project");
+    let made = std::fs::create_dir(&project)
+        .and_then(|()| std::fs::create_dir(scratch.path().join("config")))
+        .and_then(|()| std::fs::create_dir(scratch.path().join("state")));
+    if let Err(e) = made {
+        return fail(
+            format!("cannot create a scratch folder: {e}"),
+            "check $TMPDIR",
+        );
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(
+                format!("cannot find the wrapix binary: {e}"),
+                "reinstall wrapix",
+            )
+        }
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg("-C")
+        .arg(&project)
+        .args(["--backend", backend, "--network", network])
+        .args(extra)
+        .args(["--", "true"])
+        .env("XDG_CONFIG_HOME", scratch.path().join("config"))
+        .env("XDG_STATE_HOME", scratch.path().join("state"))
+        .env_remove("WRAPIX_BACKEND")
+        .env_remove("WRAPIX_PROFILE")
+        .current_dir(&project)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start wrapix: {e}"), "reinstall wrapix"),
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() < TRIAL_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let millis = start.elapsed().as_millis();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    match status {
+        Some(s) if s.success() => Trial {
+            backend,
+            network,
+            started: Some(true),
+            detail: format!("a sandbox started and ran `true` ({millis} ms)"),
+            fix: None,
+            millis: Some(millis),
+        },
+        Some(s) => {
+            let (detail, fix) = split_fix(&stderr);
+            fail(
+                format!("did not start ({s}): {detail}"),
+                fix.as_deref()
+                    .unwrap_or("read the message above; `wrapix run` says the same"),
+            )
+        }
+        None => fail(
+            format!("no answer within {} s", TRIAL_TIMEOUT.as_secs()),
+            "check /dev/net/tun (sudo chmod 0666 /dev/net/tun) and pasta, or use --network none",
+        ),
+    }
+}
+
+/// wrapix's one-line error, without its `wrapix: error:` prefix, and its `(fix: …)` part.
+fn split_fix(stderr: &str) -> (String, Option<String>) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("wrapix: error:"))
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no message")
+        .trim_start_matches("wrapix: error:")
+        .trim();
+    match line.rfind("(fix: ") {
+        Some(i) if line.ends_with(')') => (
+            line[..i].trim().to_owned(),
+            Some(line[i + 6..line.len() - 1].to_owned()),
+        ),
+        _ => (line.to_owned(), None),
+    }
+}
+
+/// Whether the `base` profile's image is built (podman runs from an image; the doctor does
+/// not build one).
+fn podman_image_ready(env: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    let args = crate::cli::SandboxArgs {
+        project: Some(std::env::temp_dir()),
+        profile: Some("base".into()),
+        ..Default::default()
+    };
+    super::images::image_ready(&args, env)
+}
+
+fn mark(t: &Trial) -> &'static str {
+    match t.started {
+        Some(true) => "ok  ",
+        Some(false) if t.backend == "bwrap" => "FAIL",
+        _ => "warn",
+    }
+}
+
+fn print_text(sections: &[(&str, Vec<Check>)], trials: &[Trial], ready: bool) {
+    for (name, checks) in sections {
+        println!("{name}:");
+        print_checks(checks);
+    }
+    println!("sandboxes (started for real):");
+    for t in trials {
+        let label = format!("{}, network {}", t.backend, t.network);
+        println!("  [{}] {label:<36} {}", mark(t), t.detail);
+        if let (Some(fix), false) = (&t.fix, t.started == Some(true)) {
+            println!("         fix: {fix}");
+        }
+    }
+    if ready {
+        println!("\nready: `wrapix` starts sandboxes with the bwrap backend and the open network");
+    } else {
+        println!("\nNOT ready: the default sandbox (bwrap, network open) did not start; fix the items marked FAIL above");
+    }
+}
+
+fn print_json(sections: &[(&str, Vec<Check>)], trials: &[Trial], ready: bool) {
+    let checks: Vec<serde_json::Value> = sections
+        .iter()
+        .flat_map(|(section, checks)| {
+            checks.iter().map(move |c| {
+                json!({
+                    "section": section,
+                    "name": c.name,
+                    "ok": c.ok,
+                    "required": c.required,
+                    "detail": c.detail,
+                    "fix": c.fix,
+                })
+            })
+        })
+        .collect();
+    let sandboxes: Vec<serde_json::Value> = trials
+        .iter()
+        .map(|t| {
+            json!({
+                "backend": t.backend,
+                "network": t.network,
+                "tried": t.started.is_some(),
+                "ready": t.started == Some(true),
+                "detail": t.detail,
+                "fix": t.fix,
+                "ms": t.millis,
+            })
+        })
+        .collect();
+    let doc = json!({"ready": ready, "checks": checks, "sandboxes": sandboxes});
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fix_is_split_from_wrapix_errors() {
+        let (d, f) = split_fix("noise\nwrapix: error: could not set up the sandbox network: pasta failed (fix: run `wrapix doctor`, or run with --network none)\n");
+        assert_eq!(d, "could not set up the sandbox network: pasta failed");
+        assert_eq!(
+            f.as_deref(),
+            Some("run `wrapix doctor`, or run with --network none")
+        );
+        assert_eq!(split_fix("odd").0, "odd");
+    }
+}
