@@ -129,10 +129,18 @@ pub fn pasta(program: PathBuf, dns_forward: Option<&str>, uid: u32) -> NetworkSe
     NetworkSetup { program, args }
 }
 
-/// Every address of the host except loopback, which the namespace has its own copy of.
-pub fn host_addresses() -> BTreeSet<IpAddr> {
+/// Every address of the host except loopback, which the namespace has its own copy of. An
+/// error when the addresses cannot be listed: the open network is then refused, never started
+/// without the routes that keep the host out of reach.
+pub fn host_addresses() -> Result<BTreeSet<IpAddr>, SandboxError> {
     let mut out = BTreeSet::new();
-    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| SandboxError::Network {
+        detail: format!(
+            "the host's addresses cannot be listed ({e}), so they cannot be blocked inside"
+        ),
+        fix: "run with --network none".into(),
+    })?;
+    {
         for a in addrs {
             let Some(addr) = a.address else { continue };
             let ip = if let Some(v4) = addr.as_sockaddr_in() {
@@ -147,7 +155,7 @@ pub fn host_addresses() -> BTreeSet<IpAddr> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `ip -batch` input adding a prohibit route per address.
@@ -162,7 +170,7 @@ pub fn prohibit_routes(addrs: &BTreeSet<IpAddr>) -> String {
 }
 
 fn block_host_addresses(userns_path: Option<&str>, netns_path: &str) -> Result<(), SandboxError> {
-    let addrs = host_addresses();
+    let addrs = host_addresses()?;
     if addrs.is_empty() {
         return Ok(());
     }
@@ -395,6 +403,6 @@ mod tests {
 
     #[test]
     fn host_addresses_skip_loopback() {
-        assert!(host_addresses().iter().all(|a| !a.is_loopback()));
+        assert!(host_addresses().unwrap().iter().all(|a| !a.is_loopback()));
     }
 }
