@@ -121,7 +121,7 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     // space. Otherwise (a number is taken) the child moves them between fork and exec.
     let placed = place_fds(&pairs);
     if placed.is_none() {
-        map_fds_in_child(&mut cmd, pairs);
+        map_fds_in_child(&mut cmd, pairs)?;
     }
     let mut child = cmd
         .spawn()
@@ -198,12 +198,17 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         None => None,
     };
     if let Some(pid) = sandbox_pid {
-        let bwrap_pid = child.id() as i32;
+        // pidfds: a signal never reaches another process that got a reused PID.
         let target = match plan.signals {
-            SignalTarget::Process => pid,
-            SignalTarget::Group => -pid,
+            SignalTarget::Process => match pidfd(pid) {
+                Some(fd) => Target::Process(fd),
+                // Already gone: nothing to forward to.
+                None => Target::Gone,
+            },
+            SignalTarget::Group => Target::Group(pid),
         };
-        std::thread::spawn(move || forward_signals(set, target, bwrap_pid, resizer));
+        let backend = pidfd(child.id() as i32);
+        std::thread::spawn(move || forward_signals(set, target, backend, resizer));
     }
     let status = child
         .wait()
@@ -403,7 +408,11 @@ fn wait_for_pid_file(
 fn abandon(mut child: Child, held: Option<i32>, block: Option<File>) {
     let exited = match held {
         Some(pid) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // By pidfd: the held process is the backend's, not ours, and its PID could have
+            // been reused once it is gone.
+            if let Some(fd) = pidfd(pid) {
+                send(&fd, Signal::SIGKILL);
+            }
             let start = Instant::now();
             loop {
                 match child.try_wait() {
@@ -433,17 +442,31 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
+/// The most fds a plan may pass when they have to be moved in the child (a fixed array:
+/// nothing may be allocated between fork and exec).
+const MAX_MAPPED_FDS: usize = 32;
+
 #[allow(unsafe_code)]
-fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
-    let mut fixed = [(0 as RawFd, 0 as RawFd); 32];
-    let n = pairs.len().min(fixed.len());
+fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) -> Result<(), SandboxError> {
+    if pairs.len() > MAX_MAPPED_FDS {
+        // Never drop one silently: a missing seccomp filter or status fd is a different sandbox.
+        return Err(SandboxError::io(
+            format!(
+                "pass {} file descriptors to the backend (at most {MAX_MAPPED_FDS})",
+                pairs.len()
+            ),
+            std::io::Error::other("too many for the fd table fallback"),
+        ));
+    }
+    let mut fixed = [(0 as RawFd, 0 as RawFd); MAX_MAPPED_FDS];
+    let n = pairs.len();
     fixed[..n].copy_from_slice(&pairs[..n]);
     // SAFETY: runs between fork and exec; uses only async-signal-safe calls (fcntl, dup2,
     // close, close_range, sigprocmask) on a fixed-size array captured by value, no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // Move every source above the target range first, so no dup2 clobbers a source.
-            let mut high = [0 as RawFd; 32];
+            let mut high = [0 as RawFd; MAX_MAPPED_FDS];
             for i in 0..n {
                 let fd = libc::fcntl(fixed[i].0, libc::F_DUPFD, 200);
                 if fd < 0 {
@@ -467,30 +490,70 @@ fn map_fds_in_child(cmd: &mut Command, pairs: Vec<(RawFd, RawFd)>) {
             Ok(())
         });
     }
+    Ok(())
 }
 
 /// How long the agent has to exit after SIGTERM/SIGHUP/SIGQUIT before the sandbox is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Forwards the signals in `set` to `target` (a PID, or a process group as -PGID).
-fn forward_signals(set: SigSet, target: i32, bwrap_pid: i32, pty: Option<crate::pty::Resizer>) {
-    let mut stopping = false;
+/// Where forwarded signals go.
+enum Target {
+    /// One process, by pidfd.
+    Process(OwnedFd),
+    /// A process group (its leader's PID); groups have no pidfd.
+    Group(i32),
+    /// The process was gone before forwarding started.
+    Gone,
+}
+
+/// A pidfd for `pid`, if it is still there.
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+fn send(fd: &OwnedFd, sig: Signal) {
+    if let Some(sig) = rustix::process::Signal::from_named_raw(sig as i32) {
+        let _ = rustix::process::pidfd_send_signal(fd, sig);
+    }
+}
+
+/// Forwards the signals in `set` to `target`. After TERM, HUP or QUIT the backend (whose death
+/// takes the whole PID namespace with it) is killed if it has not exited within
+/// [`STOP_GRACE`]; the watcher ends as soon as it exits.
+fn forward_signals(
+    set: SigSet,
+    target: Target,
+    backend: Option<OwnedFd>,
+    pty: Option<crate::pty::Resizer>,
+) {
+    let mut backend = backend.map(std::sync::Arc::new);
     while let Ok(sig) = set.wait() {
         match (&pty, sig) {
             // On a pty, the kernel signals the sandbox's foreground job itself.
             (Some(p), Signal::SIGWINCH) => p.resize(),
-            _ => {
-                let _ = kill(Pid::from_raw(target), sig);
-            }
+            _ => match &target {
+                Target::Process(fd) => send(fd, sig),
+                Target::Group(pgid) => {
+                    let _ = kill(Pid::from_raw(-pgid), sig);
+                }
+                Target::Gone => {}
+            },
         }
         let ends = matches!(sig, Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT);
-        if ends && !stopping {
-            stopping = true;
-            // An agent that ignores the signal (an interactive shell ignores SIGTERM) must
-            // not outlive the request: killing bwrap takes the whole PID namespace with it.
+        if let (true, Some(fd)) = (ends, backend.take()) {
+            // An agent that ignores the signal (an interactive shell ignores SIGTERM) must not
+            // outlive the request. The pidfd becomes readable when the backend exits.
             std::thread::spawn(move || {
-                std::thread::sleep(STOP_GRACE);
-                let _ = kill(Pid::from_raw(bwrap_pid), Signal::SIGKILL);
+                use rustix::event::{poll, PollFd, PollFlags, Timespec};
+                let grace = Timespec {
+                    tv_sec: STOP_GRACE.as_secs() as _,
+                    tv_nsec: 0,
+                };
+                let mut fds = [PollFd::new(&*fd, PollFlags::IN)];
+                if let Ok(0) = poll(&mut fds, Some(&grace)) {
+                    send(&fd, Signal::SIGKILL);
+                }
             });
         }
     }
