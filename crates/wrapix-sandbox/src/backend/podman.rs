@@ -34,7 +34,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use wrapix_spec::{MountMode, Network};
@@ -106,11 +106,20 @@ impl Podman {
         uid: u32,
         project: &Path,
     ) -> Self {
+        // The user's runtime folder, else wrapix's state folder: never a predictable path in a
+        // shared /tmp, where another user could plant the folder first.
         let runtime = env
             .get("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute() && p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+            .unwrap_or_else(|| {
+                let home = env
+                    .get("HOME")
+                    .map(PathBuf::from)
+                    .filter(|h| h.is_absolute())
+                    .unwrap_or_else(|| PathBuf::from("/"));
+                wrapix_spec::state::root(&home, env).join("podman")
+            });
         let base = project
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -206,9 +215,47 @@ impl Podman {
     /// `execute`; remove [`Podman::stage`] afterwards.
     pub fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
         let io = |what: &str, e| SandboxError::io(format!("{what} {}", self.stage.display()), e);
-        std::fs::create_dir_all(&self.stage).map_err(|e| io("create", e))?;
-        std::fs::set_permissions(&self.stage, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| io("protect", e))?;
+        // podman reads the env file by path: a value with a line break would become a second
+        // variable.
+        if let Some((k, _)) = run.env.iter().find(|(_, v)| v.contains(['\n', '\r'])) {
+            return Err(SandboxError::Missing {
+                what: format!(
+                    "the variable {k} has a line break, which podman's env file cannot hold"
+                ),
+                fix: "remove the line break from its value, or use the bwrap backend".into(),
+            });
+        }
+        // The parent (`wrapix-UID`) must be this user's folder that nobody else can write, not
+        // a link or a folder someone else made first; the run's own folder (0700) is made
+        // fresh inside it.
+        if let Some(parent) = self.stage.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| io("create", e))?;
+            let meta = std::fs::symlink_metadata(parent).map_err(|e| io("inspect", e))?;
+            if !meta.is_dir()
+                || meta.uid() != nix::unistd::geteuid().as_raw()
+                || meta.mode() & 0o022 != 0
+            {
+                return Err(SandboxError::Missing {
+                    what: format!(
+                        "{} is not a folder of yours that only you can write (not a link)",
+                        parent.display()
+                    ),
+                    fix: format!(
+                        "remove it, or set XDG_RUNTIME_DIR to a private folder of yours ({})",
+                        parent.display()
+                    ),
+                });
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.stage);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.stage)
+            .map_err(|e| io("create", e))?;
         let write = |path: &Path, data: &[u8], mode: u32| -> Result<(), SandboxError> {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)

@@ -303,3 +303,27 @@ fn stage_writes_the_seccomp_profile_the_plan_names() {
     p.cleanup();
     assert!(!t.path().join("stage").exists());
 }
+
+#[test]
+fn stage_refuses_a_shared_parent_and_env_values_with_line_breaks() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let parent = t.path().join("wrapix-1000");
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let p = Podman {
+        stage: parent.join("run"),
+        ..backend(false)
+    };
+    let run = prepared(Network::None, Resources::default());
+    let e = p.stage(&run).unwrap_err().to_string();
+    assert!(e.contains("only you can write"), "{e}");
+    assert!(!parent.join("run").exists());
+
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut run = prepared(Network::None, Resources::default());
+    run.env.insert("X".into(), "a\nLD_PRELOAD=/workspace/x.so".into());
+    let e = p.stage(&run).unwrap_err().to_string();
+    assert!(e.contains("X has a line break"), "{e}");
+    assert!(!parent.join("run").join("env").exists());
+}
