@@ -168,7 +168,8 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
         return Ok(0);
     }
     for n in &prepared.notices {
-        eprintln!("wrapix: {n}");
+        // Notices name files the agent may have named (a migrated folder's entries).
+        eprintln!("wrapix: {}", wrapix_spec::error::escape_controls(n));
     }
     let _staged = images::Staged::new(&backend, &prepared)?;
     let armed = tripwire::arm(&spec, &env)?;

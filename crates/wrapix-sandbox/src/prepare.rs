@@ -624,6 +624,13 @@ fn config_code_paths(
         else {
             continue;
         };
+        // husky 9 sets core.hooksPath = .husky/_, whose hooks are shims that run
+        // .husky/<hook> one folder up: that folder is where the hooks really are.
+        if is_dir && rel.file_name() == Some(std::ffi::OsStr::new("_")) {
+            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                out.push((parent.to_owned(), true));
+            }
+        }
         out.push((rel, is_dir));
     }
     Ok(out)

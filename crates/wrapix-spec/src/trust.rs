@@ -43,7 +43,8 @@ pub fn widening(text: &str) -> Vec<Widening> {
 
 fn push(out: &mut Vec<Widening>, key: String, value: &Value, why: &'static str) {
     out.push(Widening {
-        key,
+        // Key names come from a file the agent may have written: never raw on a terminal.
+        key: crate::error::escape_controls(&key),
         value: short(value),
         why,
     });

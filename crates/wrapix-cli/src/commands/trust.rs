@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use wrapix_spec::error::escape_controls;
 use wrapix_spec::layer::ConfigFile;
 use wrapix_spec::trust::{self, Record};
 
@@ -89,10 +90,10 @@ fn list(root: &Path) -> Result<i32, Failure> {
         };
         println!(
             "{}  {}  {}  ({})",
-            project.display(),
-            r.trusted_at,
+            escape_controls(&project.display().to_string()),
+            escape_controls(&r.trusted_at),
             state,
-            r.widens.join(", ")
+            escape_controls(&r.widens.join(", "))
         );
     }
     Ok(0)
