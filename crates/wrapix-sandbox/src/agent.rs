@@ -142,12 +142,7 @@ pub fn wire_claude(
 }
 
 fn ensure_state(root: &Path, project: &Path) -> Result<Dir, SandboxError> {
-    wrapix_spec::state::ensure_project_dir(root, project).map_err(|problem| {
-        SandboxError::io(
-            "create wrapix's state folder",
-            std::io::Error::other(problem),
-        )
-    })
+    Ok(wrapix_spec::state::ensure_project_dir(root, project)?)
 }
 
 fn fs_err(e: wrapix_hostfs::HostFsError) -> SandboxError {

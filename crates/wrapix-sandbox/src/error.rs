@@ -33,6 +33,10 @@ pub enum SandboxError {
     #[error(transparent)]
     HostFs(#[from] wrapix_hostfs::HostFsError),
 
+    /// wrapix's own state folder cannot be used.
+    #[error("wrapix's state folder: {0}")]
+    State(#[from] wrapix_spec::state::StateError),
+
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
 }

@@ -54,8 +54,8 @@ pub enum SpecError {
     #[error("cannot read config file: {0}")]
     Unsafe(#[from] wrapix_hostfs::HostFsError),
     /// wrapix's trust record cannot be read.
-    #[error("cannot read the trust record: {0} (fix: remove it and run `wrapix trust` again)")]
-    TrustRecord(String),
+    #[error("cannot read the trust record: {0}")]
+    TrustRecord(#[from] crate::state::StateError),
     /// A config file that exists but cannot be read.
     #[error("cannot read config file {}: {source}", path.display())]
     Read {

@@ -21,6 +21,21 @@ use sha2::{Digest, Sha256};
 /// The folder of per-project state below the state root.
 pub const PROJECTS: &str = "projects";
 
+/// A state file or folder that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing it failed, or it is a link or a special file.
+    #[error(transparent)]
+    Fs(#[from] wrapix_hostfs::HostFsError),
+    /// A record wrapix wrote that is no longer one (never silently reset).
+    #[error("{}: not a wrapix {what} ({source}) (fix: remove it, then run `wrapix trust` again)", path.display())]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
 /// `$XDG_STATE_HOME/wrapix`, or `~/.local/state/wrapix`.
 pub fn root(host_home: &Path, env: &BTreeMap<String, String>) -> PathBuf {
     env.get("XDG_STATE_HOME")
@@ -62,16 +77,14 @@ pub fn project_dir(root: &Path, project: &Path) -> PathBuf {
 }
 
 /// The state folder of `project`, created (0700) with its `project` file.
-pub fn ensure_project_dir(root: &Path, project: &Path) -> Result<wrapix_hostfs::Dir, String> {
+pub fn ensure_project_dir(root: &Path, project: &Path) -> Result<wrapix_hostfs::Dir, StateError> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = wrapix_hostfs::Dir::create_trusted(&project_dir(root, project), 0o700)
-        .map_err(|e| e.to_string())?;
+    let dir = wrapix_hostfs::Dir::create_trusted(&project_dir(root, project), 0o700)?;
     let mut text = project.as_os_str().as_bytes().to_vec();
     text.push(b'\n');
     let current = dir.read(Path::new("project"), 64 * 1024).ok().flatten();
     if current.as_deref() != Some(text.as_slice()) {
-        dir.write_atomic(Path::new("project"), &text, 0o600)
-            .map_err(|e| e.to_string())?;
+        dir.write_atomic(Path::new("project"), &text, 0o600)?;
     }
     Ok(dir)
 }

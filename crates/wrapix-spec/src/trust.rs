@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use toml::Value;
 
-use crate::state;
+use crate::state::{self, StateError};
 
 /// One key of a project file that asks for more than the default sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,78 +215,70 @@ const RECORD_LIMIT: u64 = 64 * 1024;
 
 /// The trust record of `project`, if any. A record that cannot be read or parsed is an error
 /// (a corrupt state file is loud, never silently "untrusted" or "trusted").
-pub fn load(state_root: &Path, project: &Path) -> Result<Option<Record>, String> {
+pub fn load(state_root: &Path, project: &Path) -> Result<Option<Record>, StateError> {
     let dir = state::project_dir(state_root, project);
     let root = match wrapix_hostfs::Dir::open(&dir) {
         Ok(d) => d,
         Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let Some(bytes) = root
-        .read(Path::new(RECORD_FILE), RECORD_LIMIT)
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(bytes) = root.read(Path::new(RECORD_FILE), RECORD_LIMIT)? else {
         return Ok(None);
     };
-    let record: Record = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{}: not a wrapix trust record ({e}); remove it and run `wrapix trust` again",
-            dir.join(RECORD_FILE).display()
-        )
+    let record: Record = serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+        path: dir.join(RECORD_FILE),
+        what: "trust record",
+        source,
     })?;
     Ok((record.project == project).then_some(record))
 }
 
 /// Records that the config with `sha256` is trusted for `project`.
-pub fn save(state_root: &Path, record: &Record) -> Result<PathBuf, String> {
+pub fn save(state_root: &Path, record: &Record) -> Result<PathBuf, StateError> {
     let dir = state::ensure_project_dir(state_root, &record.project)?;
-    let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+    // A struct of strings: serialising it cannot fail.
+    let mut bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
     bytes.push(b'\n');
-    dir.write_atomic(Path::new(RECORD_FILE), &bytes, 0o600)
-        .map_err(|e| e.to_string())?;
+    dir.write_atomic(Path::new(RECORD_FILE), &bytes, 0o600)?;
     Ok(dir.path().join(RECORD_FILE))
 }
 
 /// Removes the trust record of `project`; `Ok(false)` when there was none.
-pub fn revoke(state_root: &Path, project: &Path) -> Result<bool, String> {
+pub fn revoke(state_root: &Path, project: &Path) -> Result<bool, StateError> {
     let dir = state::project_dir(state_root, project);
     let root = match wrapix_hostfs::Dir::open(&dir) {
         Ok(d) => d,
         Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let had = root
-        .meta(Path::new(RECORD_FILE))
-        .map_err(|e| e.to_string())?
-        .is_some();
-    root.remove_all(Path::new(RECORD_FILE))
-        .map_err(|e| e.to_string())?;
+    let had = root.meta(Path::new(RECORD_FILE))?.is_some();
+    root.remove_all(Path::new(RECORD_FILE))?;
     Ok(had)
 }
 
 /// Every trust record, by project.
-pub fn list(state_root: &Path) -> Result<BTreeMap<PathBuf, Record>, String> {
+pub fn list(state_root: &Path) -> Result<BTreeMap<PathBuf, Record>, StateError> {
     let mut out = BTreeMap::new();
     let projects = state_root.join(state::PROJECTS);
     let root = match wrapix_hostfs::Dir::open(&projects) {
         Ok(d) => d,
         Err(e) if e.is_not_found() => return Ok(out),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    for (name, kind) in root.entries().map_err(|e| e.to_string())? {
+    for (name, kind) in root.entries()? {
         if kind != wrapix_hostfs::Kind::Dir {
             continue;
         }
         let rel = Path::new(&name).join(RECORD_FILE);
-        let Some(bytes) = root.read(&rel, RECORD_LIMIT).map_err(|e| e.to_string())? else {
+        let Some(bytes) = root.read(&rel, RECORD_LIMIT)? else {
             continue;
         };
-        match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) => {
-                out.insert(r.project.clone(), r);
-            }
-            Err(e) => return Err(format!("{}: {e}", projects.join(rel).display())),
-        }
+        let r: Record = serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: projects.join(&rel),
+            what: "trust record",
+            source,
+        })?;
+        out.insert(r.project.clone(), r);
     }
     Ok(out)
 }
