@@ -271,9 +271,31 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dest: SandboxPath::from_static(Spec::WORKSPACE),
         mode: MountMode::ReadWrite,
     }];
+    // wrapix's own config and state (trust records, agent state) inside the project (a project
+    // that is, or contains, the home folder): read-only, created first when missing, so that
+    // no run can change what later runs trust.
+    let mut protect = spec.protect.clone();
+    let config_home = host
+        .env
+        .get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| spec.user.home.join(".config"));
+    for own in [
+        config_home.join("wrapix"),
+        wrapix_spec::state::root(&spec.user.home, &host.env),
+    ] {
+        let Ok(rel) = own.strip_prefix(&spec.project) else {
+            continue;
+        };
+        if !host.dry_run {
+            wrapix_hostfs::Dir::open(&spec.project)?.create_dir_all(rel, 0o700)?;
+        }
+        protect.push(rel.to_owned());
+    }
     binds.extend(protect_binds(
         &spec.project,
-        &spec.protect,
+        &protect,
         &spec.user.home,
         host.dry_run,
         &mut notices,

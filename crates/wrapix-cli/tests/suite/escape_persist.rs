@@ -1009,3 +1009,30 @@ fn pid_1_cannot_be_traced_or_read() {
     }
     assert!(stdout.ends_with("done\n"), "the run did not finish:\n{out}");
 }
+
+/// A project that is the home folder (wrapix started in `~` by accident): the agent can change
+/// everything in it (a notice says so), but never wrapix's own config and state there, which
+/// decide what later runs may do (`backend = "none"` in the user config, a forged trust record).
+#[test]
+fn a_project_that_is_the_home_cannot_change_wrapix_config_or_state() {
+    let Some(c) = Case::escape() else { return };
+    let project = c.project.to_string_lossy().into_owned();
+    let c = c.host_env("HOME", &project);
+    let out = c.sh(
+        "mkdir -p .config/wrapix 2>/dev/null; \
+         echo 'backend = \"none\"' > .config/wrapix/config.toml 2>/dev/null && echo CONFIG-WRITTEN; \
+         mkdir -p .local/state/wrapix/projects/x 2>/dev/null && echo STATE-WRITTEN; \
+         rm -rf .local/state/wrapix 2>/dev/null; mv .config/wrapix .config/w2 2>/dev/null && echo MOVED; \
+         echo done",
+    );
+    let stdout = out.ok();
+    assert!(stdout.ends_with("done\n"), "{out}");
+    for bad in ["CONFIG-WRITTEN", "STATE-WRITTEN", "MOVED"] {
+        assert!(!stdout.contains(bad), "{bad}:\n{out}");
+    }
+    assert!(!c.project.join(".config/wrapix/config.toml").exists());
+    assert!(out.stderr.contains("contains your home folder"), "{out}");
+    // Control: the rest of the home is the agent's to change, as the notice says.
+    let out = c.sh("echo x > .bashrc && echo WROTE");
+    assert!(out.ok().contains("WROTE"), "{out}");
+}
