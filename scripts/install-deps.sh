@@ -63,6 +63,11 @@ if [ "$(findmnt -no PROPAGATION / 2>/dev/null)" != "shared" ]; then
   say "mount --make-rshared /: rootless podman warns on every run otherwise"
   $SUDO mount --make-rshared / 2>/dev/null || true
 fi
+# cargo-machete: scripts/test.sh checks that no crate declares a dependency it does not use.
+if ! command -v cargo-machete >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then
+  say "cargo install cargo-machete (unused-dependency check of the test command)"
+  cargo install --quiet --locked cargo-machete@0.9.2
+fi
 # The MCP server's integration tests use the official MCP Python SDK (`mcp` on PyPI), in a
 # venv under target/ (the tests look for target/py-mcp/bin/python).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/target/py-mcp"
