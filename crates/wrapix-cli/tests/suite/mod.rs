@@ -5,6 +5,7 @@ mod badinput;
 mod config;
 mod dns;
 mod escape;
+mod escape_attack;
 mod escape_git;
 mod escape_net;
 mod escape_persist;
