@@ -322,7 +322,8 @@ fn stage_refuses_a_shared_parent_and_env_values_with_line_breaks() {
 
     std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut run = prepared(Network::None, Resources::default());
-    run.env.insert("X".into(), "a\nLD_PRELOAD=/workspace/x.so".into());
+    run.env
+        .insert("X".into(), "a\nLD_PRELOAD=/workspace/x.so".into());
     let e = p.stage(&run).unwrap_err().to_string();
     assert!(e.contains("X has a line break"), "{e}");
     assert!(!parent.join("run").join("env").exists());
