@@ -16,7 +16,7 @@ mod walk;
 
 use std::path::PathBuf;
 
-use wrapix_hostfs::{Dir, HostFsError};
+use wrapix_hostfs::Dir;
 
 pub use surface::Snapshot;
 
@@ -59,12 +59,6 @@ pub enum Action {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TripwireError {
-    #[error("tripwire: could not {op} {}: {source}", path.display())]
-    Read {
-        op: &'static str,
-        path: PathBuf,
-        source: HostFsError,
-    },
     #[error("tripwire: could not read:\n  {}", paths.join("\n  "))]
     Unreadable {
         /// One line per path, with why.
