@@ -54,6 +54,11 @@ impl HostFsError {
         matches!(self, HostFsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 
+    /// Whether the error is "permission denied" (`EACCES`).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, HostFsError::Io { source, .. } if source.raw_os_error() == Some(Errno::ACCESS.raw_os_error()))
+    }
+
     /// Whether the error is "the two paths are on different filesystems" (`EXDEV`), which a
     /// rename cannot cross.
     pub fn is_cross_device(&self) -> bool {
@@ -138,6 +143,13 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+/// A handle that only names a folder on the way (`O_PATH`): usable as the base of `*at`
+/// calls, never listed.
+const PATH_FLAGS: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
 impl Dir {
     /// Opens a folder the user chose (the project, wrapix's state folder). Symlinks in
     /// `path` itself are followed: it is trusted; nothing below it is.
@@ -209,7 +221,9 @@ impl Dir {
         let mut walked = PathBuf::new();
         for name in parents {
             walked.push(name);
-            match rustix::fs::openat(cur.fd(), *name, DIR_FLAGS, Mode::empty()) {
+            // O_PATH: a folder on the way only needs to be searchable, not listable (the
+            // agent may have taken its read permission off; git would still go through).
+            match rustix::fs::openat(cur.fd(), *name, PATH_FLAGS, Mode::empty()) {
                 Ok(fd) => {
                     cur = DirRef::Owned(Dir {
                         fd,
@@ -446,8 +460,22 @@ impl Dir {
     pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
         // A fresh descriptor of its own, so that listing never moves this handle's offset;
         // `Dir::new` reads from it directly (`read_from` would open a third one).
-        let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
-            .map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
+        let fd = match rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            // The agent took the read permission off since this handle was opened (or it was
+            // opened as the owner): the handle itself still lists, from its start.
+            Err(Errno::ACCESS) => {
+                let fd = self.fd.try_clone().map_err(|e| HostFsError::Io {
+                    op: "list",
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+                rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0))
+                    .map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
+                fd
+            }
+            Err(e) => return Err(HostFsError::io("list", self.path.clone(), e)),
+        };
         let mut out = Vec::new();
         let it =
             rustix::fs::Dir::new(fd).map_err(|e| HostFsError::io("list", self.path.clone(), e))?;
@@ -552,15 +580,14 @@ impl Dir {
                 Errno::NOENT,
             ));
         };
-        if rustix::fs::statat(to_parent.fd(), to_name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
-            return Err(HostFsError::io(
-                "move to",
-                to.display_path(to_rel),
-                Errno::EXIST,
-            ));
-        }
-        rustix::fs::renameat(from_parent.fd(), from_name, to_parent.fd(), to_name)
-            .map_err(|e| HostFsError::io("move", self.display_path(rel), e))
+        rename_into(
+            from_parent.fd(),
+            from_name,
+            &to_parent,
+            to_name,
+            &self.display_path(rel),
+            &to.display_path(to_rel),
+        )
     }
 
     /// The open file descriptor of this folder.
@@ -590,6 +617,22 @@ impl DirRef<'_> {
     }
 }
 
+/// `renameat`, refusing to replace anything at the destination.
+fn rename_into(
+    from_parent: BorrowedFd<'_>,
+    from_name: &OsStr,
+    to_parent: &DirRef<'_>,
+    to_name: &OsStr,
+    from_path: &Path,
+    to_path: &Path,
+) -> Result<()> {
+    if rustix::fs::statat(to_parent.fd(), to_name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+        return Err(HostFsError::io("move to", to_path.to_owned(), Errno::EXIST));
+    }
+    rustix::fs::renameat(from_parent, from_name, to_parent.fd(), to_name)
+        .map_err(|e| HostFsError::io("move", from_path.to_owned(), e))
+}
+
 /// `.NAME.wrapix-PID-N`: unique in this process, hidden, recognisable.
 fn temp_name(name: &OsStr) -> OsString {
     static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -602,6 +645,8 @@ fn temp_name(name: &OsStr) -> OsString {
     ));
     out
 }
+
+mod owner;
 
 #[cfg(test)]
 mod tests;

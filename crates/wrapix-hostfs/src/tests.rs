@@ -196,3 +196,125 @@ fn cross_device_rename_is_recognisable() {
         .unwrap_err();
     assert!(!e.is_cross_device());
 }
+
+/// Runs `f` as an ordinary user: in a thread whose uids are 65534 when the tests run as root
+/// (root ignores permission bits, which these tests are about).
+fn unprivileged(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if rustix::process::geteuid().is_root() {
+                let nobody = rustix::process::Uid::from_raw(65534);
+                rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
+            }
+            f();
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+#[test]
+fn unlistable_folders_of_ours_are_opened_as_owner_and_their_modes_kept() {
+    unprivileged(|| {
+        let (t, d) = setup();
+        for (dir, m) in [("a", 0o100), ("b", 0o000), ("c", 0o2300)] {
+            std::fs::create_dir_all(t.path().join(dir).join("in/deeper")).unwrap();
+            std::fs::write(t.path().join(dir).join("in/f"), "x").unwrap();
+            chmod(&t.path().join(dir), m);
+            // The plain call is refused, as it was before.
+            assert!(d.list(Path::new(dir)).unwrap_err().is_permission_denied());
+            let names: Vec<_> = d
+                .list_as_owner(Path::new(dir))
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(names, ["in"], "{dir}");
+            assert_eq!(
+                mode(&t.path().join(dir)),
+                m,
+                "{dir}: the exact mode is back"
+            );
+            // A folder inside one that is not even searchable (000): opened the same way.
+            let outer = d.open_dir_as_owner(Path::new(dir)).unwrap().unwrap();
+            let inner = outer.open_dir_as_owner(Path::new("in")).unwrap().unwrap();
+            let names: Vec<_> = inner
+                .entries()
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(names, ["deeper", "f"], "{dir}");
+            assert_eq!(mode(&t.path().join(dir)), m, "{dir}");
+            chmod(&t.path().join(dir), 0o700);
+        }
+        // Folders on the way only need to be searchable (`chmod 100`).
+        std::fs::create_dir_all(t.path().join("s/r/.git")).unwrap();
+        std::fs::write(t.path().join("s/r/.git/config"), "c").unwrap();
+        chmod(&t.path().join("s"), 0o100);
+        assert_eq!(
+            d.read(Path::new("s/r/.git/config"), 10).unwrap().as_deref(),
+            Some(&b"c"[..])
+        );
+        chmod(&t.path().join("s"), 0o700);
+    });
+}
+
+#[test]
+fn a_link_or_someone_elses_folder_is_never_opened_as_owner() {
+    let outside = tempfile::tempdir().unwrap();
+    let theirs = outside.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chmod(&theirs, 0o700);
+    chmod(outside.path(), 0o755);
+    unprivileged(|| {
+        let (t, d) = setup();
+        symlink(&theirs, t.path().join("link")).unwrap();
+        let e = d.open_dir_as_owner(Path::new("link")).unwrap_err();
+        assert!(matches!(e, HostFsError::Symlink { .. }), "{e}");
+        let o = Dir::open(outside.path()).unwrap();
+        let e = o.open_dir_as_owner(Path::new("theirs")).unwrap_err();
+        assert!(e.is_permission_denied(), "{e}");
+    });
+    assert_eq!(mode(&theirs), 0o700);
+}
+
+#[test]
+fn moves_out_of_write_protected_folders_as_owner() {
+    unprivileged(|| {
+        let (t, d) = setup();
+        let q = tempfile::tempdir().unwrap();
+        let qd = Dir::open(q.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("sub/.git/hooks")).unwrap();
+        std::fs::write(t.path().join("sub/.git/hooks/pre-commit"), "x").unwrap();
+        chmod(&t.path().join("sub/.git/hooks"), 0o500);
+        chmod(&t.path().join("sub/.git"), 0o100);
+        chmod(&t.path().join("sub"), 0o500);
+        let hook = Path::new("sub/.git/hooks/pre-commit");
+        assert!(d
+            .rename(hook, &qd, Path::new("h"))
+            .unwrap_err()
+            .is_permission_denied());
+        d.rename_as_owner(hook, &qd, Path::new("h")).unwrap();
+        assert!(q.path().join("h").is_file());
+        assert_eq!(mode(&t.path().join("sub/.git/hooks")), 0o500);
+        // A folder is moved too (its own `..` changes, which needs its write bit).
+        d.rename_as_owner(Path::new("sub/.git"), &qd, Path::new("git"))
+            .unwrap();
+        assert!(!t.path().join("sub/.git").exists());
+        assert_eq!(mode(&q.path().join("git")), 0o100);
+        assert_eq!(mode(&t.path().join("sub")), 0o500);
+        chmod(&q.path().join("git"), 0o700);
+        chmod(&q.path().join("git/hooks"), 0o700);
+        chmod(&t.path().join("sub"), 0o700);
+    });
+}

@@ -106,29 +106,26 @@ impl Armed {
     }
 
     fn check_all(&self, keep: bool) -> Result<(), SandboxError> {
-        let now = existing_tool_configs(&self.project)?;
-        for (name, tool) in HOST_TOOL_CONFIGS {
-            if now.contains(name) && !self.tool_configs.contains(name) {
-                eprintln!(
-                    "wrapix: note: the sandbox created {name} in {}; {tool}: review it before you open the project with that tool",
-                    self.project_path.display()
-                );
+        // The git check runs whatever happened here: an error is returned after it.
+        let tools = existing_tool_configs(&self.project).map(|now| {
+            for (name, tool) in HOST_TOOL_CONFIGS {
+                if now.contains(name) && !self.tool_configs.contains(name) {
+                    eprintln!(
+                        "wrapix: note: the sandbox created {name} in {}; {tool}: review it before you open the project with that tool",
+                        self.project_path.display()
+                    );
+                }
             }
-        }
-        self.check_git(keep)
+        });
+        self.check_git(keep)?;
+        tools
     }
 
     fn check_git(&self, keep: bool) -> Result<(), SandboxError> {
-        let findings = tripwire::check(&self.project, &self.before).map_err(|e| {
-            SandboxError::io(
-                "check git's files after the run (the git tripwire)",
-                std::io::Error::other(e),
-            )
-        })?;
+        let findings = tripwire::check(&self.project, &self.before);
         if findings.is_empty() {
             return Ok(());
         }
-        let acting = findings.iter().any(|f| f.action != Action::Report);
         eprintln!(
             "wrapix: git tripwire: the sandbox left {} thing(s) in {} that git on the host would read:",
             findings.len(),
@@ -141,28 +138,83 @@ impl Armed {
                 wrapix_spec::error::escape_controls(&f.what)
             );
         }
-        if !acting {
-            return Ok(());
-        }
-        if keep {
+        let mut look_at: Vec<PathBuf> = findings
+            .iter()
+            .filter(|f| f.action == Action::Unchecked)
+            .map(|f| f.path.clone())
+            .collect();
+        let acting = findings.iter().any(|f| {
+            matches!(
+                f.action,
+                Action::Quarantine | Action::Restore | Action::Disarm
+            )
+        });
+        let mut failure = None;
+        if acting && keep {
             eprintln!(
                 "wrapix: kept as they are (--keep-git-changes): review them before your next git command in this project"
             );
-            return Ok(());
+        } else if acting {
+            if let Err(e) = self.neutralise(&findings) {
+                // What could not be neutralised is still in place.
+                look_at.extend(
+                    findings
+                        .iter()
+                        .filter(|f| f.action != Action::Report && f.action != Action::Unchecked)
+                        .map(|f| f.path.clone()),
+                );
+                failure = Some(e);
+            }
         }
-        let state = &self.state;
+        if look_at.is_empty() {
+            return failure.map_or(Ok(()), Err);
+        }
+        look_at.sort();
+        look_at.dedup();
+        let paths: Vec<String> = look_at
+            .iter()
+            .map(|p| {
+                wrapix_spec::error::escape_controls(
+                    &self.project_path.join(p).display().to_string(),
+                )
+            })
+            .collect();
+        eprintln!(
+            "wrapix: WARNING: the git tripwire could not check or neutralise everything the sandbox \
+             left in {}. Do NOT run git in that project (a shell prompt that shows the git branch \
+             runs git too) before you have looked at:\n  {}",
+            wrapix_spec::error::escape_controls(&self.project_path.display().to_string()),
+            paths.join("\n  ")
+        );
+        Err(failure.unwrap_or_else(|| {
+            SandboxError::io(
+                "check git's files after the run (the git tripwire)",
+                std::io::Error::other(format!("could not check: {}", paths.join(", "))),
+            )
+        }))
+    }
+
+    /// Moves what the findings say into a new quarantine folder, and says what went where.
+    fn neutralise(&self, findings: &[tripwire::Finding]) -> Result<(), SandboxError> {
         let stamp = jiff::Timestamp::now()
             .strftime("%Y%m%dT%H%M%SZ")
             .to_string();
         let rel = PathBuf::from(format!("quarantine/{stamp}-{}", std::process::id()));
-        let quarantine = state.create_dir_all(&rel, 0o700)?;
-        let lines = tripwire::neutralise(&self.project, &self.before, &findings, &quarantine)
-            .map_err(|e| {
-                SandboxError::io(
+        let quarantine = self.state.create_dir_all(&rel, 0o700)?;
+        let result = tripwire::neutralise(&self.project, &self.before, findings, &quarantine);
+        let lines = match result {
+            Ok(lines) => lines,
+            Err(e) => {
+                eprintln!(
+                    "wrapix: {}",
+                    wrapix_spec::error::escape_controls(&e.to_string())
+                );
+                return Err(SandboxError::io(
                     "quarantine what the sandbox left for git",
                     std::io::Error::other(e),
-                )
-            })?;
+                ));
+            }
+        };
         for l in lines {
             eprintln!("wrapix:   {}", wrapix_spec::error::escape_controls(&l));
         }

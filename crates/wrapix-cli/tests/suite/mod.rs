@@ -6,6 +6,7 @@ mod config;
 mod dns;
 mod doctor;
 mod escape;
+mod escape_attack;
 mod escape_git;
 mod escape_net;
 mod escape_persist;

@@ -4,39 +4,22 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::gitconfig::armed_reason;
-use super::surface::{Node, Repo, Snapshot};
+use super::surface::{join, Node, Repo, Snapshot};
 use super::{Action, Finding};
 
 pub(crate) fn findings(before: &Snapshot, after: &Snapshot) -> Vec<Finding> {
     let mut out = Vec::new();
     for (git, repo) in &after.repos {
         let top = git == Path::new(".git");
-        match before.repos.get(git) {
+        // A bare-shaped folder that was a plain folder before is new: nothing of it was kept.
+        match before.repos.get(git).filter(|old| old.bare == repo.bare) {
+            None if repo.bare => out.push(new_bare(git, repo)),
             None => out.push(new_git(git, repo, top)),
             Some(old) if !old.node.same(&repo.node) => out.push(changed_git(git, old, repo)),
             Some(old) => changed_files(git, old, repo, top, &mut out),
         }
     }
-    match &after.gitlinks {
-        Ok(links) => {
-            for link in links {
-                if !before.gitlinks.as_ref().is_ok_and(|b| b.contains(link)) {
-                    out.push(Finding {
-                        path: link.clone(),
-                        what: "new gitlink (submodule entry) in .git/index: git status on the \
-                               host looks inside it"
-                            .into(),
-                        action: Action::Report,
-                    });
-                }
-            }
-        }
-        Err(e) => out.push(Finding {
-            path: PathBuf::from(".git/index"),
-            what: format!("could not read the index ({e}), so its gitlinks are not checked"),
-            action: Action::Report,
-        }),
-    }
+    index_findings(before, after, &mut out);
     for (path, why) in &after.unreadable {
         if !before.unreadable.contains_key(path) {
             out.push(Finding {
@@ -49,6 +32,93 @@ pub(crate) fn findings(before: &Snapshot, after: &Snapshot) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// At most this many entries newly hidden by index flags are named one by one (a sparse
+/// checkout sets skip-worktree on thousands).
+const HIDDEN_NAMED: usize = 20;
+
+fn index_findings(before: &Snapshot, after: &Snapshot, out: &mut Vec<Finding>) {
+    let now = match &after.index {
+        Ok(index) => index,
+        Err(e) => {
+            out.push(Finding {
+                path: PathBuf::from(".git/index"),
+                what: format!(
+                    "could not read the index ({e}), so its gitlinks and flags are not checked"
+                ),
+                action: Action::Report,
+            });
+            return;
+        }
+    };
+    let old = before.index.as_ref().ok();
+    for link in &now.gitlinks {
+        if !old.is_some_and(|b| b.gitlinks.contains(link)) {
+            out.push(Finding {
+                path: link.clone(),
+                what: "new gitlink (submodule entry) in .git/index: git status on the \
+                       host looks inside it"
+                    .into(),
+                action: Action::Report,
+            });
+        }
+    }
+    let mut hidden = Vec::new();
+    for (path, flags) in &now.hidden {
+        let had = old.and_then(|b| b.hidden.get(path));
+        for flag in flags {
+            if !had.is_some_and(|h| h.contains(flag)) {
+                hidden.push((path, *flag));
+            }
+        }
+    }
+    let more = hidden.len().saturating_sub(HIDDEN_NAMED);
+    for (path, flag) in hidden.into_iter().take(HIDDEN_NAMED) {
+        let option = flag.option();
+        out.push(Finding {
+            path: path.clone(),
+            what: format!(
+                "now marked {option} in .git/index: git status and git diff no longer show \
+                 its changes (to see them: git update-index --no-{option} -- {})",
+                path.display()
+            ),
+            action: Action::Report,
+        });
+    }
+    if more > 0 {
+        out.push(Finding {
+            path: PathBuf::from(".git/index"),
+            what: format!(
+                "{more} more entries now marked skip-worktree or assume-unchanged: git status \
+                 and git diff no longer show their changes (see git ls-files -v: lower-case \
+                 or S)"
+            ),
+            action: Action::Report,
+        });
+    }
+}
+
+/// A folder that git now takes for a git folder and did not before. Armed: the pieces that
+/// make it one and that run code are moved away, never the folder (it may be `src/`).
+fn new_bare(dir: &Path, repo: &Repo) -> Finding {
+    let (what, action) = match armed(repo) {
+        Some(why) => (
+            format!("new bare repository (a folder git takes for a repository: HEAD, objects, refs) {why}"),
+            Action::Disarm,
+        ),
+        None => (
+            "new bare repository (a folder git takes for a repository: HEAD, objects, refs): \
+             nothing in it runs code"
+                .into(),
+            Action::Report,
+        ),
+    };
+    Finding {
+        path: dir.to_owned(),
+        what,
+        action,
+    }
 }
 
 fn new_git(git: &Path, repo: &Repo, top: bool) -> Finding {
@@ -65,6 +135,10 @@ fn new_git(git: &Path, repo: &Repo, top: bool) -> Finding {
                 Action::Report,
             ),
         },
+        Node::Unreadable(why) => (
+            format!("new .git that wrapix could not look at ({why})"),
+            Action::Quarantine,
+        ),
         Node::File { bytes, .. } => (
             format!(
                 "new .git file{}: git would use the repository it points at",
@@ -94,7 +168,12 @@ fn changed_git(git: &Path, old: &Repo, new: &Repo) -> Finding {
         }
         n => n.describe(),
     };
-    let (what, action) = if old.node.bytes().is_some() {
+    let (what, action) = if let Node::Unreadable(why) = &new.node {
+        (
+            format!("could not look at this .git any more ({why}), so it is not checked"),
+            Action::Unchecked,
+        )
+    } else if old.node.bytes().is_some() {
         (format!("changed .git file, now {now}"), Action::Restore)
     } else {
         (
@@ -110,12 +189,20 @@ fn changed_git(git: &Path, old: &Repo, new: &Repo) -> Finding {
 }
 
 fn changed_files(git: &Path, old: &Repo, new: &Repo, top: bool, out: &mut Vec<Finding>) {
-    let place = if top { "" } else { " in a nested repository" };
+    let place = match (top, new.bare) {
+        (_, true) => " in a bare repository",
+        (true, false) => "",
+        (false, false) => " in a nested repository",
+    };
     for (rel, node) in &new.files {
         let (what, action) = match old.files.get(rel) {
             None if is_sample(rel, node) => continue,
-            None => (format!("new {}{place}{}", role(rel), detail(rel, node)), Action::Quarantine),
             Some(o) if o.same(node) => continue,
+            _ if matches!(node, Node::Unreadable(_)) => (
+                format!("could not check {}{place}: {}", role(rel), node.describe()),
+                Action::Unchecked,
+            ),
+            None => (format!("new {}{place}{}", role(rel), detail(rel, node)), Action::Quarantine),
             Some(o) if o.bytes().is_some() => (
                 format!("changed {}{place}{}", role(rel), detail(rel, node)),
                 Action::Restore,
@@ -131,7 +218,7 @@ fn changed_files(git: &Path, old: &Repo, new: &Repo, top: bool, out: &mut Vec<Fi
             ),
         };
         out.push(Finding {
-            path: git.join(rel),
+            path: join(git, rel),
             what,
             action,
         });
@@ -143,7 +230,7 @@ fn changed_files(git: &Path, old: &Repo, new: &Repo, top: bool, out: &mut Vec<Fi
 fn armed(repo: &Repo) -> Option<String> {
     for (rel, node) in &repo.files {
         let name = rel.file_name().and_then(OsStr::to_str).unwrap_or("");
-        if let Node::Symlink(_) | Node::Other = node {
+        if let Node::Symlink(_) | Node::Other | Node::Unreadable(_) = node {
             return Some(format!("with {}, {}", rel.display(), node.describe()));
         }
         if in_hooks(rel) {

@@ -1,7 +1,9 @@
-//! The gitlinks (submodule entries, mode 160000) of a git index file, versions 2 to 4.
-//! Everything is bounds-checked: the agent may have written any bytes there.
+//! What a git index file (versions 2 to 4) says that matters to the tripwire: its gitlinks
+//! (submodule entries, mode 160000), and the entries whose flags make `git status` and
+//! `git diff` silent about changes (assume-unchanged, skip-worktree). Everything is
+//! bounds-checked: the agent may have written any bytes there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -12,10 +14,39 @@ const TYPE_MASK: u32 = 0o170000;
 /// ctime, mtime (8 each), dev, ino, mode, uid, gid, size (4 each).
 const STAT_LEN: usize = 40;
 const EXTENDED: u16 = 0x4000;
+/// In the flags: `git update-index --assume-unchanged` (git calls it CE_VALID).
+const ASSUME_VALID: u16 = 0x8000;
+/// In the extended flags (version 3 and up): `git update-index --skip-worktree`.
+const SKIP_WORKTREE: u16 = 0x4000;
 
-/// The paths of all gitlinks in `bytes`, an index whose object ids are `hash_len` bytes long
-/// (20 for SHA-1, 32 for SHA-256), or why it could not be read.
-pub(crate) fn gitlinks(bytes: &[u8], hash_len: usize) -> Result<BTreeSet<PathBuf>, String> {
+/// A flag that makes git ignore an entry's file in the work tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Hiding {
+    AssumeUnchanged,
+    SkipWorktree,
+}
+
+impl Hiding {
+    /// The `git update-index` option that set it.
+    pub(crate) fn option(self) -> &'static str {
+        match self {
+            Hiding::AssumeUnchanged => "assume-unchanged",
+            Hiding::SkipWorktree => "skip-worktree",
+        }
+    }
+}
+
+/// What the tripwire reads from an index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Index {
+    pub gitlinks: BTreeSet<PathBuf>,
+    /// Entries with a flag that hides their changes, and which.
+    pub hidden: BTreeMap<PathBuf, BTreeSet<Hiding>>,
+}
+
+/// Reads `bytes`, an index whose object ids are `hash_len` bytes long (20 for SHA-1, 32 for
+/// SHA-256), or says why it could not be read.
+pub(crate) fn read(bytes: &[u8], hash_len: usize) -> Result<Index, String> {
     let mut r = Reader { bytes, pos: 0 };
     if r.take(4)? != b"DIRC" {
         return Err("it does not start with DIRC".into());
@@ -25,7 +56,7 @@ pub(crate) fn gitlinks(bytes: &[u8], hash_len: usize) -> Result<BTreeSet<PathBuf
         return Err(format!("version {version} is not 2, 3 or 4"));
     }
     let count = r.u32()?;
-    let mut out = BTreeSet::new();
+    let mut out = Index::default();
     let mut path: Vec<u8> = Vec::new();
     for _ in 0..count {
         let start = r.pos;
@@ -33,11 +64,17 @@ pub(crate) fn gitlinks(bytes: &[u8], hash_len: usize) -> Result<BTreeSet<PathBuf
         let mode = u32::from_be_bytes([stat[24], stat[25], stat[26], stat[27]]);
         r.take(hash_len)?;
         let flags = r.u16()?;
+        let mut hiding = BTreeSet::new();
+        if flags & ASSUME_VALID != 0 {
+            hiding.insert(Hiding::AssumeUnchanged);
+        }
         if flags & EXTENDED != 0 {
             if version < 3 {
                 return Err("an extended entry in a version 2 index".into());
             }
-            r.take(2)?;
+            if r.u16()? & SKIP_WORKTREE != 0 {
+                hiding.insert(Hiding::SkipWorktree);
+            }
         }
         if version == 4 {
             let strip = r.varint()?;
@@ -57,7 +94,12 @@ pub(crate) fn gitlinks(bytes: &[u8], hash_len: usize) -> Result<BTreeSet<PathBuf
             r.take(padded - len)?;
         }
         if mode & TYPE_MASK == GITLINK {
-            out.insert(PathBuf::from(OsString::from_vec(path.clone())));
+            out.gitlinks
+                .insert(PathBuf::from(OsString::from_vec(path.clone())));
+        }
+        if !hiding.is_empty() {
+            out.hidden
+                .insert(PathBuf::from(OsString::from_vec(path.clone())), hiding);
         }
     }
     Ok(out)
@@ -173,7 +215,7 @@ mod tests {
     fn finds_gitlinks_in_every_version() {
         for v in ["2", "3", "4"] {
             let bytes = index_with_gitlink(v);
-            let links = gitlinks(&bytes, 20).unwrap();
+            let links = read(&bytes, 20).unwrap().gitlinks;
             assert_eq!(
                 links,
                 BTreeSet::from([PathBuf::from("deep/sub")]),
@@ -182,23 +224,77 @@ mod tests {
         }
     }
 
+    /// `index_with_gitlink`, then `git update-index --OPTION PATH` for each pair.
+    fn index_with_flags(version: &str, flags: &[(&str, &str)]) -> Vec<u8> {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        git(d, &["init", "-q"]);
+        for f in ["a", "b", "deep/c", "deep/d-long-name"] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        git(d, &["add", "-A"]);
+        for (option, path) in flags {
+            git(d, &["update-index", &format!("--{option}"), path]);
+        }
+        git(d, &["update-index", "--index-version", version]);
+        std::fs::read(d.join(".git/index")).unwrap()
+    }
+
+    #[test]
+    fn finds_hiding_flags_in_every_version() {
+        use Hiding::*;
+        let flags = [
+            ("assume-unchanged", "a"),
+            ("skip-worktree", "deep/c"),
+            ("assume-unchanged", "deep/d-long-name"),
+            ("skip-worktree", "deep/d-long-name"),
+        ];
+        for v in ["3", "4"] {
+            let index = read(&index_with_flags(v, &flags), 20).unwrap();
+            assert_eq!(
+                index.hidden,
+                BTreeMap::from([
+                    (PathBuf::from("a"), BTreeSet::from([AssumeUnchanged])),
+                    (PathBuf::from("deep/c"), BTreeSet::from([SkipWorktree])),
+                    (
+                        PathBuf::from("deep/d-long-name"),
+                        BTreeSet::from([AssumeUnchanged, SkipWorktree])
+                    ),
+                ]),
+                "version {v}"
+            );
+        }
+        // Version 2 has no extended flags: git writes version 3 as soon as one is needed, so
+        // only assume-unchanged can be in a version 2 index.
+        let index = read(&index_with_flags("2", &[("assume-unchanged", "b")]), 20).unwrap();
+        assert_eq!(
+            index.hidden,
+            BTreeMap::from([(PathBuf::from("b"), BTreeSet::from([AssumeUnchanged]))])
+        );
+        assert!(read(&index_with_flags("4", &[]), 20)
+            .unwrap()
+            .hidden
+            .is_empty());
+    }
+
     #[test]
     fn garbage_is_an_error() {
-        assert!(gitlinks(b"", 20).is_err());
-        assert!(gitlinks(b"DIRC\0\0\0\x05\0\0\0\0", 20)
+        assert!(read(b"", 20).is_err());
+        assert!(read(b"DIRC\0\0\0\x05\0\0\0\0", 20)
             .unwrap_err()
             .contains("version 5"));
         let mut bytes = index_with_gitlink("4");
         bytes.truncate(bytes.len() / 2);
-        assert!(gitlinks(&bytes, 20).is_err());
+        assert!(read(&bytes, 20).is_err());
         // Claims many entries it does not have.
-        assert!(gitlinks(b"DIRC\0\0\0\x02\xff\xff\xff\xff", 20).is_err());
+        assert!(read(b"DIRC\0\0\0\x02\xff\xff\xff\xff", 20).is_err());
     }
 
     proptest! {
         #[test]
         fn never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = gitlinks(&bytes, 20);
+            let _ = read(&bytes, 20);
         }
 
         #[test]
@@ -210,8 +306,8 @@ mod tests {
                 bytes[i] = b;
             }
             bytes.truncate(cut % (bytes.len() + 1));
-            let _ = gitlinks(&bytes, 20);
-            let _ = gitlinks(&bytes, 32);
+            let _ = read(&bytes, 20);
+            let _ = read(&bytes, 32);
         }
     }
 }

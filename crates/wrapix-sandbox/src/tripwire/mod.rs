@@ -16,7 +16,7 @@ mod walk;
 
 use std::path::PathBuf;
 
-use wrapix_hostfs::{Dir, HostFsError};
+use wrapix_hostfs::Dir;
 
 pub use surface::Snapshot;
 
@@ -46,20 +46,24 @@ pub enum Action {
     Quarantine,
     /// Move the agent's version into quarantine and put back the bytes from before the run.
     Restore,
+    /// Move the pieces of a folder that make git take it for a repository and that run code
+    /// (`HEAD`, `config`, `commondir`, `config.worktree`, `hooks`) into the quarantine
+    /// folder; the folder itself, and everything else in it, stays.
+    Disarm,
     /// Only say it: nothing in it runs code, or it cannot be undone safely.
     Report,
+    /// Could not be checked (an error reading it): nothing is done, and the check as a whole
+    /// counts as failed, so that the user is told not to run git there before looking.
+    Unchecked,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TripwireError {
-    #[error("tripwire: could not {op} {}: {source}", path.display())]
-    Read {
-        op: &'static str,
-        path: PathBuf,
-        source: HostFsError,
+    #[error("tripwire: could not read:\n  {}", paths.join("\n  "))]
+    Unreadable {
+        /// One line per path, with why.
+        paths: Vec<String>,
     },
-    #[error("tripwire: could not search {} for nested repositories: {source}", path.display())]
-    Walk { path: PathBuf, source: HostFsError },
     #[error("tripwire: could not neutralise everything the agent planted:\n  {}{}",
         failed.join("\n  "),
         if done.is_empty() { String::new() } else { format!("\nwhat was done:\n  {}", done.join("\n  ")) })]
@@ -76,22 +80,38 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
-/// What git's execution surface in `project` looks like now.
+/// What git's execution surface in `project` looks like now. Strict: anything in it that
+/// cannot be read is an error (before a run, a snapshot with holes would hide what the run
+/// changes there).
 pub fn snapshot(project: &Dir) -> Result<Snapshot, TripwireError> {
-    surface::take(project, threads())
+    strict(surface::take(project, threads()))
 }
 
 /// [`snapshot`] on exactly `threads` threads (for the benchmark).
 #[doc(hidden)]
 pub fn snapshot_with_threads(project: &Dir, threads: usize) -> Result<Snapshot, TripwireError> {
-    surface::take(project, threads)
+    strict(surface::take(project, threads))
+}
+
+fn strict(s: Snapshot) -> Result<Snapshot, TripwireError> {
+    let errors = s.errors();
+    if errors.is_empty() {
+        return Ok(s);
+    }
+    Err(TripwireError::Unreadable {
+        paths: errors
+            .into_iter()
+            .map(|(p, why)| format!("{}: {why}", p.display()))
+            .collect(),
+    })
 }
 
 /// Takes a snapshot now and says what appeared or changed since `before`. Removals are not
-/// findings.
-pub fn check(project: &Dir, before: &Snapshot) -> Result<Vec<Finding>, TripwireError> {
-    let after = snapshot(project)?;
-    Ok(compare::findings(before, &after))
+/// findings. Never gives up half-way: what cannot be read is an [`Action::Unchecked`]
+/// finding for its path, and everything else is still checked.
+pub fn check(project: &Dir, before: &Snapshot) -> Vec<Finding> {
+    let after = surface::take(project, threads());
+    compare::findings(before, &after)
 }
 
 /// Moves what `findings` say into `quarantine` (keeping project-relative paths) and puts back

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wrapix_hostfs::{Dir, HostFsError};
 
-use super::surface::{Node, Snapshot};
+use super::surface::{join, Node, Snapshot};
 use super::{Action, Finding, TripwireError};
 
 pub(crate) fn neutralise(
@@ -24,7 +24,15 @@ pub(crate) fn neutralise(
     for f in findings {
         let shown = project.display_path(&f.path);
         let result = match f.action {
-            Action::Report => continue,
+            Action::Report | Action::Unchecked => continue,
+            Action::Disarm => disarm(project, &f.path, quarantine, stamp).map(|moved| {
+                format!(
+                    "git no longer takes {} for a repository ({}): {}",
+                    shown.display(),
+                    f.what,
+                    moved.join("; ")
+                )
+            }),
             Action::Quarantine => move_away(project, &f.path, quarantine, stamp)
                 .map(|to| format!("quarantined {} ({}): {to}", shown.display(), f.what)),
             Action::Restore => restore(project, before, &f.path, quarantine, stamp).map(|to| {
@@ -49,6 +57,27 @@ pub(crate) fn neutralise(
     } else {
         Err(TripwireError::Incomplete { done, failed })
     }
+}
+
+/// What makes a folder a repository to git, or runs code from it: moved away by [`disarm`].
+const BARE_PIECES: [&str; 5] = ["HEAD", "config", "commondir", "config.worktree", "hooks"];
+
+/// Moves the [`BARE_PIECES`] of the folder `dir` into quarantine; says what went where.
+fn disarm(
+    project: &Dir,
+    dir: &Path,
+    quarantine: &Dir,
+    stamp: u64,
+) -> Result<Vec<String>, HostFsError> {
+    let mut moved = Vec::new();
+    for piece in BARE_PIECES {
+        let rel = join(dir, Path::new(piece));
+        if project.meta(&rel)?.is_some() {
+            let to = move_away(project, &rel, quarantine, stamp)?;
+            moved.push(format!("{piece} {to}"));
+        }
+    }
+    Ok(moved)
 }
 
 fn restore(
@@ -91,7 +120,7 @@ fn move_away(
     if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
         quarantine.create_dir_all(parent, 0o700)?;
     }
-    match project.rename(rel, quarantine, rel) {
+    match project.rename_as_owner(rel, quarantine, rel) {
         Ok(()) => Ok(format!(
             "moved to {}",
             quarantine.display_path(rel).display()
@@ -118,7 +147,7 @@ pub(crate) fn rename_in_place(
     for n in 1..1000 {
         let to = in_place_name(rel, stamp, n);
         if project.meta(&to)?.is_none() {
-            project.rename(rel, project, &to)?;
+            project.rename_as_owner(rel, project, &to)?;
             return Ok(to);
         }
     }

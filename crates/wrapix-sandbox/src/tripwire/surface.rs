@@ -1,13 +1,15 @@
 //! What git reads to decide what to run, as it was at one moment: every `.git` in the
-//! project and, inside each `.git` folder, the files that can make git run code.
+//! project, every folder git would take for a git folder itself (a "bare" one), and, inside
+//! each, the files that can make git run code. Taking it never fails as a whole: what cannot
+//! be read is recorded as such, where it is, and the rest is still read.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wrapix_hostfs::{Dir, HostFsError, Kind};
 
-use super::{index, walk, TripwireError};
+use super::{index, walk};
 
 /// Surface files up to this size are kept whole, so that they can be put back.
 pub(crate) const KEEP: u64 = 64 * 1024;
@@ -37,6 +39,8 @@ pub(crate) enum Node {
     Dir,
     Symlink(PathBuf),
     Other,
+    /// Could not be looked at or listed (the error): never the same as anything.
+    Unreadable(String),
 }
 
 impl Node {
@@ -65,6 +69,8 @@ impl Node {
             }
             (Node::Dir, Node::Dir) | (Node::Other, Node::Other) => true,
             (Node::Symlink(a), Node::Symlink(b)) => a == b,
+            // The same error both times: nothing new was learnt, nothing new to say.
+            (Node::Unreadable(a), Node::Unreadable(b)) => a == b,
             _ => false,
         }
     }
@@ -76,6 +82,7 @@ impl Node {
             Node::Dir => "a folder".into(),
             Node::Symlink(t) => format!("a symbolic link to {}", t.display()),
             Node::Other => "a FIFO, socket or device".into(),
+            Node::Unreadable(why) => format!("something wrapix could not read ({why})"),
         }
     }
 
@@ -87,26 +94,31 @@ impl Node {
     }
 }
 
-/// One `.git` entry and, when it is a folder, its surface files (relative to it).
+/// One `.git` entry, or one folder shaped like a git folder, and, when it is a folder, its
+/// surface files (relative to it).
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
     pub node: Node,
     pub files: BTreeMap<PathBuf, Node>,
+    /// A folder not named `.git` that git takes for a git folder (`HEAD`, `objects/`, `refs/`).
+    pub bare: bool,
 }
 
 /// What git's execution surface in a project looked like when [`super::snapshot`] ran.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Every `.git` (the top-level one is `.git`), project-relative.
+    /// Every `.git` (the top-level one is `.git`) and every bare-shaped folder (the project
+    /// itself is `.`), project-relative.
     pub(crate) repos: BTreeMap<PathBuf, Repo>,
-    /// The gitlinks of `.git/index`, or why it could not be read.
-    pub(crate) gitlinks: Result<BTreeSet<PathBuf>, String>,
+    /// What `.git/index` says that matters here, or why it could not be read.
+    pub(crate) index: Result<index::Index, String>,
     /// Folders that could not be searched, and why.
     pub(crate) unreadable: BTreeMap<PathBuf, String>,
 }
 
 impl Snapshot {
-    /// How many `.git` entries were seen (the top-level one included).
+    /// How many repositories were seen: `.git` entries (the top-level one included) and
+    /// bare-shaped folders.
     pub fn repositories(&self) -> usize {
         self.repos.len()
     }
@@ -120,46 +132,74 @@ impl Snapshot {
             repo.files.get(path.strip_prefix(git).ok()?)
         })
     }
+
+    /// Everything that could not be read, with why (for [`super::snapshot`]'s strict use).
+    pub(crate) fn errors(&self) -> Vec<(PathBuf, &str)> {
+        let mut out = Vec::new();
+        for (git, repo) in &self.repos {
+            if let Node::Unreadable(why) = &repo.node {
+                out.push((git.clone(), why.as_str()));
+            }
+            for (rel, node) in &repo.files {
+                if let Node::Unreadable(why) = node {
+                    out.push((join(git, rel), why.as_str()));
+                }
+            }
+        }
+        out
+    }
 }
 
-pub(crate) fn take(project: &Dir, threads: usize) -> Result<Snapshot, TripwireError> {
+/// `base/rel`, where the project folder `.` adds nothing.
+pub(crate) fn join(base: &Path, rel: &Path) -> PathBuf {
+    if base == Path::new(".") {
+        rel.to_owned()
+    } else {
+        base.join(rel)
+    }
+}
+
+pub(crate) fn take(project: &Dir, threads: usize) -> Snapshot {
     let mut s = Scan {
         project,
         budget: Cell::new(BUDGET),
         unreadable: BTreeMap::new(),
     };
     let mut repos = BTreeMap::new();
+    // The top-level surface first: whatever happens further down, it is read.
     let top = PathBuf::from(".git");
-    if let Some(repo) = s.repo(&top)? {
+    if let Some(repo) = s.repo(&top, false) {
         repos.insert(top.clone(), repo);
     }
-    let found = walk::find_gits(project, threads).map_err(|source| TripwireError::Walk {
-        path: project.path().to_owned(),
-        source,
-    })?;
+    let found = walk::find_gits(project, threads);
     s.unreadable.extend(found.unreadable);
     for (rel, _) in found.gits {
-        if let Some(repo) = s.repo(&rel)? {
+        if let Some(repo) = s.repo(&rel, false) {
             repos.insert(rel, repo);
         }
     }
-    let gitlinks = match repos.get(&top).map(|r| &r.node) {
-        Some(Node::Dir) => read_gitlinks(project, &top.join("index")),
-        _ => Ok(BTreeSet::new()),
+    for rel in found.bares {
+        if let Some(repo) = s.repo(&rel, true) {
+            repos.insert(rel, repo);
+        }
+    }
+    let index = match repos.get(&top).map(|r| &r.node) {
+        Some(Node::Dir) => read_index(project, &top.join("index")),
+        _ => Ok(index::Index::default()),
     };
-    Ok(Snapshot {
+    Snapshot {
         repos,
-        gitlinks,
+        index,
         unreadable: s.unreadable,
-    })
+    }
 }
 
-fn read_gitlinks(project: &Dir, path: &Path) -> Result<BTreeSet<PathBuf>, String> {
+fn read_index(project: &Dir, path: &Path) -> Result<index::Index, String> {
     match project.read(path, INDEX_LIMIT) {
-        Ok(None) => Ok(BTreeSet::new()),
+        Ok(None) => Ok(index::Index::default()),
         // SHA-1 repositories are by far the most common; SHA-256 ones have 32-byte ids.
         Ok(Some(bytes)) => {
-            index::gitlinks(&bytes, 20).or_else(|e| index::gitlinks(&bytes, 32).map_err(|_| e))
+            index::read(&bytes, 20).or_else(|e| index::read(&bytes, 32).map_err(|_| e))
         }
         Err(e) => Err(e.to_string()),
     }
@@ -172,35 +212,30 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    fn err(&self, op: &'static str, path: &Path, source: HostFsError) -> TripwireError {
-        TripwireError::Read {
-            op,
-            path: path.to_owned(),
-            source,
-        }
-    }
-
-    /// The `.git` entry at `git` and its surface; `None` when it is gone.
-    fn repo(&mut self, git: &Path) -> Result<Option<Repo>, TripwireError> {
-        let Some(node) = self.node(git)? else {
-            return Ok(None);
-        };
+    /// The `.git` entry (or bare-shaped folder) at `git` and its surface; `None` when it is
+    /// gone. In a bare-shaped folder only its own pointer files and hooks are the surface:
+    /// the walk goes through its subfolders (`worktrees/x` is found as a git folder itself).
+    fn repo(&mut self, git: &Path, bare: bool) -> Option<Repo> {
+        let node = self.node(git)?;
         let mut files = BTreeMap::new();
         if let Node::Dir = node {
             for name in POINTERS {
-                if let Some(n) = self.node(&git.join(name))? {
+                if let Some(n) = self.node(&join(git, Path::new(name))) {
                     files.insert(PathBuf::from(name), n);
                 }
             }
-            self.tree(git, Path::new("hooks"), true, 0, &mut files)?;
-            self.tree(git, Path::new("modules"), false, 0, &mut files)?;
-            self.tree(git, Path::new("worktrees"), false, 0, &mut files)?;
+            self.tree(git, Path::new("hooks"), true, 0, &mut files);
+            if !bare {
+                self.tree(git, Path::new("modules"), false, 0, &mut files);
+                self.tree(git, Path::new("worktrees"), false, 0, &mut files);
+            }
         }
-        Ok(Some(Repo { node, files }))
+        Some(Repo { node, files, bare })
     }
 
     /// Records `git/rel`: everything in it when `all`, else only pointer files, hooks and
-    /// anything that is not a plain file or folder.
+    /// anything that is not a plain file or folder. A folder that cannot be listed is
+    /// recorded as [`Node::Unreadable`].
     fn tree(
         &mut self,
         git: &Path,
@@ -208,60 +243,60 @@ impl Scan<'_> {
         all: bool,
         depth: usize,
         files: &mut BTreeMap<PathBuf, Node>,
-    ) -> Result<(), TripwireError> {
-        let full = git.join(rel);
-        let entries = match self.project.list(&full) {
+    ) {
+        let full = join(git, rel);
+        let entries = match self.project.list_as_owner(&full) {
             Ok(Some(entries)) => entries,
-            Ok(None) => return Ok(()),
+            Ok(None) => return,
             // A symlink or a file where a folder belongs: recorded as it is.
             Err(HostFsError::Symlink { .. } | HostFsError::NotDir { .. }) => {
-                if let Some(n) = self.node(&full)? {
+                if let Some(n) = self.node(&full) {
                     files.insert(rel.to_owned(), n);
                 }
-                return Ok(());
+                return;
             }
             Err(e) => {
-                self.unreadable.insert(full, e.to_string());
-                return Ok(());
+                files.insert(rel.to_owned(), Node::Unreadable(e.to_string()));
+                return;
             }
         };
         if depth >= MAX_DEPTH {
             self.unreadable
                 .insert(full, format!("more than {MAX_DEPTH} folders deep"));
-            return Ok(());
+            return;
         }
         for (name, kind) in entries {
             let child = rel.join(&name);
             if kind == Kind::Dir {
                 let name = name.to_str().unwrap_or("");
                 if all || name == "hooks" {
-                    self.tree(git, &child, true, depth + 1, files)?;
+                    self.tree(git, &child, true, depth + 1, files);
                 } else if !INERT.contains(&name) {
-                    self.tree(git, &child, false, depth + 1, files)?;
+                    self.tree(git, &child, false, depth + 1, files);
                 }
             } else if all || kind != Kind::File || POINTERS.iter().any(|p| name == *p) {
-                if let Some(n) = self.node(&git.join(&child))? {
+                if let Some(n) = self.node(&join(git, &child)) {
                     files.insert(child, n);
                 }
             }
         }
-        Ok(())
     }
 
-    /// The entry at `rel`, never followed; a small regular file with its bytes.
-    fn node(&mut self, rel: &Path) -> Result<Option<Node>, TripwireError> {
+    /// The entry at `rel`, never followed; a small regular file with its bytes; `None` when
+    /// it is not there; [`Node::Unreadable`] when it cannot be looked at.
+    fn node(&mut self, rel: &Path) -> Option<Node> {
         let meta = match self.project.meta(rel) {
             Ok(Some(m)) => m,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(self.err("look at", rel, e)),
+            Ok(None) => return None,
+            Err(e) => return Some(Node::Unreadable(e.to_string())),
         };
-        Ok(Some(match meta.kind {
+        Some(match meta.kind {
             Kind::Dir => Node::Dir,
             Kind::Other => Node::Other,
             Kind::Symlink => match self.project.read_link(rel) {
                 Ok(Some(target)) => Node::Symlink(target),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(self.err("read the link", rel, e)),
+                Ok(None) => return None,
+                Err(e) => Node::Unreadable(e.to_string()),
             },
             Kind::File => {
                 let mut bytes = None;
@@ -278,6 +313,6 @@ impl Scan<'_> {
                     bytes,
                 }
             }
-        }))
+        })
     }
 }

