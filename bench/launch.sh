@@ -35,7 +35,8 @@ export XDG_CACHE_HOME="$work/home/.cache"
 # raw plan binds wrapix-init and runs `wrapix-init -- true` too. Printed beside it: the same plan
 # with `true` itself as PID 1 (bare: what the init costs), and the minimal bwrap (issue 17:
 # --unshare-all, read-only /usr and its merged-usr links, /proc, /dev, a tmpfs /tmp, the project
-# at /workspace, no seccomp). On a terminal a pty sits in between: that case is printed
+# at /workspace, no seccomp), and wrapix without its /etc cache (a cache folder it cannot create:
+# the per-entry binds of before). On a terminal a pty sits in between: that case is printed
 # separately, both sides under script(1).
 # One run first, so that the plan uses the cached /etc it would use (a dry run never builds it).
 "${as[@]}" "$work/wrapix" run --network none -- true
@@ -96,6 +97,7 @@ as_s="${as[*]:-}"
 # Every command runs as `bash -c 'exec …'` (the fd 9 redirection needs a shell), so each
 # side pays the same shell start.
 run() { echo "$as_s bash -c 'exec $1'"; }
+run_nocache() { echo "$as_s bash -c 'XDG_CACHE_HOME=/proc/wrapix-no-cache exec $1'"; }
 seccomp="9<$work/seccomp.bpf"
 
 echo "launch overhead, $runs interleaved rounds (wall time per launch)"
@@ -104,7 +106,8 @@ python3 "$root/bench/interleave.py" "$runs" 5 --vs "minimal bwrap" \
   "raw bwrap (wrapix-init as PID 1)=$(run "$seccomp $raw")" \
   "wrapix run --network none=$(run "$work/wrapix run --network none -- true")" \
   "raw bwrap, true as PID 1 (bare)=$(run "$seccomp $bare")" \
-  "minimal bwrap=$(run "$minimal")"
+  "minimal bwrap=$(run "$minimal")" \
+  "wrapix, /etc entries bound one by one=$(run_nocache "$work/wrapix run --network none -- true")"
 echo "network open (pasta):"
 python3 "$root/bench/interleave.py" "$runs" 3 \
   "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \

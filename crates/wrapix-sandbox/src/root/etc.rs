@@ -337,7 +337,13 @@ fn build_into(
                 write_file(&out, OsStr::new(name), &mut std::io::empty(), 0o644)?;
             }
         }
-        sync(&out)?;
+        // Everything written reaches the disk before the rename makes it the folder to use:
+        // one `syncfs` costs one journal commit, a `fsync` per file one each (~0.8 s here).
+        rustix::fs::syncfs(out.fd()).map_err(|e| HostFsError::Io {
+            op: "sync the filesystem of",
+            path: out.path().to_owned(),
+            source: e.into(),
+        })?;
         match rustix::fs::renameat(root.fd(), tmp.as_str(), root.fd(), key) {
             Ok(()) => sync(root),
             // Another wrapix process built the same folder first: use theirs.
@@ -380,7 +386,7 @@ fn copy_entry(from: &Dir, to: &Dir, name: &OsStr) -> Result<(), HostFsError> {
             for (child, _) in sub.entries()? {
                 copy_entry(&sub, &out, &child)?;
             }
-            sync(&out)
+            Ok(())
         }
         Kind::File if readable_by_all(&meta) => {
             // Opened without following links and checked to be a regular file again.
@@ -403,8 +409,8 @@ fn make_dir(parent: &Dir, name: &OsStr, mode: u32) -> Result<Dir, HostFsError> {
     Ok(dir)
 }
 
-/// Creates the new file `name` in `dir` (never through a symlink) with `content` and `mode`,
-/// synced.
+/// Creates the new file `name` in `dir` (never through a symlink) with `content` and `mode`
+/// (synced with the whole folder before it is renamed into place).
 fn write_file(
     dir: &Dir,
     name: &OsStr,
@@ -423,8 +429,7 @@ fn write_file(
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io("chmod", e.into()))?;
     let mut file = File::from(fd);
     std::io::copy(content, &mut file).map_err(|e| io("copy into", e))?;
-    file.flush().map_err(|e| io("write", e))?;
-    file.sync_all().map_err(|e| io("sync", e))
+    file.flush().map_err(|e| io("write", e))
 }
 
 fn sync(dir: &Dir) -> Result<(), HostFsError> {
