@@ -107,7 +107,7 @@ python3 "$root/bench/interleave.py" "$runs" 5 --vs "minimal bwrap" \
   "wrapix run --network none=$(run "$work/wrapix run --network none -- true")" \
   "raw bwrap, true as PID 1 (bare)=$(run "$seccomp $bare")" \
   "minimal bwrap=$(run "$minimal")" \
-  "wrapix, /etc entries bound one by one=$(run_nocache "$work/wrapix run --network none -- true")"
+  "wrapix, /etc bound per entry=$(run_nocache "$work/wrapix run --network none -- true")"
 echo "network open (pasta):"
 python3 "$root/bench/interleave.py" "$runs" 3 \
   "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \
