@@ -2,9 +2,11 @@
 """Times shell commands interleaved: round after round, each command once, in rotating order, so
 that a busy neighbour or a CPU frequency change hits every command alike (hyperfine runs all of
 one command, then all of the next). Prints median and p90 wall time of each, and the ratio and
-difference of each median against the FIRST command (the reference).
+difference of each median against the FIRST command (the reference), and against every command
+named with --vs.
 
-Usage: interleave.py RUNS WARMUP NAME=COMMAND...   (each COMMAND runs through `bash -c`)
+Usage: interleave.py RUNS WARMUP [--vs NAME]... NAME=COMMAND...   (each COMMAND runs through
+`bash -c`)
 """
 
 import statistics
@@ -15,7 +17,11 @@ import time
 
 def main(argv):
     runs, warmup = int(argv[1]), int(argv[2])
-    cases = [a.split("=", 1) for a in argv[3:]]
+    rest, also = argv[3:], []
+    while rest and rest[0] == "--vs":
+        also.append(rest[1])
+        rest = rest[2:]
+    cases = [a.split("=", 1) for a in rest]
     times = {name: [] for name, _ in cases}
     for r in range(warmup + runs):
         order = cases[r % len(cases):] + cases[: r % len(cases)]
@@ -27,15 +33,17 @@ def main(argv):
                 sys.exit(f"{name} failed with exit code {p.returncode}: {cmd}")
             if r >= warmup:
                 times[name].append(elapsed)
-    ref_name = cases[0][0]
-    ref = statistics.median(times[ref_name])
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    refs = [cases[0][0]] + also
     for name, _ in cases:
         t = sorted(times[name])
-        med = statistics.median(t)
+        med = medians[name]
         p90 = t[int(0.9 * (len(t) - 1))]
         line = f"  {name:<34} median {med:7.2f} ms   p90 {p90:7.2f} ms"
-        if name != ref_name:
-            line += f"   {med / ref:.2f}x {ref_name}, {med - ref:+.2f} ms"
+        for ref_name in refs:
+            if name != ref_name:
+                ref = medians[ref_name]
+                line += f"   {med / ref:.2f}x {ref_name}, {med - ref:+.2f} ms"
         print(line)
 
 

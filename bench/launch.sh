@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Launch overhead of `wrapix run -- true` against the equivalent raw `bwrap … true`, measured in
-# the same run, interleaved (bench/interleave.py: median and p90 of N rounds, default 50),
-# printed as ratios.
+# Launch overhead of `wrapix run -- true` against the equivalent raw `bwrap … true` and against a
+# minimal bwrap, measured in the same run, interleaved (bench/interleave.py: median and p90 of N
+# rounds, default 50), printed as ratios.
 #   bench/launch.sh [RUNS]        (as root, runs as $WRAPIX_BENCH_USER, default `ci`)
-# Targets (issue #2): network none ≤ 1.2× raw bwrap and < 10 ms added. The network-open case
-# (pasta start-up) is printed separately, against raw bwrap wrapped by pasta.
+# Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
+# (issue 17). The network-open case (pasta start-up) is printed separately, against raw bwrap
+# wrapped by pasta.
 set -euo pipefail
 runs="${1:-50}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli --bin wrapix --bin wrapix-init
 work="$(mktemp -d /tmp/wrapix-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
@@ -25,23 +26,31 @@ cd "$work/home/project"
 export HOME="$work/home"
 # As in a login session: a private runtime folder (notifications register the session there).
 export XDG_RUNTIME_DIR="$work/runtime"
+export XDG_CACHE_HOME="$work/home/.cache"
 
 # The raw equivalent: wrapix's own plan, with generated files as plain files and without the
-# pieces only wrapix needs (status/block fds, /run/wrapix). Same namespaces, mounts, seccomp
-# filter (on fd 9) and PID 1: without a terminal, wrapix leaves PID 1 to bwrap's own init. The
-# plan with --as-pid-1 (no init at all) is printed too, as the bare minimum. On a terminal,
-# wrapix's own init is PID 1 and a pty sits in between: that case is printed separately, both
-# sides run under script(1).
+# pieces only wrapix needs (status/block fds, its binary and notification folder under
+# /run/wrapix). Same namespaces, mounts, seccomp filter (on fd 9) and PID 1: wrapix's init is
+# always PID 1 (`--as-pid-1 … -- /run/wrapix/bin/wrapix-init -- COMMAND`, not dumpable), so the
+# raw plan binds wrapix-init and runs `wrapix-init -- true` too. Printed beside it: the same plan
+# with `true` itself as PID 1 (bare: what the init costs), and the minimal bwrap (issue 17:
+# --unshare-all, read-only /usr and its merged-usr links, /proc, /dev, a tmpfs /tmp, the project
+# at /workspace, no seccomp), and wrapix without its /etc cache (a cache folder it cannot create:
+# the per-entry binds of before). On a terminal a pty sits in between: that case is printed
+# separately, both sides under script(1).
+# One run first, so that the plan uses the cached /etc it would use (a dry run never builds it).
+"${as[@]}" "$work/wrapix" run --network none -- true
 "${as[@]}" "$work/wrapix" run --network none --dry-run -- true > "$work/plan.txt"
 "$work/wrapix" __seccomp-bpf > "$work/seccomp.bpf"
 chmod 644 "$work/seccomp.bpf"
-python3 - "$work" <<'PY'
+bench_uid="$("${as[@]}" id -u)"
+python3 - "$work" "$bench_uid" <<'PY'
 import shlex, sys, os
-work = sys.argv[1]
+work, uid = sys.argv[1], int(sys.argv[2])
 toks = []
 for line in open(f"{work}/plan.txt"):
     toks += line.split()
-def raw(own_pid1):
+def raw(with_init):
     out, i, n = [], 0, 0
     while i < len(toks):
         t = toks[i]
@@ -55,40 +64,58 @@ def raw(own_pid1):
             out += ["--seccomp", "9"]; i += 2; continue
         if t in ("--info-fd", "--json-status-fd", "--block-fd"):
             i += 2; continue
-        if t == "--new-session" and not own_pid1:
-            out += [t, "--as-pid-1"]; i += 1; continue
         if t in ("/run/wrapix/bin/wrapix-init", "/run/wrapix/bin/wrapix") and toks[i + 1] in ("--", "__init"):
-            out += ["true"]; break
+            out += (["/run/wrapix/bin/wrapix-init", "--"] if with_init else []) + ["true"]; break
+        if t == "--ro-bind" and toks[i + 2] == "/run/wrapix/bin/wrapix-init":
+            if with_init:
+                out += [t, f"{work}/wrapix-init", toks[i + 2]]
+            i += 3; continue
         # wrapix's own pieces under /run/wrapix (its binary, notify links and folder).
         if t in ("--ro-bind", "--bind", "--symlink") and toks[i + 2].startswith("/run/wrapix/"):
             i += 3; continue
         out.append(t); i += 1
-    return " ".join(shlex.quote(x) for x in out)
-open(f"{work}/raw.sh", "w").write(raw(True))
-open(f"{work}/bare.sh", "w").write(raw(False))
+    return out
+def minimal():
+    out = [toks[0], "--unshare-all"] + (["--unshare-user"] if uid == 0 else [])
+    out += ["--ro-bind", "/usr", "/usr"]
+    for i, t in enumerate(toks):
+        if t == "--symlink" and toks[i + 1].startswith("usr/") and toks[i + 2].count("/") == 1:
+            out += ["--symlink", toks[i + 1], toks[i + 2]]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", f"{work}/home/project", "/workspace", "--chdir", "/workspace", "true"]
+    return out
+q = lambda args: " ".join(shlex.quote(x) for x in args)
+open(f"{work}/raw.sh", "w").write(q(raw(True)))
+open(f"{work}/bare.sh", "w").write(q(raw(False)))
+open(f"{work}/minimal.sh", "w").write(q(minimal()))
 PY
 raw="$(cat "$work/raw.sh")"
 bare="$(cat "$work/bare.sh")"
+minimal="$(cat "$work/minimal.sh")"
 pasta="pasta --config-net --quiet --no-map-gw -t none -u none -T none -U none --"
 as_s="${as[*]:-}"
 # Every command runs as `bash -c 'exec …'` (the fd 9 redirection needs a shell), so each
 # side pays the same shell start.
 run() { echo "$as_s bash -c 'exec $1'"; }
+run_nocache() { echo "$as_s bash -c 'XDG_CACHE_HOME=/proc/wrapix-no-cache exec $1'"; }
 seccomp="9<$work/seccomp.bpf"
 
 echo "launch overhead, $runs interleaved rounds (wall time per launch)"
 echo "network none:"
-python3 "$root/bench/interleave.py" "$runs" 5 \
-  "raw bwrap=$(run "$seccomp $raw")" \
+python3 "$root/bench/interleave.py" "$runs" 5 --vs "minimal bwrap" \
+  "raw bwrap (wrapix-init as PID 1)=$(run "$seccomp $raw")" \
   "wrapix run --network none=$(run "$work/wrapix run --network none -- true")" \
-  "raw bwrap, no PID 1 (bare)=$(run "$seccomp $bare")"
+  "raw bwrap, true as PID 1 (bare)=$(run "$seccomp $bare")" \
+  "minimal bwrap=$(run "$minimal")" \
+  "wrapix, /etc bound per entry=$(run_nocache "$work/wrapix run --network none -- true")"
 echo "network open (pasta):"
 python3 "$root/bench/interleave.py" "$runs" 3 \
   "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \
   "wrapix run (network open)=$(run "$work/wrapix run -- true")"
-echo "on a terminal (wrapix: its init as PID 1 and a pty; both under script(1)):"
+echo "on a terminal (a pty in between; both under script(1)):"
 term() { echo "script -qec $(printf %q "$1") /dev/null"; }
 python3 "$root/bench/interleave.py" "$runs" 3 \
   "raw bwrap=$(term "$(run "$seccomp $raw")")" \
   "wrapix run --network none=$(term "$(run "$work/wrapix run --network none -- true")")"
-echo "targets (issue #2): network none <= 1.2x raw bwrap and < 10 ms added"
+echo "targets: network none <= 1.2x raw bwrap and < 10 ms added (issue #2);"
+echo "         wrapix run --network none <= 1.5x minimal bwrap (issue 17)"

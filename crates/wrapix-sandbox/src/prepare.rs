@@ -92,6 +92,9 @@ pub struct Prepared {
     /// `wrapix-serve`, mounted at `/run/wrapix/bin/wrapix-serve`: set when the config enables
     /// one of wrapix's own MCP servers and it is installed (see [`HostFacts::serve_exe`]).
     pub serve_exe: Option<PathBuf>,
+    /// The `host` profile's assembled `/etc` ([`crate::root::etc`]), which [`Prepared::root`]
+    /// binds: held for the run so that no other wrapix process removes it meanwhile.
+    pub etc: Option<crate::root::etc::AssembledEtc>,
     /// Things to tell the user before the run (e.g. the agent was not found).
     pub notices: Vec<String>,
     /// Work to do after the sandbox exits (copy agent state back).
@@ -308,24 +311,30 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         });
     }
 
-    let mut files = vec![
-        GeneratedFile {
-            dest: SandboxPath::from_static("/etc/passwd"),
-            contents: format!(
-                "{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n",
-                name = spec.user.name,
-                uid = spec.user.uid,
-                gid = spec.user.gid,
-            )
-            .into_bytes(),
-            writable: false,
-        },
-        GeneratedFile {
-            dest: SandboxPath::from_static("/etc/group"),
-            contents: format!("{}:x:{}:\n", spec.user.name, spec.user.gid).into_bytes(),
-            writable: false,
-        },
-    ];
+    let passwd = format!(
+        "{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n",
+        name = spec.user.name,
+        uid = spec.user.uid,
+        gid = spec.user.gid,
+    );
+    let group = format!("{}:x:{}:\n", spec.user.name, spec.user.gid);
+    let mut files = Vec::new();
+    let etc = match &spec.profile {
+        wrapix_spec::Profile::Host => host_etc(spec, host, &passwd, &group),
+        wrapix_spec::Profile::Image(_) => None,
+    };
+    match &etc {
+        Some(etc) => root.use_assembled_etc(etc),
+        None => {
+            for (dest, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+                files.push(GeneratedFile {
+                    dest: SandboxPath::from_static(dest),
+                    contents: text.into_bytes(),
+                    writable: false,
+                });
+            }
+        }
+    }
     if let Some(git) = crate::gitid::gitconfig_for_sandbox(&spec.user.home, &host.env) {
         files.push(GeneratedFile {
             dest: home.join(".gitconfig"),
@@ -371,6 +380,10 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
                 dest: SandboxPath::from_static("/etc/resolv.conf"),
                 contents: resolv_conf.into_bytes(),
                 writable: false,
+            });
+            // The generated one replaces the host's: no need to bind that first.
+            root.entries.retain(|e| {
+                !matches!(e, crate::root::RootEntry::RoBind { dest, .. } if dest == Path::new("/etc/resolv.conf"))
             });
             dns_forward = Some(crate::dns::FORWARD_ADDR.to_owned());
         }
@@ -446,9 +459,48 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         self_exe: host.self_exe.clone(),
         init_exe: host.init_exe.clone(),
         serve_exe,
+        etc,
         notices,
         after_exit,
     })
+}
+
+/// The `host` profile's `/etc` with `passwd` and `group`, assembled in the user's cache
+/// ([`crate::root::etc`]), or `None` to bind the entries one by one: when the cache cannot be
+/// written (read-only home, no space), which only makes the start slower, and in a dry run
+/// that finds none (a dry run never builds it).
+fn host_etc(
+    spec: &Spec,
+    host: &HostFacts,
+    passwd: &str,
+    group: &str,
+) -> Option<crate::root::etc::AssembledEtc> {
+    use crate::root::etc;
+    let cache = etc::cache_root(&host.env, &spec.user.home);
+    let generated = [("passwd", passwd.as_bytes()), ("group", group.as_bytes())];
+    match etc::assemble(
+        Path::new("/"),
+        &cache,
+        crate::root::HOST_ETC,
+        &generated,
+        !host.dry_run,
+    ) {
+        Ok(Some(assembled)) => Some(assembled),
+        Ok(None) => {
+            tracing::debug!(
+                "no assembled /etc in {} yet (a dry run does not build it): binding /etc entries one by one",
+                cache.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::debug!(
+                "cannot assemble /etc in {} ({e}): binding /etc entries one by one",
+                cache.display()
+            );
+            None
+        }
+    }
 }
 
 /// Whether this run starts the agent (or a shell a user starts it from): only then are its

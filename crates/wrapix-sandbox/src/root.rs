@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod etc;
+
 /// One read-only piece of the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootEntry {
@@ -30,8 +32,9 @@ pub struct RootFs {
 /// Top-level host folders that make a working system: `/usr` and its merged-usr links.
 const HOST_TOP: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-/// Host `/etc` entries that programs need and that hold no secrets.
-const HOST_ETC: &[&str] = &[
+/// Host `/etc` entries that programs need and that hold no secrets. For the `host` profile
+/// they are assembled into one cached folder ([`etc`]), or else bound one by one.
+pub const HOST_ETC: &[&str] = &[
     "alternatives",
     "bash.bashrc",
     "ca-certificates",
@@ -102,6 +105,31 @@ impl RootFs {
             entries,
             image: None,
         }
+    }
+
+    /// Shows `etc` (assembled from the host's, see [`etc`]) at `/etc` with one bind instead of
+    /// one bind per entry, and its live entries bound from the host on top of it.
+    pub fn use_assembled_etc(&mut self, etc: &etc::AssembledEtc) {
+        let under_etc = |e: &RootEntry| match e {
+            RootEntry::RoBind { dest, .. }
+            | RootEntry::Symlink { dest, .. }
+            | RootEntry::Dir { dest } => dest.starts_with("/etc"),
+        };
+        let at = self
+            .entries
+            .iter()
+            .position(under_etc)
+            .unwrap_or(self.entries.len());
+        self.entries.retain(|e| !under_etc(e));
+        let mut new = vec![RootEntry::RoBind {
+            source: etc.dir.clone(),
+            dest: "/etc".into(),
+        }];
+        new.extend(etc.live.iter().map(|(name, source)| RootEntry::RoBind {
+            source: source.clone(),
+            dest: Path::new("/etc").join(name),
+        }));
+        self.entries.splice(at..at, new);
     }
 
     /// An image's root filesystem, read-only. Each top-level entry of the image is bound (or
@@ -306,6 +334,51 @@ mod tests {
                     dest: "/etc/hosts".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn an_assembled_etc_replaces_the_per_entry_binds() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(r.join("etc/ssl")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(r.join("etc/hosts"), "").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+        let mut root = RootFs::host(r);
+        let cache = r.join("cache/0123");
+        root.use_assembled_etc(&etc::AssembledEtc::for_tests(
+            &cache,
+            &[("resolv.conf", "/etc/resolv.conf")],
+        ));
+        assert_eq!(
+            root.entries,
+            vec![
+                RootEntry::RoBind {
+                    source: r.join("usr"),
+                    dest: "/usr".into()
+                },
+                RootEntry::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into()
+                },
+                RootEntry::RoBind {
+                    source: cache.clone(),
+                    dest: "/etc".into()
+                },
+                RootEntry::RoBind {
+                    source: "/etc/resolv.conf".into(),
+                    dest: "/etc/resolv.conf".into()
+                },
+            ]
+        );
+        assert_eq!(
+            root.host_path(Path::new("/etc/ssl/certs")),
+            Some(cache.join("ssl/certs"))
+        );
+        assert_eq!(
+            root.host_path(Path::new("/etc/resolv.conf")),
+            Some(PathBuf::from("/etc/resolv.conf"))
         );
     }
 

@@ -120,6 +120,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         self_exe: "/opt/wrapix/bin/wrapix".into(),
         init_exe: Some("/opt/wrapix/bin/wrapix-init".into()),
         serve_exe: None,
+        etc: None,
         notices: vec![],
         after_exit: vec![],
     }
@@ -143,6 +144,21 @@ fn plan(network: Network, uid: u32) -> LaunchPlan {
 #[test]
 fn argv_network_none() {
     insta::assert_snapshot!(plan(Network::None, 1000).render());
+}
+
+/// The `host` profile's usual root: `/etc` assembled in the cache and bound once (with
+/// passwd and group in it), resolv.conf bound from the host on top.
+#[test]
+fn argv_assembled_etc() {
+    let mut run = prepared(Network::None, 1000);
+    run.root
+        .use_assembled_etc(&crate::root::etc::AssembledEtc::for_tests(
+            std::path::Path::new("/home/ada/.cache/wrapix/etc/0123456789abcdef"),
+            &[("resolv.conf", "/etc/resolv.conf")],
+        ));
+    run.files.retain(|f| !f.dest.as_path().starts_with("/etc"));
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
 }
 
 #[test]

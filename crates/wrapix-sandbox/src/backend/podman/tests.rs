@@ -95,6 +95,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         self_exe: "/usr/bin/wrapix".into(),
         init_exe: None,
         serve_exe: None,
+        etc: None,
         notices: vec![],
         after_exit: vec![],
     }

@@ -1,0 +1,488 @@
+//! The `host` profile's `/etc`, assembled once into a cached folder and bound with one mount.
+//!
+//! Each bind mount costs bubblewrap ~0.25 ms, and the `host` profile used to bind ~30 `/etc`
+//! entries one by one (more than the rest of the sandbox's set-up together). Instead, copies of
+//! those entries and the generated `passwd` and `group` are kept in
+//! `$XDG_CACHE_HOME/wrapix/etc/<key>/` (default `~/.cache/wrapix/etc/`, mode 0700), which the
+//! backend binds read-only at `/etc`.
+//!
+//! - **Key**: the `lstat` of each top-level entry and of every folder and regular file in the
+//!   trees below them (path, mtime, ctime, size, inode), plus the generated files' text. A
+//!   rename, an addition or a removal in a folder changes the folder's mtime; an in-place edit
+//!   changes the file's own. Symlinks are never changed in place (they are replaced, which
+//!   changes their folder). Looking costs a few dozen `stat`s and `readdir`s.
+//! - **Copies**: folders recursively, symlinks as symlinks (never followed: `/etc/ssl/certs` is
+//!   mostly links into `/usr/share`, `/etc/alternatives` into `/usr`), regular files copied,
+//!   nothing else. Only what every user may read is copied (an unreadable `/etc/ssl/private`
+//!   is left out, also for root), and without set-id bits. The copies are the user's own.
+//! - **Live entries** stay separate binds of the host's file, on an empty mount point in the
+//!   folder: `resolv.conf` (rewritten by DHCP or resolvconf), and any top-level symlink that
+//!   points outside `/usr` (its target would not exist in the sandbox).
+//! - Built in a temporary folder beside the others, synced, then renamed into place, so a
+//!   half-built folder is never used. After a build, older folders are removed unless a run
+//!   still uses them: each run holds a shared `flock` on its folder until it ends, and the
+//!   clean-up takes an exclusive one first.
+//!
+//! Anything that goes wrong here is the caller's cue to bind the entries one by one as before.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
+use sha2::{Digest, Sha256};
+use wrapix_hostfs::{Dir, HostFsError, Kind, Meta};
+
+/// Entries bound from the host on top of the assembled folder: files rewritten in place while
+/// the system runs, so that a copy could be stale.
+pub const LIVE: &[&str] = &["resolv.conf"];
+
+/// Bump when the layout of an assembled folder changes, so old ones are not reused.
+const FORMAT: &str = "wrapix-etc-1";
+
+/// A temporary folder left this long (a build that crashed) is removed by the next build.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// An assembled `/etc`, held for the run: the shared lock keeps other wrapix processes from
+/// removing it while this sandbox has it bound.
+#[derive(Debug, Clone)]
+pub struct AssembledEtc {
+    /// The folder to bind read-only at `/etc`.
+    pub dir: PathBuf,
+    /// Host paths bound on top of it, as `(name in /etc, host path)`; each has an empty mount
+    /// point of the same kind in `dir`.
+    pub live: Vec<(OsString, PathBuf)>,
+    _lock: Arc<File>,
+}
+
+impl AssembledEtc {
+    /// An assembled `/etc` at `dir` held by nothing, for tests of what uses one.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &Path, live: &[(&str, &str)]) -> Self {
+        AssembledEtc {
+            dir: dir.to_owned(),
+            live: live.iter().map(|(n, p)| (n.into(), p.into())).collect(),
+            _lock: Arc::new(File::open("/").unwrap_or_else(|e| panic!("{e}"))),
+        }
+    }
+}
+
+/// The cache folder for assembled `/etc`s: `$XDG_CACHE_HOME/wrapix/etc`, or
+/// `HOME/.cache/wrapix/etc`.
+pub fn cache_root(env: &std::collections::BTreeMap<String, String>, home: &Path) -> PathBuf {
+    env.get("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".cache"))
+        .join("wrapix/etc")
+}
+
+/// What one top-level entry of the host's `/etc` becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    /// Copied (a folder, a regular file, or a symlink into `/usr`).
+    Copy,
+    /// Bound from the host over a mount point (`dir`: a folder, else a file).
+    Live { dir: bool },
+}
+
+/// The entries of `names` under `host_etc`, what each becomes, and the cache key.
+fn survey(
+    host_etc: &Dir,
+    names: &[&str],
+    generated: &[(&str, &[u8])],
+) -> Result<(Vec<(OsString, Plan)>, String), HostFsError> {
+    let mut h = Sha256::new();
+    h.update(FORMAT);
+    let mut out = Vec::new();
+    for name in names {
+        let rel = Path::new(name);
+        // Where a symlink leads, following links as bubblewrap's bind would.
+        let followed = std::fs::metadata(host_etc.path().join(rel));
+        if LIVE.contains(name) {
+            // Only its kind is in the key: its content is never copied.
+            match &followed {
+                // Missing, or a dangling link: left out, as the per-entry binds did.
+                Err(_) => h.update(format!("\0{name} live -")),
+                Ok(m) => {
+                    h.update(format!("\0{name} live {}", m.is_dir()));
+                    out.push((OsString::from(name), Plan::Live { dir: m.is_dir() }));
+                }
+            }
+            continue;
+        }
+        let Some(meta) = host_etc.meta(rel)? else {
+            h.update(format!("\0{name} -"));
+            continue;
+        };
+        key_meta(&mut h, rel, &meta);
+        let plan = {
+            match meta.kind {
+                Kind::Symlink => {
+                    let Ok(m) = &followed else { continue };
+                    let into_usr = host_etc.read_link(rel)?.is_some_and(|t| leads_into_usr(&t));
+                    if into_usr {
+                        Plan::Copy
+                    } else {
+                        Plan::Live { dir: m.is_dir() }
+                    }
+                }
+                Kind::Dir => {
+                    if readable_by_all(&meta) {
+                        if let Some(sub) = host_etc.open_dir(rel)? {
+                            key_tree(&mut h, &sub, rel)?;
+                        }
+                    }
+                    Plan::Copy
+                }
+                Kind::File => Plan::Copy,
+                Kind::Other => continue,
+            }
+        };
+        out.push((OsString::from(name), plan));
+    }
+    for (name, bytes) in generated {
+        h.update(format!("\0{name} generated {}\0", bytes.len()));
+        h.update(bytes);
+    }
+    let key: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((out, key))
+}
+
+fn key_meta(h: &mut Sha256, rel: &Path, m: &Meta) {
+    h.update(b"\0");
+    h.update(rel.as_os_str().as_bytes());
+    h.update(format!(
+        " {:?} {} {}.{} {}.{} {} {:o}",
+        m.kind, m.size, m.mtime.0, m.mtime.1, m.ctime.0, m.ctime.1, m.ino, m.mode
+    ));
+}
+
+/// Keys every folder and regular file below `dir` (symlinks are keyed by their folder).
+fn key_tree(h: &mut Sha256, dir: &Dir, rel: &Path) -> Result<(), HostFsError> {
+    for (name, kind) in dir.entries()? {
+        if !matches!(kind, Kind::Dir | Kind::File) {
+            continue;
+        }
+        let Some(meta) = dir.meta(Path::new(&name))? else {
+            continue;
+        };
+        let child = rel.join(&name);
+        key_meta(h, &child, &meta);
+        if meta.kind == Kind::Dir && readable_by_all(&meta) {
+            if let Some(sub) = dir.open_dir(Path::new(&name))? {
+                key_tree(h, &sub, &child)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every user may read it (and, for a folder, list and enter it).
+fn readable_by_all(m: &Meta) -> bool {
+    match m.kind {
+        Kind::Dir => m.mode & 0o005 == 0o005,
+        _ => m.mode & 0o004 != 0,
+    }
+}
+
+/// Whether a top-level symlink of `/etc` leads into `/usr` (absolute, or `../usr/…`): its
+/// target is in the sandbox too, so the link can be copied as it is.
+fn leads_into_usr(target: &Path) -> bool {
+    let abs = if target.is_absolute() {
+        target.to_owned()
+    } else {
+        Path::new("/etc").join(target)
+    };
+    let mut norm = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                norm.pop();
+            }
+            std::path::Component::Normal(n) => norm.push(n),
+            _ => {}
+        }
+    }
+    norm.starts_with("/usr")
+}
+
+/// The assembled `/etc` for `names` (entries of `host_root/etc`) and the `generated` files,
+/// from the cache in `cache`, built there first when missing and `build` is set (a dry run
+/// never builds). `Ok(None)`: not built (dry run).
+pub fn assemble(
+    host_root: &Path,
+    cache: &Path,
+    names: &[&str],
+    generated: &[(&str, &[u8])],
+    build: bool,
+) -> Result<Option<AssembledEtc>, HostFsError> {
+    let host_etc = Dir::open(&host_root.join("etc"))?;
+    let (plans, key) = survey(&host_etc, names, generated)?;
+    let dir = cache.join(&key);
+    let lock = match lock_shared(&dir)? {
+        Some(lock) => lock,
+        None if !build => return Ok(None),
+        None => {
+            let root = open_cache_root(cache)?;
+            build_into(&root, &host_etc, &key, &plans, generated)?;
+            let lock = lock_shared(&dir)?.ok_or_else(|| HostFsError::Io {
+                op: "use the assembled /etc",
+                path: dir.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+            remove_old(&root, &key);
+            lock
+        }
+    };
+    let live = plans
+        .iter()
+        .filter(|(_, p)| matches!(p, Plan::Live { .. }))
+        .map(|(n, _)| (n.clone(), host_etc.path().join(n)))
+        .collect();
+    Ok(Some(AssembledEtc {
+        dir,
+        live,
+        _lock: Arc::new(lock),
+    }))
+}
+
+/// Opens `dir` and takes a shared lock on it. `Ok(None)` when it does not exist, is being
+/// removed, or was removed after it was opened.
+fn lock_shared(dir: &Path) -> Result<Option<File>, HostFsError> {
+    let io = |source| HostFsError::Io {
+        op: "lock",
+        path: dir.to_owned(),
+        source,
+    };
+    let file = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    // A folder removed after `open` has no links left.
+    let meta = file.metadata().map_err(io)?;
+    Ok((meta.is_dir() && meta.nlink() > 0).then_some(file))
+}
+
+/// The cache folder, created with mode 0700 when missing; it must be the user's own.
+fn open_cache_root(cache: &Path) -> Result<Dir, HostFsError> {
+    let root = Dir::create_trusted(cache, 0o700)?;
+    let st = rustix::fs::fstat(root.fd()).map_err(|e| HostFsError::Io {
+        op: "stat",
+        path: cache.to_owned(),
+        source: e.into(),
+    })?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(HostFsError::Io {
+            op: "use the cache folder (it is not yours)",
+            path: cache.to_owned(),
+            source: std::io::ErrorKind::PermissionDenied.into(),
+        });
+    }
+    if st.st_mode & 0o077 != 0 {
+        rustix::fs::fchmod(root.fd(), Mode::from_raw_mode(0o700)).map_err(|e| HostFsError::Io {
+            op: "chmod 0700",
+            path: cache.to_owned(),
+            source: e.into(),
+        })?;
+    }
+    Ok(root)
+}
+
+/// Builds the folder `key` in `root`: a temporary folder, filled and synced, then renamed.
+/// Another process that renamed its own first wins; this one's is removed.
+fn build_into(
+    root: &Dir,
+    host_etc: &Dir,
+    key: &str,
+    plans: &[(OsString, Plan)],
+    generated: &[(&str, &[u8])],
+) -> Result<(), HostFsError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = format!(".tmp-{key}-{}-{nanos}", std::process::id());
+    let result = (|| {
+        let out = make_dir(root, OsStr::new(&tmp), 0o755)?;
+        for (name, plan) in plans {
+            match plan {
+                Plan::Copy => copy_entry(host_etc, &out, name)?,
+                Plan::Live { dir: true } => {
+                    make_dir(&out, name, 0o755)?;
+                }
+                Plan::Live { dir: false } => write_file(&out, name, &mut std::io::empty(), 0o644)?,
+            }
+        }
+        for (name, bytes) in generated {
+            write_file(&out, OsStr::new(name), &mut &bytes[..], 0o644)?;
+        }
+        // The mount point for a resolv.conf generated for the run (DNS forwarding), when
+        // the host has none to bind.
+        for name in LIVE {
+            if !plans.iter().any(|(n, _)| n == name) {
+                write_file(&out, OsStr::new(name), &mut std::io::empty(), 0o644)?;
+            }
+        }
+        // Everything written reaches the disk before the rename makes it the folder to use:
+        // one `syncfs` costs one journal commit, a `fsync` per file one each (~0.8 s here).
+        rustix::fs::syncfs(out.fd()).map_err(|e| HostFsError::Io {
+            op: "sync the filesystem of",
+            path: out.path().to_owned(),
+            source: e.into(),
+        })?;
+        match rustix::fs::renameat(root.fd(), tmp.as_str(), root.fd(), key) {
+            Ok(()) => sync(root),
+            // Another wrapix process built the same folder first: use theirs.
+            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => Ok(()),
+            Err(e) => Err(HostFsError::Io {
+                op: "rename into place",
+                path: root.display_path(Path::new(&tmp)),
+                source: e.into(),
+            }),
+        }
+    })();
+    let _ = root.remove_all(Path::new(&tmp));
+    result
+}
+
+/// Copies the entry `name` of `from` into `to`, never following a symlink: folders
+/// recursively, symlinks as symlinks, regular files by content; only what every user may
+/// read; anything else is left out.
+fn copy_entry(from: &Dir, to: &Dir, name: &OsStr) -> Result<(), HostFsError> {
+    let rel = Path::new(name);
+    let Some(meta) = from.meta(rel)? else {
+        return Ok(());
+    };
+    match meta.kind {
+        Kind::Symlink => {
+            let Some(target) = from.read_link(rel)? else {
+                return Ok(());
+            };
+            rustix::fs::symlinkat(target.as_os_str(), to.fd(), name).map_err(|e| HostFsError::Io {
+                op: "create the symbolic link",
+                path: to.display_path(rel),
+                source: e.into(),
+            })
+        }
+        Kind::Dir if readable_by_all(&meta) => {
+            let Some(sub) = from.open_dir(rel)? else {
+                return Ok(());
+            };
+            let out = make_dir(to, name, meta.mode & 0o777)?;
+            for (child, _) in sub.entries()? {
+                copy_entry(&sub, &out, &child)?;
+            }
+            Ok(())
+        }
+        Kind::File if readable_by_all(&meta) => {
+            // Opened without following links and checked to be a regular file again.
+            let Some((mut file, meta)) = from.open_file(rel)? else {
+                return Ok(());
+            };
+            write_file(to, name, &mut file, meta.mode & 0o777)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn make_dir(parent: &Dir, name: &OsStr, mode: u32) -> Result<Dir, HostFsError> {
+    let dir = parent.create_dir_all(Path::new(name), 0o700)?;
+    rustix::fs::fchmod(dir.fd(), Mode::from_raw_mode(mode)).map_err(|e| HostFsError::Io {
+        op: "chmod",
+        path: dir.path().to_owned(),
+        source: e.into(),
+    })?;
+    Ok(dir)
+}
+
+/// Creates the new file `name` in `dir` (never through a symlink) with `content` and `mode`
+/// (synced with the whole folder before it is renamed into place).
+fn write_file(
+    dir: &Dir,
+    name: &OsStr,
+    content: &mut dyn std::io::Read,
+    mode: u32,
+) -> Result<(), HostFsError> {
+    let path = dir.display_path(Path::new(name));
+    let io = |op, source| HostFsError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir.fd(), name, flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| io("create", e.into()))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io("chmod", e.into()))?;
+    let mut file = File::from(fd);
+    std::io::copy(content, &mut file).map_err(|e| io("copy into", e))?;
+    file.flush().map_err(|e| io("write", e))
+}
+
+fn sync(dir: &Dir) -> Result<(), HostFsError> {
+    rustix::fs::fsync(dir.fd()).map_err(|e| HostFsError::Io {
+        op: "sync",
+        path: dir.path().to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Removes the cache's other folders that no run holds, and temporary folders of builds
+/// that died. Best effort: whatever cannot be removed now is tried again after the next build.
+fn remove_old(root: &Dir, keep: &str) {
+    let Ok(entries) = root.entries() else { return };
+    for (name, kind) in entries {
+        if name == keep || kind != Kind::Dir {
+            continue;
+        }
+        let rel = Path::new(&name);
+        if name.as_bytes().starts_with(b".tmp-") {
+            let old = root
+                .meta(rel)
+                .ok()
+                .flatten()
+                .and_then(|m| {
+                    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(
+                        u64::try_from(m.mtime.0).ok()?,
+                    ))
+                })
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if old {
+                let _ = root.remove_all(rel);
+            }
+            continue;
+        }
+        let Ok(Some(dir)) = root.open_dir(rel) else {
+            continue;
+        };
+        let Ok(fd) = dir.fd().try_clone_to_owned() else {
+            continue;
+        };
+        // Held until the folder is gone: a run that opens it meanwhile cannot lock it.
+        let file = File::from(fd);
+        if file.try_lock().is_ok() {
+            tracing::debug!(
+                "removing the old assembled /etc {}",
+                root.display_path(rel).display()
+            );
+            let _ = root.remove_all(rel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
