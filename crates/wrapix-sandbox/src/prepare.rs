@@ -274,19 +274,24 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         dest: SandboxPath::from_static(Spec::WORKSPACE),
         mode: MountMode::ReadWrite,
     }];
-    // wrapix's own config and state (trust records, agent state) inside the project (a project
-    // that is, or contains, the home folder): read-only, created first when missing, so that
-    // no run can change what later runs trust.
+    // wrapix's own folders inside the project (a project that is, or contains, the home
+    // folder): its config and state (trust records, agent state), the image store and the
+    // assembled /etc every later sandbox runs from. Read-only, created first when missing, so
+    // that no run can change what later runs trust or run on.
     let mut protect = spec.protect.clone();
-    let config_home = host
-        .env
-        .get("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| spec.user.home.join(".config"));
+    let xdg = |var: &str, default: &str| {
+        host.env
+            .get(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| spec.user.home.join(default))
+            .join("wrapix")
+    };
     for own in [
-        config_home.join("wrapix"),
+        xdg("XDG_CONFIG_HOME", ".config"),
         wrapix_spec::state::root(&spec.user.home, &host.env),
+        xdg("XDG_DATA_HOME", ".local/share"),
+        xdg("XDG_CACHE_HOME", ".cache"),
     ] {
         let Ok(rel) = own.strip_prefix(&spec.project) else {
             continue;

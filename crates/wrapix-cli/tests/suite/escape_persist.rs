@@ -1023,11 +1023,19 @@ fn a_project_that_is_the_home_cannot_change_wrapix_config_or_state() {
          echo 'backend = \"none\"' > .config/wrapix/config.toml 2>/dev/null && echo CONFIG-WRITTEN; \
          mkdir -p .local/state/wrapix/projects/x 2>/dev/null && echo STATE-WRITTEN; \
          rm -rf .local/state/wrapix 2>/dev/null; mv .config/wrapix .config/w2 2>/dev/null && echo MOVED; \
+         mkdir -p .cache/wrapix/etc/x 2>/dev/null && echo CACHE-WRITTEN; \
+         mkdir -p .local/share/wrapix/images/x 2>/dev/null && echo IMAGES-WRITTEN; \
          echo done",
     );
     let stdout = out.ok();
     assert!(stdout.ends_with("done\n"), "{out}");
-    for bad in ["CONFIG-WRITTEN", "STATE-WRITTEN", "MOVED"] {
+    for bad in [
+        "CONFIG-WRITTEN",
+        "STATE-WRITTEN",
+        "MOVED",
+        "CACHE-WRITTEN",
+        "IMAGES-WRITTEN",
+    ] {
         assert!(!stdout.contains(bad), "{bad}:\n{out}");
     }
     assert!(!c.project.join(".config/wrapix/config.toml").exists());
