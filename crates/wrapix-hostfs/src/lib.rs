@@ -420,6 +420,43 @@ impl Dir {
         Ok(())
     }
 
+    /// Writes `rel` in place (created or truncated, mode `mode` when created), without fsync:
+    /// for small markers whose loss in a power cut is acceptable and whose cost is not (one
+    /// per sandbox start). A symlink at `rel` is an error, never followed.
+    pub fn write_unsynced(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        let Some((parent, name)) = self.parent_of(rel)? else {
+            return Err(HostFsError::io(
+                "write",
+                self.display_path(rel),
+                Errno::NOENT,
+            ));
+        };
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::TRUNC
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK;
+        let fd = rustix::fs::openat(parent.fd(), name, flags, Mode::from_raw_mode(mode))
+            .map_err(|e| self.classify(rel, e, "write"))?;
+        let st = rustix::fs::fstat(&fd)
+            .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
+        let kind = Meta::from_stat(&st).kind;
+        if kind != Kind::File {
+            return Err(HostFsError::NotRegular {
+                path: self.display_path(rel),
+                found: kind.name(),
+            });
+        }
+        std::fs::File::from(fd)
+            .write_all(bytes)
+            .map_err(|source| HostFsError::Io {
+                op: "write",
+                path: self.display_path(rel),
+                source,
+            })
+    }
+
     /// Creates `rel` with `bytes` only if nothing is there yet (`Ok(false)` when something is).
     pub fn create_new(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
         let Some((parent, name)) = self.parent_of(rel)? else {

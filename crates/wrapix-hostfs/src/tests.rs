@@ -318,3 +318,22 @@ fn moves_out_of_write_protected_folders_as_owner() {
         chmod(&t.path().join("sub"), 0o700);
     });
 }
+
+#[test]
+fn unsynced_writes_replace_content_and_refuse_links() {
+    let (t, d) = setup();
+    d.write_unsynced(Path::new("m"), b"one two", 0o600).unwrap();
+    d.write_unsynced(Path::new("m"), b"3", 0o600).unwrap();
+    assert_eq!(std::fs::read_to_string(t.path().join("m")).unwrap(), "3");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("target"), "keep").unwrap();
+    symlink(outside.path().join("target"), t.path().join("l")).unwrap();
+    assert!(matches!(
+        d.write_unsynced(Path::new("l"), b"x", 0o600).unwrap_err(),
+        HostFsError::Symlink { .. }
+    ));
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("target")).unwrap(),
+        "keep"
+    );
+}

@@ -41,7 +41,8 @@ pub fn arm(spec: &Spec, env: &BTreeMap<String, String>) -> Result<Armed, Sandbox
     let marker = PathBuf::from(format!("{RUNNING}/{}", std::process::id()));
     state
         .create_dir_all(std::path::Path::new(RUNNING), 0o700)?
-        .write_atomic(
+        // Not fsynced: one per start, and a power cut that loses it loses the run too.
+        .write_unsynced(
             std::path::Path::new(&std::process::id().to_string()),
             jiff::Timestamp::now().to_string().as_bytes(),
             0o600,

@@ -66,14 +66,20 @@ pub(crate) fn find_gits(project: &Dir, threads: usize) -> Found {
             });
         }
     }
+    // No folder to enter (a new or small project): no thread to start.
+    let nothing_to_walk = tasks.is_empty();
     let queue = Mutex::new(Queue { tasks, busy: 0 });
     let wake = Condvar::new();
     let results = Mutex::new(&mut found);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| worker(&queue, &wake, &results));
-        }
-    });
+    if !nothing_to_walk {
+        std::thread::scope(|s| {
+            // This thread is one of the workers.
+            for _ in 1..threads.max(1) {
+                s.spawn(|| worker(&queue, &wake, &results));
+            }
+            worker(&queue, &wake, &results);
+        });
+    }
     found.gits.sort();
     found.bares.sort();
     found.unreadable.sort();
