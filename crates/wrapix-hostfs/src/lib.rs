@@ -337,6 +337,38 @@ impl Dir {
         Ok(cur)
     }
 
+    /// An `O_PATH` handle on `rel` itself (a file or a folder; a symlink there is an error),
+    /// with what it is: for binding exactly the object that was checked, by fd, instead of a
+    /// path that could be swapped in between. `Ok(None)` when it does not exist.
+    pub fn open_path(&self, rel: &Path) -> Result<Option<(OwnedFd, Meta)>> {
+        if self.names(rel)?.is_empty() {
+            let fd =
+                rustix::fs::openat(&self.fd, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| HostFsError::io("open", self.path.clone(), e))?;
+            let st = rustix::fs::fstat(&fd)
+                .map_err(|e| HostFsError::io("stat", self.path.clone(), e))?;
+            return Ok(Some((fd, Meta::from_stat(&st))));
+        }
+        let Some((parent, name)) = self.parent_of(rel)? else {
+            return Ok(None);
+        };
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(parent.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.classify(rel, e, "open")),
+        };
+        let st = rustix::fs::fstat(&fd)
+            .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
+        let meta = Meta::from_stat(&st);
+        if meta.kind == Kind::Symlink {
+            return Err(HostFsError::Symlink {
+                path: self.display_path(rel),
+            });
+        }
+        Ok(Some((fd, meta)))
+    }
+
     /// Opens the regular file `rel` for reading. `Ok(None)` when it does not exist.
     pub fn open_file(&self, rel: &Path) -> Result<Option<(std::fs::File, Meta)>> {
         let Some((parent, name)) = self.parent_of(rel)? else {

@@ -337,3 +337,25 @@ fn unsynced_writes_replace_content_and_refuse_links() {
         "keep"
     );
 }
+
+#[test]
+fn path_handles_are_the_checked_object_and_refuse_links() {
+    let (t, d) = setup();
+    std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+    let (fd, meta) = d.open_path(Path::new("a/b")).unwrap().unwrap();
+    assert_eq!(meta.kind, Kind::Dir);
+    // Swapping the path afterwards does not change what the handle is.
+    std::fs::rename(t.path().join("a/b"), t.path().join("a/c")).unwrap();
+    symlink("/etc", t.path().join("a/b")).unwrap();
+    let via = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .unwrap();
+    assert_eq!(via, t.path().join("a/c"));
+    assert!(matches!(
+        d.open_path(Path::new("a/b")).unwrap_err(),
+        HostFsError::Symlink { .. }
+    ));
+    assert!(d.open_path(Path::new("nope")).unwrap().is_none());
+}

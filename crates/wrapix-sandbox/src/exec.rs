@@ -36,6 +36,7 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         .fds
         .iter()
         .map(|d| d.fd)
+        .chain(plan.pass.iter().map(|p| p.fd))
         .chain(plan.info_fd)
         .chain(plan.block_fd)
         .max();
@@ -51,6 +52,14 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
             .and_then(|()| f.rewind())
             .map_err(|e| SandboxError::io(format!("write {}", d.what), e))?;
         maps.push((OwnedFd::from(f), d.fd));
+    }
+    // Open handles (bind sources held since they were checked): a duplicate each.
+    for p in &plan.pass {
+        let dup = p
+            .file
+            .try_clone()
+            .map_err(|e| SandboxError::io(format!("pass {} to the backend", p.what), e))?;
+        maps.push((dup, p.fd));
     }
     let info = match plan.info_fd {
         Some(target) => {

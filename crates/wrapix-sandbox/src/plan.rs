@@ -13,6 +13,24 @@ pub struct FdData {
     pub data: Vec<u8>,
 }
 
+/// An open file descriptor the executor passes to the backend at `fd` (an `O_PATH` handle of
+/// a checked path, bound by fd so that it cannot be swapped for a link in between).
+#[derive(Debug, Clone)]
+pub struct PassFd {
+    pub fd: i32,
+    /// What it is, for errors and snapshots.
+    pub what: String,
+    pub file: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+impl PartialEq for PassFd {
+    fn eq(&self, other: &Self) -> bool {
+        self.fd == other.fd && self.what == other.what
+    }
+}
+
+impl Eq for PassFd {}
+
 /// Userspace networking attached to the sandbox's network namespace once it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSetup {
@@ -28,6 +46,8 @@ pub struct LaunchPlan {
     /// The complete environment of the program (the host's is not inherited).
     pub env: Vec<(OsString, OsString)>,
     pub fds: Vec<FdData>,
+    /// Open handles passed at fixed numbers (bubblewrap's `--bind-fd`).
+    pub pass: Vec<PassFd>,
     /// fd on which the backend reports the sandbox's pid as JSON (`{"child-pid": N}`), and
     /// for bubblewrap (`--json-status-fd`) later `{"exit-code": N}` when the command exited.
     pub info_fd: Option<i32>,

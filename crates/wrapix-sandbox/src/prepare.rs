@@ -32,6 +32,13 @@ pub struct Bind {
     pub mode: MountMode,
 }
 
+/// A bind source held open since it was checked.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub source: PathBuf,
+    pub fd: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
 /// A file created inside the sandbox from bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
@@ -76,6 +83,10 @@ pub struct Prepared {
     pub home_source: Option<PathBuf>,
     /// Binds in mount order: workspace, pinned parents, protected paths, user mounts, agent.
     pub binds: Vec<Bind>,
+    /// `O_PATH` handles of bind sources inside the project (protected paths and their pinned
+    /// parents), opened without following links when they were checked: a backend that can
+    /// bind by fd binds exactly these objects.
+    pub pinned: Vec<Pinned>,
     pub files: Vec<GeneratedFile>,
     /// The complete environment inside the sandbox.
     pub env: BTreeMap<String, String>,
@@ -301,13 +312,14 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         }
         protect.push(rel.to_owned());
     }
-    binds.extend(protect_binds(
+    let (protected, pinned) = protect_binds(
         &spec.project,
         &protect,
         &spec.user.home,
         host.dry_run,
         &mut notices,
-    )?);
+    )?;
+    binds.extend(protected);
     for m in &spec.mounts {
         binds.push(Bind {
             source: m.source.clone(),
@@ -455,6 +467,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         home,
         home_source,
         binds,
+        pinned,
         files,
         env,
         command,
@@ -573,7 +586,7 @@ fn protect_binds(
     home: &Path,
     dry_run: bool,
     notices: &mut Vec<String>,
-) -> Result<Vec<Bind>, SandboxError> {
+) -> Result<(Vec<Bind>, Vec<Pinned>), SandboxError> {
     use wrapix_hostfs::Kind;
     let dir = wrapix_hostfs::Dir::open(project)?;
     let git_kind = dir.meta(Path::new(".git"))?.map(|m| m.kind);
@@ -656,7 +669,18 @@ fn protect_binds(
         .map(|p| to_bind(p, MountMode::ReadWrite))
         .collect();
     out.extend(ro.iter().map(|p| to_bind(p, MountMode::ReadOnly)));
-    Ok(out)
+    // Each source held open from here on (no link followed): the backend binds these objects,
+    // not whatever the path leads to when it gets to it.
+    let mut pinned = Vec::new();
+    for rel in pins.iter().chain(ro.iter()) {
+        if let Some((fd, _)) = dir.open_path(rel)? {
+            pinned.push(Pinned {
+                source: project.join(rel),
+                fd: std::sync::Arc::new(fd),
+            });
+        }
+    }
+    Ok((out, pinned))
 }
 
 /// The places inside the project that the repository's `.git/config` makes git run hooks from

@@ -14,7 +14,7 @@ use wrapix_spec::{MountMode, Network};
 
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
-use crate::plan::{FdData, LaunchPlan, SignalTarget};
+use crate::plan::{FdData, LaunchPlan, PassFd, SignalTarget};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
@@ -129,9 +129,9 @@ impl Backend for Bwrap {
         let mut a: Vec<OsString> = Vec::new();
         let mut fds: Vec<FdData> = Vec::new();
         let mut next_fd = FIRST_FD;
-        let mut add_fd = |fds: &mut Vec<FdData>, what: String, data: Vec<u8>| {
-            let fd = next_fd;
-            next_fd += 1;
+        let add_fd = |fds: &mut Vec<FdData>, next: &mut i32, what: String, data: Vec<u8>| {
+            let fd = *next;
+            *next += 1;
             fds.push(FdData { fd, what, data });
             fd.to_string()
         };
@@ -196,7 +196,12 @@ impl Backend for Bwrap {
 
         // Generated files (passwd, group, git identity, known hosts).
         for f in &run.files {
-            let fd = add_fd(&mut fds, f.dest.to_string(), f.contents.clone());
+            let fd = add_fd(
+                &mut fds,
+                &mut next_fd,
+                f.dest.to_string(),
+                f.contents.clone(),
+            );
             if f.writable {
                 arg(
                     &mut a,
@@ -208,12 +213,35 @@ impl Backend for Bwrap {
         }
 
         // Workspace, protected paths, user mounts, agent state: in this order.
+        // A source held open since it was checked (a protected path in the project) is bound
+        // by fd: the agent of another sandbox of the same project cannot swap it for a link
+        // between the check and the mount.
+        let mut pass: Vec<PassFd> = Vec::new();
         for b in &run.binds {
-            let flag = match b.mode {
-                MountMode::ReadOnly => "--ro-bind",
-                MountMode::ReadWrite => "--bind",
-            };
-            arg(&mut a, &[&flag, &b.source, &b.dest.as_path()]);
+            let pinned = run.pinned.iter().find(|p| p.source == b.source);
+            match pinned {
+                Some(p) => {
+                    let fd = next_fd;
+                    next_fd += 1;
+                    pass.push(PassFd {
+                        fd,
+                        what: b.source.display().to_string(),
+                        file: p.fd.clone(),
+                    });
+                    let flag = match b.mode {
+                        MountMode::ReadOnly => "--ro-bind-fd",
+                        MountMode::ReadWrite => "--bind-fd",
+                    };
+                    arg(&mut a, &[&flag, &fd.to_string(), &b.dest.as_path()]);
+                }
+                None => {
+                    let flag = match b.mode {
+                        MountMode::ReadOnly => "--ro-bind",
+                        MountMode::ReadWrite => "--bind",
+                    };
+                    arg(&mut a, &[&flag, &b.source, &b.dest.as_path()]);
+                }
+            }
         }
 
         // wrapix itself, as `wrapix` on PATH, and wrapix's init when it is PID 1:
@@ -246,7 +274,7 @@ impl Backend for Bwrap {
         arg(&mut a, &[&"--remount-ro", &"/"]);
 
         let seccomp = default_filter_bytes(SeccompOptions::default())?;
-        let fd = add_fd(&mut fds, "seccomp filter".into(), seccomp);
+        let fd = add_fd(&mut fds, &mut next_fd, "seccomp filter".into(), seccomp);
         arg(&mut a, &[&"--seccomp", &fd]);
 
         let info_fd = next_fd;
@@ -295,6 +323,7 @@ impl Backend for Bwrap {
             args: a,
             env,
             fds,
+            pass,
             info_fd: Some(info_fd),
             not_started: Some(run.not_started_code()),
             block_fd,

@@ -520,6 +520,8 @@ impl Backend for Podman {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             fds: Vec::new(),
+            // Podman binds by path (`-v`): it has no bind-by-fd.
+            pass: Vec::new(),
             info_fd: Some(info_fd),
             // wrapix's init reports a command that cannot start (127/126) itself.
             not_started: None,

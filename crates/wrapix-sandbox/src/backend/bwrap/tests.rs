@@ -72,6 +72,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         },
         home: home.clone(),
         home_source: None,
+        pinned: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
