@@ -41,6 +41,47 @@ pub fn widening(text: &str) -> Vec<Widening> {
     out
 }
 
+/// [`widening`], plus what the project file loosens of the user's own config (`user`): a
+/// project may not open the network the user closed, or raise a limit the user set, even
+/// though the same value would be harmless without the user config.
+pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Widening> {
+    let mut out = widening(text);
+    let (Some(user), Ok(project)) = (user, text.parse::<toml::Table>()) else {
+        return out;
+    };
+    let user_net = user.network.as_ref().map(|n| n.get_ref().as_str());
+    if user_net == Some("none") {
+        if let Some(v) = project
+            .get("network")
+            .filter(|v| v.as_str() != Some("none"))
+        {
+            push(&mut out, "network".into(), v, WHY_NETWORK_OVER_USER);
+        }
+    }
+    let user_res = user.resources.as_ref();
+    let project_res = project.get("resources").and_then(Value::as_table);
+    if let (Some(u), Some(p)) = (user_res, project_res) {
+        for (name, limit) in [
+            ("cpus", &u.cpus),
+            ("memory_mb", &u.memory_mb),
+            ("pids", &u.pids),
+        ] {
+            let (Some(limit), Some(v)) = (limit, p.get(name)) else {
+                continue;
+            };
+            if v.as_integer().is_none_or(|n| n > *limit.get_ref()) {
+                push(
+                    &mut out,
+                    format!("resources.{name}"),
+                    v,
+                    WHY_RESOURCES_OVER_USER,
+                );
+            }
+        }
+    }
+    out
+}
+
 fn push(out: &mut Vec<Widening>, key: String, value: &Value, why: &'static str) {
     out.push(Widening {
         // Key names come from a file the agent may have written: never raw on a terminal.
@@ -170,6 +211,8 @@ const WHY_UNPROTECT: &str =
 const WHY_MCP: &str = "registers an MCP server command with the agent";
 const WHY_BACKEND: &str = "chooses a backend wrapix does not know to be a sandbox";
 const WHY_OTHER: &str = "a setting wrapix does not know to be safe";
+const WHY_NETWORK_OVER_USER: &str = "opens the network that your user config sets to \"none\"";
+const WHY_RESOURCES_OVER_USER: &str = "raises a limit that your user config sets";
 
 /// A value on one short line.
 fn short(v: &Value) -> String {

@@ -212,7 +212,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
 
     // Last, so that a bad value is reported as such before the file is trusted.
     if let Some(project) = &layers.project {
-        check_project_trust(project, host)?;
+        check_project_trust(project, layers.user.as_ref(), host)?;
     }
 
     Ok(Spec {
@@ -236,7 +236,11 @@ type Reason = (String, String);
 
 /// A project file may narrow the sandbox freely; what widens it needs the user's trust in
 /// this exact content, and `backend = "none"` is never taken from it.
-fn check_project_trust(file: &ConfigFile, host: &HostContext) -> Result<(), SpecError> {
+fn check_project_trust(
+    file: &ConfigFile,
+    user: Option<&ConfigFile>,
+    host: &HostContext,
+) -> Result<(), SpecError> {
     if let Some(b) = file.raw.backend.as_ref().filter(|b| b.get_ref() == "none") {
         return Err(SpecError::invalid(
             file.at(b.span()),
@@ -245,7 +249,7 @@ fn check_project_trust(file: &ConfigFile, host: &HostContext) -> Result<(), Spec
             "remove it; to run without a sandbox on purpose, pass --backend none or set it in ~/.config/wrapix/config.toml",
         ));
     }
-    let widening = crate::trust::widening(&file.text);
+    let widening = crate::trust::widening_over(&file.text, user.map(|u| &u.raw));
     if widening.is_empty() || host.trusted.as_deref() == Some(file.sha256.as_str()) {
         return Ok(());
     }

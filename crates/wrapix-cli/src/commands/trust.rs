@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use wrapix_spec::error::escape_controls;
-use wrapix_spec::layer::ConfigFile;
+use wrapix_spec::layer::{ConfigFile, FileKind};
 use wrapix_spec::trust::{self, Record};
 
 use super::Failure;
 use crate::cli::TrustArgs;
-use crate::context::{host_env, host_user, project_dir, state_root};
+use crate::context::{host_env, host_user, project_dir, state_root, user_config_path};
 
 pub fn trust(args: &TrustArgs) -> Result<i32, Failure> {
     let env = host_env();
@@ -39,7 +39,8 @@ pub fn trust(args: &TrustArgs) -> Result<i32, Failure> {
             project.display()
         )));
     };
-    let widening = trust::widening(&file.text);
+    let user_config = ConfigFile::load(&user_config_path(&user, &env), FileKind::User)?;
+    let widening = trust::widening_over(&file.text, user_config.as_ref().map(|u| &u.raw));
     if file.raw.backend.as_ref().map(|b| b.get_ref().as_str()) == Some("none") {
         eprintln!(
             "wrapix: note: backend = \"none\" is never taken from a project file, trusted or not; pass --backend none yourself when you mean it"

@@ -714,3 +714,45 @@ fn mount_sources_never_pass_through_a_link_in_the_project() {
         .unwrap_err();
     assert!(e.contains("symbolic link inside the project"), "{e}");
 }
+
+#[test]
+fn a_project_file_cannot_loosen_the_users_own_limits() {
+    let f = Fixture::untrusted();
+    let user = "network = \"none\"\n[resources]\nmemory_mb = 512\npids = 100\n";
+    // Without the user config these are harmless (the default, or limits of its own)...
+    assert!(f
+        .run(
+            None,
+            Some("network = \"open\"\n[resources]\nmemory_mb = 4096\n"),
+            Overrides::default()
+        )
+        .is_ok());
+    // ...over it they widen: refused until trusted.
+    for (text, key) in [
+        ("network = \"open\"\n", "network"),
+        ("[resources]\nmemory_mb = 4096\n", "resources.memory_mb"),
+        ("[resources]\npids = 101\n", "resources.pids"),
+    ] {
+        let e = f
+            .run(Some(user), Some(text), Overrides::default())
+            .unwrap_err();
+        assert!(e.contains(key) && e.contains("wrapix trust"), "{text}: {e}");
+    }
+    // Tightening further is fine.
+    assert!(f
+        .run(
+            Some(user),
+            Some("network = \"none\"\n[resources]\nmemory_mb = 256\npids = 50\n"),
+            Overrides::default()
+        )
+        .is_ok());
+    // Trusted, the project's value applies.
+    let spec = Fixture::new()
+        .run(
+            Some(user),
+            Some("network = \"open\"\n"),
+            Overrides::default(),
+        )
+        .unwrap();
+    assert_eq!(spec.network, Network::Open);
+}
