@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod context;
+mod logging;
 
 use clap::Parser;
 
@@ -43,14 +44,7 @@ pub fn main<const SERVE: bool>() -> ! {
         args.insert(1, "notify".into());
     }
     let cli = cli::Cli::parse_from(args);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WRAPIX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .without_time()
-        .init();
+    logging::init();
     let code = match commands::run::<SERVE>(cli) {
         Ok(code) => code,
         Err(e) => {

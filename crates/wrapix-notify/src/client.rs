@@ -124,10 +124,7 @@ pub struct NotifyArgs {
 /// `wrapix notify`: always returns 0 once the arguments are valid.
 pub fn run(args: &NotifyArgs, env: &BTreeMap<String, String>) -> i32 {
     let Some(mut frame) = build_frame(args, env, read_hook_input) else {
-        crate::log!(
-            "notify",
-            "nothing to send: give a MESSAGE (or --hook EVENT)"
-        );
+        tracing::error!("nothing to send: give a MESSAGE (or --hook EVENT)");
         return 2;
     };
     frame.session_id = env
@@ -137,12 +134,10 @@ pub fn run(args: &NotifyArgs, env: &BTreeMap<String, String>) -> i32 {
     let target = Target::from_env(env);
     match send(&frame, &target, TIMEOUT) {
         Outcome::Sent => {}
-        Outcome::NoDaemon(why) => crate::log!(
-            "notify",
+        Outcome::NoDaemon(why) => tracing::warn!(
             "no notification daemon at {target} ({why}); message not shown. Start `wrapix notifyd` on the host"
         ),
-        Outcome::TimedOut => crate::log!(
-            "notify",
+        Outcome::TimedOut => tracing::warn!(
             "the notification daemon at {target} did not answer within {} ms; message not shown",
             TIMEOUT.as_millis()
         ),

@@ -29,7 +29,7 @@ use crate::focus::{self, Decision};
 use crate::frame::{Frame, FrameError, MAX_FRAME};
 use crate::publish::{self, FileId};
 use crate::sink::{Sink, SinkSpec};
-use crate::{log, paths, session, NotifyError};
+use crate::{paths, session, NotifyError};
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
@@ -42,7 +42,8 @@ pub struct Config {
     pub sessions_dir: PathBuf,
     /// `WRAPIX_NOTIFY_ALWAYS=1`: never suppress.
     pub always: bool,
-    /// `WRAPIX_NOTIFY_VERBOSE=1`: log every decision.
+    /// `WRAPIX_NOTIFY_VERBOSE=1`: log every decision at `info` (shown by default) instead of
+    /// `debug`.
     pub verbose: bool,
     /// Frames waiting to be shown; more are dropped.
     pub queue: usize,
@@ -131,7 +132,7 @@ impl Stats {
             .log_budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
         if left.is_ok() {
-            log!("notifyd", "dropped: {what}");
+            tracing::warn!("dropped: {what}");
         }
     }
 }
@@ -229,7 +230,7 @@ impl Daemon {
                         let _ = stop_rx.await;
                     };
                     if let Err(e) = serve(cfg, sink, listeners, st, Some(ready_tx), stop).await {
-                        log!("notifyd", "{e}");
+                        tracing::error!("{e}");
                     }
                 });
             })
@@ -463,8 +464,7 @@ async fn serve(
             return Err(e);
         }
     };
-    log!(
-        "notifyd",
+    tracing::info!(
         "listening on {}{}{}; showing with {}{}",
         listeners
             .unix_path
@@ -504,7 +504,7 @@ async fn serve(
             Some(conn) = accept_unix(unix.as_ref()) => {
                 let (stream, peer) = match conn {
                     Ok(c) => c,
-                    Err(e) => { log!("notifyd", "accept failed: {e}"); continue; }
+                    Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
                 };
                 match stream.peer_cred().map(|c| c.uid()) {
                     Ok(uid) if uid == me => {}
@@ -525,7 +525,7 @@ async fn serve(
             Some(conn) = accept_tcp(tcp.as_ref()) => {
                 match conn {
                     Ok((stream, peer)) => spawn_conn(stream, format!("tcp {peer}"), &slots, &tx, &stats, &cfg),
-                    Err(e) => log!("notifyd", "accept failed: {e}"),
+                    Err(e) => tracing::warn!("accept failed: {e}"),
                 }
             }
         }
@@ -715,17 +715,23 @@ async fn deliver(mut rx: mpsc::Receiver<Frame>, mut sink: Sink, cfg: Config, sta
                 .await
                 .unwrap_or_else(|e| Decision::show(format!("the focus check failed: {e}")))
         };
+        let verdict = if decision.suppress {
+            "suppress"
+        } else {
+            "show"
+        };
+        let session = frame.session_id.as_deref().unwrap_or("none");
+        // `WRAPIX_NOTIFY_VERBOSE=1` raises each decision to the level shown by default.
         if cfg.verbose {
-            log!(
-                "notifyd",
-                "{} {:?} (session {}): {}",
-                if decision.suppress {
-                    "suppress"
-                } else {
-                    "show"
-                },
+            tracing::info!(
+                "{verdict} {:?} (session {session}): {}",
                 frame.title,
-                frame.session_id.as_deref().unwrap_or("none"),
+                decision.reason
+            );
+        } else {
+            tracing::debug!(
+                "{verdict} {:?} (session {session}): {}",
+                frame.title,
                 decision.reason
             );
         }
@@ -739,7 +745,7 @@ async fn deliver(mut rx: mpsc::Receiver<Frame>, mut sink: Sink, cfg: Config, sta
             }
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                log!("notifyd", "{e}");
+                tracing::error!("{e}");
             }
         }
     }
@@ -765,8 +771,7 @@ async fn report(stats: Arc<Stats>, cfg: Config) {
         tick.tick().await;
         let now = stats.counts();
         if now.dropped() > last.dropped() {
-            log!(
-                "notifyd",
+            tracing::warn!(
                 "dropped in the last {:.1} s: {} (total dropped {}, shown {}, suppressed {})",
                 cfg.report_every.as_secs_f32(),
                 now.drop_summary(&last),

@@ -51,11 +51,3 @@ impl NotifyError {
         }
     }
 }
-
-/// A log line on stderr, prefixed with the program part (`wrapix notify:`/`wrapix notifyd:`).
-#[macro_export]
-macro_rules! log {
-    ($who:expr, $($arg:tt)*) => {
-        eprintln!("wrapix {}: {}", $who, format_args!($($arg)*))
-    };
-}

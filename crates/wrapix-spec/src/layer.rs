@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use crate::error::{line_col, Location, SpecError};
 use crate::raw::RawConfig;
 
@@ -68,9 +70,16 @@ impl ConfigFile {
         Self::parse(&path, text, FileKind::Project).map(Some)
     }
 
-    /// Parses `text` as the config file `path`.
+    /// Parses `text` as the config file `path`: first as a TOML document (a failure is a
+    /// syntax error), then into [`RawConfig`] (a failure is a key or value the config does not
+    /// accept, told apart by where in the document its span falls).
     pub fn parse(path: &Path, text: String, kind: FileKind) -> Result<Self, SpecError> {
-        match toml::from_str::<RawConfig>(&text) {
+        let doc = match toml_edit::ImDocument::parse(text.as_str()) {
+            Ok(doc) => doc,
+            Err(e) => return Err(syntax_error(path, &text, e.message(), e.span())),
+        };
+        let de = toml_edit::de::Deserializer::from(doc.clone());
+        match RawConfig::deserialize(de) {
             Ok(raw) => Ok(ConfigFile {
                 path: path.to_owned(),
                 sha256: crate::trust::digest(text.as_bytes()),
@@ -78,7 +87,7 @@ impl ConfigFile {
                 raw,
                 kind,
             }),
-            Err(e) => Err(parse_error(path, &text, &e)),
+            Err(e) => Err(data_error(path, &text, doc.as_table(), &e)),
         }
     }
 
@@ -98,83 +107,132 @@ impl ConfigFile {
     }
 }
 
-fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> SpecError {
-    let line = e.span().map(|s| line_col(text, s.start));
-    let snippet = e
-        .span()
-        .and_then(|s| text.get(s))
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    let message = e.message().trim().replace('\n', " ");
-    let (key, fix) = if message.starts_with("unknown field") {
-        let expected = message
-            .split_once("expected")
-            .map(|(_, rest)| rest.trim().to_owned())
-            .unwrap_or_default();
-        (
-            snippet,
-            format!("remove the key or use {expected}; see README.md#configuration"),
-        )
-    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        (
-            e.span()
-                .and_then(|sp| key_at(text, sp.start))
-                .unwrap_or(snippet),
+fn location(path: &Path, text: &str, span: Option<&Range<usize>>) -> Location {
+    Location::File {
+        path: path.to_owned(),
+        line: span.map(|s| line_col(text, s.start)),
+    }
+}
+
+/// The text at `span`, trimmed, for naming the place of an error; `None` when empty.
+fn snippet(text: &str, span: Option<&Range<usize>>) -> Option<String> {
+    let s = text.get(span?.clone())?.trim();
+    (!s.is_empty()).then(|| truncate(s))
+}
+
+fn one_line(message: &str) -> String {
+    message.trim().replace('\n', " ")
+}
+
+/// The text is not a TOML document.
+fn syntax_error(path: &Path, text: &str, message: &str, span: Option<Range<usize>>) -> SpecError {
+    SpecError::invalid(
+        location(path, text, span.as_ref()),
+        snippet(text, span.as_ref()).unwrap_or_else(|| "(syntax)".to_owned()),
+        one_line(message),
+        "correct the TOML syntax at that place",
+    )
+}
+
+/// The document is TOML but not a config: serde rejected a key (its span is that key's), a
+/// value (the value's) or a table (a missing field; the table's).
+fn data_error(
+    path: &Path,
+    text: &str,
+    root: &toml_edit::Table,
+    e: &toml_edit::de::Error,
+) -> SpecError {
+    let span = e.span();
+    let message = one_line(e.message());
+    let place = span.as_ref().and_then(|s| find(root, "", s));
+    let (key, fix) = match place {
+        Some(Place::Key(key)) => {
+            // serde's unknown-field message lists the accepted keys: offer them in the fix.
+            let expected = message
+                .split_once("expected")
+                .map(|(_, rest)| rest.trim().to_owned())
+                .unwrap_or_default();
+            (
+                key,
+                format!("remove the key or use {expected}; see README.md#configuration"),
+            )
+        }
+        Some(Place::Value(key)) => (
+            key,
             "write the value with the type shown in README.md#configuration".to_owned(),
-        )
-    } else if message.starts_with("missing field") {
-        (
-            snippet,
+        ),
+        Some(Place::Table(key)) => (
+            key,
             "add the missing field; see README.md#configuration".to_owned(),
-        )
-    } else {
-        (
-            if snippet.is_empty() {
-                "(syntax)".to_owned()
-            } else {
-                snippet
-            },
-            "correct the TOML syntax at that place".to_owned(),
-        )
-    };
-    let key = if key.is_empty() {
-        "(syntax)".to_owned()
-    } else {
-        truncate(&key)
+        ),
+        None => (
+            snippet(text, span.as_ref()).unwrap_or_else(|| "(config)".to_owned()),
+            "add the missing field; see README.md#configuration".to_owned(),
+        ),
     };
     SpecError::invalid(
-        Location::File {
-            path: path.to_owned(),
-            line,
-        },
-        key,
+        location(path, text, span.as_ref()),
+        truncate(&key),
         message,
         fix,
     )
 }
 
-/// The dotted key whose value starts at `offset`: the `KEY = …` on that line, under the nearest
-/// `[table]` header above it.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = &text[line_start..line_end];
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    if key.is_empty() {
-        return None;
-    }
-    let table = text[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
-        (l.starts_with('[') && l.ends_with(']'))
-            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
-    });
-    Some(match table {
-        Some(t) if !t.is_empty() => format!("{t}.{key}"),
-        _ => key.to_owned(),
+/// What in the document an error's span is: a key, a plain value, or a table (each with its
+/// dotted path).
+#[derive(Debug, PartialEq)]
+enum Place {
+    Key(String),
+    Value(String),
+    Table(String),
+}
+
+/// The key, value or table of `table` (at `prefix`) whose span is `span`.
+fn find(table: &dyn toml_edit::TableLike, prefix: &str, span: &Range<usize>) -> Option<Place> {
+    table.iter().find_map(|(name, item)| {
+        let path = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let key_span = table.get_key_value(name).and_then(|(k, _)| k.span());
+        if key_span.as_ref() == Some(span) {
+            return Some(Place::Key(name.to_owned()));
+        }
+        find_item(item, path, span)
     })
+}
+
+fn find_item(item: &toml_edit::Item, path: String, span: &Range<usize>) -> Option<Place> {
+    use toml_edit::Item;
+    match item {
+        Item::None => None,
+        Item::Table(_) if item.span().as_ref() == Some(span) => Some(Place::Table(path)),
+        Item::Table(t) => find(t, &path, span),
+        Item::ArrayOfTables(a) => a.iter().enumerate().find_map(|(i, t)| {
+            let path = format!("{path}[{i}]");
+            if t.span().as_ref() == Some(span) {
+                Some(Place::Table(path))
+            } else {
+                find(t, &path, span)
+            }
+        }),
+        Item::Value(v) => find_value(v, path, span),
+    }
+}
+
+fn find_value(value: &toml_edit::Value, path: String, span: &Range<usize>) -> Option<Place> {
+    use toml_edit::Value;
+    match value {
+        Value::InlineTable(_) if value.span().as_ref() == Some(span) => Some(Place::Table(path)),
+        _ if value.span().as_ref() == Some(span) => Some(Place::Value(path)),
+        Value::InlineTable(t) => find(t, &path, span),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_value(v, format!("{path}[{i}]"), span)),
+        _ => None,
+    }
 }
 
 fn truncate(s: &str) -> String {
@@ -273,6 +331,51 @@ mod tests {
     fn nested_unknown_key() {
         let e = err("[[mounts]]\nsource = \"/a\"\ndest = \"/b\"\nmod = \"ro\"\n");
         assert!(e.starts_with("wrapix.toml:4:1: key `mod`"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_names_the_table() {
+        let e = err("[[mounts]]\nsource = \"/a\"\n");
+        assert!(
+            e.starts_with("wrapix.toml:1:1: key `mounts[0]`: missing field `dest`"),
+            "{e}"
+        );
+        assert!(e.contains("fix: add the missing field"), "{e}");
+        let e = err("mounts = [{ source = \"/a\" }]\n");
+        assert!(
+            e.starts_with("wrapix.toml:1:11: key `mounts[0]`: missing field `dest`"),
+            "{e}"
+        );
+        assert!(e.contains("fix: add the missing field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_in_arrays_and_tables_of_arrays_names_the_element() {
+        let e = err("packages = [\"a\", 3]\n");
+        assert!(
+            e.starts_with("wrapix.toml:1:18: key `packages[1]`: invalid type"),
+            "{e}"
+        );
+        let e = err("[[mounts]]\nsource = 3\ndest = \"/b\"\n");
+        assert!(
+            e.starts_with("wrapix.toml:2:10: key `mounts[0].source`: invalid type"),
+            "{e}"
+        );
+        assert!(e.contains("fix: write the value with the type"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_an_inline_table_and_a_dotted_key() {
+        let e = err("agent = { hme = \"x\" }\n");
+        assert!(
+            e.starts_with("wrapix.toml:1:11: key `hme`: unknown field"),
+            "{e}"
+        );
+        let e = err("agent.hme = \"x\"\n");
+        assert!(
+            e.starts_with("wrapix.toml:1:7: key `hme`: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]
