@@ -68,6 +68,12 @@ if ! command -v cargo-machete >/dev/null 2>&1 && command -v cargo >/dev/null 2>&
   say "cargo install cargo-machete (unused-dependency check of the test command)"
   cargo install --quiet --locked cargo-machete@0.9.2
 fi
+# cargo-deny: scripts/test.sh checks the dependency tree's licenses, duplicate crates and
+# sources against deny.toml. A build from source: about 6 minutes on two cores.
+if ! command -v cargo-deny >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then
+  say "cargo install cargo-deny (license, duplicate-crate and source check of the test command; ~6 min)"
+  cargo install --quiet --locked cargo-deny@0.20.2
+fi
 # The MCP server's integration tests use the official MCP Python SDK (`mcp` on PyPI), in a
 # venv under target/ (the tests look for target/py-mcp/bin/python).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/target/py-mcp"

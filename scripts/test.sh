@@ -19,6 +19,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo machete
+# Licenses, duplicate crates and sources (deny.toml, each exception with its reason). Not
+# `advisories`: the RustSec database is a GitHub repository, which CI cannot reach.
+cargo deny --locked check licenses bans sources
 log="$(mktemp)"
 skips="$(mktemp)"
 trap 'rm -f "$log" "$skips"' EXIT

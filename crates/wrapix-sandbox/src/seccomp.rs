@@ -63,6 +63,8 @@ pub enum SeccompError {
     Compile(#[from] seccompiler::BackendError),
     #[error("post-processing the compiled seccomp filter: {0}")]
     Assemble(String),
+    #[error("building the Podman seccomp profile: {0}")]
+    OciProfile(#[from] oci_spec::OciSpecError),
 }
 
 /// `seccomp/policy.json` as written (the format is documented in that file); also read by

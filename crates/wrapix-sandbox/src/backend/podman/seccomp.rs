@@ -21,6 +21,10 @@
 //!
 //! The policy file is read with the same types as the bwrap filter's (`crate::seccomp`).
 
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator as Op, LinuxSyscall, LinuxSyscallBuilder,
+};
 use serde::Serialize;
 
 use crate::seccomp::SeccompError;
@@ -29,33 +33,21 @@ use crate::seccomp::{
     errno_value as errno, load_policy, Policy, PolicyCond as Cond, PolicyRule as Rule,
 };
 
-/// The OCI (Docker-format) profile Podman reads.
+/// The profile Podman reads: the OCI runtime spec's seccomp object (oci-spec's types), with
+/// each syscall entry carrying the Docker-format `comment` (the policy's reason), which Podman
+/// accepts and [`LinuxSyscall`] has no field for. `seccomp` holds everything but the syscalls.
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Profile {
-    default_action: &'static str,
-    architectures: Vec<&'static str>,
+    #[serde(flatten)]
+    seccomp: LinuxSeccomp,
     syscalls: Vec<Entry>,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Entry {
-    names: Vec<String>,
-    action: &'static str,
-    errno_ret: u32,
-    args: Vec<Arg>,
+    #[serde(flatten)]
+    syscall: LinuxSyscall,
     comment: String,
-}
-
-/// `value` is the mask and `value_two` the operand for `SCMP_CMP_MASKED_EQ` (runc's order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Arg {
-    index: u8,
-    value: u64,
-    value_two: u64,
-    op: &'static str,
 }
 
 const LOW32: u64 = 0xffff_ffff;
@@ -67,8 +59,18 @@ fn invalid(rule: &Rule, why: &str) -> SeccompError {
     ))
 }
 
+/// A masked comparison: `value` is the mask and `value_two` the operand (runc's order).
+fn masked_eq(index: u8, mask: u64, value: u64) -> Result<LinuxSeccompArg, SeccompError> {
+    Ok(LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(mask)
+        .value_two(value)
+        .op(Op::ScmpCmpMaskedEq)
+        .build()?)
+}
+
 /// One condition as a libseccomp comparison with the same meaning (`eq` and `masked_eq`).
-fn arg(rule: &Rule, c: &Cond) -> Result<Arg, SeccompError> {
+fn arg(rule: &Rule, c: &Cond) -> Result<LinuxSeccompArg, SeccompError> {
     let val = c.val.value()?;
     let width = match c.width.as_str() {
         "dword" => LOW32,
@@ -80,17 +82,15 @@ fn arg(rule: &Rule, c: &Cond) -> Result<Arg, SeccompError> {
         ("masked_eq", Some(m)) => m.value()? & width,
         (op, _) => return Err(invalid(rule, &format!("`{op}` alone on an argument"))),
     };
-    let (op, value, value_two) = if mask == u64::MAX {
-        ("SCMP_CMP_EQ", val, 0)
+    if mask == u64::MAX {
+        Ok(LinuxSeccompArgBuilder::default()
+            .index(c.index)
+            .value(val)
+            .op(Op::ScmpCmpEq)
+            .build()?)
     } else {
-        ("SCMP_CMP_MASKED_EQ", mask, val & mask)
-    };
-    Ok(Arg {
-        index: c.index,
-        value,
-        value_two,
-        op,
-    })
+        masked_eq(c.index, mask, val & mask)
+    }
 }
 
 /// Masked patterns `(mask, value)` over 32 bits that together match exactly the values not
@@ -119,7 +119,7 @@ fn outside(allowed: &[u32]) -> Vec<(u32, u32)> {
 }
 
 /// The argument lists of one policy rule: the syscall fails when any list matches.
-fn arg_lists(rule: &Rule) -> Result<Vec<Vec<Arg>>, SeccompError> {
+fn arg_lists(rule: &Rule) -> Result<Vec<Vec<LinuxSeccompArg>>, SeccompError> {
     let mut indexes: Vec<u8> = rule.args.iter().map(|c| c.index).collect();
     indexes.sort_unstable();
     indexes.dedup();
@@ -149,23 +149,16 @@ fn arg_lists(rule: &Rule) -> Result<Vec<Vec<Arg>>, SeccompError> {
         let v = u32::try_from(v).map_err(|_| invalid(rule, "a dword value above 32 bits"))?;
         allowed.push(v);
     }
-    Ok(outside(&allowed)
+    outside(&allowed)
         .into_iter()
-        .map(|(mask, value)| {
-            vec![Arg {
-                index: indexes[0],
-                value: u64::from(mask),
-                value_two: u64::from(value),
-                op: "SCMP_CMP_MASKED_EQ",
-            }]
-        })
-        .collect())
+        .map(|(mask, value)| Ok(vec![masked_eq(indexes[0], mask.into(), value.into())?]))
+        .collect()
 }
 
-fn oci_arch(arch: &str) -> Result<&'static str, SeccompError> {
+fn oci_arch(arch: &str) -> Result<Arch, SeccompError> {
     match arch {
-        "x86_64" => Ok("SCMP_ARCH_X86_64"),
-        "aarch64" => Ok("SCMP_ARCH_AARCH64"),
+        "x86_64" => Ok(Arch::ScmpArchX86_64),
+        "aarch64" => Ok(Arch::ScmpArchAarch64),
         other => Err(SeccompError::UnsupportedArch(other.to_owned())),
     }
 }
@@ -194,18 +187,24 @@ pub(super) fn profile_json(arch: &str) -> Result<String, SeccompError> {
             arg_lists(rule)?
         };
         for args in lists {
+            let mut syscall = LinuxSyscallBuilder::default()
+                .names(vec![rule.syscall.clone()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(errno_ret);
+            if !args.is_empty() {
+                syscall = syscall.args(args);
+            }
             syscalls.push(Entry {
-                names: vec![rule.syscall.clone()],
-                action: "SCMP_ACT_ERRNO",
-                errno_ret,
-                args,
+                syscall: syscall.build()?,
                 comment: rule.reason.clone(),
             });
         }
     }
     let profile = Profile {
-        default_action: "SCMP_ACT_ALLOW",
-        architectures: vec![oci_arch(arch)?],
+        seccomp: LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .architectures(vec![oci_arch(arch)?])
+            .build()?,
         syscalls,
     };
     Ok(serde_json::to_string_pretty(&profile)?)

@@ -195,13 +195,11 @@ fn what_the_format_cannot_say_is_an_error() {
     assert!(arg_lists(&mixed).is_err());
     let q = rule(r#"[{"index": 1, "width": "qword", "op": "eq", "val": "0x1"}]"#);
     let lists = arg_lists(&q).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        lists,
-        [[Arg {
-            index: 1,
-            value: 1,
-            value_two: 0,
-            op: "SCMP_CMP_EQ"
-        }]]
-    );
+    let eq = LinuxSeccompArgBuilder::default()
+        .index(1usize)
+        .value(1u64)
+        .op(Op::ScmpCmpEq)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lists, [[eq]]);
 }
