@@ -7,6 +7,7 @@ mod dns;
 mod doctor;
 mod escape;
 mod escape_attack;
+mod escape_attack2;
 mod escape_git;
 mod escape_net;
 mod escape_persist;
