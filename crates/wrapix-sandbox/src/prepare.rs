@@ -224,7 +224,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
             None
         }
     };
-    if spec.user.home.starts_with(&spec.project) {
+    if resolve_existing(&spec.user.home).starts_with(&spec.project) {
         notices.push(format!(
             "the project folder {} contains your home folder: the agent can read and change everything in it",
             spec.project.display()
@@ -290,23 +290,16 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     // assembled /etc every later sandbox runs from. Read-only, created first when missing, so
     // that no run can change what later runs trust or run on.
     let mut protect = spec.protect.clone();
-    let xdg = |var: &str, default: &str| {
-        host.env
-            .get(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| spec.user.home.join(default))
-            .join("wrapix")
-    };
-    for own in [
-        xdg("XDG_CONFIG_HOME", ".config"),
-        wrapix_spec::state::root(&spec.user.home, &host.env),
-        xdg("XDG_DATA_HOME", ".local/share"),
-        xdg("XDG_CACHE_HOME", ".cache"),
-    ] {
+    for own in own_folders(&spec.user.home, &host.env) {
+        // Compared as the kernel sees them: HOME or an XDG variable may name them through a
+        // link (`/home -> /data/home`), the project path has none.
+        let own = resolve_existing(&own);
         let Ok(rel) = own.strip_prefix(&spec.project) else {
             continue;
         };
+        if rel.as_os_str().is_empty() || protect.iter().any(|p| p == rel) {
+            continue;
+        }
         if !host.dry_run {
             wrapix_hostfs::Dir::open(&spec.project)?.create_dir_all(rel, 0o700)?;
         }
@@ -756,4 +749,47 @@ fn lexical_normal(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// Every folder of wrapix's own under the home that a later run reads or runs from: the
+/// config, the state (trust records, agent state), the image store and the assembled `/etc`,
+/// both where the XDG variables of this run put them and where they are without the
+/// variables (a later run may be started without them).
+fn own_folders(home: &Path, env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (var, default) in [
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ] {
+        out.push(home.join(default).join("wrapix"));
+        if let Some(p) = env.get(var).map(PathBuf::from).filter(|p| p.is_absolute()) {
+            out.push(p.join("wrapix"));
+        }
+    }
+    out
+}
+
+/// `path` with its longest existing ancestor resolved (symlinks followed: these are the
+/// user's own paths, named by HOME and the XDG variables), and the rest appended by name.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            let mut out = real;
+            for name in rest.iter().rev() {
+                out.push(name);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                cur = parent;
+            }
+            _ => return path.to_owned(),
+        }
+    }
 }

@@ -58,6 +58,33 @@ pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Wi
             push(&mut out, "network".into(), v, WHY_NETWORK_OVER_USER);
         }
     }
+    // The host profile (the host's own /usr and /etc) over the user's choice of an image.
+    let user_profile = user.profile.as_ref().map(|p| p.get_ref().as_str());
+    if let (Some(up), Some(v)) = (user_profile, project.get("profile")) {
+        if up != "host" && v.as_str() == Some("host") {
+            push(&mut out, "profile".into(), v, WHY_PROFILE_OVER_USER);
+        }
+    }
+    // An MCP server the user config turns off, turned on again.
+    for (name, table) in user.mcp.iter().flatten() {
+        let off = table
+            .get_ref()
+            .get("enabled")
+            .is_some_and(|e| e.get_ref().as_bool() == Some(false));
+        let on_again = project
+            .get("mcp")
+            .and_then(|m| m.get(name))
+            .and_then(Value::as_table)
+            .is_some_and(|t| t.get("enabled").and_then(Value::as_bool) != Some(false));
+        if off && on_again {
+            let v = project
+                .get("mcp")
+                .and_then(|m| m.get(name))
+                .cloned()
+                .unwrap_or(Value::Boolean(true));
+            push(&mut out, format!("mcp.{name}"), &v, WHY_MCP_OVER_USER);
+        }
+    }
     let user_res = user.resources.as_ref();
     let project_res = project.get("resources").and_then(Value::as_table);
     if let (Some(u), Some(p)) = (user_res, project_res) {
@@ -213,6 +240,9 @@ const WHY_BACKEND: &str = "chooses a backend wrapix does not know to be a sandbo
 const WHY_OTHER: &str = "a setting wrapix does not know to be safe";
 const WHY_NETWORK_OVER_USER: &str = "opens the network that your user config sets to \"none\"";
 const WHY_RESOURCES_OVER_USER: &str = "raises a limit that your user config sets";
+const WHY_PROFILE_OVER_USER: &str =
+    "runs on the host's own /usr and /etc instead of the image your user config chooses";
+const WHY_MCP_OVER_USER: &str = "turns on an MCP server that your user config turns off";
 
 /// A value on one short line.
 fn short(v: &Value) -> String {

@@ -756,3 +756,29 @@ fn a_project_file_cannot_loosen_the_users_own_limits() {
         .unwrap();
     assert_eq!(spec.network, Network::Open);
 }
+
+#[test]
+fn a_project_file_cannot_undo_the_users_profile_or_mcp_choices() {
+    let f = Fixture::untrusted();
+    let user = "profile = \"base\"\n[mcp.tmux-debug]\nenabled = false\n";
+    for (text, key) in [
+        ("profile = \"host\"\n", "profile"),
+        (
+            "[mcp.tmux-debug]\naudit = \"/workspace/a.log\"\n",
+            "mcp.tmux-debug",
+        ),
+    ] {
+        let e = f
+            .run(Some(user), Some(text), Overrides::default())
+            .unwrap_err();
+        assert!(e.contains(key) && e.contains("wrapix trust"), "{text}: {e}");
+    }
+    // Another image profile, or the server kept off: fine.
+    assert!(f
+        .run(
+            Some(user),
+            Some("profile = \"rust\"\n[mcp.tmux-debug]\nenabled = false\n"),
+            Overrides::default()
+        )
+        .is_ok());
+}
