@@ -337,6 +337,23 @@ impl Dir {
         Ok(cur)
     }
 
+    /// Opens `rel` with `flags` (plus `O_NOFOLLOW | O_CLOEXEC`) below its parent, and stats
+    /// the result. `Ok(None)` when it does not exist.
+    fn open_with(&self, rel: &Path, flags: OFlags) -> Result<Option<(OwnedFd, Meta)>> {
+        let Some((parent, name)) = self.parent_of(rel)? else {
+            return Ok(None);
+        };
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(parent.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.classify(rel, e, "open")),
+        };
+        let st = rustix::fs::fstat(&fd)
+            .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
+        Ok(Some((fd, Meta::from_stat(&st))))
+    }
+
     /// An `O_PATH` handle on `rel` itself (a file or a folder; a symlink there is an error),
     /// with what it is: for binding exactly the object that was checked, by fd, instead of a
     /// path that could be swapped in between. `Ok(None)` when it does not exist.
@@ -349,18 +366,9 @@ impl Dir {
                 .map_err(|e| HostFsError::io("stat", self.path.clone(), e))?;
             return Ok(Some((fd, Meta::from_stat(&st))));
         }
-        let Some((parent, name)) = self.parent_of(rel)? else {
+        let Some((fd, meta)) = self.open_with(rel, OFlags::PATH)? else {
             return Ok(None);
         };
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(parent.fd(), name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(self.classify(rel, e, "open")),
-        };
-        let st = rustix::fs::fstat(&fd)
-            .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
-        let meta = Meta::from_stat(&st);
         if meta.kind == Kind::Symlink {
             return Err(HostFsError::Symlink {
                 path: self.display_path(rel),
@@ -371,20 +379,11 @@ impl Dir {
 
     /// Opens the regular file `rel` for reading. `Ok(None)` when it does not exist.
     pub fn open_file(&self, rel: &Path) -> Result<Option<(std::fs::File, Meta)>> {
-        let Some((parent, name)) = self.parent_of(rel)? else {
+        // NONBLOCK: opening a FIFO the agent planted must not hang wrapix.
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let Some((fd, meta)) = self.open_with(rel, flags)? else {
             return Ok(None);
         };
-        // NONBLOCK: opening a FIFO the agent planted must not hang wrapix.
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = match rustix::fs::openat(parent.fd(), name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(self.classify(rel, e, "open")),
-        };
-        let st = rustix::fs::fstat(&fd)
-            .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
-        let meta = Meta::from_stat(&st);
         if meta.kind != Kind::File {
             return Err(HostFsError::NotRegular {
                 path: self.display_path(rel),
