@@ -20,6 +20,18 @@ pub(crate) fn findings(before: &Snapshot, after: &Snapshot) -> Vec<Finding> {
         }
     }
     index_findings(before, after, &mut out);
+    for (path, target) in &after.outward {
+        if before.outward.get(path) != Some(target) {
+            out.push(Finding {
+                path: path.clone(),
+                what: format!(
+                    "new symbolic link to {}, outside the project: a host program that writes to it writes there",
+                    target.display()
+                ),
+                action: Action::Report,
+            });
+        }
+    }
     for (path, why) in &after.unreadable {
         if !before.unreadable.contains_key(path) {
             out.push(Finding {

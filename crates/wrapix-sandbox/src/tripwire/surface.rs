@@ -114,6 +114,8 @@ pub struct Snapshot {
     pub(crate) index: Result<index::Index, String>,
     /// Folders that could not be searched, and why.
     pub(crate) unreadable: BTreeMap<PathBuf, String>,
+    /// Symlinks that lead out of the project, with their targets.
+    pub(crate) outward: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Snapshot {
@@ -173,6 +175,7 @@ pub(crate) fn take(project: &Dir, threads: usize) -> Snapshot {
     }
     let found = walk::find_gits(project, threads);
     s.unreadable.extend(found.unreadable);
+    let outward: BTreeMap<PathBuf, PathBuf> = found.outward.into_iter().collect();
     for (rel, _) in found.gits {
         if let Some(repo) = s.repo(&rel, false) {
             repos.insert(rel, repo);
@@ -191,6 +194,7 @@ pub(crate) fn take(project: &Dir, threads: usize) -> Snapshot {
         repos,
         index,
         unreadable: s.unreadable,
+        outward,
     }
 }
 

@@ -304,7 +304,13 @@ fn a_symlinked_folder_on_the_way_is_not_entered() {
     );
     let before = p.snapshot();
     symlink(outside.path(), p.path().join("link")).unwrap();
-    assert_eq!(p.check(&before), vec![]);
+    // Not entered: the armed repository behind the link is not the project's. The link itself
+    // leads out of the project, and is named as such (only).
+    let found = p.check(&before);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, PathBuf::from("link"));
+    assert_eq!(found[0].action, Action::Report);
+    assert!(found[0].what.contains("outside the project"), "{found:?}");
 }
 
 #[test]
@@ -725,4 +731,36 @@ fn index_flags_that_hide_changes_are_named_with_the_fix() {
         "{findings:?}"
     );
     assert!(findings.iter().all(|f| f.action == Action::Report));
+}
+
+/// A link the agent made that leads out of the project is named: a host program that writes
+/// to it (a build writing `build.log`) would write to the user's file. Links inside the
+/// project, to the sandbox's own `/workspace` view, and links that were there before are not.
+#[test]
+fn new_links_that_lead_out_of_the_project_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir_all(p.join("sub/deep")).unwrap();
+    symlink("/etc/hostname", p.join("old")).unwrap();
+    let dir = Dir::open(p).unwrap();
+    let before = snapshot(&dir).unwrap();
+    symlink("/home/u/.bashrc", p.join("build.log")).unwrap();
+    symlink("../../outside", p.join("sub/up")).unwrap();
+    symlink("../sub", p.join("sub/deep/fine")).unwrap();
+    symlink("deep", p.join("sub/in")).unwrap();
+    symlink("/workspace/x", p.join("ws")).unwrap();
+    let found = check(&dir, &before);
+    let named: Vec<_> = found
+        .iter()
+        .filter(|f| f.what.contains("outside the project"))
+        .map(|f| (f.path.clone(), f.action))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (PathBuf::from("build.log"), Action::Report),
+            (PathBuf::from("sub/up"), Action::Report),
+        ],
+        "{found:?}"
+    );
 }

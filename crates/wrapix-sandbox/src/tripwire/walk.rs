@@ -19,6 +19,31 @@ pub(crate) struct Found {
     pub bares: Vec<PathBuf>,
     /// Folders that could not be opened or listed, and why.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Symlinks whose target leaves the project (absolute, or climbing above it with `..`),
+    /// with the target: a host program that writes to one writes outside the project.
+    pub outward: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The target of the link `rel` (project-relative) when it leads out of the project as the
+/// host sees it: an absolute path (other than the sandbox's own view of the project,
+/// `/workspace/…`, which does not exist on the host), or `..` climbing above the project.
+fn outward(dir: &Dir, rel: &Path, name: &OsStr) -> Option<PathBuf> {
+    let target = dir.read_link(Path::new(name)).ok()??;
+    if target.is_absolute() {
+        return (!target.starts_with("/workspace")).then_some(target);
+    }
+    let mut depth = rel.parent().map_or(0, |p| p.components().count()) as i64;
+    for c in target.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Some(target);
+        }
+    }
+    None
 }
 
 /// A folder to list: its parent's handle (kept open until all its children are listed) and
@@ -59,6 +84,11 @@ pub(crate) fn find_gits(project: &Dir, threads: usize) -> Found {
         if name == ".git" {
             continue;
         }
+        if kind == Kind::Symlink {
+            if let Some(t) = outward(&root, Path::new(&name), &name) {
+                found.outward.push((PathBuf::from(&name), t));
+            }
+        }
         if kind == Kind::Dir {
             tasks.push(Task {
                 parent: Arc::clone(&root),
@@ -83,6 +113,7 @@ pub(crate) fn find_gits(project: &Dir, threads: usize) -> Found {
     found.gits.sort();
     found.bares.sort();
     found.unreadable.sort();
+    found.outward.sort();
     found
 }
 
@@ -116,6 +147,7 @@ fn worker(queue: &Mutex<Queue>, wake: &Condvar, results: &Mutex<&mut Found>) {
                     out.gits.append(&mut local.gits);
                     out.bares.append(&mut local.bares);
                     out.unreadable.append(&mut local.unreadable);
+                    out.outward.append(&mut local.outward);
                     return;
                 }
                 q = wake.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -160,6 +192,11 @@ fn list(task: Task, found: &mut Found, children: &mut Vec<Task>) {
     for (name, kind) in entries {
         if name == ".git" {
             found.gits.push((task.rel.join(name), kind));
+        } else if kind == Kind::Symlink {
+            let rel = task.rel.join(&name);
+            if let Some(t) = outward(&dir, &rel, &name) {
+                found.outward.push((rel, t));
+            }
         } else if kind == Kind::Dir {
             children.push(Task {
                 parent: Arc::clone(&dir),
