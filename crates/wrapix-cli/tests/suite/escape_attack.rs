@@ -22,22 +22,7 @@ const GIT: &str = "git -c user.name=t -c user.email=t@e";
 fn repo(c: &Case) {
     c.write(&c.project.join("a.txt"), "a\n");
     c.write(&c.project.join("src/lib/x.txt"), "x\n");
-    c.host_as_user("git", &["init", "-q"]).ok();
-    c.host_as_user("git", &["add", "."]).ok();
-    c.host_as_user(
-        "git",
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-m",
-            "a",
-        ],
-    )
-    .ok();
+    c.host_repo(&c.project);
 }
 
 fn marker(c: &Case) -> PathBuf {
@@ -105,26 +90,9 @@ fn escape_attack_a_project_inside_a_repository_becomes_a_bare_repository() {
     let setup = |c: &Case| {
         // The repository is the case's home; the project is its folder `project`.
         c.write(&c.project.join("a.txt"), "a\n");
-        let home = c.home.to_string_lossy().into_owned();
-        c.host_as_user("git", &["-C", &home, "init", "-q"]).ok();
-        c.host_as_user("git", &["-C", &home, "add", "project/a.txt"])
-            .ok();
-        c.host_as_user(
-            "git",
-            &[
-                "-C",
-                &home,
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@e",
-                "commit",
-                "-q",
-                "-m",
-                "a",
-            ],
-        )
-        .ok();
+        c.host_git(&c.home, &["init", "-q"]).ok();
+        c.host_git(&c.home, &["add", "project/a.txt"]).ok();
+        c.host_git(&c.home, &["commit", "-q", "-m", "a"]).ok();
     };
     let Some(h) = Case::escape() else { return };
     setup(&h);
@@ -261,19 +229,8 @@ fn escape_attack_husky_hooks_run_code_from_outside_the_protected_hooks_folder() 
     };
     let commit = |c: &Case| {
         c.write(&c.project.join("a.txt"), "b\n");
-        let _ = c.host_as_user(
-            "git",
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@e",
-                "commit",
-                "-q",
-                "-am",
-                "b",
-            ],
-        );
+        // Its exit code does not matter; what the hooks run does.
+        let _ = c.host_git(&c.project, &["commit", "-q", "-am", "b"]);
     };
     let plant = |c: &Case| with_marker(c, "echo 'touch MARKER' >> .husky/pre-commit");
     let Some(h) = Case::escape() else { return };

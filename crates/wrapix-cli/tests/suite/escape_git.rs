@@ -64,22 +64,7 @@ const PLANTS: &[Plant] = &[
 /// A repository with one commit, and the user's `git config` of `plant`.
 fn repo(c: &Case, plant: &Plant) {
     c.write(&c.project.join("a.txt"), "a\n");
-    for args in [
-        &["init", "-q"][..],
-        &["add", "a.txt"],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-m",
-            "a",
-        ],
-    ] {
-        c.host_as_user("git", args).ok();
-    }
+    c.host_repo(&c.project);
     if let [key, value] = plant.host_config {
         c.host_as_user("git", &["config", key, value]).ok();
     }

@@ -33,18 +33,7 @@ fn add_user_config(c: &Case, text: &str) {
 
 /// `git args` on the host as the test user, in `dir`; must succeed.
 fn git(c: &Case, dir: &Path, args: &[&str]) -> String {
-    let mut all = vec![
-        "-C",
-        dir.to_str().unwrap(),
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@e",
-        "-c",
-        "protocol.file.allow=always",
-    ];
-    all.extend_from_slice(args);
-    c.host_as_user("git", &all).ok().to_owned()
+    c.host_git(dir, args).ok().to_owned()
 }
 
 /// A symlink owned by the test user.

@@ -610,6 +610,31 @@ impl Case {
         output(cmd, &self.project, None).unwrap()
     }
 
+    /// The host's `git -C DIR ARGS` as the test user, with an identity and local submodule
+    /// clones allowed (not run through a sandbox).
+    pub fn host_git(&self, dir: &Path, args: &[&str]) -> Out {
+        let dir = dir.to_string_lossy();
+        let mut all = vec![
+            "-C",
+            dir.as_ref(),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "protocol.file.allow=always",
+        ];
+        all.extend_from_slice(args);
+        self.host_as_user("git", &all)
+    }
+
+    /// `dir` made a repository on the host, with everything in it committed.
+    pub fn host_repo(&self, dir: &Path) {
+        self.host_git(dir, &["init", "-q"]).ok();
+        self.host_git(dir, &["add", "."]).ok();
+        self.host_git(dir, &["commit", "-q", "-m", "a"]).ok();
+    }
+
     /// Every path below `dir` (relative, sorted): to show that nothing was created.
     pub fn listing(dir: &Path) -> Vec<String> {
         fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
