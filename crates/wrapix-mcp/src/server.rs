@@ -29,6 +29,8 @@ pub const MAX_WAIT_MS: u64 = 600_000;
 pub const MAX_PATTERN_BYTES: usize = 1024;
 /// How often `tmux_wait_for` looks at the pane.
 const POLL: Duration = Duration::from_millis(50);
+/// How long to wait for tmux to report the exit status of a pane whose terminal has closed.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct CreatePaneParams {
@@ -318,7 +320,10 @@ impl TmuxDebug {
         if !state.dead || state.exit_code.is_some() || state.signal.is_some() {
             return Ok(state);
         }
-        for _ in 0..25 {
+        // tmux closes the terminal before it reaps the child; on a loaded host the status can
+        // take a while to arrive. Bounded by time, not by tries.
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
             match self
                 .inner
