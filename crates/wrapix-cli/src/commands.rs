@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use wrapix_sandbox::{Backend, HostFacts, RunMode, SandboxError};
-use wrapix_spec::{BackendKind, Spec, SpecError};
+use wrapix_sandbox::{HostFacts, RunMode, SandboxError};
+use wrapix_spec::{Spec, SpecError};
 
 use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
@@ -130,9 +130,15 @@ fn exec_serve() -> Failure {
 fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failure> {
     let env = host_env();
     let spec = load_spec(args, &env)?;
-    if spec.backend == BackendKind::None {
+    let at = wrapix_sandbox::backend::Locate {
+        env: &env,
+        uid: spec.user.uid,
+        project: &spec.project,
+        resources: spec.resources,
+    };
+    let Some(backend) = wrapix_sandbox::backend::select(&spec.backend, &at) else {
         return run_unconfined(&spec, &mode);
-    }
+    };
     // Notifications: register this terminal for focus checks, create the folder the host
     // daemon publishes its socket in (a dry run only names it).
     let notify = (!dry_run).then(|| wrapix_notify::app::launch(&env, &spec.project));
@@ -157,7 +163,6 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
             .and_then(|n| n.registration.as_ref())
             .map(|r| r.session_id().to_owned()),
     };
-    let backend = images::select_backend(&spec, &env);
     if !dry_run {
         images::ensure_for_run(&spec, &env)?;
     }
@@ -171,7 +176,7 @@ fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failur
         // Notices name files the agent may have named (a migrated folder's entries).
         eprintln!("wrapix: {}", wrapix_spec::error::escape_controls(n));
     }
-    let _staged = images::Staged::new(&backend, &prepared)?;
+    let _staged = wrapix_sandbox::backend::Staged::new(backend.as_ref(), &prepared)?;
     let armed = tripwire::arm(&spec, &env)?;
     let code = wrapix_sandbox::exec::execute(&plan);
     let after = wrapix_sandbox::agent::after_exit(&prepared.after_exit);

@@ -109,6 +109,7 @@ pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<S
         project,
         cwd,
         trusted,
+        backends: wrapix_sandbox::backend::names(),
     };
     Ok(wrapix_spec::validate(&layers, &host)?)
 }

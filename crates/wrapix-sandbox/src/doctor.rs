@@ -1,10 +1,9 @@
-//! Host checks for `wrapix doctor`; the same facts decide whether a backend may start.
+//! Host checks for `wrapix doctor` that no one backend owns (user namespaces, pasta and
+//! `/dev/net/tun`, the image builder); each backend's own checks are its `probe` module.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::backend::bwrap::{self, Bwrap};
-use crate::backend::{find_program, Check, Probe};
+use crate::backend::{find_program, Check};
 
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
@@ -53,60 +52,8 @@ pub fn userns_checks() -> Vec<Check> {
     out
 }
 
-/// Everything the bubblewrap backend needs, including a real start of an empty sandbox.
-pub fn probe_bwrap(b: &Bwrap) -> Probe {
-    let mut checks = userns_checks();
-    match &b.bwrap {
-        None => checks.push(Check::fail(
-            "bwrap",
-            "not installed",
-            "sudo apt-get install bubblewrap",
-        )),
-        Some(path) => {
-            let version = bwrap::version(path).unwrap_or_default();
-            checks.push(Check::pass(
-                "bwrap",
-                format!("{} ({version})", path.display()),
-            ));
-            checks.push(smoke_test(path));
-        }
-    }
-    checks.push(pasta_check(b.pasta.as_deref()));
-    checks.push(tun_check());
-    checks.push(bwrap_limits_check(b));
-    Probe {
-        backend: "bwrap",
-        checks,
-    }
-}
-
-/// Whether `[resources]` (all three limits) can be enforced for bubblewrap: a systemd scope.
-fn bwrap_limits_check(b: &Bwrap) -> Check {
-    let host = crate::backend::limits::Host {
-        systemd_run: b.systemd_run.clone(),
-        uid: nix::unistd::geteuid().as_raw(),
-        runtime_dir: b.runtime_dir.as_deref(),
-        cgroup2: Path::new(crate::backend::limits::CGROUP2),
-        system_socket: Path::new(crate::backend::limits::SYSTEM_SOCKET),
-    };
-    let all = wrapix_spec::Resources {
-        cpus: Some(1),
-        memory_mb: Some(1),
-        pids: Some(1),
-    };
-    match crate::backend::limits::detect(&host, &all) {
-        Ok(_) => Check::pass("[resources] limits", "enforceable (systemd scope)"),
-        Err(why) => Check::fail(
-            "[resources] limits",
-            format!("{why}: runs with [resources] are refused"),
-            "use cgroup v2 with a systemd user manager (controllers delegated), or leave [resources] unset",
-        )
-        .optional(),
-    }
-}
-
 /// pasta, which both backends attach to the sandbox for `network = "open"`.
-fn pasta_check(pasta: Option<&Path>) -> Check {
+pub fn pasta_check(pasta: Option<&Path>) -> Check {
     match pasta {
         Some(p) => Check::pass("pasta (network = \"open\")", p.display().to_string()),
         None => Check::fail(
@@ -118,7 +65,7 @@ fn pasta_check(pasta: Option<&Path>) -> Check {
     }
 }
 
-fn tun_check() -> Check {
+pub fn tun_check() -> Check {
     let name = "/dev/net/tun (network = \"open\")";
     match std::fs::OpenOptions::new()
         .read(true)
@@ -132,53 +79,6 @@ fn tun_check() -> Check {
             "sudo chmod 0666 /dev/net/tun",
         )
         .optional(),
-    }
-}
-
-/// Starts `bwrap` with the namespaces wrapix uses and runs `true`.
-fn smoke_test(bwrap: &Path) -> Check {
-    let out = Command::new(bwrap)
-        .args([
-            "--unshare-user",
-            "--unshare-ipc",
-            "--unshare-pid",
-            "--unshare-uts",
-            "--unshare-cgroup",
-            "--unshare-net",
-            "--disable-userns",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--symlink",
-            "usr/lib",
-            "/lib",
-            "--symlink",
-            "usr/lib64",
-            "/lib64",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--",
-            "/usr/bin/true",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Check::pass("bwrap sandbox", "an empty sandbox started and exited"),
-        Ok(o) => Check::fail(
-            "bwrap sandbox",
-            format!("bwrap failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-            "enable unprivileged user namespaces (see the checks above) or install bubblewrap ≥ 0.8",
-        ),
-        Err(e) => Check::fail("bwrap sandbox", format!("cannot run bwrap: {e}"), "sudo apt-get install bubblewrap"),
     }
 }
 
@@ -200,128 +100,6 @@ pub fn other_checks(path_env: Option<&str>) -> Vec<Check> {
         .optional(),
     });
     out
-}
-
-/// What rootless Podman needs on this host, and the image builder (doctor only; runs programs).
-pub fn probe_podman(p: &crate::backend::podman::Podman) -> Probe {
-    let mut checks = Vec::new();
-    let Some(podman) = &p.podman else {
-        checks.push(Check::fail(
-            "podman",
-            "not installed",
-            "sudo apt-get install podman runc uidmap fuse-overlayfs",
-        ));
-        return Probe {
-            backend: "podman",
-            checks,
-        };
-    };
-    let version = Command::new(podman)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    checks.push(Check::pass(
-        "podman",
-        format!("{} ({version})", podman.display()),
-    ));
-    if p.rootless {
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_default();
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            let has = std::fs::read_to_string(file)
-                .map(|t| {
-                    t.lines()
-                        .any(|l| l.split(':').next() == Some(user.as_str()))
-                })
-                .unwrap_or(false);
-            checks.push(if has {
-                Check::pass(format!("{file} range"), format!("{user} has one"))
-            } else {
-                Check::fail(
-                    format!("{file} range"),
-                    format!("no range for {user}"),
-                    format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"),
-                )
-            });
-        }
-        for helper in ["newuidmap", "newgidmap"] {
-            checks.push(match find_program(helper, None) {
-                Some(h) => Check::pass(helper, h.display().to_string()),
-                None => Check::fail(helper, "not installed", "sudo apt-get install uidmap"),
-            });
-        }
-    }
-    let info = Command::new(podman)
-        .args(["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Host.CgroupsVersion}} {{.Store.GraphDriverName}}"])
-        .stdin(Stdio::null())
-        .output();
-    match info {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-            let f: Vec<&str> = text.split_whitespace().collect();
-            let (runtime, manager, cgroups, driver) = (
-                f.first().copied().unwrap_or(""),
-                f.get(1).copied().unwrap_or(""),
-                f.get(2).copied().unwrap_or(""),
-                f.get(3).copied().unwrap_or(""),
-            );
-            let hybrid = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-            checks.push(if runtime == "crun" && hybrid {
-                Check::fail(
-                    "OCI runtime",
-                    "crun on hybrid cgroups (\"cgroups in hybrid mode not supported\")",
-                    "sudo apt-get install runc; set runtime = \"runc\" under [engine] in /etc/containers/containers.conf",
-                )
-            } else {
-                Check::pass("OCI runtime", runtime.to_owned())
-            });
-            checks.push(if manager == "systemd" && !Path::new("/run/systemd/system").exists() {
-                Check::fail(
-                    "cgroup manager",
-                    "systemd, but systemd is not running",
-                    "set cgroup_manager = \"cgroupfs\" under [engine] in /etc/containers/containers.conf",
-                )
-            } else {
-                Check::pass("cgroup manager", format!("{manager} (cgroups {cgroups})"))
-            });
-            checks.push(if driver == "overlay" {
-                Check::pass("storage driver", "overlay")
-            } else {
-                Check::fail(
-                    "storage driver",
-                    format!("{driver}: every run copies the image"),
-                    "set driver = \"overlay\" in /etc/containers/storage.conf, then podman system reset -f",
-                )
-                .optional()
-            });
-        }
-        Ok(o) => checks.push(Check::fail(
-            "podman info",
-            String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-            "see the message; /etc/containers/containers.conf needs runtime = \"runc\" and cgroup_manager = \"cgroupfs\" on hosts without systemd",
-        )),
-        Err(e) => checks.push(Check::fail("podman info", e.to_string(), "reinstall podman")),
-    }
-    checks.push(pasta_check(p.pasta.as_deref()));
-    checks.push(tun_check());
-    checks.push(if p.limits_enforceable {
-        Check::pass("[resources] limits", "enforceable")
-    } else {
-        Check::fail(
-            "[resources] limits",
-            "rootless podman cannot enforce them here (no delegated cgroup v2): runs with [resources] are refused",
-            "use cgroup v2 with systemd delegation, or leave [resources] unset",
-        )
-        .optional()
-    });
-    Probe {
-        backend: "podman",
-        checks,
-    }
 }
 
 /// The image builder's tools.

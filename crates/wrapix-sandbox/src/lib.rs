@@ -20,7 +20,7 @@ pub mod root;
 pub mod seccomp;
 pub mod tripwire;
 
-pub use backend::{AnyBackend, Backend};
+pub use backend::Backend;
 pub use error::SandboxError;
 pub use plan::LaunchPlan;
 pub use prepare::{prepare, HostFacts, Prepared, RunMode};

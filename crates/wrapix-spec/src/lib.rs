@@ -18,7 +18,8 @@ pub use error::{Location, SpecError};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};
 pub use mcp::McpServer;
 pub use spec::{
-    Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Resources, Spec,
+    Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile,
+    Resources, Spec,
 };
 pub use types::{EnvName, MountMode, SandboxPath};
 pub use validate::validate;

@@ -8,30 +8,41 @@ use crate::layer::Origin;
 use crate::types::{EnvName, MountMode, SandboxPath};
 
 /// Which backend turns the spec into a launch plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     /// The best backend this host can run (bubblewrap on Linux).
     Auto,
-    Bwrap,
-    /// Rootless Podman, from the profile's image.
-    Podman,
+    /// A backend of this build, by its canonical name (see [`BackendName`]).
+    Named(&'static str),
     /// No sandbox at all; only by explicit choice, with a warning.
     None,
 }
 
 impl BackendKind {
-    pub const NAMES: &'static str = "auto, bwrap, podman, none";
+    /// The backend's name, `auto` or `none`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Named(name) => name,
+            BackendKind::None => "none",
+        }
+    }
 }
 
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Auto => "auto",
-            BackendKind::Bwrap => "bwrap",
-            BackendKind::Podman => "podman",
-            BackendKind::None => "none",
-        })
+        f.write_str(self.as_str())
     }
+}
+
+/// A backend this build has, as configs name it. The list comes from the backend registry
+/// (`wrapix_sandbox::backend::names()`), so the config parser needs no change when a backend
+/// is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendName {
+    pub name: &'static str,
+    /// Other names accepted for it (`bubblewrap` for `bwrap`).
+    pub aliases: &'static [&'static str],
 }
 
 /// What the sandbox's root filesystem is made from.

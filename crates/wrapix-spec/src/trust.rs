@@ -126,8 +126,14 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
         "profile" if value.is_str() => {}
         "network" if matches!(s, Some("open" | "none")) => {}
         "resources" if value.is_table() => {}
-        // `none` is refused outright by validation; these are sandboxes.
-        "backend" if matches!(s, Some("auto" | "bwrap" | "bubblewrap" | "podman" | "none")) => {}
+        // Every backend wrapix has is a sandbox; `none` is refused outright by validation, and
+        // a name that is no backend of this build is refused there too.
+        "backend"
+            if s.is_some_and(|b| {
+                !b.is_empty()
+                    && b.bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            }) => {}
         "workspace" => judge_table(key, value, out, |k, v| match k {
             "protect" => v.is_array().then_some(()),
             _ => None,

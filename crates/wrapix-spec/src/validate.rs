@@ -9,7 +9,7 @@ use crate::error::{Location, SpecError};
 use crate::layer::{ConfigFile, Layers, Origin};
 use crate::raw::RawConfig;
 use crate::spec::{
-    Agent, AgentHome, BackendKind, DeployKey, HostUser, Mount, Network, Profile, Spec,
+    Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile, Spec,
 };
 use crate::types::{
     check_env_value, parse_project_relative, split_env_flag, split_mount_flag, EnvName, MountMode,
@@ -92,6 +92,8 @@ pub struct HostContext {
     pub cwd: PathBuf,
     /// The sha256 of the project config the user trusted (`wrapix trust`), if any.
     pub trusted: Option<String>,
+    /// The backends this build has (`wrapix_sandbox::backend::names()`).
+    pub backends: Vec<BackendName>,
 }
 
 /// A value with where it came from.
@@ -142,7 +144,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         None => BackendKind::Auto,
         Some(p) => {
             origins.insert("backend", p.origin);
-            parse_backend(p.value)
+            parse_backend(p.value, &host.backends)
                 .map_err(|(m, f)| SpecError::invalid(p.location, "backend", m, f))?
         }
     };
@@ -261,19 +263,26 @@ fn check_project_trust(
     })
 }
 
-fn parse_backend(s: &str) -> Result<BackendKind, Reason> {
+fn parse_backend(s: &str, known: &[BackendName]) -> Result<BackendKind, Reason> {
+    if let Some(b) = known.iter().find(|b| b.name == s || b.aliases.contains(&s)) {
+        return Ok(BackendKind::Named(b.name));
+    }
+    let names = || {
+        let mut n = vec!["auto"];
+        n.extend(known.iter().map(|b| b.name));
+        n.push("none");
+        n.join(", ")
+    };
     match s {
         "auto" => Ok(BackendKind::Auto),
-        "bwrap" | "bubblewrap" => Ok(BackendKind::Bwrap),
         "none" => Ok(BackendKind::None),
-        "podman" => Ok(BackendKind::Podman),
         later if LATER_BACKENDS.contains(&later) => Err((
             format!("backend {later:?} is not available in this version of wrapix"),
-            "use \"bwrap\" (or \"auto\")".to_owned(),
+            format!("use one of: {}", names()),
         )),
         other => Err((
             format!("unknown backend {other:?}"),
-            format!("use one of: {}", BackendKind::NAMES),
+            format!("use one of: {}", names()),
         )),
     }
 }

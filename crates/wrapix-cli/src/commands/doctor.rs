@@ -6,9 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wrapix_sandbox::backend::bwrap::Bwrap;
-use wrapix_sandbox::backend::podman::Podman;
-use wrapix_sandbox::backend::{Backend, Check};
+use wrapix_sandbox::backend::{Backend, Check, Entry, Locate, Probe, DEFAULT, REGISTRY};
 
 use super::{install_checks, print_checks};
 use crate::context::{host_env, host_user};
@@ -31,44 +29,70 @@ pub fn doctor(as_json: bool) -> i32 {
     let env = host_env();
     let path = env.get("PATH").map(String::as_str);
     let user = host_user(&env);
-    let bwrap = Bwrap::locate_in(&env).probe();
-    let podman = Podman::locate(&env, user.uid, &user.home).probe();
-    let sections: Vec<(&str, Vec<Check>)> = vec![
-        ("backend bwrap", bwrap.checks.clone()),
-        ("backend podman (rootless)", podman.checks.clone()),
+    let at = Locate {
+        env: &env,
+        uid: user.uid,
+        project: &user.home,
+        resources: Default::default(),
+    };
+    let backends: Vec<(&Entry, Box<dyn Backend>, Probe)> = REGISTRY
+        .iter()
+        .map(|e| {
+            let b = (e.locate)(&at);
+            let probe = b.probe();
+            (e, b, probe)
+        })
+        .collect();
+    let mut sections: Vec<(String, Vec<Check>)> = backends
+        .iter()
+        .map(|(e, _, probe)| (format!("backend {}", e.summary), probe.checks.clone()))
+        .collect();
+    sections.extend([
         (
-            "image builder",
+            "image builder".to_owned(),
             wrapix_sandbox::doctor::builder_checks(path),
         ),
-        ("other backends", wrapix_sandbox::doctor::other_checks(path)),
-        ("wrapix install", install_checks()),
-    ];
+        (
+            "other backends".to_owned(),
+            wrapix_sandbox::doctor::other_checks(path),
+        ),
+        ("wrapix install".to_owned(), install_checks()),
+    ]);
 
+    // The default backend is always tried for real (its trial is the truth, whatever the
+    // checks say); the others when their checks pass and what they run from is there.
+    let mut image = None;
     let mut trials = Vec::new();
-    for network in ["none", "open"] {
-        trials.push(trial("bwrap", network, &[]));
-    }
-    let podman_image = podman_image_ready(&env);
-    for network in ["none", "open"] {
-        trials.push(match (&podman_image, podman.usable()) {
-            (_, false) => not_tried(
-                "podman",
-                network,
-                "the checks above fail".into(),
-                "fix the podman items marked FAIL".into(),
-            ),
-            (Err(why), true) => not_tried(
-                "podman",
-                network,
-                why.clone(),
-                "`wrapix image build --profile base` builds it (about a minute), then run `wrapix doctor` again".into(),
-            ),
-            (Ok(()), true) => trial("podman", network, &["--profile", "base"]),
-        });
+    for (e, b, probe) in &backends {
+        let name = e.name.name;
+        for network in ["none", "open"] {
+            trials.push(if name == DEFAULT {
+                trial(name, network, &[])
+            } else if !probe.usable() {
+                not_tried(
+                    name,
+                    network,
+                    "the checks above fail".into(),
+                    format!("fix the {name} items marked FAIL"),
+                )
+            } else if b.needs_image() {
+                match image.get_or_insert_with(|| base_image_ready(&env)) {
+                    Err(why) => not_tried(
+                        name,
+                        network,
+                        why.clone(),
+                        "`wrapix image build --profile base` builds it (about a minute), then run `wrapix doctor` again".into(),
+                    ),
+                    Ok(()) => trial(name, network, &["--profile", "base"]),
+                }
+            } else {
+                trial(name, network, &[])
+            });
+        }
     }
     let ready = trials
         .iter()
-        .any(|t| t.backend == "bwrap" && t.network == "open" && t.started == Some(true));
+        .any(|t| t.backend == DEFAULT && t.network == "open" && t.started == Some(true));
     if as_json {
         print_json(&sections, &trials, ready);
     } else {
@@ -213,9 +237,9 @@ fn split_fix(stderr: &str) -> (String, Option<String>) {
     }
 }
 
-/// Whether the `base` profile's image is built (podman runs from an image; the doctor does
-/// not build one).
-fn podman_image_ready(env: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+/// Whether the `base` profile's image is built (for backends that run from an image; the
+/// doctor does not build one).
+fn base_image_ready(env: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
     let args = crate::cli::SandboxArgs {
         project: Some(std::env::temp_dir()),
         profile: Some("base".into()),
@@ -227,12 +251,12 @@ fn podman_image_ready(env: &std::collections::BTreeMap<String, String>) -> Resul
 fn mark(t: &Trial) -> &'static str {
     match t.started {
         Some(true) => "ok  ",
-        Some(false) if t.backend == "bwrap" => "FAIL",
+        Some(false) if t.backend == DEFAULT => "FAIL",
         _ => "warn",
     }
 }
 
-fn print_text(sections: &[(&str, Vec<Check>)], trials: &[Trial], ready: bool) {
+fn print_text(sections: &[(String, Vec<Check>)], trials: &[Trial], ready: bool) {
     for (name, checks) in sections {
         println!("{name}:");
         print_checks(checks);
@@ -246,13 +270,15 @@ fn print_text(sections: &[(&str, Vec<Check>)], trials: &[Trial], ready: bool) {
         }
     }
     if ready {
-        println!("\nready: `wrapix` starts sandboxes with the bwrap backend and the open network");
+        println!(
+            "\nready: `wrapix` starts sandboxes with the {DEFAULT} backend and the open network"
+        );
     } else {
-        println!("\nNOT ready: the default sandbox (bwrap, network open) did not start; fix the items marked FAIL above");
+        println!("\nNOT ready: the default sandbox ({DEFAULT}, network open) did not start; fix the items marked FAIL above");
     }
 }
 
-fn print_json(sections: &[(&str, Vec<Check>)], trials: &[Trial], ready: bool) {
+fn print_json(sections: &[(String, Vec<Check>)], trials: &[Trial], ready: bool) {
     let checks: Vec<serde_json::Value> = sections
         .iter()
         .flat_map(|(section, checks)| {

@@ -1,4 +1,4 @@
-//! `wrapix image …`, `wrapix profile …`, backend selection, and the image a run needs.
+//! `wrapix image …`, `wrapix profile …`, and the image a run needs.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -8,11 +8,8 @@ use std::path::PathBuf;
 use wrapix_image::build::{self, BuildOptions, Outcome};
 use wrapix_image::progress::Progress;
 use wrapix_image::{ImageError, ImageSpec, Store};
-use wrapix_sandbox::backend::bwrap::Bwrap;
 use wrapix_sandbox::backend::find_program;
-use wrapix_sandbox::backend::podman::Podman;
-use wrapix_sandbox::{AnyBackend, Prepared};
-use wrapix_spec::{BackendKind, Profile, Spec};
+use wrapix_spec::{Profile, Spec};
 
 use super::Failure;
 use crate::cli::{ImageCmd, ProfileCmd, SandboxArgs};
@@ -30,40 +27,6 @@ impl From<ImageError> for Failure {
             _ => e.to_string(),
         };
         Failure { code, message }
-    }
-}
-
-/// The backend for a spec (`auto` is bubblewrap on Linux).
-pub fn select_backend(spec: &Spec, env: &BTreeMap<String, String>) -> AnyBackend {
-    match spec.backend {
-        BackendKind::Podman => {
-            AnyBackend::Podman(Podman::locate(env, spec.user.uid, &spec.project))
-        }
-        _ => AnyBackend::Bwrap(Bwrap::locate_in(env)),
-    }
-}
-
-/// Files a podman run needs on the host, removed when the run ends.
-pub struct Staged(Option<Podman>);
-
-impl Staged {
-    pub fn new(backend: &AnyBackend, run: &Prepared) -> Result<Staged, Failure> {
-        match backend {
-            AnyBackend::Podman(p) => {
-                let staged = Staged(Some(p.clone()));
-                p.stage(run)?;
-                Ok(staged)
-            }
-            _ => Ok(Staged(None)),
-        }
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            p.cleanup();
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOT
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
 
-/// Where the helper programs are on this host.
+/// Where the helper programs are on this host, and what it can enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bwrap {
     pub bwrap: Option<PathBuf>,
@@ -28,7 +28,20 @@ pub struct Bwrap {
     pub systemd_run: Option<PathBuf>,
     /// The host's `XDG_RUNTIME_DIR`, where `systemd-run --user` finds the user's manager.
     pub runtime_dir: Option<PathBuf>,
+    /// For a run with `[resources]`: the scope that enforces them, or why this host has none
+    /// (detected when located, so that planning reads nothing). `None`: no limits asked for.
+    pub limits: Option<Result<super::limits::Scope, String>>,
 }
+
+/// The registry's entry ([`super::REGISTRY`]).
+pub const ENTRY: super::Entry = super::Entry {
+    name: wrapix_spec::BackendName {
+        name: "bwrap",
+        aliases: &["bubblewrap"],
+    },
+    summary: "bwrap",
+    locate: |at| Box::new(Bwrap::locate_for(at)),
+};
 
 /// First fd number used for data passed to bwrap.
 const FIRST_FD: i32 = 10;
@@ -41,18 +54,32 @@ impl Bwrap {
             pasta: find_program("pasta", path_env),
             systemd_run: find_program("systemd-run", path_env),
             runtime_dir: None,
+            limits: None,
         }
     }
 
-    /// [`Bwrap::locate`] with the host environment, which `[resources]` needs.
-    pub fn locate_in(env: &std::collections::BTreeMap<String, String>) -> Self {
-        Bwrap {
-            runtime_dir: env
+    /// [`Bwrap::locate`] with the host environment, and whether the run's `[resources]` can
+    /// be enforced here.
+    pub fn locate_for(at: &super::Locate<'_>) -> Self {
+        let mut b = Bwrap {
+            runtime_dir: at
+                .env
                 .get("XDG_RUNTIME_DIR")
                 .filter(|d| d.starts_with('/'))
                 .map(PathBuf::from),
-            ..Self::locate(env.get("PATH").map(String::as_str))
+            ..Self::locate(at.env.get("PATH").map(String::as_str))
+        };
+        if at.resources.any() {
+            let host = super::limits::Host {
+                systemd_run: b.systemd_run.clone(),
+                uid: at.uid,
+                runtime_dir: b.runtime_dir.as_deref(),
+                cgroup2: Path::new(super::limits::CGROUP2),
+                system_socket: Path::new(super::limits::SYSTEM_SOCKET),
+            };
+            b.limits = Some(super::limits::detect(&host, &at.resources));
         }
+        b
     }
 
     fn unavailable(problem: &str, fix: &str) -> SandboxError {
@@ -74,20 +101,18 @@ impl Bwrap {
         bwrap_args: Vec<OsString>,
         env: &mut Vec<(OsString, OsString)>,
     ) -> Result<(PathBuf, Vec<OsString>), SandboxError> {
-        let host = super::limits::Host {
-            systemd_run: self.systemd_run.clone(),
-            uid: run.spec.user.uid,
-            runtime_dir: self.runtime_dir.as_deref(),
-            cgroup2: Path::new(super::limits::CGROUP2),
-            system_socket: Path::new(super::limits::SYSTEM_SOCKET),
-        };
-        let scope = super::limits::detect(&host, &run.spec.resources).map_err(|why| {
+        let refuse = |why: &str| {
             Self::unavailable(
                 &format!("[resources] limits cannot be enforced for bubblewrap here: {why}"),
                 "run on a host with cgroup v2 and a systemd user manager (controllers delegated), use --backend podman where it can enforce them, or remove [resources]",
             )
-        })?;
-        let mut a: Vec<OsString> = super::limits::scope_args(&scope, &run.spec.resources)
+        };
+        let scope = match &self.limits {
+            Some(Ok(scope)) => scope,
+            Some(Err(why)) => return Err(refuse(why)),
+            None => return Err(refuse("the host was not checked for them")),
+        };
+        let mut a: Vec<OsString> = super::limits::scope_args(scope, &run.spec.resources)
             .into_iter()
             .map(OsString::from)
             .collect();
@@ -101,7 +126,7 @@ impl Bwrap {
             }
         }
         a.extend(bwrap_args);
-        Ok((scope.systemd_run, a))
+        Ok((scope.systemd_run.clone(), a))
     }
 }
 
@@ -115,7 +140,7 @@ impl Backend for Bwrap {
     }
 
     fn probe(&self) -> Probe {
-        super::super::doctor::probe_bwrap(self)
+        probe::probe(self)
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
@@ -341,5 +366,6 @@ pub fn version(bwrap: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+mod probe;
 #[cfg(test)]
 mod tests;

@@ -66,41 +66,100 @@ impl Probe {
     }
 }
 
+/// One way to run a sandbox. A backend is one module: it finds its programs and reads the
+/// host facts it needs when it is located ([`Entry::locate`]), says what the host lacks
+/// ([`Backend::probe`]), writes the files it needs before a launch and removes them after
+/// ([`Backend::stage`], [`Backend::cleanup`]), and turns a prepared run into a plan
+/// ([`Backend::plan`], pure: everything it reads was detected before). How the executor waits
+/// for the sandbox, signals it and tells a command that never started from one that failed is
+/// part of the plan ([`LaunchPlan::info_fd`], [`LaunchPlan::pid_file`],
+/// [`LaunchPlan::signals`], [`LaunchPlan::not_started`]), so one executor runs them all.
 pub trait Backend {
     fn name(&self) -> &'static str;
     /// Checks the host (may run programs; used by `wrapix doctor`, not on the launch path).
     fn probe(&self) -> Probe;
-    /// The launch plan for a prepared run. Pure apart from reading the plan's inputs.
+    /// The launch plan for a prepared run. Pure: reads nothing but its inputs and what
+    /// [`Entry::locate`] detected.
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError>;
+    /// Writes what the plan refers to on the host (generated files a backend cannot take by
+    /// fd), right before the launch. Undone by [`Backend::cleanup`]; see [`Staged`].
+    fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
+        let _ = run;
+        Ok(())
+    }
+    /// Removes what [`Backend::stage`] wrote. Safe to call when nothing was staged.
+    fn cleanup(&self) {}
+    /// Whether the backend runs from an image only (the `host` profile is refused): `wrapix
+    /// doctor` tries it with the `base` image.
+    fn needs_image(&self) -> bool {
+        false
+    }
 }
 
-/// Every backend this build has, for enum dispatch.
+/// What locating a backend may look at: the host's environment and user, the project, and
+/// the run's `[resources]` (whose host support is detected here, so that planning is pure).
 #[derive(Debug, Clone)]
-pub enum AnyBackend {
-    Bwrap(bwrap::Bwrap),
-    Podman(podman::Podman),
+pub struct Locate<'a> {
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    /// The user wrapix runs as.
+    pub uid: u32,
+    /// The project folder (or, for `wrapix doctor`, the home folder).
+    pub project: &'a std::path::Path,
+    /// The limits the run asks for (none for `wrapix doctor`).
+    pub resources: wrapix_spec::Resources,
 }
 
-impl Backend for AnyBackend {
-    fn name(&self) -> &'static str {
-        match self {
-            AnyBackend::Bwrap(b) => b.name(),
-            AnyBackend::Podman(p) => p.name(),
-        }
-    }
+/// A backend in the registry.
+pub struct Entry {
+    pub name: wrapix_spec::BackendName,
+    /// One line for `wrapix doctor`'s section title.
+    pub summary: &'static str,
+    /// Finds the backend's programs and reads the host facts its plans need.
+    pub locate: fn(&Locate<'_>) -> Box<dyn Backend>,
+}
 
-    fn probe(&self) -> Probe {
-        match self {
-            AnyBackend::Bwrap(b) => b.probe(),
-            AnyBackend::Podman(p) => p.probe(),
-        }
-    }
+/// Every backend this build has. Adding a backend is its module and one line here.
+pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY];
 
-    fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
-        match self {
-            AnyBackend::Bwrap(b) => b.plan(run),
-            AnyBackend::Podman(p) => p.plan(run),
-        }
+/// The backend `auto` means on this host.
+pub const DEFAULT: &str = "bwrap";
+
+/// The names configs may use, for [`wrapix_spec::validate::HostContext::backends`].
+pub fn names() -> Vec<wrapix_spec::BackendName> {
+    REGISTRY.iter().map(|e| e.name).collect()
+}
+
+/// The backend a spec chose (`auto`: [`DEFAULT`]); `None` for `backend = "none"` (no sandbox),
+/// which the caller handles on its own, loudly.
+pub fn select(kind: &wrapix_spec::BackendKind, at: &Locate<'_>) -> Option<Box<dyn Backend>> {
+    let name = match kind {
+        wrapix_spec::BackendKind::None => return None,
+        wrapix_spec::BackendKind::Auto => DEFAULT,
+        wrapix_spec::BackendKind::Named(n) => n,
+    };
+    REGISTRY
+        .iter()
+        .find(|e| e.name.name == name)
+        .map(|e| (e.locate)(at))
+}
+
+/// What a backend staged for a run, removed when this is dropped (also on errors and panics).
+pub struct Staged<'a> {
+    backend: &'a dyn Backend,
+}
+
+impl<'a> Staged<'a> {
+    /// Stages `run` for `backend`; on failure whatever was written is removed again.
+    pub fn new(backend: &'a dyn Backend, run: &Prepared) -> Result<Self, SandboxError> {
+        let staged = Staged { backend };
+        backend.stage(run)?;
+        Ok(staged)
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        self.backend.cleanup();
     }
 }
 
@@ -119,4 +178,44 @@ pub fn find_program(name: &str, path_env: Option<&str>) -> Option<std::path::Pat
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(env: &std::collections::BTreeMap<String, String>) -> Locate<'_> {
+        Locate {
+            env,
+            uid: 1000,
+            project: std::path::Path::new("/tmp/project"),
+            resources: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_name_and_alias_is_one_backend() {
+        let mut seen = vec!["auto", "none"];
+        for e in REGISTRY {
+            for n in std::iter::once(&e.name.name).chain(e.name.aliases) {
+                assert!(!seen.contains(n), "{n} is taken twice");
+                seen.push(n);
+            }
+        }
+        assert!(REGISTRY.iter().any(|e| e.name.name == DEFAULT));
+        assert_eq!(names().len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn select_locates_the_named_backend_and_none_is_no_backend() {
+        let env = std::collections::BTreeMap::new();
+        for e in REGISTRY {
+            let kind = wrapix_spec::BackendKind::Named(e.name.name);
+            let b = select(&kind, &at(&env)).unwrap_or_else(|| panic!("{} missing", e.name.name));
+            assert_eq!(b.name(), e.name.name);
+        }
+        let auto = select(&wrapix_spec::BackendKind::Auto, &at(&env));
+        assert_eq!(auto.map(|b| b.name()), Some(DEFAULT));
+        assert!(select(&wrapix_spec::BackendKind::None, &at(&env)).is_none());
+    }
 }

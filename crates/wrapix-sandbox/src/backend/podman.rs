@@ -100,6 +100,16 @@ pub struct Podman {
     pub name: String,
 }
 
+/// The registry's entry ([`super::REGISTRY`]).
+pub const ENTRY: super::Entry = super::Entry {
+    name: wrapix_spec::BackendName {
+        name: "podman",
+        aliases: &[],
+    },
+    summary: "podman (rootless)",
+    locate: |at| Box::new(Podman::locate(at.env, at.uid, at.project)),
+};
+
 impl Podman {
     pub fn locate(
         env: &std::collections::BTreeMap<String, String>,
@@ -210,10 +220,36 @@ impl Podman {
         }
         Ok(())
     }
+}
+
+fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
+    args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+}
+
+/// `-v` splits on `:` and `,`; a path with either cannot be passed safely.
+fn mount_path(p: &Path) -> Result<&Path, SandboxError> {
+    let s = p.to_string_lossy();
+    if s.contains([':', ',']) || s.contains('\n') {
+        return Err(Podman::unavailable(
+            format!("the path {s:?} contains `:`, `,` or a newline, which podman's -v cannot take"),
+            "rename it, or use the bwrap backend",
+        ));
+    }
+    Ok(p)
+}
+
+impl Backend for Podman {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+
+    fn probe(&self) -> Probe {
+        probe::probe(self)
+    }
 
     /// Writes the generated files, the seccomp profile and the env file. Call before
     /// `execute`; remove [`Podman::stage`] afterwards.
-    pub fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
+    fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
         let io = |what: &str, e| SandboxError::io(format!("{what} {}", self.stage.display()), e);
         // podman reads the env file by path: a value with a line break would become a second
         // variable.
@@ -285,34 +321,12 @@ impl Podman {
     }
 
     /// Removes the per-run folder.
-    pub fn cleanup(&self) {
+    fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(&self.stage);
     }
-}
 
-fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
-    args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
-}
-
-/// `-v` splits on `:` and `,`; a path with either cannot be passed safely.
-fn mount_path(p: &Path) -> Result<&Path, SandboxError> {
-    let s = p.to_string_lossy();
-    if s.contains([':', ',']) || s.contains('\n') {
-        return Err(Podman::unavailable(
-            format!("the path {s:?} contains `:`, `,` or a newline, which podman's -v cannot take"),
-            "rename it, or use the bwrap backend",
-        ));
-    }
-    Ok(p)
-}
-
-impl Backend for Podman {
-    fn name(&self) -> &'static str {
-        "podman"
-    }
-
-    fn probe(&self) -> Probe {
-        crate::doctor::probe_podman(self)
+    fn needs_image(&self) -> bool {
+        true
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
@@ -537,6 +551,7 @@ impl Backend for Podman {
 
 mod seccomp;
 
+mod probe;
 #[cfg(test)]
 mod tests;
 

@@ -36,6 +36,16 @@ impl Fixture {
             project: self.dir.path().join("project"),
             cwd: self.dir.path().to_owned(),
             trusted: None,
+            backends: vec![
+                BackendName {
+                    name: "bwrap",
+                    aliases: &["bubblewrap"],
+                },
+                BackendName {
+                    name: "podman",
+                    aliases: &[],
+                },
+            ],
         }
     }
 
@@ -106,7 +116,7 @@ fn flag_beats_project_beats_user() {
         spec.origin("network"),
         &Origin::Project("wrapix.toml".into())
     );
-    assert_eq!(spec.backend, BackendKind::Bwrap);
+    assert_eq!(spec.backend, BackendKind::Named("bwrap"));
     let env: Vec<_> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(env, ["A=user", "B=project"]);
 
@@ -431,7 +441,7 @@ fn image_profiles_resolve_with_extra_packages_and_env() {
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(spec.backend, BackendKind::Podman);
+    assert_eq!(spec.backend, BackendKind::Named("podman"));
     let Profile::Image(img) = &spec.profile else {
         panic!("not an image: {:?}", spec.profile)
     };

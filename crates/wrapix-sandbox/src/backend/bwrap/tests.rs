@@ -133,6 +133,7 @@ fn backend() -> Bwrap {
         pasta: Some("/usr/bin/pasta".into()),
         systemd_run: None,
         runtime_dir: None,
+        limits: None,
     }
 }
 
@@ -331,6 +332,7 @@ fn missing_helpers_fail_closed() {
         pasta: None,
         systemd_run: None,
         runtime_dir: None,
+        limits: None,
     };
     let e = b
         .plan(&prepared(Network::Open, 1000))
@@ -347,6 +349,7 @@ fn missing_helpers_fail_closed() {
         pasta: None,
         systemd_run: None,
         runtime_dir: None,
+        limits: None,
     };
     let e = b
         .plan(&prepared(Network::None, 1000))
@@ -377,14 +380,54 @@ fn loopback_resolver_gets_a_dns_forward() {
 fn resources_without_a_scope_manager_are_refused() {
     let mut run = prepared(Network::None, 1000);
     run.spec.resources.memory_mb = Some(256);
-    let e = backend()
-        .plan(&run)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    // Locating detects the host's support only when limits are asked for.
+    let env = [("PATH".to_owned(), "/nonexistent".to_owned())]
+        .into_iter()
+        .collect();
+    let mut at = crate::backend::Locate {
+        env: &env,
+        uid: 1000,
+        project: std::path::Path::new("/tmp"),
+        resources: Default::default(),
+    };
+    assert_eq!(Bwrap::locate_for(&at).limits, None);
+    at.resources = run.spec.resources;
+    assert!(Bwrap::locate_for(&at).limits.is_some());
+    // On a host without systemd-run, the refusal says why.
+    let host = crate::backend::limits::Host {
+        systemd_run: None,
+        uid: 1000,
+        runtime_dir: None,
+        cgroup2: std::path::Path::new("/nonexistent"),
+        system_socket: std::path::Path::new("/nonexistent"),
+    };
+    let located = Bwrap {
+        limits: Some(crate::backend::limits::detect(&host, &run.spec.resources)),
+        ..backend()
+    };
+    let e = Bwrap {
+        limits: located.limits,
+        ..backend()
+    }
+    .plan(&run)
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(
         e.contains("[resources] limits cannot be enforced for bubblewrap here: systemd-run is not installed"),
         "{e}"
     );
     assert!(e.contains("remove [resources]"), "{e}");
+}
+
+#[test]
+fn resources_on_a_backend_located_without_them_are_refused() {
+    let mut run = prepared(Network::None, 1000);
+    run.spec.resources.pids = Some(64);
+    let e = backend()
+        .plan(&run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("the host was not checked for them"), "{e}");
 }

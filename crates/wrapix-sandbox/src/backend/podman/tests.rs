@@ -19,7 +19,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
     let home = SandboxPath::from_static("/home/ada");
     let spec = Spec {
         project: "/home/ada/proj".into(),
-        backend: BackendKind::Podman,
+        backend: BackendKind::Named("podman"),
         profile: Profile::Host,
         network,
         env: BTreeMap::new(),
