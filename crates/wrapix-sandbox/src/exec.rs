@@ -148,11 +148,12 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
             None => {
                 let status = child
                     .wait()
-                    .map_err(|e| SandboxError::io("wait for bwrap", e))?;
+                    .map_err(|e| SandboxError::io(format!("wait for {}", plan.backend), e))?;
                 return Err(SandboxError::Unavailable {
-                    backend: "bwrap",
+                    backend: plan.backend,
                     problem: format!(
-                        "bubblewrap could not create the sandbox ({status}; its message is above)"
+                        "{} could not create the sandbox ({status}; its message is above)",
+                        plan.backend
                     ),
                     fix: "run `wrapix doctor` to see what this host is missing".into(),
                 });

@@ -41,6 +41,8 @@ pub struct NetworkSetup {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchPlan {
+    /// The backend's name, for errors.
+    pub backend: &'static str,
     pub program: PathBuf,
     pub args: Vec<OsString>,
     /// The complete environment of the program (the host's is not inherited).

@@ -344,6 +344,7 @@ impl Backend for Bwrap {
             (bwrap, a)
         };
         Ok(LaunchPlan {
+            backend: "bwrap",
             program,
             args: a,
             env,

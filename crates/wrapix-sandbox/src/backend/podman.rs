@@ -526,6 +526,7 @@ impl Backend for Podman {
             a.push(c.into());
         }
         Ok(LaunchPlan {
+            backend: "podman",
             program: run.self_exe.clone(),
             args: a,
             env: self
