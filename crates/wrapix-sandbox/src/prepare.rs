@@ -198,6 +198,8 @@ const PASSTHROUGH_ENV: &[&str] = &[
 ];
 
 pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
+    // git answers while the rest is prepared.
+    let git_identity = crate::gitid::start(&host.env, &spec.project);
     let mut root = match &spec.profile {
         wrapix_spec::Profile::Host => RootFs::host(Path::new("/")),
         wrapix_spec::Profile::Image(img) => {
@@ -345,7 +347,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
             }
         }
     }
-    if let Some(git) = crate::gitid::gitconfig_for_sandbox(&spec.user.home, &host.env) {
+    if let Some(git) = crate::gitid::gitconfig_for_sandbox(git_identity) {
         files.push(GeneratedFile {
             dest: home.join(".gitconfig"),
             contents: git.into_bytes(),

@@ -29,6 +29,34 @@ fn runs_as_the_user_in_workspace() {
     }
 }
 
+/// The identity inside is the one git gives on the host in that folder: includes and an
+/// `includeIf "gitdir:"` for the project are followed; the repository's own config is not read
+/// for it.
+#[test]
+fn git_identity_follows_the_users_includes() {
+    let Some(c) = Case::new() else { return };
+    c.write(&c.project.join("README"), "x\n");
+    c.host_repo(&c.project);
+    c.write(&c.home.join("id.inc"), "[user]\n\tname = Ada Lovelace\n");
+    c.write(
+        &c.home.join("work.inc"),
+        "[user]\n\temail = ada@work.example\n",
+    );
+    c.write(
+        &c.home.join(".gitconfig"),
+        &format!(
+            "[include]\n\tpath = id.inc\n[user]\n\temail = ada@home.example\n[includeIf \"gitdir:{}/\"]\n\tpath = work.inc\n",
+            c.project.display()
+        ),
+    );
+    let out = c.sh("git config --global user.name; git config --global user.email");
+    assert_eq!(
+        out.stdout, "Ada Lovelace\nada@work.example\n",
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn exit_codes_propagate() {
     let Some(c) = Case::new() else { return };
