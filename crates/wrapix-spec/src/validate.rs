@@ -12,8 +12,8 @@ use crate::spec::{
     Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile, Spec,
 };
 use crate::types::{
-    check_env_value, parse_project_relative, split_env_flag, split_mount_flag, EnvName, MountMode,
-    SandboxPath,
+    check_env_value, check_key_name, parse_project_relative, split_env_flag, split_mount_flag,
+    EnvName, MountMode, SandboxPath,
 };
 
 /// Backends that exist in the design but are not built yet.
@@ -536,17 +536,7 @@ fn check_dest(s: &str, home: &SandboxPath) -> Result<SandboxPath, Reason> {
 }
 
 fn deploy_key(name: &str, host_home: &Path) -> Result<DeployKey, Reason> {
-    let valid = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !valid {
-        return Err((
-            format!("deploy key name {name:?} is not a plain file name"),
-            "use letters, digits, `.`, `_` and `-`".into(),
-        ));
-    }
+    check_key_name(name).map_err(|m| (m, "use letters, digits, `.`, `_` and `-`".to_owned()))?;
     let dir = host_home.join(".ssh/deploy_keys");
     let private_key = dir.join(name);
     if !private_key.is_file() {

@@ -210,6 +210,11 @@ fn bad_input_table() {
             "key `deploy_key`: deploy key name",
         ),
         (
+            // The name `wrapix deploy-key create` would refuse: one check for both.
+            "deploy_key = \"k23456789012345678901234567890123456789012345678901234567890123456\"\n",
+            "key `deploy_key`: deploy key name",
+        ),
+        (
             "deploy_key = \"missing\"\n",
             "wrapix deploy-key create missing",
         ),
