@@ -25,7 +25,8 @@ pub enum Package {
 }
 
 /// Why a spec was rejected, and how to write it instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct BadPackage {
     pub message: String,
     pub fix: String,

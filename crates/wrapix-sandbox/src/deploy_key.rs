@@ -20,10 +20,10 @@ pub struct CreatedKey {
 /// Generates an ed25519 key `~/.ssh/deploy_keys/NAME` (no passphrase) with `ssh-keygen`.
 /// Refuses to overwrite an existing key.
 pub fn create(name: &str, host_home: &Path) -> Result<CreatedKey, SandboxError> {
-    wrapix_spec::types::check_key_name(name).map_err(|problem| SandboxError::Unavailable {
+    wrapix_spec::types::check_key_name(name).map_err(|e| SandboxError::Unavailable {
         backend: "deploy-key",
-        problem,
-        fix: "use letters, digits, `.`, `_` and `-`".into(),
+        problem: e.to_string(),
+        fix: e.fix().into(),
     })?;
     let dir = host_home.join(".ssh/deploy_keys");
     std::fs::create_dir_all(&dir)

@@ -1,7 +1,10 @@
 //! One error style for every bad input: `WHERE: key `K`: WHAT (fix: HOW)`, on one line.
+//! WHAT and HOW come from a typed [`Problem`]; this module adds WHERE and K.
 
 use std::fmt;
 use std::path::PathBuf;
+
+use crate::problem::Problem;
 
 /// Where a bad value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +37,13 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// A value that is present but wrong. Always user-fixable: exit code 2.
-    #[error("{location}: key `{key}`: {message} (fix: {fix})")]
+    #[error("{location}: key `{key}`: {problem} (fix: {fix})", fix = .problem.fix())]
     Invalid {
         location: Location,
         key: String,
-        message: String,
-        fix: String,
+        /// Boxed: a Problem is large, and a SpecError travels in every `Result`.
+        #[source]
+        problem: Box<Problem>,
     },
     /// A project config that widens the sandbox, whose content the user has not trusted.
     #[error("{}: this project's wrapix.toml asks for more than the default sandbox ({}), and {} (fix: review it, then run `wrapix trust -C {}`, which lists what each key allows; a changed file needs trust again)", path.display(), keys.join(", "), if *changed { "it changed since you trusted it" } else { "this content is not trusted" }, escape_controls(&project.display().to_string()))]
@@ -65,18 +69,30 @@ pub enum SpecError {
 }
 
 impl SpecError {
+    /// The value of `key` at `location` has `problem`.
+    pub fn at(location: Location, key: impl Into<String>, problem: impl Into<Problem>) -> Self {
+        SpecError::Invalid {
+            location,
+            key: escape_controls(&key.into()),
+            problem: Box::new(problem.into()),
+        }
+    }
+
+    /// [`SpecError::at`] for a check made in one place only, with its message and fix.
     pub fn invalid(
         location: Location,
         key: impl Into<String>,
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        SpecError::Invalid {
+        Self::at(
             location,
-            key: escape_controls(&key.into()),
-            message: message.into(),
-            fix: fix.into(),
-        }
+            key,
+            Problem::Other {
+                message: message.into(),
+                fix: fix.into(),
+            },
+        )
     }
 }
 
@@ -117,6 +133,22 @@ mod tests {
             "a\\u{1b}]0;x\\u{7}b\\u{0}"
         );
         assert_eq!(escape_controls("plain é"), "plain é");
+    }
+
+    #[test]
+    fn invalid_is_one_line_and_keeps_its_problem_as_source() {
+        use std::error::Error as _;
+        let e = SpecError::at(
+            Location::Flag("--env \"A\"".into()),
+            "env\u{1b}",
+            crate::problem::EnvFlagError("A".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "--env \"A\": key `env\\u{1b}`: \"A\" has no `=`; write KEY=VALUE (fix: write -e KEY=VALUE)"
+        );
+        let source = e.source().map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("\"A\" has no `=`; write KEY=VALUE"));
     }
 
     #[test]

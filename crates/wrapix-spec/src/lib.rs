@@ -7,6 +7,7 @@
 pub mod error;
 pub mod layer;
 pub mod mcp;
+pub mod problem;
 pub mod raw;
 pub mod spec;
 pub mod state;
@@ -17,6 +18,7 @@ pub mod validate;
 pub use error::{Location, SpecError};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};
 pub use mcp::McpServer;
+pub use problem::Problem;
 pub use spec::{
     Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile,
     Resources, Spec,

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::problem::McpNameError;
+
 /// How an option's value is checked before it becomes an environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionKind {
@@ -89,7 +91,7 @@ pub struct McpServer {
 }
 
 /// A plain server name: letters, digits, `-`, `_`; at most 64 characters.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), McpNameError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -98,9 +100,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "MCP server name {name:?} is not a plain name (letters, digits, `-`, `_`)"
-        ))
+        Err(McpNameError(name.to_owned()))
     }
 }
 

@@ -3,26 +3,27 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::problem::{
+    EnvFlagError, EnvNameError, EnvValueError, KeyNameError, MountFlagError, MountModeError,
+    ProjectPathError, SandboxPathError,
+};
+
 /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EnvName(String);
 
 impl EnvName {
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, EnvNameError> {
         let mut chars = name.chars();
         let ok_first = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic());
         if name.contains('\0') {
-            return Err(format!(
-                "environment variable name {name:?} contains a NUL byte"
-            ));
+            return Err(EnvNameError::Nul(name.to_owned()));
         }
         if name.contains('=') {
-            return Err(format!("environment variable name {name:?} contains `=`"));
+            return Err(EnvNameError::Equals(name.to_owned()));
         }
         if !ok_first || !chars.all(|c| c == '_' || c.is_ascii_alphanumeric()) {
-            return Err(format!(
-                "{name:?} is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
-            ));
+            return Err(EnvNameError::Invalid(name.to_owned()));
         }
         Ok(EnvName(name.to_owned()))
     }
@@ -39,22 +40,22 @@ impl fmt::Display for EnvName {
 }
 
 /// Checks an environment value: anything but NUL.
-pub fn check_env_value(value: &str) -> Result<(), String> {
+pub fn check_env_value(value: &str) -> Result<(), EnvValueError> {
     if value.contains('\0') {
-        Err("the value contains a NUL byte".to_owned())
+        Err(EnvValueError)
     } else {
         Ok(())
     }
 }
 
 /// Splits a `KEY=VALUE` flag.
-pub fn split_env_flag(s: &str) -> Result<(&str, &str), String> {
-    s.split_once('=')
-        .ok_or_else(|| format!("{s:?} has no `=`; write KEY=VALUE"))
+pub fn split_env_flag(s: &str) -> Result<(&str, &str), EnvFlagError> {
+    s.split_once('=').ok_or_else(|| EnvFlagError(s.to_owned()))
 }
 
-/// A deploy key name: a plain file name under `~/.ssh/deploy_keys/`.
-pub fn check_key_name(name: &str) -> Result<(), String> {
+/// A deploy key name: a plain file name under `~/.ssh/deploy_keys/`. The one check, for the
+/// config's `deploy_key` and for `wrapix deploy-key create`.
+pub fn check_key_name(name: &str) -> Result<(), KeyNameError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -64,7 +65,7 @@ pub fn check_key_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("deploy key name {name:?} is not a plain file name"))
+        Err(KeyNameError(name.to_owned()))
     }
 }
 
@@ -75,11 +76,11 @@ pub enum MountMode {
 }
 
 impl MountMode {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, MountModeError> {
         match s {
             "ro" => Ok(MountMode::ReadOnly),
             "rw" => Ok(MountMode::ReadWrite),
-            other => Err(format!("mount mode {other:?} is neither \"ro\" nor \"rw\"")),
+            other => Err(MountModeError(other.to_owned())),
         }
     }
 }
@@ -94,14 +95,14 @@ impl fmt::Display for MountMode {
 }
 
 /// The parts of a `SRC:DEST[:ro|rw]` flag. The mode defaults to `ro`.
-pub fn split_mount_flag(s: &str) -> Result<(&str, &str, MountMode), String> {
+pub fn split_mount_flag(s: &str) -> Result<(&str, &str, MountMode), MountFlagError> {
     let parts: Vec<&str> = s.split(':').collect();
     match parts.as_slice() {
         [src, dest] if !src.is_empty() && !dest.is_empty() => Ok((src, dest, MountMode::ReadOnly)),
         [src, dest, mode] if !src.is_empty() && !dest.is_empty() => {
             Ok((src, dest, MountMode::parse(mode)?))
         }
-        _ => Err(format!("{s:?} is not SRC:DEST[:ro|rw]")),
+        _ => Err(MountFlagError::Shape(s.to_owned())),
     }
 }
 
@@ -111,9 +112,9 @@ pub struct SandboxPath(PathBuf);
 
 impl SandboxPath {
     /// Parses an absolute path or `~`/`~/…` (relative to `home`, the sandbox user's home).
-    pub fn parse(s: &str, home: &SandboxPath) -> Result<Self, String> {
+    pub fn parse(s: &str, home: &SandboxPath) -> Result<Self, SandboxPathError> {
         if s.contains('\0') {
-            return Err("the path contains a NUL byte".to_owned());
+            return Err(SandboxPathError::Nul);
         }
         let path = if s == "~" {
             home.0.clone()
@@ -122,9 +123,9 @@ impl SandboxPath {
         } else if s.starts_with('/') {
             PathBuf::from(s)
         } else {
-            return Err(format!("{s:?} is relative; write an absolute path or ~/…"));
+            return Err(SandboxPathError::Relative(s.to_owned()));
         };
-        Self::normalise(&path).ok_or_else(|| format!("{s:?} contains `..`"))
+        Self::normalise(&path).ok_or_else(|| SandboxPathError::Parent(s.to_owned()))
     }
 
     /// A path we build ourselves; must be absolute and normal.
@@ -165,21 +166,21 @@ impl fmt::Display for SandboxPath {
 }
 
 /// A relative path inside the project, without `..`: used by `[workspace] protect`.
-pub fn parse_project_relative(s: &str) -> Result<PathBuf, String> {
+pub fn parse_project_relative(s: &str) -> Result<PathBuf, ProjectPathError> {
     let trimmed = s.trim_end_matches('/');
     if trimmed.is_empty() || trimmed.starts_with('/') || s.contains('\0') {
-        return Err(format!("{s:?} is not a relative path inside the project"));
+        return Err(ProjectPathError::NotRelative(s.to_owned()));
     }
     let mut out = PathBuf::new();
     for c in Path::new(trimmed).components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
-            _ => return Err(format!("{s:?} leaves the project (`..`)")),
+            _ => return Err(ProjectPathError::Leaves(s.to_owned())),
         }
     }
     if out.as_os_str().is_empty() {
-        return Err(format!("{s:?} names the project itself"));
+        return Err(ProjectPathError::Project(s.to_owned()));
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use crate::error::{Location, SpecError};
 use crate::layer::{ConfigFile, Layers, Origin};
+use crate::problem::{BackendError, DeployKeyError, DestError, SourceError};
 use crate::raw::RawConfig;
 use crate::spec::{
     Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile, Spec,
@@ -145,7 +146,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         Some(p) => {
             origins.insert("backend", p.origin);
             parse_backend(p.value, &host.backends)
-                .map_err(|(m, f)| SpecError::invalid(p.location, "backend", m, f))?
+                .map_err(|e| SpecError::at(p.location, "backend", e))?
         }
     };
 
@@ -194,7 +195,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
             origins.insert("deploy_key", p.origin);
             Some(
                 deploy_key(p.value, &host.user.home)
-                    .map_err(|(m, f)| SpecError::invalid(p.location, "deploy_key", m, f))?,
+                    .map_err(|e| SpecError::at(p.location, "deploy_key", e))?,
             )
         }
     };
@@ -234,8 +235,6 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
     })
 }
 
-type Reason = (String, String);
-
 /// A project file may narrow the sandbox freely; what widens it needs the user's trust in
 /// this exact content, and `backend = "none"` is never taken from it.
 fn check_project_trust(
@@ -263,7 +262,7 @@ fn check_project_trust(
     })
 }
 
-fn parse_backend(s: &str, known: &[BackendName]) -> Result<BackendKind, Reason> {
+fn parse_backend(s: &str, known: &[BackendName]) -> Result<BackendKind, BackendError> {
     if let Some(b) = known.iter().find(|b| b.name == s || b.aliases.contains(&s)) {
         return Ok(BackendKind::Named(b.name));
     }
@@ -271,19 +270,19 @@ fn parse_backend(s: &str, known: &[BackendName]) -> Result<BackendKind, Reason> 
         let mut n = vec!["auto"];
         n.extend(known.iter().map(|b| b.name));
         n.push("none");
-        n.join(", ")
+        n
     };
     match s {
         "auto" => Ok(BackendKind::Auto),
         "none" => Ok(BackendKind::None),
-        later if LATER_BACKENDS.contains(&later) => Err((
-            format!("backend {later:?} is not available in this version of wrapix"),
-            format!("use one of: {}", names()),
-        )),
-        other => Err((
-            format!("unknown backend {other:?}"),
-            format!("use one of: {}", names()),
-        )),
+        later if LATER_BACKENDS.contains(&later) => Err(BackendError::Later {
+            name: later.to_owned(),
+            known: names(),
+        }),
+        other => Err(BackendError::Unknown {
+            name: other.to_owned(),
+            known: names(),
+        }),
     }
 }
 
@@ -297,34 +296,18 @@ fn env(
         for (name, value) in table.get_ref() {
             let loc = file.at(value.span());
             let key = format!("env.{name}");
-            let name = EnvName::parse(name).map_err(|m| {
-                SpecError::invalid(
-                    loc.clone(),
-                    &key,
-                    m,
-                    "use letters, digits and `_` in the name",
-                )
-            })?;
-            check_env_value(value.get_ref())
-                .map_err(|m| SpecError::invalid(loc, &key, m, "remove the NUL byte"))?;
+            let name = EnvName::parse(name).map_err(|e| SpecError::at(loc.clone(), &key, e))?;
+            check_env_value(value.get_ref()).map_err(|e| SpecError::at(loc, &key, e))?;
             out.insert(name, value.get_ref().clone());
             origins.insert("env", file.origin());
         }
     }
     for flag in &layers.flags.env {
         let loc = Location::Flag(format!("--env {flag:?}"));
-        let (name, value) = split_env_flag(flag)
-            .map_err(|m| SpecError::invalid(loc.clone(), "env", m, "write -e KEY=VALUE"))?;
-        let name = EnvName::parse(name).map_err(|m| {
-            SpecError::invalid(
-                loc.clone(),
-                "env",
-                m,
-                "use letters, digits and `_` in the name",
-            )
-        })?;
-        check_env_value(value)
-            .map_err(|m| SpecError::invalid(loc, "env", m, "remove the NUL byte"))?;
+        let (name, value) =
+            split_env_flag(flag).map_err(|e| SpecError::at(loc.clone(), "env", e))?;
+        let name = EnvName::parse(name).map_err(|e| SpecError::at(loc.clone(), "env", e))?;
+        check_env_value(value).map_err(|e| SpecError::at(loc, "env", e))?;
         out.insert(name, value.to_owned());
         origins.insert("env", Origin::Flag("--env"));
     }
@@ -363,22 +346,15 @@ fn mounts(
                 crate::layer::FileKind::User => None,
             };
             let source = resolve_source(m.source.get_ref(), &host.user.home, base, &host.project)
-                .map_err(|(msg, fix)| {
-                SpecError::invalid(file.at(m.source.span()), format!("{key}.source"), msg, fix)
+                .map_err(|e| {
+                SpecError::at(file.at(m.source.span()), format!("{key}.source"), e)
             })?;
-            let dest = check_dest(m.dest.get_ref(), &home).map_err(|(msg, fix)| {
-                SpecError::invalid(file.at(m.dest.span()), format!("{key}.dest"), msg, fix)
-            })?;
+            let dest = check_dest(m.dest.get_ref(), &home)
+                .map_err(|e| SpecError::at(file.at(m.dest.span()), format!("{key}.dest"), e))?;
             let mode = match &m.mode {
                 None => MountMode::ReadOnly,
-                Some(mode) => MountMode::parse(mode.get_ref()).map_err(|msg| {
-                    SpecError::invalid(
-                        file.at(mode.span()),
-                        format!("{key}.mode"),
-                        msg,
-                        "use \"ro\" or \"rw\"",
-                    )
-                })?,
+                Some(mode) => MountMode::parse(mode.get_ref())
+                    .map_err(|e| SpecError::at(file.at(mode.span()), format!("{key}.mode"), e))?,
             };
             push(
                 Mount { source, dest, mode },
@@ -390,13 +366,11 @@ fn mounts(
     }
     for flag in &layers.flags.mounts {
         let loc = Location::Flag(format!("--mount {flag:?}"));
-        let (src, dest, mode) = split_mount_flag(flag).map_err(|m| {
-            SpecError::invalid(loc.clone(), "mount", m, "write --mount SRC:DEST[:ro|rw]")
-        })?;
+        let (src, dest, mode) =
+            split_mount_flag(flag).map_err(|e| SpecError::at(loc.clone(), "mount", e))?;
         let source = resolve_source(src, &host.user.home, Some(&host.cwd), &host.project)
-            .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
-        let dest = check_dest(dest, &home)
-            .map_err(|(m, f)| SpecError::invalid(loc.clone(), "mount", m, f))?;
+            .map_err(|e| SpecError::at(loc.clone(), "mount", e))?;
+        let dest = check_dest(dest, &home).map_err(|e| SpecError::at(loc.clone(), "mount", e))?;
         push(Mount { source, dest, mode }, loc, "mount")?;
         origins.insert("mounts", Origin::Flag("--mount"));
     }
@@ -410,12 +384,9 @@ fn resolve_source(
     host_home: &Path,
     base: Option<&Path>,
     project: &Path,
-) -> Result<PathBuf, Reason> {
+) -> Result<PathBuf, SourceError> {
     if s.contains('\0') {
-        return Err((
-            "the source path contains a NUL byte".into(),
-            "remove the NUL byte".into(),
-        ));
+        return Err(SourceError::Nul);
     }
     let path = if s == "~" {
         host_home.to_owned()
@@ -426,10 +397,7 @@ fn resolve_source(
     } else if let Some(base) = base {
         base.join(s)
     } else {
-        return Err((
-            format!("source {s:?} is relative"),
-            "write an absolute path or ~/… in the user config".into(),
-        ));
+        return Err(SourceError::Relative(s.to_owned()));
     };
     resolve_without_project_links(&path, project)
 }
@@ -437,17 +405,12 @@ fn resolve_source(
 /// Resolves `path` like `realpath`, one name at a time, except that a symlink at or below
 /// `project` is an error: the agent writes the project, so a link there (`data` replaced by a
 /// link to `~`) would turn a mount the user approved into one of something else.
-fn resolve_without_project_links(path: &Path, project: &Path) -> Result<PathBuf, Reason> {
+fn resolve_without_project_links(path: &Path, project: &Path) -> Result<PathBuf, SourceError> {
     use std::collections::VecDeque;
     use std::path::Component;
-    let missing = |p: &Path, e: std::io::Error| {
-        (
-            format!(
-                "source {} does not exist or cannot be read ({e})",
-                p.display()
-            ),
-            "create it first or correct the path".to_owned(),
-        )
+    let missing = |p: &Path, source: std::io::Error| SourceError::Missing {
+        path: p.to_owned(),
+        source,
     };
     let mut todo: VecDeque<PathBuf> = path
         .components()
@@ -469,14 +432,10 @@ fn resolve_without_project_links(path: &Path, project: &Path) -> Result<PathBuf,
                     continue;
                 }
                 if next.starts_with(project) {
-                    return Err((
-                        format!(
-                            "source {} passes through {}, a symbolic link inside the project, which the agent can change",
-                            path.display(),
-                            next.display()
-                        ),
-                        "mount the link's target directly, or replace the link with a folder".to_owned(),
-                    ));
+                    return Err(SourceError::ProjectLink {
+                        path: path.to_owned(),
+                        link: next,
+                    });
                 }
                 links += 1;
                 if links > 40 {
@@ -498,52 +457,39 @@ fn resolve_without_project_links(path: &Path, project: &Path) -> Result<PathBuf,
     Ok(resolved)
 }
 
-fn check_dest(s: &str, home: &SandboxPath) -> Result<SandboxPath, Reason> {
-    let dest = SandboxPath::parse(s, home)
-        .map_err(|m| (m, "write an absolute path or ~/… for dest".to_owned()))?;
+fn check_dest(s: &str, home: &SandboxPath) -> Result<SandboxPath, DestError> {
+    let dest = SandboxPath::parse(s, home)?;
     let root = SandboxPath::from_static("/");
     if dest == root {
-        return Err((
-            "dest / would replace the whole sandbox".into(),
-            "mount into a folder".into(),
-        ));
+        return Err(DestError::Root);
     }
     if &dest == home {
-        return Err((
-            format!("dest {dest} would replace the sandbox home"),
-            "mount into a folder under ~/".into(),
-        ));
+        return Err(DestError::Home(dest));
     }
-    for reserved in RESERVED_INSIDE {
+    for &reserved in RESERVED_INSIDE {
         let r = SandboxPath::from_static(reserved);
         if dest.is_within(&r) || r.is_within(&dest) {
-            return Err((
-                format!("dest {dest} would shadow {reserved}"),
-                format!("choose a dest outside {reserved}"),
-            ));
+            return Err(DestError::Reserved { dest, reserved });
         }
     }
-    for sys in SYSTEM_DIRS {
-        let s = SandboxPath::from_static(sys);
+    for &system in SYSTEM_DIRS {
+        let s = SandboxPath::from_static(system);
         if s.is_within(&dest) {
-            return Err((
-                format!("dest {dest} would replace the system folder {sys}"),
-                "choose a dest that is not a system folder".into(),
-            ));
+            return Err(DestError::System { dest, system });
         }
     }
     Ok(dest)
 }
 
-fn deploy_key(name: &str, host_home: &Path) -> Result<DeployKey, Reason> {
-    check_key_name(name).map_err(|m| (m, "use letters, digits, `.`, `_` and `-`".to_owned()))?;
+fn deploy_key(name: &str, host_home: &Path) -> Result<DeployKey, DeployKeyError> {
+    check_key_name(name)?;
     let dir = host_home.join(".ssh/deploy_keys");
     let private_key = dir.join(name);
     if !private_key.is_file() {
-        return Err((
-            format!("deploy key {} does not exist", private_key.display()),
-            format!("run `wrapix deploy-key create {name}` and add the printed key to the forge"),
-        ));
+        return Err(DeployKeyError::Missing {
+            name: name.to_owned(),
+            path: private_key,
+        });
     }
     let public = dir.join(format!("{name}.pub"));
     Ok(DeployKey {
@@ -618,14 +564,7 @@ fn protect(
         list.get_ref()
             .iter()
             .map(|s| {
-                parse_project_relative(s).map_err(|m| {
-                    SpecError::invalid(
-                        file.at(list.span()),
-                        key,
-                        m,
-                        "list paths relative to the project, e.g. \".envrc\"",
-                    )
-                })
+                parse_project_relative(s).map_err(|e| SpecError::at(file.at(list.span()), key, e))
             })
             .collect::<Result<Vec<PathBuf>, SpecError>>()
     };

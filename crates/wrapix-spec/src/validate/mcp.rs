@@ -10,6 +10,7 @@ use toml::{Spanned, Value};
 use crate::error::SpecError;
 use crate::layer::{ConfigFile, Layers, Origin};
 use crate::mcp::{self, McpServer, OptionKind, COMMON_KEYS};
+use crate::problem::{McpOptionPathError, Problem};
 use crate::types::{check_env_value, EnvName, SandboxPath};
 
 type Table = BTreeMap<String, Spanned<Value>>;
@@ -22,14 +23,8 @@ pub fn servers(
     let mut picked: BTreeMap<&str, (&ConfigFile, &Spanned<Table>)> = BTreeMap::new();
     for file in layers.files() {
         for (name, table) in file.raw.mcp.iter().flatten() {
-            mcp::check_name(name).map_err(|m| {
-                SpecError::invalid(
-                    file.at(table.span()),
-                    format!("mcp.{name}"),
-                    m,
-                    "name the table [mcp.NAME] with letters, digits, `-` and `_`",
-                )
-            })?;
+            mcp::check_name(name)
+                .map_err(|e| SpecError::at(file.at(table.span()), format!("mcp.{name}"), e))?;
             picked.insert(name, (file, table));
             origins.insert("mcp", file.origin());
         }
@@ -52,8 +47,11 @@ fn server(
     let builtin = mcp::builtin(name);
     let table_span = table.span();
     let table = table.get_ref();
-    let err = |key: &str, v: &Spanned<Value>, msg: String, fix: String| {
-        SpecError::invalid(file.at(v.span()), format!("mcp.{name}.{key}"), msg, fix)
+    let at = |key: &str, v: &Spanned<Value>, problem: Problem| {
+        SpecError::at(file.at(v.span()), format!("mcp.{name}.{key}"), problem)
+    };
+    let err = |key: &str, v: &Spanned<Value>, message: String, fix: String| {
+        at(key, v, Problem::Other { message, fix })
     };
 
     // Unknown keys first, so a typo is reported as one.
@@ -101,8 +99,7 @@ fn server(
         };
         for (k, value) in t {
             let key = format!("env.{k}");
-            EnvName::parse(k)
-                .map_err(|m| err(&key, v, m, "use letters, digits and `_` in the name".into()))?;
+            EnvName::parse(k).map_err(|e| at(&key, v, e.into()))?;
             let Value::String(s) = value else {
                 return Err(err(
                     &key,
@@ -111,7 +108,7 @@ fn server(
                     "quote the value".into(),
                 ));
             };
-            check_env_value(s).map_err(|m| err(&key, v, m, "remove the NUL byte".into()))?;
+            check_env_value(s).map_err(|e| at(&key, v, e.into()))?;
             env.insert(k.clone(), s.clone());
         }
     }
@@ -132,13 +129,9 @@ fn server(
                 };
                 let value = match (opt.kind, v.get_ref()) {
                     (OptionKind::SandboxPath, Value::String(s)) => SandboxPath::parse(s, home)
-                        .map_err(|m| {
-                            err(
-                                opt.key,
-                                v,
-                                m,
-                                format!("write an absolute path or ~/… ({})", opt.help),
-                            )
+                        .map_err(|source| {
+                            let help = opt.help;
+                            at(opt.key, v, McpOptionPathError { source, help }.into())
                         })?
                         .to_string(),
                     (OptionKind::SandboxPath, _) => {

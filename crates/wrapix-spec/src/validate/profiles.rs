@@ -24,10 +24,7 @@ fn parse_packages(
 ) -> Result<Vec<Package>, SpecError> {
     list.get_ref()
         .iter()
-        .map(|p| {
-            Package::parse(p.get_ref())
-                .map_err(|b| SpecError::invalid(file.at(p.span()), key, b.message, b.fix))
-        })
+        .map(|p| Package::parse(p.get_ref()).map_err(|b| SpecError::at(file.at(p.span()), key, b)))
         .collect()
 }
 
@@ -71,14 +68,8 @@ pub fn user_profiles(layers: &Layers) -> Result<BTreeMap<String, UserProfile>, S
             };
             let mut env = BTreeMap::new();
             for (k, v) in raw.env.iter().flatten() {
-                EnvName::parse(k).map_err(|m| {
-                    SpecError::invalid(
-                        file.at(v.span()),
-                        format!("{key}.env.{k}"),
-                        m,
-                        "use letters, digits and `_` in the name",
-                    )
-                })?;
+                EnvName::parse(k)
+                    .map_err(|e| SpecError::at(file.at(v.span()), format!("{key}.env.{k}"), e))?;
                 env.insert(k.clone(), v.get_ref().clone());
             }
             out.insert(
