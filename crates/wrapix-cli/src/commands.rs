@@ -14,33 +14,65 @@ mod images;
 mod tripwire;
 mod trust;
 
-/// An error with the exit code it maps to.
+/// A boxed error that can cross threads, as [`Failure`] keeps it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with the exit code it maps to: `message` is the line printed, `source` the error
+/// it came from (with that error's own sources), kept for the chain.
 #[derive(Debug)]
 pub struct Failure {
     pub code: i32,
     pub message: String,
+    pub source: Option<BoxError>,
 }
 
 impl Failure {
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
         Failure {
-            code: EXIT_USAGE,
+            code,
             message: message.into(),
+            source: None,
         }
     }
 
-    /// Something on the host failed (exit code 1).
-    pub fn failed(message: impl Into<String>) -> Self {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(EXIT_USAGE, message)
+    }
+
+    /// `error`'s own message, with `error` kept as the source.
+    pub fn from_error(code: i32, error: impl Into<BoxError>) -> Self {
+        let error = error.into();
         Failure {
-            code: 1,
-            message: message.into(),
+            code,
+            message: error.to_string(),
+            source: Some(error),
         }
+    }
+
+    /// Keeps `error` as the source of a failure whose message says it already.
+    pub fn caused_by(self, error: impl Into<BoxError>) -> Self {
+        Failure {
+            source: Some(error.into()),
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
     }
 }
 
 impl From<SpecError> for Failure {
     fn from(e: SpecError) -> Self {
-        Failure::usage(e.to_string())
+        Failure::from_error(EXIT_USAGE, e)
     }
 }
 
@@ -50,10 +82,7 @@ impl From<SandboxError> for Failure {
             SandboxError::AgentMissing { .. } => 127,
             _ => EXIT_NO_SANDBOX,
         };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
+        Failure::from_error(code, e)
     }
 }
 
@@ -87,10 +116,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)
             .map(|()| 0)
-            .map_err(|e| Failure {
-                code: 1,
-                message: e.to_string(),
-            }),
+            .map_err(|e| Failure::from_error(1, e)),
         Some(Cmd::Notify(a)) => Ok(notify(a)),
         Some(Cmd::Notifyd(a)) => notifyd(a),
         Some(Cmd::Image { command }) => images::image(command),
@@ -108,14 +134,16 @@ fn exec_serve() -> Failure {
     use std::os::unix::process::CommandExt;
     let serve = match std::env::current_exe() {
         Ok(exe) => exe.with_file_name(SERVE_BIN),
-        Err(e) => return Failure::usage(format!("cannot find the wrapix binary: {e}")),
+        Err(e) => {
+            return Failure::usage(format!("cannot find the wrapix binary: {e}")).caused_by(e)
+        }
     };
     let err = std::process::Command::new(&serve)
         .args(std::env::args_os().skip(1))
         .exec();
-    Failure {
-        code: 127,
-        message: format!(
+    Failure::new(
+        127,
+        format!(
             "cannot run {}: {err} (it comes with wrapix and belongs beside it: `cargo install --path crates/wrapix-cli` installs both{})",
             serve.display(),
             if std::env::var_os("WRAPIX").is_some() {
@@ -124,7 +152,8 @@ fn exec_serve() -> Failure {
                 ""
             }
         ),
-    }
+    )
+    .caused_by(err)
 }
 
 fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failure> {
@@ -212,10 +241,7 @@ fn run_unconfined(spec: &Spec, mode: &RunMode) -> Result<i32, Failure> {
         .current_dir(&spec.project)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .status()
-        .map_err(|e| Failure {
-            code: 127,
-            message: format!("cannot run `{}`: {e}", argv[0]),
-        })?;
+        .map_err(|e| Failure::new(127, format!("cannot run `{}`: {e}", argv[0])).caused_by(e))?;
     Ok(wrapix_sandbox::exec::exit_code(status))
 }
 
@@ -370,7 +396,7 @@ fn deploy_key_create(name: &str) -> Result<i32, Failure> {
     let env = host_env();
     let user = host_user(&env);
     let key = wrapix_sandbox::deploy_key::create(name, &user.home)
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| Failure::from_error(EXIT_USAGE, e))?;
     eprintln!("wrapix: created {}", key.private_key.display());
     eprintln!("wrapix: add this public key to the repository's deploy keys (with write access for git push):");
     print!("{}", key.public_text);
@@ -403,11 +429,8 @@ fn notifyd(a: crate::cli::NotifydArgs) -> Result<i32, Failure> {
             wrapix if wrapix.is_file() => wrapix,
             _ => e,
         })
-        .map_err(|e| Failure::usage(format!("cannot find the wrapix binary: {e}")))?;
+        .map_err(|e| Failure::usage(format!("cannot find the wrapix binary: {e}")).caused_by(e))?;
     wrapix_notify::app::notifyd(&opts, &exe, &host_env())
         .map(|()| 0)
-        .map_err(|e| Failure {
-            code: 1,
-            message: e.to_string(),
-        })
+        .map_err(|e| Failure::from_error(1, e))
 }

@@ -56,7 +56,7 @@ pub fn user_config_path(user: &HostUser, env: &BTreeMap<String, String>) -> Path
 /// Resolves the project folder: must exist and be a folder.
 pub fn project_dir(arg: Option<&Path>) -> Result<PathBuf, Failure> {
     let cwd = std::env::current_dir()
-        .map_err(|e| Failure::usage(format!("cannot read the current folder: {e}")))?;
+        .map_err(|e| Failure::usage(format!("cannot read the current folder: {e}")).caused_by(e))?;
     let raw = arg.map(|p| cwd.join(p)).unwrap_or(cwd);
     let bad = |msg: String| {
         Failure::from(SpecError::invalid(

@@ -52,6 +52,13 @@ pub fn main<const SERVE: bool>() -> ! {
                 "wrapix: error: {}",
                 wrapix_spec::error::escape_controls(&e.message)
             );
+            // The line above says it all for the user; the typed chain under it is for
+            // WRAPIX_LOG=debug.
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                tracing::debug!(error = ?c, "caused by: {c}");
+                cause = c.source();
+            }
             e.code
         }
     };

@@ -26,7 +26,7 @@ impl From<ImageError> for Failure {
             Some(fix) if !fix.is_empty() => format!("{e} (fix: {fix})"),
             _ => e.to_string(),
         };
-        Failure { code, message }
+        Failure::new(code, message).caused_by(e)
     }
 }
 
@@ -302,8 +302,9 @@ pub fn exec_info(fd: i32, command: &[OsString]) -> Result<i32, Failure> {
     let err = std::process::Command::new(&command[0])
         .args(&command[1..])
         .exec();
-    Err(Failure {
-        code: EXIT_NO_SANDBOX,
-        message: format!("cannot run {}: {err}", command[0].to_string_lossy()),
-    })
+    Err(Failure::new(
+        EXIT_NO_SANDBOX,
+        format!("cannot run {}: {err}", command[0].to_string_lossy()),
+    )
+    .caused_by(err))
 }

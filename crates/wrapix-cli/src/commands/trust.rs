@@ -19,7 +19,7 @@ pub fn trust(args: &TrustArgs) -> Result<i32, Failure> {
     }
     let project = project_dir(args.project.as_deref())?;
     if args.revoke {
-        let had = trust::revoke(&root, &project).map_err(|e| Failure::failed(e.to_string()))?;
+        let had = trust::revoke(&root, &project).map_err(|e| Failure::from_error(1, e))?;
         if had {
             eprintln!(
                 "wrapix: {}/wrapix.toml is no longer trusted",
@@ -67,7 +67,7 @@ pub fn trust(args: &TrustArgs) -> Result<i32, Failure> {
         trusted_at: jiff::Timestamp::now().to_string(),
         widens: widening.into_iter().map(|w| w.key).collect(),
     };
-    let saved = trust::save(&root, &record).map_err(|e| Failure::failed(e.to_string()))?;
+    let saved = trust::save(&root, &record).map_err(|e| Failure::from_error(1, e))?;
     println!(
         "trusted: this content (sha256 {}…) of {}; any change to the file needs `wrapix trust` again (record: {})",
         &record.sha256[..16],
@@ -78,7 +78,7 @@ pub fn trust(args: &TrustArgs) -> Result<i32, Failure> {
 }
 
 fn list(root: &Path) -> Result<i32, Failure> {
-    let records = trust::list(root).map_err(|e| Failure::failed(e.to_string()))?;
+    let records = trust::list(root).map_err(|e| Failure::from_error(1, e))?;
     if records.is_empty() {
         println!("no trusted projects");
     }
