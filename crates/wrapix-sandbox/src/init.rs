@@ -1,15 +1,22 @@
-//! `wrapix __init`: PID 1 inside every sandbox (bubblewrap's and podman's). It makes itself
-//! non-dumpable (so that the agent, the same user, cannot ptrace it or write its memory), starts
-//! the command in its own process group,
-//! passes on every signal wrapix forwards (bubblewrap's own init does not), reaps orphans, and
-//! exits with the command's status. When it exits, the kernel ends every process left in the
-//! sandbox's PID namespace: no strays.
+//! `wrapix __init`: PID 1 inside every sandbox (bubblewrap's, podman's and nspawn's). It makes
+//! itself non-dumpable (so that the agent, the same user, cannot ptrace it or write its
+//! memory), starts the command in its own process group, passes on every signal wrapix forwards
+//! (bubblewrap's own init does not), reaps orphans, and exits with the command's status. When it
+//! exits, the kernel ends every process left in the sandbox's PID namespace: no strays.
 //!
-//! Usage: `wrapix __init [--wait-fd FD] [--] COMMAND ARGS…` (or `wrapix-init …`). With
-//! `--wait-fd`, the init first reads one byte from FD, which the executor writes once the
-//! sandbox's network is in place (podman; bubblewrap holds the sandbox itself with
-//! `--block-fd`). End-of-file instead of the byte means the set-up failed or wrapix died: the
-//! init exits 125 without running the command.
+//! Usage: `wrapix __init [OPTIONS] [--] COMMAND ARGS…` (or `wrapix-init …`). Options, for
+//! backends that cannot do these themselves:
+//! - `--wait-fd FD` / `--wait-file FIFO`: first read one byte from FD (or the FIFO), which the
+//!   executor writes once the sandbox's network is in place (podman passes a pipe; nspawn passes
+//!   no fds, so it binds a FIFO; bubblewrap holds the sandbox itself with `--block-fd`).
+//!   End-of-file instead of the byte means the set-up failed or wrapix died: the init exits 125
+//!   without running the command.
+//! - `--seccomp FILE`: install wrapix's seccomp filter (the raw BPF program bubblewrap takes on
+//!   `--seccomp FD`), with `no_new_privs`, before anything else runs: nspawn's own filter takes
+//!   only syscall names, not wrapix's argument checks. A filter that cannot be installed stops
+//!   the sandbox (125).
+//! - `--env-file FILE`: the command's whole environment, `KEY=VALUE` entries separated by NUL
+//!   bytes (nspawn's `--setenv` would put the values in its world-readable argv).
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -36,40 +43,176 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("wrapix: init: cannot make PID 1 non-dumpable: {e}");
         return NOT_RELEASED;
     }
-    let (wait_fd, command) = match parse(args) {
+    let (opts, command) = match parse(args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("wrapix: init: {e}");
             return NOT_RELEASED;
         }
     };
-    if let Some(fd) = wait_fd {
-        if let Err(e) = wait_for_release(fd) {
+    // The filter first: nothing the sandbox runs may start before it.
+    if let Some(path) = &opts.seccomp {
+        if let Err(e) = install_seccomp(path) {
             eprintln!("wrapix: init: {e}; not running the command");
             return NOT_RELEASED;
         }
     }
-    run(command)
+    let env = match &opts.env_file {
+        Some(path) => match read_env_file(path) {
+            Ok(env) => Some(env),
+            Err(e) => {
+                eprintln!("wrapix: init: {e}; not running the command");
+                return NOT_RELEASED;
+            }
+        },
+        None => None,
+    };
+    let released = match (&opts.wait_fd, &opts.wait_file) {
+        (Some(fd), _) => wait_for_release(*fd),
+        (None, Some(fifo)) => open_release(fifo).and_then(wait_for_release),
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = released {
+        eprintln!("wrapix: init: {e}; not running the command");
+        return NOT_RELEASED;
+    }
+    run_with(command, env.as_deref())
 }
 
-/// `[--wait-fd FD] [--] COMMAND…` → (FD, COMMAND…).
-fn parse(args: &[OsString]) -> Result<(Option<i32>, &[OsString]), String> {
+/// What the init was asked to do before running the command.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    wait_fd: Option<i32>,
+    wait_file: Option<std::path::PathBuf>,
+    seccomp: Option<std::path::PathBuf>,
+    env_file: Option<std::path::PathBuf>,
+}
+
+/// `[OPTIONS] [--] COMMAND…` → (options, COMMAND…). The first argument that is not an option
+/// starts the command.
+fn parse(args: &[OsString]) -> Result<(Options, &[OsString]), String> {
     let mut rest = args;
-    let mut wait_fd = None;
-    if rest.first().is_some_and(|a| a == "--wait-fd") {
-        let fd = rest
-            .get(1)
-            .and_then(|a| a.to_str())
-            .and_then(|a| a.parse::<i32>().ok())
-            .filter(|fd| *fd >= 3)
-            .ok_or("--wait-fd needs a file descriptor number of 3 or more")?;
-        wait_fd = Some(fd);
+    let mut o = Options::default();
+    loop {
+        let Some(flag) = rest.first().and_then(|a| a.to_str()) else {
+            break;
+        };
+        let value = || rest.get(1).ok_or(format!("{flag} needs a value"));
+        match flag {
+            "--wait-fd" => {
+                let fd = value()?
+                    .to_str()
+                    .and_then(|a| a.parse::<i32>().ok())
+                    .filter(|fd| *fd >= 3)
+                    .ok_or("--wait-fd needs a file descriptor number of 3 or more")?;
+                o.wait_fd = Some(fd);
+            }
+            "--wait-file" => o.wait_file = Some(value()?.into()),
+            "--seccomp" => o.seccomp = Some(value()?.into()),
+            "--env-file" => o.env_file = Some(value()?.into()),
+            _ => break,
+        }
         rest = &rest[2..];
     }
     while rest.first().is_some_and(|a| a == "--") {
         rest = &rest[1..];
     }
-    Ok((wait_fd, rest))
+    Ok((o, rest))
+}
+
+/// The most an env file or a filter may hold.
+const MAX_FILE: u64 = 1 << 20;
+
+fn read_small(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut data = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if data.len() as u64 > MAX_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_FILE} bytes",
+            path.display()
+        ));
+    }
+    Ok(data)
+}
+
+/// `KEY=VALUE\0…` → pairs; an entry without `=` or with an empty key is an error.
+fn read_env_file(path: &std::path::Path) -> Result<Vec<(OsString, OsString)>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let data = read_small(path)?;
+    let mut out = Vec::new();
+    for entry in data.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+        let eq = entry
+            .iter()
+            .position(|b| *b == b'=')
+            .filter(|i| *i > 0)
+            .ok_or_else(|| format!("{}: an entry is not KEY=VALUE", path.display()))?;
+        out.push((
+            std::ffi::OsStr::from_bytes(&entry[..eq]).to_owned(),
+            std::ffi::OsStr::from_bytes(&entry[eq + 1..]).to_owned(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Sets `no_new_privs` and installs the raw BPF program in `path` for this process and
+/// everything it starts.
+#[allow(unsafe_code)]
+fn install_seccomp(path: &std::path::Path) -> Result<(), String> {
+    let data = read_small(path)?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if data.is_empty() || data.len() % size != 0 || data.len() / size > u16::MAX as usize {
+        return Err(format!("{} is not a seccomp filter", path.display()));
+    }
+    let filter: Vec<libc::sock_filter> = data
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with integer arguments; seccomp with a pointer to `prog`, which points
+    // into `filter`, both alive for the call (the kernel copies the program).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(format!(
+                "cannot set no_new_privs: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        ) != 0
+        {
+            return Err(format!(
+                "cannot install the seccomp filter: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the release FIFO for reading, as a raw fd for [`wait_for_release`]. wrapix holds it
+/// open for writing from before the sandbox starts, so this does not block.
+fn open_release(path: &std::path::Path) -> Result<i32, String> {
+    use std::os::fd::IntoRawFd;
+    std::fs::File::open(path)
+        .map(|f| f.into_raw_fd())
+        .map_err(|e| format!("cannot open the release {}: {e}", path.display()))
 }
 
 /// Reads the release byte from `fd` and closes it (the command must not inherit it).
@@ -95,6 +238,11 @@ fn wait_for_release(fd: i32) -> Result<(), String> {
 
 /// Runs `argv` and returns the exit code for the sandbox.
 pub fn run(argv: &[OsString]) -> i32 {
+    run_with(argv, None)
+}
+
+/// [`run`], with the command's whole environment when `env` is given.
+fn run_with(argv: &[OsString], env: Option<&[(OsString, OsString)]>) -> i32 {
     let Some((prog, args)) = argv.split_first() else {
         eprintln!("wrapix: nothing to run");
         return 2;
@@ -113,6 +261,9 @@ pub fn run(argv: &[OsString]) -> i32 {
     }
     let mut cmd = Command::new(prog);
     cmd.args(args).process_group(0);
+    if let Some(env) = env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
     child_setup(&mut cmd, take_terminal());
     let child = match cmd.spawn() {
         Ok(c) => c,
@@ -199,24 +350,78 @@ mod tests {
     #[test]
     fn parses_the_old_and_the_new_argv() {
         let cmd = os(&["sh", "-c", "true"]);
-        for (args, fd) in [
-            (os(&["--", "sh", "-c", "true"]), None),
-            (os(&["sh", "-c", "true"]), None),
-            (os(&["--wait-fd", "3", "--", "sh", "-c", "true"]), Some(3)),
-            (os(&["--wait-fd", "7", "sh", "-c", "true"]), Some(7)),
+        let fd = |n| Options {
+            wait_fd: Some(n),
+            ..Options::default()
+        };
+        for (args, want) in [
+            (os(&["--", "sh", "-c", "true"]), Options::default()),
+            (os(&["sh", "-c", "true"]), Options::default()),
+            (os(&["--wait-fd", "3", "--", "sh", "-c", "true"]), fd(3)),
+            (os(&["--wait-fd", "7", "sh", "-c", "true"]), fd(7)),
+            (
+                os(&[
+                    "--seccomp",
+                    "/s",
+                    "--env-file",
+                    "/e",
+                    "--wait-file",
+                    "/w",
+                    "--",
+                    "sh",
+                    "-c",
+                    "true",
+                ]),
+                Options {
+                    wait_fd: None,
+                    wait_file: Some("/w".into()),
+                    seccomp: Some("/s".into()),
+                    env_file: Some("/e".into()),
+                },
+            ),
         ] {
-            let (got_fd, got) = parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-            assert_eq!((got_fd, got), (fd, cmd.as_slice()), "{args:?}");
+            let (got, rest) = parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!((got, rest), (want, cmd.as_slice()), "{args:?}");
         }
         // A command's own `--wait-fd` after `--` is the command's.
         let args = os(&["--", "--wait-fd", "3"]);
-        assert_eq!(parse(&args).ok(), Some((None, &args[1..])));
+        assert_eq!(parse(&args).ok(), Some((Options::default(), &args[1..])));
         for bad in [
             &["--wait-fd"][..],
             &["--wait-fd", "x", "--", "true"],
             &["--wait-fd", "1", "--", "true"],
+            &["--seccomp"],
+            &["--env-file"],
         ] {
             assert!(parse(&os(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_files_are_nul_separated_and_strict() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("env");
+        std::fs::write(&p, b"A=1\0B=two\nlines\0C=\0").unwrap_or_else(|e| panic!("{e}"));
+        let env = read_env_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            env,
+            [("A", "1"), ("B", "two\nlines"), ("C", "")]
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        );
+        for bad in [&b"NOEQUALS\0"[..], b"=v\0"] {
+            std::fs::write(&p, bad).unwrap_or_else(|e| panic!("{e}"));
+            assert!(read_env_file(&p).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_no_filter_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("bpf");
+        for bad in [&b""[..], b"123"] {
+            std::fs::write(&p, bad).unwrap_or_else(|e| panic!("{e}"));
+            let e = install_seccomp(&p).err().unwrap_or_default();
+            assert!(e.contains("not a seccomp filter"), "{e}");
         }
     }
 
