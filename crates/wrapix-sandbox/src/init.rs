@@ -93,10 +93,7 @@ struct Options {
 fn parse(args: &[OsString]) -> Result<(Options, &[OsString]), String> {
     let mut rest = args;
     let mut o = Options::default();
-    loop {
-        let Some(flag) = rest.first().and_then(|a| a.to_str()) else {
-            break;
-        };
+    while let Some(flag) = rest.first().and_then(|a| a.to_str()) {
         let value = || rest.get(1).ok_or(format!("{flag} needs a value"));
         match flag {
             "--wait-fd" => {
