@@ -70,14 +70,23 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         }
         None => None,
     };
-    let block = match plan.block_fd {
-        Some(target) => {
+    let block = match (plan.block_fd, &plan.release_fifo) {
+        (Some(target), _) => {
             let (r, w) = pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| SandboxError::sys("create the block pipe", e))?;
             maps.push((r, target));
             Some(File::from(w))
         }
-        None => None,
+        // Read and write: never blocks for want of a reader, and the init's read end sees
+        // end-of-file once this is closed without the byte.
+        (None, Some(fifo)) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(fifo)
+                .map_err(|e| SandboxError::io(format!("open {}", fifo.display()), e))?,
+        ),
+        (None, None) => None,
     };
 
     // Block the forwarded signals in this process before spawning, so that none is lost
@@ -132,6 +141,9 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     if placed.is_none() {
         map_fds_in_child(&mut cmd, pairs)?;
     }
+    if plan.guard_backend {
+        guard_backend(&mut cmd);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("start {}", plan.program.display()), e))?;
@@ -159,21 +171,38 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
                 });
             }
         },
-        None => None,
+        // Nothing reported: the backend itself.
+        None => i32::try_from(child.id()).ok(),
     };
 
     let mut network = None;
     let mut held_pid = None;
-    if let Some(net) = &plan.network {
-        // The process whose network namespace is the sandbox's: the one the backend reported
-        // on --info-fd (bwrap), or the one in its PID file (podman, whose own PID is reported).
-        let held = match &plan.pid_file {
-            Some(path) => wait_for_pid_file(path, &mut child, SANDBOX_START_TIMEOUT),
-            None => sandbox_pid.ok_or_else(|| SandboxError::Network {
+    // The process whose network namespace is the sandbox's: the one the backend reported on
+    // --info-fd (bwrap), the one in its PID file (podman, whose own PID is reported), or the
+    // backend's child in a namespace of its own (nspawn).
+    let find_holder = |child: &mut Child| {
+        if plan.holder_in_child {
+            let parent = i32::try_from(child.id()).unwrap_or(0);
+            wait_for_netns_child(parent, child, SANDBOX_START_TIMEOUT)
+        } else if let Some(path) = &plan.pid_file {
+            wait_for_pid_file(path, child, SANDBOX_START_TIMEOUT)
+        } else {
+            sandbox_pid.ok_or_else(|| SandboxError::Network {
                 detail: "the backend reported no sandbox PID".into(),
                 fix: "run `wrapix doctor`, or run with --network none".into(),
-            }),
-        };
+            })
+        }
+    };
+    if plan.network.is_none() && plan.signals == SignalTarget::Holder {
+        match find_holder(&mut child) {
+            Ok(pid) => held_pid = Some(pid),
+            // The sandbox ended (or never started) before it could be found: nothing to
+            // forward to; its exit status says the rest.
+            Err(e) => tracing::debug!("no sandbox process to forward signals to: {e}"),
+        }
+    }
+    if let Some(net) = &plan.network {
+        let held = find_holder(&mut child);
         let attached = match held {
             Ok(pid) => crate::network::attach(net, pid)
                 .map(|a| (a, pid))
@@ -209,13 +238,15 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     };
     if let Some(pid) = sandbox_pid {
         // pidfds: a signal never reaches another process that got a reused PID.
+        let by_pidfd = |pid: Option<i32>| match pid.and_then(pidfd) {
+            Some(fd) => Target::Process(fd),
+            // Already gone: nothing to forward to.
+            None => Target::Gone,
+        };
         let target = match plan.signals {
-            SignalTarget::Process => match pidfd(pid) {
-                Some(fd) => Target::Process(fd),
-                // Already gone: nothing to forward to.
-                None => Target::Gone,
-            },
+            SignalTarget::Process => by_pidfd(Some(pid)),
             SignalTarget::Group => Target::Group(pid),
+            SignalTarget::Holder => by_pidfd(held_pid),
         };
         let backend = pidfd(child.id() as i32);
         std::thread::spawn(move || forward_signals(set, target, backend, resizer));
@@ -407,6 +438,82 @@ fn wait_for_pid_file(
             });
         }
         std::thread::sleep(PID_FILE_POLL);
+    }
+}
+
+/// Waits until the backend process `parent` has a child in a network namespace other than
+/// wrapix's (the sandbox's first process), while it runs: an error if it exits first or
+/// `timeout` passes. Only a different namespace counts, so the host's own is never returned.
+fn wait_for_netns_child(
+    parent: i32,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<i32, SandboxError> {
+    let ns = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
+    let own = ns("self").ok_or_else(|| SandboxError::Network {
+        detail: "cannot read this process's network namespace".into(),
+        fix: "mount /proc".into(),
+    })?;
+    let start = Instant::now();
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for task in tasks {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for pid in children.split_whitespace() {
+                if ns(pid).is_some_and(|n| n != own) {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        return Ok(pid);
+                    }
+                }
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(SandboxError::Network {
+                detail: format!(
+                    "the sandbox ended before it started ({status}; its message is above)"
+                ),
+                fix: "run `wrapix doctor`".into(),
+            });
+        }
+        if start.elapsed() >= timeout {
+            return Err(SandboxError::Network {
+                detail: format!("the sandbox did not start within {} s", timeout.as_secs()),
+                fix: "run `wrapix doctor`, or run with --network none".into(),
+            });
+        }
+        std::thread::sleep(PID_FILE_POLL);
+    }
+}
+
+/// The backend dies with wrapix (SIGTERM, on which nspawn kills its container) and ignores the
+/// signals that would kill it without stopping its container; the sandbox's init gets them
+/// from wrapix instead ([`SignalTarget::Holder`]).
+#[allow(unsafe_code)]
+fn guard_backend(cmd: &mut Command) {
+    // SAFETY: between fork and exec; prctl and signal with integer arguments only.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for sig in [
+                libc::SIGHUP,
+                libc::SIGQUIT,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+                libc::SIGWINCH,
+            ] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        });
     }
 }
 

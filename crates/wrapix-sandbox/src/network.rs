@@ -126,7 +126,11 @@ pub fn pasta(program: PathBuf, dns_forward: Option<&str>, uid: u32) -> NetworkSe
         // As root, pasta would switch to `nobody` and lose access to the namespace.
         args.extend(["--runas", "0:0"].map(OsString::from));
     }
-    NetworkSetup { program, args }
+    NetworkSetup {
+        program,
+        args,
+        join_userns: false,
+    }
 }
 
 /// Every address of the host except loopback, which the namespace has its own copy of. An
@@ -260,7 +264,14 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
         .arg(&pidfile.path)
         .arg("--netns")
         .arg(&netns_path);
-    if let Some(userns_path) = &userns_path {
+    // As root, by path: pasta cannot open wrapix's /proc/<pid>/fd/N once it has given up its
+    // capabilities.
+    let pasta_userns = match (&userns_path, net.join_userns) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(format!("/proc/{pid}/ns/user")),
+        (None, false) => None,
+    };
+    if let Some(userns_path) = &pasta_userns {
         cmd.arg("--userns").arg(userns_path);
     }
     cmd.stdin(Stdio::null())

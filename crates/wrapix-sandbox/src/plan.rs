@@ -37,6 +37,9 @@ pub struct NetworkSetup {
     pub program: PathBuf,
     /// Arguments before the namespace options the executor adds (`--netns`, `--userns`).
     pub args: Vec<OsString>,
+    /// Join the user namespace that owns the sandbox's network namespace even as root
+    /// (systemd-nspawn's: pasta drops its capabilities before it opens the namespace).
+    pub join_userns: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,18 @@ pub struct LaunchPlan {
     /// the file before starting the plan and waits for it (bounded) only when there is
     /// network set-up to do.
     pub pid_file: Option<PathBuf>,
+    /// The sandbox's first process is the backend's child that has a network namespace of its
+    /// own (systemd-nspawn, which reports nothing): the executor finds it under `/proc`, for
+    /// the network set-up and for [`SignalTarget::Holder`].
+    pub holder_in_child: bool,
+    /// A FIFO the sandbox's init waits on (`--wait-file`) instead of [`LaunchPlan::block_fd`],
+    /// for a backend that passes no descriptors: the executor opens it for writing before the
+    /// start and writes the release byte (or closes it: "do not run").
+    pub release_fifo: Option<PathBuf>,
+    /// Start the backend with `PR_SET_PDEATHSIG` = SIGTERM and SIGHUP, SIGQUIT, SIGUSR1,
+    /// SIGUSR2 and SIGWINCH ignored: systemd-nspawn dies of those and leaves its container
+    /// running; on SIGTERM it kills the container.
+    pub guard_backend: bool,
     pub network: Option<NetworkSetup>,
     /// Give the sandbox a fresh pseudo-terminal (when wrapix runs on a terminal).
     pub terminal: bool,
@@ -85,6 +100,9 @@ pub enum SignalTarget {
     /// nothing to a PID namespace's init that has no handler), so the group is the command
     /// and whatever it started.
     Group,
+    /// The sandbox's first process found by the executor ([`LaunchPlan::holder_in_child`]):
+    /// wrapix's init, which passes them on; the backend itself is not told.
+    Holder,
 }
 
 impl LaunchPlan {

@@ -4,6 +4,7 @@
 pub mod bwrap;
 pub mod limits;
 pub mod podman;
+pub mod stage;
 
 use crate::error::SandboxError;
 use crate::plan::LaunchPlan;

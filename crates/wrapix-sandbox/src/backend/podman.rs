@@ -33,8 +33,6 @@
 //! before children).
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use wrapix_spec::{MountMode, Network};
@@ -53,14 +51,9 @@ const INFO_FD: i32 = 4;
 /// `/run/wrapix` inside the sandbox; staged by [`Podman::stage`].
 const SANDBOX_RUN_DIR: &str = "/run/wrapix";
 
-enum RunDirEntry {
-    Dir,
-    /// An empty file to bind onto.
-    File,
-    Symlink(&'static str),
-}
-
 /// The staged `/run/wrapix`, relative to it, parents first.
+use super::stage::RunDirEntry;
+
 const RUN_DIR_ENTRIES: &[(&str, RunDirEntry)] = &[
     ("", RunDirEntry::Dir),
     ("bin", RunDirEntry::Dir),
@@ -198,28 +191,9 @@ impl Podman {
     /// Builds [`Podman::run_dir`]: the symlinks of `/run/wrapix` and the empty mount points
     /// for wrapix and the notification folder ([`RUN_DIR_ENTRIES`]).
     fn stage_run_dir(&self) -> Result<(), SandboxError> {
-        let io = |what: &str, p: &Path, e| SandboxError::io(format!("{what} {}", p.display()), e);
-        for (rel, entry) in RUN_DIR_ENTRIES {
-            let p = self.run_dir().join(rel);
-            match entry {
-                RunDirEntry::Dir => {
-                    std::fs::create_dir_all(&p).map_err(|e| io("create", &p, e))?;
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-                        .map_err(|e| io("protect", &p, e))?;
-                }
-                RunDirEntry::File => std::fs::write(&p, b"").map_err(|e| io("create", &p, e))?,
-                RunDirEntry::Symlink(target) => {
-                    match std::fs::remove_file(&p) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io("remove", &p, e)),
-                    }
-                    std::os::unix::fs::symlink(target, &p).map_err(|e| io("create", &p, e))?;
-                }
-            }
-        }
-        Ok(())
+        super::stage::run_dir(&self.run_dir(), RUN_DIR_ENTRIES)
     }
+
 }
 
 fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
@@ -250,7 +224,6 @@ impl Backend for Podman {
     /// Writes the generated files, the seccomp profile and the env file. Call before
     /// `execute`; remove [`Podman::stage`] afterwards.
     fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
-        let io = |what: &str, e| SandboxError::io(format!("{what} {}", self.stage.display()), e);
         // podman reads the env file by path: a value with a line break would become a second
         // variable.
         if let Some((k, _)) = run.env.iter().find(|(_, v)| v.contains(['\n', '\r'])) {
@@ -261,48 +234,8 @@ impl Backend for Podman {
                 fix: "remove the line break from its value, or use the bwrap backend".into(),
             });
         }
-        // The parent (`wrapix-UID`) must be this user's folder that nobody else can write, not
-        // a link or a folder someone else made first; the run's own folder (0700) is made
-        // fresh inside it.
-        if let Some(parent) = self.stage.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| io("create", e))?;
-            let meta = std::fs::symlink_metadata(parent).map_err(|e| io("inspect", e))?;
-            if !meta.is_dir()
-                || meta.uid() != nix::unistd::geteuid().as_raw()
-                || meta.mode() & 0o022 != 0
-            {
-                return Err(SandboxError::Missing {
-                    what: format!(
-                        "{} is not a folder of yours that only you can write (not a link)",
-                        parent.display()
-                    ),
-                    fix: format!(
-                        "remove it, or set XDG_RUNTIME_DIR to a private folder of yours ({})",
-                        parent.display()
-                    ),
-                });
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.stage);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&self.stage)
-            .map_err(|e| io("create", e))?;
-        let write = |path: &Path, data: &[u8], mode: u32| -> Result<(), SandboxError> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(path)
-                .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))?;
-            f.write_all(data)
-                .map_err(|e| SandboxError::io(format!("write {}", path.display()), e))
-        };
+        super::stage::private_dir(&self.stage)?;
+        let write = super::stage::write_file;
         self.stage_run_dir()?;
         let profile = seccomp::profile_json(std::env::consts::ARCH)?;
         write(&self.seccomp_file(), profile.as_bytes(), 0o600)?;
@@ -542,6 +475,9 @@ impl Backend for Podman {
             not_started: None,
             block_fd: network.as_ref().map(|_| BLOCK_FD),
             pid_file: network.as_ref().map(|_| self.pid_file()),
+            holder_in_child: false,
+            release_fifo: None,
+            guard_backend: false,
             network,
             terminal: run.terminal,
             // The reported PID is podman's, which passes signals into the container.
