@@ -181,9 +181,9 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     // --info-fd (bwrap), the one in its PID file (podman, whose own PID is reported), or the
     // backend's child in a namespace of its own (nspawn).
     let find_holder = |child: &mut Child| {
-        if plan.holder_in_child {
+        if let Some(comm) = &plan.holder_in_child {
             let parent = i32::try_from(child.id()).unwrap_or(0);
-            wait_for_netns_child(parent, child, SANDBOX_START_TIMEOUT)
+            wait_for_netns_child(plan.backend, parent, comm, child, SANDBOX_START_TIMEOUT)
         } else if let Some(path) = &plan.pid_file {
             wait_for_pid_file(path, child, SANDBOX_START_TIMEOUT)
         } else {
@@ -442,10 +442,13 @@ fn wait_for_pid_file(
 }
 
 /// Waits until the backend process `parent` has a child in a network namespace other than
-/// wrapix's (the sandbox's first process), while it runs: an error if it exits first or
-/// `timeout` passes. Only a different namespace counts, so the host's own is never returned.
+/// wrapix's that runs `comm` (the sandbox's first process, set up), while the backend runs: an
+/// error if it exits first or `timeout` passes. Only a different namespace counts, so the
+/// host's own is never returned.
 fn wait_for_netns_child(
+    backend: &'static str,
     parent: i32,
+    comm: &str,
     child: &mut Child,
     timeout: Duration,
 ) -> Result<i32, SandboxError> {
@@ -465,9 +468,12 @@ fn wait_for_netns_child(
             .flatten()
             .flatten();
         for task in tasks {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             for pid in children.split_whitespace() {
-                if ns(pid).is_some_and(|n| n != own) {
+                let runs = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim_end() == comm);
+                if runs && ns(pid).is_some_and(|n| n != own) {
                     if let Ok(pid) = pid.parse::<i32>() {
                         return Ok(pid);
                     }
@@ -475,17 +481,19 @@ fn wait_for_netns_child(
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(SandboxError::Network {
-                detail: format!(
+            return Err(SandboxError::Unavailable {
+                backend,
+                problem: format!(
                     "the sandbox ended before it started ({status}; its message is above)"
                 ),
                 fix: "run `wrapix doctor`".into(),
             });
         }
         if start.elapsed() >= timeout {
-            return Err(SandboxError::Network {
-                detail: format!("the sandbox did not start within {} s", timeout.as_secs()),
-                fix: "run `wrapix doctor`, or run with --network none".into(),
+            return Err(SandboxError::Unavailable {
+                backend,
+                problem: format!("the sandbox did not start within {} s", timeout.as_secs()),
+                fix: "run `wrapix doctor`".into(),
             });
         }
         std::thread::sleep(PID_FILE_POLL);

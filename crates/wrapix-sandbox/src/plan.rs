@@ -71,9 +71,11 @@ pub struct LaunchPlan {
     /// network set-up to do.
     pub pid_file: Option<PathBuf>,
     /// The sandbox's first process is the backend's child that has a network namespace of its
-    /// own (systemd-nspawn, which reports nothing): the executor finds it under `/proc`, for
-    /// the network set-up and for [`SignalTarget::Holder`].
-    pub holder_in_child: bool,
+    /// own and runs the program with this name (its `comm`: wrapix's init, which then waits
+    /// for the release; systemd-nspawn reports nothing, and its child is not ready to be
+    /// joined before it execs). The executor finds it under `/proc`, for the network set-up
+    /// and for [`SignalTarget::Holder`].
+    pub holder_in_child: Option<String>,
     /// A FIFO the sandbox's init waits on (`--wait-file`) instead of [`LaunchPlan::block_fd`],
     /// for a backend that passes no descriptors: the executor opens it for writing before the
     /// start and writes the release byte (or closes it: "do not run").

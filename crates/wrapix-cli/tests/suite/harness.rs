@@ -41,6 +41,8 @@ pub enum Backend {
     Bwrap,
     /// Rootless podman with the image profile `escape`.
     Podman,
+    /// systemd-nspawn with the `host` profile; root only (the root pass).
+    Nspawn,
 }
 
 /// bwrap arguments of the smoke test: the namespaces wrapix uses, running `true`.
@@ -83,7 +85,8 @@ pub fn backend() -> Backend {
     match std::env::var("WRAPIX_TEST_BACKEND").as_deref() {
         Err(_) | Ok("") | Ok("bwrap") => Backend::Bwrap,
         Ok("podman") => Backend::Podman,
-        Ok(other) => panic!("WRAPIX_TEST_BACKEND={other:?}: expected bwrap or podman"),
+        Ok("nspawn") => Backend::Nspawn,
+        Ok(other) => panic!("WRAPIX_TEST_BACKEND={other:?}: expected bwrap, podman or nspawn"),
     }
 }
 
@@ -238,6 +241,21 @@ fn bwrap_ready(env: &Env) -> Result<(), &'static str> {
         .as_ref()
         .map_err(String::as_str)
         .copied()
+}
+
+/// systemd-nspawn can run here: root (the root pass) and the program installed.
+fn nspawn_ready(env: &Env) -> Result<(), String> {
+    if env.uid != 0 {
+        return Err(
+            "systemd-nspawn runs only as root (the root pass: WRAPIX_TEST_AS_ROOT=1)".into(),
+        );
+    }
+    if !have("systemd-nspawn") {
+        return Err(
+            "systemd-nspawn is not installed (sudo apt-get install systemd-container)".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The `escape` image for podman cases: built (or verified) with `wrapix image build` as the
@@ -424,6 +442,16 @@ impl Case {
     pub fn escape() -> Option<Case> {
         match backend() {
             Backend::Bwrap => Case::new(),
+            Backend::Nspawn => {
+                let env = Self::env_or_skip()?;
+                if let Err(reason) = nspawn_ready(env) {
+                    skip(&reason);
+                    return None;
+                }
+                let mut c = Self::fresh(env);
+                c.backend = Backend::Nspawn;
+                Some(c.host_env("WRAPIX_BACKEND", "nspawn"))
+            }
             Backend::Podman => {
                 let env = Self::env_or_skip()?;
                 let rootfs = match podman_ready(env) {

@@ -354,7 +354,7 @@ impl Backend for Bwrap {
             not_started: Some(run.not_started_code()),
             block_fd,
             pid_file: None,
-            holder_in_child: false,
+            holder_in_child: None,
             release_fifo: None,
             guard_backend: false,
             network,

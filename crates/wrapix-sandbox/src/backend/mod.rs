@@ -3,6 +3,7 @@
 
 pub mod bwrap;
 pub mod limits;
+pub mod nspawn;
 pub mod podman;
 pub mod stage;
 
@@ -120,7 +121,7 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
-pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY];
+pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY];
 
 /// The backend `auto` means on this host.
 pub const DEFAULT: &str = "bwrap";

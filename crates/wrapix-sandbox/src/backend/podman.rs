@@ -193,7 +193,6 @@ impl Podman {
     fn stage_run_dir(&self) -> Result<(), SandboxError> {
         super::stage::run_dir(&self.run_dir(), RUN_DIR_ENTRIES)
     }
-
 }
 
 fn arg(args: &mut Vec<OsString>, parts: &[&dyn AsRef<OsStr>]) {
@@ -475,7 +474,7 @@ impl Backend for Podman {
             not_started: None,
             block_fd: network.as_ref().map(|_| BLOCK_FD),
             pid_file: network.as_ref().map(|_| self.pid_file()),
-            holder_in_child: false,
+            holder_in_child: None,
             release_fifo: None,
             guard_backend: false,
             network,

@@ -1,0 +1,314 @@
+//! The whole nspawn argv, pinned, and the staged folder it names.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wrapix_spec::{
+    Agent, AgentHome, BackendKind, HostUser, MountMode, Network, Profile, Resources, SandboxPath,
+    Spec,
+};
+
+use super::*;
+use crate::prepare::{Bind, GeneratedFile, Prepared};
+use crate::root::RootFs;
+
+fn prepared(network: Network, resources: Resources) -> Prepared {
+    let ws = SandboxPath::from_static("/workspace");
+    let home = SandboxPath::from_static("/home/ada");
+    let spec = Spec {
+        project: "/home/ada/proj".into(),
+        backend: BackendKind::Named("nspawn"),
+        profile: Profile::Host,
+        network,
+        env: BTreeMap::new(),
+        mounts: vec![],
+        deploy_key: None,
+        agent: Agent {
+            command: vec!["claude".into()],
+            home: AgentHome::Project,
+            forward_api_key: false,
+        },
+        protect: vec![".git/hooks".into()],
+        resources,
+        mcp: Default::default(),
+        user: HostUser {
+            uid: 1000,
+            gid: 1000,
+            name: "ada".into(),
+            home: "/home/ada".into(),
+        },
+        origins: BTreeMap::new(),
+    };
+    let bind = |s: &str, d: SandboxPath, mode| Bind {
+        source: PathBuf::from(s),
+        dest: d,
+        mode,
+    };
+    Prepared {
+        spec,
+        root: RootFs {
+            name: "host".into(),
+            entries: vec![
+                RootEntry::RoBind {
+                    source: "/usr".into(),
+                    dest: "/usr".into(),
+                },
+                RootEntry::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into(),
+                },
+                RootEntry::RoBind {
+                    source: "/home/ada/.cache/wrapix/etc/k".into(),
+                    dest: "/etc".into(),
+                },
+            ],
+            image: None,
+        },
+        home: home.clone(),
+        home_source: None,
+        pinned: Vec::new(),
+        binds: vec![
+            bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
+            bind(
+                "/home/ada/proj/.git/hooks",
+                ws.join(".git/hooks"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/.local/state/wrapix/projects/proj-0123456789abcdef/claude",
+                home.join(".claude"),
+                MountMode::ReadWrite,
+            ),
+        ],
+        files: vec![
+            GeneratedFile {
+                dest: SandboxPath::from_static("/etc/resolv.conf"),
+                contents: b"nameserver 169.254.1.53\n".to_vec(),
+                writable: false,
+            },
+            GeneratedFile {
+                dest: home.join(".gitconfig"),
+                contents: b"g".to_vec(),
+                writable: true,
+            },
+        ],
+        env: [
+            ("HOME".to_owned(), "/home/ada".to_owned()),
+            ("ANTHROPIC_API_KEY".to_owned(), "sk-secret".to_owned()),
+        ]
+        .into(),
+        command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
+        network,
+        dns_forward: (network == Network::Open).then(|| "169.254.1.53".to_owned()),
+        terminal: false,
+        self_exe: "/usr/bin/wrapix".into(),
+        init_exe: Some("/usr/bin/wrapix-init".into()),
+        serve_exe: None,
+        etc: None,
+        notices: vec![],
+        after_exit: vec![],
+    }
+}
+
+fn backend() -> Nspawn {
+    Nspawn {
+        nspawn: Some("/usr/bin/systemd-nspawn".into()),
+        pasta: Some("/usr/bin/pasta".into()),
+        systemd_run: None,
+        root: true,
+        stage: "/run/wrapix-nspawn/nspawn-42".into(),
+        limits: None,
+    }
+}
+
+fn args(p: &LaunchPlan) -> Vec<String> {
+    p.args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn argv_network_none() {
+    let p = backend()
+        .plan(&prepared(Network::None, Resources::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    let a = args(&p);
+    for flag in [
+        "--private-users=pick",
+        "--private-network",
+        "--drop-capability=all",
+        "--no-new-privileges=yes",
+        "--read-only",
+        "--register=no",
+    ] {
+        assert!(a.iter().any(|x| x == flag), "{flag} missing: {a:?}");
+    }
+    // The environment never reaches nspawn's argv or its own environment.
+    assert!(!a.iter().any(|x| x.contains("sk-secret")), "{a:?}");
+    assert!(!p
+        .env
+        .iter()
+        .any(|(_, v)| v.to_string_lossy().contains("sk-secret")));
+    assert!(p.holder_in_child.is_some() && p.guard_backend);
+    assert_eq!(p.signals, SignalTarget::Holder);
+    assert_eq!(p.release_fifo, None);
+}
+
+#[test]
+fn argv_network_open() {
+    let p = backend()
+        .plan(&prepared(Network::Open, Resources::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    let net = p.network.as_ref().unwrap_or_else(|| panic!("no network"));
+    assert!(net.join_userns);
+    assert_eq!(
+        p.release_fifo.as_deref(),
+        Some(Path::new("/run/wrapix-nspawn/nspawn-42/run-wrapix/release"))
+    );
+    let a = args(&p);
+    let i = a.iter().position(|x| x == "--wait-file").unwrap_or(0);
+    assert_eq!(a.get(i + 1).map(String::as_str), Some(RELEASE_INSIDE));
+}
+
+#[test]
+fn refusals_name_the_fix() {
+    let run = prepared(Network::None, Resources::default());
+    let err =
+        |b: Nspawn, run: &Prepared| b.plan(run).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = err(
+        Nspawn {
+            root: false,
+            ..backend()
+        },
+        &run,
+    );
+    assert!(e.contains("only as root") && e.contains("sudo"), "{e}");
+    let e = err(
+        Nspawn {
+            nspawn: None,
+            ..backend()
+        },
+        &run,
+    );
+    assert!(e.contains("systemd-container"), "{e}");
+    let e = err(
+        Nspawn {
+            pasta: None,
+            ..backend()
+        },
+        &prepared(Network::Open, Resources::default()),
+    );
+    assert!(e.contains("passt"), "{e}");
+    let limited = prepared(
+        Network::None,
+        Resources {
+            memory_mb: Some(64),
+            ..Resources::default()
+        },
+    );
+    let e = err(
+        Nspawn {
+            limits: Some(Err("no systemd".into())),
+            ..backend()
+        },
+        &limited,
+    );
+    assert!(e.contains("[resources]") && e.contains("no systemd"), "{e}");
+    let mut colon = prepared(Network::None, Resources::default());
+    colon.binds[0].source = "/home/ada/a:b".into();
+    let e = err(backend(), &colon);
+    assert!(e.contains("`:`"), "{e}");
+}
+
+#[test]
+fn resources_go_through_a_scope() {
+    let scope = crate::backend::limits::Scope {
+        systemd_run: "/usr/bin/systemd-run".into(),
+        user: false,
+        runtime_dir: None,
+    };
+    let run = prepared(
+        Network::None,
+        Resources {
+            memory_mb: Some(64),
+            pids: Some(100),
+            cpus: None,
+        },
+    );
+    let p = Nspawn {
+        limits: Some(Ok(scope)),
+        ..backend()
+    }
+    .plan(&run)
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.program, Path::new("/usr/bin/systemd-run"));
+    let a = args(&p);
+    assert!(a.contains(&"--property=MemoryMax=64M".to_owned()), "{a:?}");
+    assert!(a.contains(&"/usr/bin/systemd-nspawn".to_owned()), "{a:?}");
+}
+
+/// Staging writes the skeleton (mount points, links), the home with its files, the env file
+/// and the filter; cleanup removes all of it.
+#[test]
+fn staging_builds_the_folder_the_plan_names() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: staging chowns to the user, which needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let b = Nspawn {
+        stage: dir.path().join("wrapix-nspawn/nspawn-1"),
+        ..backend()
+    };
+    let mut run = prepared(Network::Open, Resources::default());
+    // Sources that exist here.
+    run.root.entries[2] = RootEntry::RoBind {
+        source: "/etc".into(),
+        dest: "/etc".into(),
+    };
+    let proj = dir.path().join("proj");
+    let claude = dir.path().join("claude");
+    std::fs::create_dir_all(proj.join(".git/hooks")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&claude).unwrap_or_else(|e| panic!("{e}"));
+    run.binds[0].source = proj.clone();
+    run.binds[1].source = proj.join(".git/hooks");
+    run.binds[2].source = claude;
+    b.stage(&run).unwrap_or_else(|e| panic!("{e}"));
+    let s = &b.stage;
+    for p in [
+        "root/usr",
+        "root/dev",
+        "root/var/tmp",
+        "root/workspace",
+        "root/home/ada",
+        "root/etc",
+        "home/.claude",
+    ] {
+        assert!(s.join(p).symlink_metadata().is_ok(), "{p} missing");
+    }
+    assert_eq!(
+        std::fs::read_link(s.join("root/bin")).ok(),
+        Some(PathBuf::from("usr/bin"))
+    );
+    use std::os::unix::fs::MetadataExt;
+    let home = std::fs::metadata(s.join("home")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((home.uid(), home.mode() & 0o777), (1000, 0o700));
+    assert_eq!(
+        std::fs::read(s.join("home/.gitconfig")).ok(),
+        Some(b"g".to_vec())
+    );
+    let env = std::fs::read(s.join("run-wrapix/env")).unwrap_or_default();
+    assert!(env
+        .split(|c| *c == 0)
+        .any(|e| e == b"ANTHROPIC_API_KEY=sk-secret"));
+    let bpf = std::fs::metadata(s.join("run-wrapix/seccomp.bpf")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(bpf.len() > 0 && bpf.len() % 8 == 0);
+    assert!(std::fs::symlink_metadata(s.join("run-wrapix/release"))
+        .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        .unwrap_or(false));
+    b.cleanup();
+    assert!(!s.exists());
+}
