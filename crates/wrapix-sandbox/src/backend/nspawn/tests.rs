@@ -305,7 +305,7 @@ fn staging_builds_the_folder_the_plan_names() {
         .split(|c| *c == 0)
         .any(|e| e == b"ANTHROPIC_API_KEY=sk-secret"));
     let bpf = std::fs::metadata(s.join("run-wrapix/seccomp.bpf")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(bpf.len() > 0 && bpf.len() % 8 == 0);
+    assert!(bpf.len() > 0 && bpf.len().is_multiple_of(8));
     assert!(std::fs::symlink_metadata(s.join("run-wrapix/release"))
         .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
         .unwrap_or(false));
