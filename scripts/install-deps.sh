@@ -18,9 +18,10 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # fuse-overlayfs: the rootless podman backend; mmdebstrap: the image builder (npm, for Claude
 # Code in images, comes with Node.js); dbus, xvfb, i3-wm, tmux: notifications (a private
 # session bus, X11 focus under a real window manager, tmux pane focus) and the MCP server;
-# python3-venv: the official MCP Python SDK, in a venv under target/.
+# python3-venv: the official MCP Python SDK, in a venv under target/; systemd-container: the
+# nspawn backend (its escape pass runs as root).
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
-  mmdebstrap dbus xvfb i3-wm tmux)
+  mmdebstrap dbus xvfb i3-wm tmux systemd-container)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 
@@ -43,6 +44,14 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != "666" ] && [ "$(id -
 fi
 
 [ "$tests" -eq 1 ] || exit 0
+
+# systemd-nspawn keeps a propagation folder in /run/systemd/nspawn and warns at every start
+# when that is not a tmpfs (hosts whose /run is not one, as CI machines).
+if command -v systemd-nspawn >/dev/null 2>&1 && [ "$(stat -f -c %T /run/systemd/nspawn 2>/dev/null)" != "tmpfs" ]; then
+  say "mounting a tmpfs on /run/systemd/nspawn: /run is not a tmpfs here, and systemd-nspawn warns at every start without one"
+  $SUDO mkdir -p /run/systemd/nspawn
+  $SUDO mount -t tmpfs -o mode=0755 tmpfs /run/systemd/nspawn
+fi
 
 # Podman on hosts without systemd and with hybrid cgroups (CI): runc (crun fails there), the
 # cgroupfs manager, and the overlay driver (vfs copies the whole image per run). These files

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, on its own on a fresh Debian machine (as root or as a user with sudo):
 # installs what the tests need, then formatting, lints, unit, snapshot, property and integration
-# tests. The escape suite runs three times: as an unprivileged user against bubblewrap (as root:
+# tests. The escape suite runs four times: as an unprivileged user against bubblewrap (as root:
 # as the user $WRAPIX_TEST_USER, default `ci`, created if missing), as root against bubblewrap
-# (WRAPIX_TEST_AS_ROOT=1), and against rootless podman (WRAPIX_TEST_BACKEND=podman, from an
-# image built once per machine into /tmp/wrapix-test-images). Skipped tests are listed, and
+# (WRAPIX_TEST_AS_ROOT=1) and against systemd-nspawn (WRAPIX_TEST_BACKEND=nspawn, root only),
+# and against rootless podman (WRAPIX_TEST_BACKEND=podman, from an image built once per machine
+# into /tmp/wrapix-test-images). Skipped tests are listed, and
 # counted as skipped, never as passed, in the closing line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,17 @@ if [ -n "$bin" ]; then
   (cd crates/wrapix-cli && "${as_root[@]}" env WRAPIX_TEST_AS_ROOT=1 "$bin" "${escape_filter[@]}") 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   echo "root escape pass: $((SECONDS - start)) s"
+  # The nspawn backend (root only): the same escape suite.
+  if command -v systemd-nspawn >/dev/null 2>&1; then
+    start=$SECONDS
+    (cd crates/wrapix-cli && "${as_root[@]}" env WRAPIX_TEST_AS_ROOT=1 WRAPIX_TEST_BACKEND=nspawn "$bin" "${escape_filter[@]}") 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    echo "nspawn escape pass: $((SECONDS - start)) s"
+  else
+    echo "nspawn escape pass: skipped: systemd-nspawn is not installed (sudo apt-get install systemd-container)"
+    echo "[nspawn, as root] (the whole nspawn pass): systemd-nspawn is not installed" >> "$skips"
+    [ "${CI:-}" = "true" ] && status=1
+  fi
 fi
 
 missing=""
