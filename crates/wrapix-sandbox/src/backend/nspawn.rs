@@ -323,6 +323,7 @@ impl Backend for Nspawn {
     }
 
     fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
+        remove_stale(Path::new(STAGE_PARENT));
         stage::private_dir(&self.stage)?;
         self.stage_root(run)?;
         let user = &run.spec.user;
@@ -579,6 +580,28 @@ impl Backend for Nspawn {
             terminal: run.terminal,
             signals: SignalTarget::Holder,
         })
+    }
+}
+
+/// Removes the per-run folders of wrapix processes that are gone (killed before they could
+/// clean up). Nothing of a gone run is mounted anywhere: its mounts lived in nspawn's own
+/// mount namespace.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("nspawn-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -312,3 +312,17 @@ fn staging_builds_the_folder_the_plan_names() {
     b.cleanup();
     assert!(!s.exists());
 }
+
+#[test]
+fn stale_folders_of_gone_runs_are_removed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let gone = dir.path().join("nspawn-999999999");
+    let live = dir.path().join(format!("nspawn-{}", std::process::id()));
+    let other = dir.path().join("not-ours");
+    for d in [&gone, &live, &other] {
+        std::fs::create_dir_all(d.join("root/usr")).unwrap_or_else(|e| panic!("{e}"));
+    }
+    remove_stale(dir.path());
+    assert!(!gone.exists());
+    assert!(live.exists() && other.exists());
+}
