@@ -359,7 +359,7 @@ pub(crate) fn install_checks() -> Vec<wrapix_sandbox::backend::Check> {
     use wrapix_sandbox::backend::Check;
     let exe = std::env::current_exe().and_then(std::fs::canonicalize).ok();
     [
-        ("wrapix-init", "PID 1 on a terminal, fast to start"),
+        ("wrapix-init", "PID 1 of every sandbox, fast to start"),
         (SERVE_BIN, "wrapix notifyd, wrapix mcp"),
     ]
     .into_iter()
