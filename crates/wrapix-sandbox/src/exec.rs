@@ -144,6 +144,9 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     if plan.guard_backend {
         guard_backend(&mut cmd);
     }
+    if !plan.pin_mounts.is_empty() {
+        pin_mounts(&mut cmd, &plan.pin_mounts)?;
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| SandboxError::io(format!("start {}", plan.program.display()), e))?;
@@ -523,6 +526,89 @@ fn guard_backend(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// In the child, before exec: a detached copy of each handle's mount (`open_tree`, taken in
+/// the host's mount namespace, where the handle's mount is), then a mount namespace of its own
+/// (no propagation back to the host) into which each copy is moved onto its target: the
+/// checked object itself, whatever its path holds now.
+#[allow(unsafe_code)]
+fn pin_mounts(cmd: &mut Command, pins: &[crate::plan::PinMount]) -> Result<(), SandboxError> {
+    use std::os::unix::ffi::OsStrExt;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let cstr = |b: &[u8]| {
+        std::ffi::CString::new(b).map_err(|_| {
+            SandboxError::io(
+                "pin a bind source",
+                std::io::Error::other("a path with a NUL byte"),
+            )
+        })
+    };
+    // Built before the fork: nothing may be allocated between fork and exec.
+    let pins: Vec<(RawFd, CString)> = pins
+        .iter()
+        .map(|p| Ok((p.fd, cstr(p.target.as_os_str().as_bytes())?)))
+        .collect::<Result<_, SandboxError>>()?;
+    if pins.len() > MAX_MAPPED_FDS {
+        return Err(SandboxError::io(
+            "pin bind sources",
+            std::io::Error::other(format!("more than {MAX_MAPPED_FDS}")),
+        ));
+    }
+    let root = cstr(b"/")?;
+    let empty = cstr(b"")?;
+    // SAFETY: between fork and exec; open_tree, unshare, mount and move_mount with pointers
+    // into `pins`, `root` and `empty`, which the closure owns and which live until exec; the
+    // tree fds go into a fixed array (no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut trees = [-1 as RawFd; MAX_MAPPED_FDS];
+            for (i, (fd, _)) in pins.iter().enumerate() {
+                let t = libc::syscall(
+                    libc::SYS_open_tree,
+                    *fd,
+                    empty.as_ptr(),
+                    OPEN_TREE_CLONE
+                        | libc::AT_EMPTY_PATH as libc::c_uint
+                        | libc::O_CLOEXEC as libc::c_uint,
+                );
+                if t < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                trees[i] = t as RawFd;
+            }
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            for (i, (_, target)) in pins.iter().enumerate() {
+                if libc::syscall(
+                    libc::SYS_move_mount,
+                    trees[i],
+                    empty.as_ptr(),
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(trees[i]);
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// Stops a sandbox whose set-up failed, never letting its command run: the held process (if

@@ -31,6 +31,13 @@ impl PartialEq for PassFd {
 
 impl Eq for PassFd {}
 
+/// A passed handle bound onto a path in the backend's mount namespace ([`LaunchPlan::pin_mounts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinMount {
+    pub fd: i32,
+    pub target: PathBuf,
+}
+
 /// Userspace networking attached to the sandbox's network namespace once it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSetup {
@@ -84,6 +91,11 @@ pub struct LaunchPlan {
     /// SIGUSR2 and SIGWINCH ignored: systemd-nspawn dies of those and leaves its container
     /// running; on SIGTERM it kills the container.
     pub guard_backend: bool,
+    /// Before the backend starts, in a mount namespace of its own: bind each passed handle
+    /// ([`LaunchPlan::pass`], by its fd number) onto a path, so that a backend that binds by
+    /// path (nspawn) binds exactly the object that was checked, not whatever a link put at the
+    /// checked path in between. Needs root.
+    pub pin_mounts: Vec<PinMount>,
     pub network: Option<NetworkSetup>,
     /// Give the sandbox a fresh pseudo-terminal (when wrapix runs on a terminal).
     pub terminal: bool,

@@ -357,6 +357,7 @@ impl Backend for Bwrap {
             holder_in_child: None,
             release_fifo: None,
             guard_backend: false,
+            pin_mounts: Vec::new(),
             network,
             terminal: run.terminal,
             signals: SignalTarget::Process,

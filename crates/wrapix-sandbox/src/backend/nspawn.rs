@@ -35,7 +35,7 @@ use wrapix_spec::{MountMode, Network};
 use super::stage::{self, RunDirEntry};
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
-use crate::plan::{LaunchPlan, SignalTarget};
+use crate::plan::{LaunchPlan, PassFd, PinMount, SignalTarget};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
@@ -68,6 +68,9 @@ pub const ENTRY: super::Entry = super::Entry {
 /// Where the per-run folders are: root's own, never below a home that a project (or a user
 /// mount) could contain, since nspawn cannot idmap a bind whose tree holds its own root.
 const STAGE_PARENT: &str = "/run/wrapix-nspawn";
+
+/// The first fd number of the pinned bind sources passed to nspawn's parent.
+const FIRST_PIN_FD: i32 = 10;
 
 /// `/run/wrapix` inside the sandbox.
 const SANDBOX_RUN_DIR: &str = "/run/wrapix";
@@ -147,6 +150,25 @@ impl Nspawn {
 
     fn file_path(&self, i: usize) -> PathBuf {
         self.stage.join(format!("file-{i}"))
+    }
+
+    /// Where the `k`th pinned bind source is bound in nspawn's mount namespace.
+    fn pin_path(&self, k: usize) -> PathBuf {
+        self.stage.join(format!("pin-{k}"))
+    }
+
+    /// The binds whose source is held open since it was checked (protected paths in the
+    /// project), in mount order, with that handle.
+    fn pinned(run: &Prepared) -> Vec<(&crate::prepare::Bind, &crate::prepare::Pinned)> {
+        run.binds
+            .iter()
+            .filter_map(|b| {
+                run.pinned
+                    .iter()
+                    .find(|p| p.source == b.source)
+                    .map(|p| (b, p))
+            })
+            .collect()
     }
 
     /// Where each generated file goes: into the per-run home when it is below the home (and
@@ -382,6 +404,20 @@ impl Backend for Nspawn {
                 }
             }
         }
+        // Mount points for the pinned sources, of their kind (the handle's, not the path's).
+        for (k, (_, pin)) in Self::pinned(run).into_iter().enumerate() {
+            let p = self.pin_path(k);
+            let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&*pin.fd))
+                .map_err(|e| SandboxError::sys(format!("inspect {}", pin.source.display()), e))?;
+            let made = if nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                .contains(nix::sys::stat::SFlag::S_IFDIR)
+            {
+                std::fs::create_dir(&p)
+            } else {
+                std::fs::write(&p, b"")
+            };
+            made.map_err(|e| SandboxError::io(format!("create {}", p.display()), e))?;
+        }
         // /run/wrapix: links, mount points, the filter, the environment, the release FIFO.
         let run_dir = self.run_dir();
         stage::run_dir(&run_dir, RUN_DIR_ENTRIES)?;
@@ -476,9 +512,31 @@ impl Backend for Nspawn {
             }
         }
         // Workspace, protected paths, user mounts, agent state: in this order (nspawn mounts
-        // parents before children). Idmapped: host owners stay the owners inside.
+        // parents before children). Idmapped: host owners stay the owners inside. A source
+        // held open since it was checked (a protected path in the project) is bound through
+        // its handle: the executor binds the handle onto a staged path in nspawn's mount
+        // namespace, so a link swapped in meanwhile (by another sandbox of the project) cannot
+        // make root bind something else.
+        let pinned = Self::pinned(run);
+        let mut pass = Vec::new();
+        let mut pin_mounts = Vec::new();
         for b in &run.binds {
-            bind(&mut a, b.mode, &b.source, b.dest.as_path(), "idmap")?;
+            match pinned.iter().position(|(pb, _)| std::ptr::eq(*pb, b)) {
+                Some(k) => {
+                    let fd = FIRST_PIN_FD + k as i32;
+                    pass.push(PassFd {
+                        fd,
+                        what: b.source.display().to_string(),
+                        file: pinned[k].1.fd.clone(),
+                    });
+                    pin_mounts.push(PinMount {
+                        fd,
+                        target: self.pin_path(k),
+                    });
+                    bind(&mut a, b.mode, &self.pin_path(k), b.dest.as_path(), "idmap")?;
+                }
+                None => bind(&mut a, b.mode, &b.source, b.dest.as_path(), "idmap")?,
+            }
         }
         // /run/wrapix, then wrapix onto its mount points there.
         // Idmapped: the env file is the user's alone.
@@ -567,7 +625,7 @@ impl Backend for Nspawn {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             )],
             fds: Vec::new(),
-            pass: Vec::new(),
+            pass,
             info_fd: None,
             // wrapix's init reports a command that cannot start (127/126) itself.
             not_started: None,
@@ -576,6 +634,7 @@ impl Backend for Nspawn {
             holder_in_child: Some(init_comm.to_owned()),
             release_fifo: network.as_ref().map(|_| self.run_dir().join("release")),
             guard_backend: true,
+            pin_mounts,
             network,
             terminal: run.terminal,
             signals: SignalTarget::Holder,

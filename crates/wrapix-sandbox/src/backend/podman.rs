@@ -477,6 +477,7 @@ impl Backend for Podman {
             holder_in_child: None,
             release_fifo: None,
             guard_backend: false,
+            pin_mounts: Vec::new(),
             network,
             terminal: run.terminal,
             // The reported PID is podman's, which passes signals into the container.

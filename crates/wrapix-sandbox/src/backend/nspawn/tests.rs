@@ -326,3 +326,44 @@ fn stale_folders_of_gone_runs_are_removed() {
     assert!(!gone.exists());
     assert!(live.exists() && other.exists());
 }
+
+/// A protected path held open since its check is bound through that handle: the plan names a
+/// staged pin path, passes the handle, and asks the executor to bind it there.
+#[test]
+fn pinned_sources_are_bound_through_their_handle() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap_or_else(|e| panic!("{e}"));
+    let fd = rustix::fs::open(
+        &hooks,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut run = prepared(Network::None, Resources::default());
+    run.binds[1].source = hooks.clone();
+    run.pinned.push(crate::prepare::Pinned {
+        source: hooks.clone(),
+        fd: std::sync::Arc::new(fd),
+    });
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p);
+    assert!(
+        a.contains(
+            &"--bind-ro=/run/wrapix-nspawn/nspawn-42/pin-0:/workspace/.git/hooks:idmap".to_owned()
+        ),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|x| x.contains(&*hooks.to_string_lossy())),
+        "{a:?}"
+    );
+    assert_eq!(p.pass.len(), 1);
+    assert_eq!(
+        p.pin_mounts,
+        [crate::plan::PinMount {
+            fd: p.pass[0].fd,
+            target: "/run/wrapix-nspawn/nspawn-42/pin-0".into(),
+        }]
+    );
+}
