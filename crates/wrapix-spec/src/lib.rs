@@ -7,6 +7,7 @@
 pub mod error;
 pub mod layer;
 pub mod mcp;
+pub mod ralph;
 pub mod raw;
 pub mod spec;
 pub mod state;
