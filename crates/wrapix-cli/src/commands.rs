@@ -97,6 +97,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Image { command }) => images::image(command),
         Some(Cmd::Profile { command }) => images::profile(command),
         Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
+        Some(Cmd::Ralph { command }) => crate::ralph::run(command),
     }
 }
 

@@ -233,3 +233,63 @@ pub fn check_label(label: &str) -> Result<(), RalphError> {
 pub fn one_line(s: &str) -> String {
     crate::tracker::escape(s.trim())
 }
+
+/// What a walk of the project saw of each file (for "what did the agent change").
+pub type Snapshot = std::collections::BTreeMap<String, (u64, (i64, i64), u64)>;
+
+/// The most entries a [`Project::snapshot`] looks at.
+const SNAPSHOT_MAX: usize = 200_000;
+
+impl Project {
+    /// Size, mtime and inode of every entry below the project, except the top-level names in
+    /// `skip`; symlinks are recorded, never followed.
+    pub fn snapshot(&self, skip: &[&str]) -> Result<Snapshot, RalphError> {
+        let mut out = Snapshot::new();
+        let mut stack: Vec<(String, Dir)> = vec![(
+            String::new(),
+            self.dir
+                .try_clone()
+                .map_err(|e| RalphError::fs("open", self.path(), e))?,
+        )];
+        while let Some((prefix, dir)) = stack.pop() {
+            let entries = dir
+                .entries()
+                .map_err(|e| RalphError::fs("list", dir.path(), e))?;
+            for (name, kind) in entries {
+                let name = name.to_string_lossy().into_owned();
+                if prefix.is_empty() && skip.contains(&name.as_str()) {
+                    continue;
+                }
+                if out.len() >= SNAPSHOT_MAX {
+                    return Ok(out);
+                }
+                let rel = format!("{prefix}{name}");
+                let meta = dir.meta(Path::new(&name)).map_err(|e| {
+                    RalphError::fs("look at", dir.display_path(Path::new(&name)), e)
+                })?;
+                if let Some(m) = meta {
+                    out.insert(rel.clone(), (m.size, m.mtime, m.ino));
+                }
+                if kind == wrapix_hostfs::Kind::Dir {
+                    if let Ok(Some(sub)) = dir.open_dir(Path::new(&name)) {
+                        stack.push((format!("{rel}/"), sub));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The paths that differ between two snapshots (added, removed or changed).
+pub fn changed(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(before.keys().filter(|k| !after.contains_key(*k)).cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
