@@ -17,5 +17,6 @@ mod images;
 mod mcp;
 mod notify_restart;
 mod proc;
+mod ralph;
 mod run;
 mod testhost;

@@ -1,0 +1,346 @@
+//! `wrapix ralph` end to end: real sandboxes, the real binary as the unprivileged test user,
+//! and a stand-in agent (a shell script the test writes into the project) in place of Claude
+//! Code. The agent reads its prompt on stdin, adds tasks with the `ralph` inside the sandbox,
+//! edits and commits files, and signals; `/workspace/mode` makes it lie or hang.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use serde_json::Value;
+
+use super::harness::{host_procs_with, unique, wait_for, Case, SECRET};
+
+/// The stand-in agent. `@SECRET@` is the host path it must not be able to read.
+const AGENT: &str = r#"#!/bin/sh
+prompt=$(cat)
+mode=$(cat /workspace/mode 2>/dev/null || echo ok)
+case "$prompt" in
+  *"Turn the specification"*)
+    a=$(ralph task add "one" --spec demo --note "criterion: one") || exit 3
+    b=$(ralph task add "two" --spec demo --after "$a") || exit 3
+    ralph task add "three" --spec demo --after "$b" >/dev/null || exit 3
+    echo RALPH_COMPLETE
+    exit 0;;
+esac
+title=$(printf '%s\n' "$prompt" | sed -n 's/^Task [0-9]*: //p' | head -1)
+{
+  echo "pid1=$(cat /proc/1/comm)"
+  if cat '@SECRET@' >/dev/null 2>&1; then echo secret=read; else echo secret=denied; fi
+} >> /workspace/seen.txt
+case "$mode" in
+  hang)
+    touch /workspace/started
+    exec sh -c 'while :; do sleep 0.1; done' "$(cat /workspace/marker)";;
+  lie)
+    echo "I did it, trust me"
+    echo RALPH_COMPLETE
+    exit 0;;
+esac
+echo "$title" >> /workspace/done.txt
+git add -A . ':(exclude).ralph' && git -c user.name=a -c user.email=a@b commit -qm "$title" || exit 4
+echo RALPH_COMPLETE
+"#;
+
+/// A started project: the agent, a spec `demo`, a check that fails when `/workspace/fail`
+/// exists, everything committed.
+fn project() -> Option<Case> {
+    let c = Case::new()?;
+    let secret = c.home.join("secret.txt");
+    c.write(
+        &c.project.join("agent.sh"),
+        &AGENT.replace("@SECRET@", &secret.to_string_lossy()),
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.write(
+        &c.project.join(".gitignore"),
+        "seen.txt\nmode\nmarker\nstarted\nfail\n",
+    );
+    // `[ralph] agent` widens (it chooses what gets the agent's login): trusted here.
+    c.config(
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\ncheck = [\"sh\", \"-c\", \"test ! -e /workspace/fail\"]\n",
+    );
+    let out = c.run(&["ralph", "start"]);
+    assert_eq!(out.code, 0, "{out}");
+    c.write(
+        &c.project.join("specs/demo.md"),
+        "# demo\n\n## Success criteria\n- one, two, three\n",
+    );
+    c.host_repo(&c.project);
+    Some(c)
+}
+
+fn tasks(c: &Case) -> Vec<Value> {
+    let out = c.run(&["ralph", "task", "list", "--json"]);
+    let v: Value = serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array().unwrap().clone()
+}
+
+fn statuses(c: &Case) -> Vec<String> {
+    tasks(c)
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ready(c: &Case) {
+    let out = c.run(&["ralph", "ready", "demo"]);
+    assert_eq!(out.code, 0, "{out}");
+    let t = tasks(c);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(t[1]["after"], serde_json::json!([1]));
+    assert_eq!(t[2]["after"], serde_json::json!([2]));
+    assert_eq!(t[0]["spec"], "demo");
+}
+
+#[test]
+fn ralph_start_ready_loop_does_three_dependent_tasks_in_order_in_the_sandbox() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(statuses(&c), ["done", "done", "done"]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\n", "dependency order");
+    // Each step ran sandboxed: PID 1 was wrapix's init, the host secret was out of reach
+    // (and is there on the host, so the check could fail).
+    assert_eq!(
+        std::fs::read_to_string(c.home.join("secret.txt")).unwrap(),
+        SECRET
+    );
+    let seen = std::fs::read_to_string(c.project.join("seen.txt")).unwrap();
+    assert_eq!(
+        seen,
+        "pid1=wrapix-init\nsecret=denied\n".repeat(3),
+        "{seen}"
+    );
+    let status = c.run(&["ralph", "status", "--json"]);
+    let s: Value = serde_json::from_str(status.ok()).unwrap();
+    assert_eq!(s["states"]["done"], 3, "{s}");
+    assert_eq!(s["specs"]["demo"]["done"], 3, "{s}");
+    // Every run's output is kept and shown.
+    let logs = c.run(&["ralph", "logs", "2"]);
+    assert!(logs.ok().contains("RALPH_COMPLETE"), "{logs}");
+    // Running again: nothing ready, everything done.
+    let again = c.run(&["ralph", "loop"]);
+    assert_eq!(again.code, 0, "{again}");
+}
+
+#[test]
+fn ralph_a_lying_agent_is_retried_then_the_loop_stops_with_1() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    c.write(&c.project.join("mode"), "lie\n");
+    c.write(&c.project.join("fail"), "");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("task 1 failed 2 times"), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[0]["status"], "failed", "{t:?}");
+    assert_eq!(t[0]["failures"], 2, "retried once");
+    assert!(
+        t[0]["reason"].as_str().unwrap().contains("check failed"),
+        "{t:?}"
+    );
+    assert_eq!(statuses(&c)[1..], ["open", "open"]);
+    let status = c.run(&["ralph", "status"]);
+    assert!(status.ok().contains("check failed"), "{status}");
+    assert!(!c.project.join("done.txt").exists());
+}
+
+#[test]
+fn ralph_a_hanging_agent_is_killed_at_the_step_timeout() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-hang");
+    c.write(&c.project.join("marker"), &marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let start = Instant::now();
+    let out = c.run(&[
+        "ralph",
+        "loop",
+        "--step-timeout",
+        "2s",
+        "--max-failures",
+        "1",
+    ]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(start.elapsed() < Duration::from_secs(30), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[0]["status"], "failed");
+    assert!(
+        t[0]["reason"].as_str().unwrap().contains("timeout"),
+        "{t:?}"
+    );
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+/// Starts `ralph loop` with a hanging agent and waits until the step runs.
+fn hanging_loop(c: &Case, marker: &str) -> super::harness::Running {
+    c.write(&c.project.join("marker"), marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let run = c.spawn(&["ralph", "loop"]);
+    let started = c.project.join("started");
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "the agent never started"
+    );
+    run
+}
+
+#[test]
+fn ralph_ctrl_c_mid_step_leaves_no_task_in_progress() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-int");
+    let run = hanging_loop(&c, &marker);
+    assert_eq!(statuses(&c)[0], "in_progress");
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("interrupted"), "{out}");
+    assert_eq!(statuses(&c), ["open", "open", "open"]);
+    assert!(
+        tasks(&c)[0]["failures"] == 0,
+        "an interruption is not a failure"
+    );
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+#[test]
+fn ralph_resumes_after_kill_9() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-kill");
+    let run = hanging_loop(&c, &marker);
+    kill(run.pid(), Signal::SIGKILL).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 137, "{out}");
+    // The sandbox died with ralph; the tracker says where it stopped.
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+    assert_eq!(statuses(&c), ["in_progress", "open", "open"]);
+    std::fs::remove_file(c.project.join("mode")).unwrap();
+    std::fs::remove_file(c.project.join("started")).unwrap();
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stderr
+            .contains("task 1 was in progress when ralph stopped; reopened"),
+        "{out}"
+    );
+    assert_eq!(statuses(&c), ["done", "done", "done"]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\n");
+}
+
+/// Every file below the project with its contents: to show that nothing changed.
+fn contents(c: &Case) -> Vec<(String, Vec<u8>)> {
+    Case::listing(&c.project)
+        .into_iter()
+        .filter(|p| !p.starts_with(".git/") && p != ".git")
+        .map(|p| {
+            let bytes = std::fs::read(c.project.join(&p)).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Bad input: one line on stderr naming the problem, exit 2, nothing changed.
+fn refused(c: &Case, args: &[&str], expect: &str) {
+    let before = contents(c);
+    let out = c.run(args);
+    assert_eq!(out.code, 2, "{args:?}: {out}");
+    assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out}");
+    assert!(
+        out.stderr.contains(expect),
+        "{args:?}: expected {expect:?}: {out}"
+    );
+    assert_eq!(contents(c), before, "{args:?} changed the project");
+}
+
+#[test]
+fn ralph_bad_input_is_one_line_exit_2_and_changes_nothing() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    // A missing spec.
+    refused(&c, &["ralph", "ready", "nosuch"], "no spec specs/nosuch.md");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x", "--spec", "nosuch"],
+        "no spec specs/nosuch.md",
+    );
+    // An unknown task id.
+    refused(&c, &["ralph", "task", "done", "99"], "no task 99");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x", "--after", "99"],
+        "no task 99",
+    );
+    refused(&c, &["ralph", "task", "show", "x1"], "bad task id");
+    // A template with an unknown placeholder.
+    let step = c.project.join(".ralph/templates/step.md");
+    let original = std::fs::read_to_string(&step).unwrap();
+    c.write(&step, "line one\nwork on {{task}}\n");
+    refused(
+        &c,
+        &["ralph", "step"],
+        ".ralph/templates/step.md:2: unknown placeholder {{task}}",
+    );
+    c.write(&step, &original);
+    // A cycle, written by hand (the tracker refuses to make one).
+    let one = c.project.join(".ralph/tasks/1.toml");
+    let text = std::fs::read_to_string(&one).unwrap();
+    c.write(&one, &text.replace("after = []", "after = [3]"));
+    refused(&c, &["ralph", "loop"], "form a dependency cycle");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x"],
+        "form a dependency cycle",
+    );
+    c.write(&one, &text);
+    // A malformed task file.
+    c.write(
+        &one,
+        &text.replace("status = \"open\"", "status = \"sleeping\""),
+    );
+    refused(&c, &["ralph", "step"], ".ralph/tasks/1.toml:3:");
+    refused(&c, &["ralph", "task", "list"], ".ralph/tasks/1.toml:3:");
+    c.write(&one, &text);
+    assert_eq!(statuses(&c), ["open", "open", "open"]);
+}
+
+#[test]
+fn ralph_is_the_same_binary_by_its_name_and_on_the_sandbox_path() {
+    let Some(c) = project() else { return };
+    let link = c.env.bin.with_file_name("ralph");
+    // Made once per test process; concurrent tests may race to make it.
+    let _ = std::os::unix::fs::symlink("wrapix", &link);
+    let mut cmd = c
+        .env
+        .as_user(&link.to_string_lossy(), &["task", "add", "by name"]);
+    c.clean_env(&mut cmd);
+    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    assert_eq!(out.ok(), "1\n");
+    let inside = c.sh("command -v ralph && ralph task list --json");
+    let text = inside.ok();
+    assert!(text.starts_with("/run/wrapix/bin/ralph\n"), "{text}");
+    assert!(text.contains("\"title\":\"by name\""), "{text}");
+}
