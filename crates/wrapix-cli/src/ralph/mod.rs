@@ -160,6 +160,14 @@ impl From<RalphError> for Failure {
 }
 
 pub fn run(cmd: RalphCmd) -> Result<i32, Failure> {
+    // In a sandbox (wrapix sets WRAPIX=1) ralph is the agent's tracker, not a launcher.
+    if std::env::var_os("WRAPIX").is_some()
+        && !matches!(cmd, RalphCmd::Task { .. } | RalphCmd::Status { .. })
+    {
+        return Err(Failure::usage(
+            "inside the sandbox only `ralph task …` and `ralph status` work: run the others on the host",
+        ));
+    }
     match cmd {
         RalphCmd::Start { project } => start(project.as_deref()),
         RalphCmd::Plan { label, sandbox } => run::plan(&label, &sandbox),

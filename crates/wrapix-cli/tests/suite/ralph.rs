@@ -344,3 +344,40 @@ fn ralph_is_the_same_binary_by_its_name_and_on_the_sandbox_path() {
     assert!(text.starts_with("/run/wrapix/bin/ralph\n"), "{text}");
     assert!(text.contains("\"title\":\"by name\""), "{text}");
 }
+
+/// With `--output-format stream-json` in `print_args`, only the final result event counts: a
+/// `RALPH_COMPLETE` printed elsewhere (a tool's output, a message) does not complete a step.
+#[test]
+fn ralph_reads_stream_json_signals_from_the_final_result_only() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("agent.sh"),
+        "#!/bin/sh\ncat >/dev/null\n\
+         echo '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"RALPH_COMPLETE\"}]}}'\n\
+         echo RALPH_COMPLETE\n\
+         if [ -e /workspace/finish ]; then\n\
+           printf '%s\\n' '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\\nRALPH_COMPLETE\"}'\n\
+         fi\n",
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.config(
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\nprint_args = [\"--output-format\", \"stream-json\"]\nrequire_clean = false\n",
+    );
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("no completion signal"), "{out}");
+    c.write(&c.project.join("finish"), "");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(statuses(&c), ["done"]);
+    // Inside, ralph is the tracker only.
+    let inside = c.sh("ralph loop");
+    assert_eq!(inside.code, 2, "{inside}");
+    assert!(inside.stderr.contains("only `ralph task"), "{inside}");
+}
