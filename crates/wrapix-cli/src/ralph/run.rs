@@ -305,6 +305,13 @@ fn step(
             ("progress", &progress),
         ],
     )?;
+    // A task's profile that the config does not know is bad input, found before the task
+    // is touched.
+    if let Some(profile) = &task.profile {
+        let mut args = ctx.args.clone();
+        args.profile = Some(profile.clone());
+        load_spec(&args, &host_env())?;
+    }
     tracker.update(task.id, |t| {
         t.status = Status::InProgress;
         Ok(())

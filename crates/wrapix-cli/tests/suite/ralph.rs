@@ -324,7 +324,43 @@ fn ralph_bad_input_is_one_line_exit_2_and_changes_nothing() {
     refused(&c, &["ralph", "step"], ".ralph/tasks/1.toml:3:");
     refused(&c, &["ralph", "task", "list"], ".ralph/tasks/1.toml:3:");
     c.write(&one, &text);
-    assert_eq!(statuses(&c), ["open", "open", "open"]);
+    // A task whose profile the config does not know.
+    let out = c.run(&["ralph", "task", "add", "elsewhere", "--profile", "nosuch"]);
+    assert_eq!(out.ok(), "4\n");
+    c.write(&c.project.join("mode"), "lie\n");
+    c.run(&["ralph", "task", "done", "1"]).ok();
+    c.run(&["ralph", "task", "done", "2"]).ok();
+    c.run(&["ralph", "task", "done", "3"]).ok();
+    refused(&c, &["ralph", "step"], "nosuch");
+    assert_eq!(statuses(&c), ["done", "done", "done", "open"]);
+}
+
+/// `ralph plan`: the agent gets the rendered plan prompt and writes the spec; what it changed
+/// elsewhere is named in a warning.
+#[test]
+fn ralph_plan_writes_the_spec_and_warns_about_other_changes() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("agent.sh"),
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" | head -1 > /workspace/specs/cache.md\ntouch /workspace/stray.txt\n",
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.config("[ralph]\nagent = [\"/workspace/agent.sh\"]\n");
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let out = c.run(&["ralph", "plan", "cache"]);
+    assert_eq!(out.code, 0, "{out}");
+    let spec = std::fs::read_to_string(c.project.join("specs/cache.md")).unwrap();
+    assert!(spec.contains("specification for \"cache\""), "{spec}");
+    assert!(
+        out.stderr
+            .contains("planning changed files outside specs/: stray.txt"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("next: `ralph ready cache`"), "{out}");
 }
 
 #[test]
