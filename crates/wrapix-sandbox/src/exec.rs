@@ -282,17 +282,21 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
                 },
                 SignalTarget::Group => Target::Group(pid),
             };
+            let backend = pidfd(child.id() as i32);
+            // Without the backend's pidfd the thread cannot see the run end: left running.
+            let ends = backend.is_some();
             let forward = Forward {
                 signals,
                 target,
-                backend: pidfd(child.id() as i32),
+                backend,
                 pty: resizer,
                 deadline,
                 interrupt_ends,
                 grace: grace.unwrap_or(STOP_GRACE),
                 stopped: stopped.clone(),
             };
-            Some(std::thread::spawn(move || forward.run()))
+            let thread = std::thread::spawn(move || forward.run());
+            ends.then_some(thread)
         }
         None => None,
     };

@@ -451,13 +451,14 @@ fn logs(project: Option<&Path>, task: Option<&str>) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The log named by the most recent progress line, if any.
+/// The log named by the most recent progress line that names one, if any.
 fn last_log(p: &Project) -> Result<Option<String>, Failure> {
-    let last = p.recent_progress(1)?;
-    Ok(last
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(".ralph/logs/"))
-        .map(|w| w.trim_end_matches([')', ',', '.']).to_owned()))
+    let recent = p.recent_progress(50)?;
+    Ok(recent.lines().rev().find_map(|l| {
+        l.split_whitespace()
+            .find_map(|w| w.trim_start_matches('(').strip_prefix(".ralph/logs/"))
+            .map(|w| w.trim_end_matches([')', ',']).to_owned())
+    }))
 }
 
 fn tune(project: Option<&Path>, which: Option<&str>, diff: bool) -> Result<i32, Failure> {

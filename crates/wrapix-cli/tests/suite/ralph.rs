@@ -124,6 +124,12 @@ fn ralph_start_ready_loop_does_three_dependent_tasks_in_order_in_the_sandbox() {
     // Every run's output is kept and shown.
     let logs = c.run(&["ralph", "logs", "2"]);
     assert!(logs.ok().contains("RALPH_COMPLETE"), "{logs}");
+    // Without a task: the last run's log.
+    let last = c.run(&["ralph", "logs"]);
+    assert!(
+        last.ok().starts_with("==> .ralph/logs/3-1.log <=="),
+        "{last}"
+    );
     // Running again: nothing ready, everything done.
     let again = c.run(&["ralph", "loop"]);
     assert_eq!(again.code, 0, "{again}");
