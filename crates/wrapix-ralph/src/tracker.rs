@@ -583,6 +583,35 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_get_distinct_ids_and_lose_nothing() {
+        let (d, _p) = project();
+        let root = d.path().to_owned();
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    // Each writer opens the project itself, as two processes would.
+                    let p = Project::open(&root).unwrap_or_else(|e| panic!("{e}"));
+                    let t = Tracker::new(&p);
+                    (0..10)
+                        .map(|i| add(&t, &format!("w{w} t{i}"), &[]).map(|t| t.id))
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+            })
+            .collect();
+        let mut ids: Vec<u32> = writers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=60).collect::<Vec<u32>>());
+        let p = Project::open(&root).unwrap_or_else(|e| panic!("{e}"));
+        let tasks = Tracker::new(&p).load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tasks.len(), 60);
+    }
+
+    #[test]
     fn a_symlinked_task_file_is_an_error_not_followed() {
         let (d, p) = project();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join(".ralph/tasks/1.toml"))

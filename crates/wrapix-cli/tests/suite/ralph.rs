@@ -423,3 +423,61 @@ fn ralph_reads_stream_json_signals_from_the_final_result_only() {
     assert_eq!(inside.code, 2, "{inside}");
     assert!(inside.stderr.contains("only `ralph task"), "{inside}");
 }
+
+#[test]
+fn ralph_loop_limits_stop_file_max_steps_and_timeout() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    // .ralph/STOP: no step runs, the file is consumed.
+    c.write(&c.project.join(".ralph/STOP"), "");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains(".ralph/STOP"), "{out}");
+    assert!(!c.project.join(".ralph/STOP").exists());
+    assert_eq!(statuses(&c), ["open", "open", "open"]);
+    // --max-steps.
+    let out = c.run(&["ralph", "loop", "--max-steps", "1"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("--max-steps 1"), "{out}");
+    assert_eq!(statuses(&c), ["done", "open", "open"]);
+    // --timeout of the loop: the running step is killed and its task reopened, not failed.
+    let marker = unique("ralph-timeout");
+    c.write(&c.project.join("marker"), &marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let out = c.run(&["ralph", "loop", "--timeout", "2s"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("stopped at --timeout"), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[1]["status"], "open", "{t:?}");
+    assert_eq!(t[1]["failures"], 0, "{t:?}");
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+/// The agent inside and ralph outside add tasks at the same time: every id distinct, every
+/// file whole.
+#[test]
+fn ralph_task_add_inside_and_outside_at_once() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let inside = c.spawn(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do ralph task add in$i >/dev/null || exit 1; done",
+    ]);
+    for i in 0..15 {
+        c.run(&["ralph", "task", "add", &format!("out{i}")]).ok();
+    }
+    let out = inside.finish();
+    assert_eq!(out.code, 0, "{out}");
+    let t = tasks(&c);
+    let mut ids: Vec<u64> = t.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=30).collect::<Vec<u64>>());
+}
