@@ -64,7 +64,7 @@ pub fn launch(l: Launch<'_>) -> Result<Outcome, Failure> {
     let Some(backend) = wrapix_sandbox::backend::select(&spec.backend, &at) else {
         if !allow_unconfined {
             return Err(Failure::usage(
-                "backend \"none\" runs without a sandbox, which ralph never does: choose a sandbox backend (--backend auto)",
+                "backend \"none\" runs without a sandbox, which this command never does: choose a sandbox backend (--backend auto)",
             ));
         }
         return run_unconfined(&spec, &mode).map(|code| Outcome {

@@ -28,6 +28,8 @@ use crate::EXIT_USAGE;
 const OUTPUT_MAX: usize = 16 << 20;
 /// How long a stopped step's sandbox has to exit after Ctrl-C before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Why ralph does not run with `backend = "none"`.
+const NO_SANDBOX: &str = "backend \"none\" runs without a sandbox, which ralph never does: choose a sandbox backend (--backend auto)";
 /// Progress lines given to the step template.
 const PROGRESS_LINES: usize = 20;
 
@@ -58,6 +60,9 @@ fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
     let layers = load_layers(&args, &env)?;
     let ralph = wrapix_spec::ralph::validate(&layers)?;
     let spec = load_spec(&args, &env)?;
+    if spec.backend == wrapix_spec::BackendKind::None {
+        return Err(Failure::usage(NO_SANDBOX));
+    }
     let agent = ralph.agent.clone().unwrap_or(spec.agent.command);
     Ok(Ctx {
         project,
@@ -444,6 +449,8 @@ fn verify(
             r.code()
         ));
         facts.clean = Some(r.code() == 0 && out.trim().is_empty());
+        facts.timed_out |= r.stopped() == Some(Stopped::Deadline);
+        facts.interrupted |= matches!(r.stopped(), Some(Stopped::Signal(_)));
     }
     let verdict = verdict::judge(&facts);
     log.push_str(&format!("\n## verdict: {verdict:?}\n"));

@@ -481,3 +481,22 @@ fn ralph_task_add_inside_and_outside_at_once() {
     ids.sort_unstable();
     assert_eq!(ids, (1..=30).collect::<Vec<u64>>());
 }
+
+/// Ralph never runs the agent unconfined, and a project file may not choose ralph's agent
+/// without trust: both bad input, nothing changed.
+#[test]
+fn ralph_refuses_no_sandbox_and_an_untrusted_agent() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    refused(
+        &c,
+        &["ralph", "step", "--backend", "none"],
+        "ralph never does",
+    );
+    let config = c.project.join("wrapix.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The same file with another agent: not the content that was trusted.
+    c.write(&config, &text.replace("agent.sh", "other.sh"));
+    refused(&c, &["ralph", "loop"], "ralph.agent");
+    assert!(!c.project.join("seen.txt").exists(), "the agent ran");
+}
