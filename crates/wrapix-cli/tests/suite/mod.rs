@@ -2,6 +2,7 @@
 //! `SKIP: <reason>` and returns `None` when this host cannot run sandboxes.
 
 mod badinput;
+mod claude;
 mod config;
 mod dns;
 mod doctor;
