@@ -598,6 +598,7 @@ mod run_dir_tests {
         );
         assert!(at(SANDBOX_NOTIFY_DIR).is_dir());
         assert_eq!(link("/run/wrapix/bin/wrapix-notify"), Path::new("wrapix"));
+        assert_eq!(link("/run/wrapix/bin/ralph"), Path::new("wrapix"));
         let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
         assert!(at(&init.to_string_lossy()).is_file());
         let mode = std::fs::metadata(p.run_dir())
