@@ -500,3 +500,32 @@ fn ralph_refuses_no_sandbox_and_an_untrusted_agent() {
     refused(&c, &["ralph", "loop"], "ralph.agent");
     assert!(!c.project.join("seen.txt").exists(), "the agent ran");
 }
+
+/// `ralph tune`: the editor gets the template's path; `--diff` compares with the default; a
+/// template the editor left unrenderable is reported at once.
+#[test]
+fn ralph_tune_edits_and_diffs_templates() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let c = c.host_env("EDITOR", "true");
+    assert_eq!(c.run(&["ralph", "tune", "ready"]).code, 0);
+    let step = c.project.join(".ralph/templates/step.md");
+    let text = std::fs::read_to_string(&step).unwrap();
+    c.write(&step, &format!("{text}Keep commits small.\n"));
+    let diff = c.run(&["ralph", "tune", "--diff"]);
+    assert!(diff.stdout.contains("+Keep commits small."), "{diff}");
+    c.write(&step, "{{nope}}\n");
+    let out = c.run(&["ralph", "tune", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("step.md:1: unknown placeholder {{nope}}"),
+        "{out}"
+    );
+    // A link planted in place of a template is not opened.
+    std::fs::remove_file(&step).unwrap();
+    std::os::unix::fs::symlink(c.home.join("secret.txt"), &step).unwrap();
+    let out = c.run(&["ralph", "tune", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("not a regular file"), "{out}");
+}
