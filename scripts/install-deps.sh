@@ -91,3 +91,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mcp' 2>/dev/nu
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check mcp
 fi
+# A pinned Claude Code (a native binary from npm; no login needed) checks wrapix's agent wiring:
+# `claude doctor` must list no invalid settings (crates/wrapix-cli/tests/suite/claude.rs).
+CLAUDE_DIR="$(cd "$(dirname "$0")/.." && pwd)/target/claude-code"
+CLAUDE_VERSION=2.1.197
+if [ "$("$CLAUDE_DIR/bin/claude" --version 2>/dev/null | cut -d' ' -f1)" != "$CLAUDE_VERSION" ] && command -v npm >/dev/null 2>&1; then
+  say "installing Claude Code $CLAUDE_VERSION into $CLAUDE_DIR (for the tests)"
+  NODE_EXTRA_CA_CERTS="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
+    npm install -g -q --prefix "$CLAUDE_DIR" "@anthropic-ai/claude-code@$CLAUDE_VERSION"
+fi

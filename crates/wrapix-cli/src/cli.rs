@@ -79,6 +79,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ProfileCmd,
     },
+    /// The spec-driven agent loop (also installed as `ralph`): every agent run in the sandbox.
+    Ralph {
+        #[command(subcommand)]
+        command: crate::ralph::RalphCmd,
+    },
     /// (internal) Report this process's PID as `{"child-pid": N}` on FD, then exec COMMAND.
     #[command(name = "__exec-info", hide = true)]
     ExecInfo {

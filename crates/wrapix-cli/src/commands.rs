@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use wrapix_sandbox::{HostFacts, RunMode, SandboxError};
+use wrapix_sandbox::{RunMode, SandboxError};
 use wrapix_spec::{Spec, SpecError};
 
 use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
@@ -11,6 +11,7 @@ use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
 mod doctor;
 mod images;
+pub(crate) mod launch;
 mod tripwire;
 mod trust;
 
@@ -37,6 +38,11 @@ impl Failure {
 
     pub fn usage(message: impl Into<String>) -> Self {
         Failure::new(EXIT_USAGE, message)
+    }
+
+    /// Something on the host failed (exit code 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure::new(1, message)
     }
 
     /// `error`'s own message, with `error` kept as the source.
@@ -122,6 +128,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Image { command }) => images::image(command),
         Some(Cmd::Profile { command }) => images::profile(command),
         Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
+        Some(Cmd::Ralph { command }) => crate::ralph::run(command),
     }
 }
 
@@ -157,69 +164,16 @@ fn exec_serve() -> Failure {
 }
 
 fn start(args: &SandboxArgs, mode: RunMode, dry_run: bool) -> Result<i32, Failure> {
-    let env = host_env();
-    let spec = load_spec(args, &env)?;
-    let at = wrapix_sandbox::backend::Locate {
-        env: &env,
-        uid: spec.user.uid,
-        project: &spec.project,
-        resources: spec.resources,
-    };
-    let Some(backend) = wrapix_sandbox::backend::select(&spec.backend, &at) else {
-        return run_unconfined(&spec, &mode);
-    };
-    // Notifications: register this terminal for focus checks, create the folder the host
-    // daemon publishes its socket in (a dry run only names it).
-    let notify = (!dry_run).then(|| wrapix_notify::app::launch(&env, &spec.project));
-    let self_exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?;
-    let facts = HostFacts {
-        env: env.clone(),
-        interactive: wrapix_sandbox::pty::interactive(),
-        self_exe: self_exe.clone(),
-        init_exe: beside(&self_exe, "wrapix-init"),
-        serve_exe: beside(&self_exe, SERVE_BIN),
+    launch::launch(launch::Launch {
         dry_run,
-        notify_dir: match &notify {
-            Some(n) => n.dir.clone(),
-            None => Some(wrapix_notify::paths::published_dir(
-                &wrapix_notify::paths::host_socket(&env),
-            )),
-        },
-        session_id: notify
-            .as_ref()
-            .and_then(|n| n.registration.as_ref())
-            .map(|r| r.session_id().to_owned()),
-    };
-    if !dry_run {
-        images::ensure_for_run(&spec, &env)?;
-    }
-    let prepared = wrapix_sandbox::prepare(&spec, &mode, &facts)?;
-    let plan = backend.plan(&prepared)?;
-    if dry_run {
-        print!("{}", plan.render());
-        return Ok(0);
-    }
-    for n in &prepared.notices {
-        // Notices name files the agent may have named (a migrated folder's entries).
-        eprintln!("wrapix: {}", wrapix_spec::error::escape_controls(n));
-    }
-    let _staged = wrapix_sandbox::backend::Staged::new(backend.as_ref(), &prepared)?;
-    let armed = tripwire::arm(&spec, &env)?;
-    let code = wrapix_sandbox::exec::execute(&plan);
-    let after = wrapix_sandbox::agent::after_exit(&prepared.after_exit);
-    // Whatever happened to the run, the project is checked before wrapix returns.
-    let checked = armed.check(args.keep_git_changes);
-    let code = code?;
-    after?;
-    checked?;
-    Ok(code)
+        ..launch::Launch::new(args, mode)
+    })
+    .map(|o| o.code)
 }
 
 /// `name` (`wrapix-init`, `wrapix-serve`) beside the wrapix binary (installed with it), if it
 /// is there and executable.
-fn beside(self_exe: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn beside(self_exe: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = self_exe.with_file_name(name);
     std::fs::metadata(&path)
@@ -229,7 +183,7 @@ fn beside(self_exe: &std::path::Path, name: &str) -> Option<std::path::PathBuf> 
 }
 
 /// `--backend none`: the only way to run without a sandbox, and it says so loudly.
-fn run_unconfined(spec: &Spec, mode: &RunMode) -> Result<i32, Failure> {
+pub(crate) fn run_unconfined(spec: &Spec, mode: &RunMode) -> Result<i32, Failure> {
     eprintln!("wrapix: WARNING: backend \"none\": running WITHOUT a sandbox, with full access to this machine");
     let argv = match mode {
         RunMode::Command(c) => c.clone(),

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod context;
 mod logging;
+mod ralph;
 
 use clap::Parser;
 
@@ -39,9 +40,16 @@ pub fn main<const SERVE: bool>() -> ! {
     }
     // Installed as `wrapix-notify` too (a link in the sandbox): that name means `wrapix notify`.
     let mut args = args;
-    let argv0 = args.first().map(std::path::Path::new);
-    if argv0.and_then(|a| a.file_name()) == Some("wrapix-notify".as_ref()) {
+    let argv0 = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_owned());
+    if argv0.as_deref() == Some("wrapix-notify".as_ref()) {
         args.insert(1, "notify".into());
+    }
+    // And as `ralph` (a link on the sandbox's PATH, or one the user makes): `wrapix ralph`.
+    if argv0.as_deref() == Some("ralph".as_ref()) {
+        args.insert(1, "ralph".into());
     }
     let cli = cli::Cli::parse_from(args);
     logging::init();

@@ -7,12 +7,14 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{pipe2, Pid};
 
 use crate::error::SandboxError;
@@ -29,8 +31,56 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGUSR2,
 ];
 
+/// How a run is wired and bounded beyond its plan. The default is `wrapix run`'s: the
+/// terminal's stdio, no deadline, Ctrl-C forwarded to the agent only.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// The backend's (and so the sandbox command's) stdio; `None` inherits wrapix's.
+    pub stdin: Option<Stdio>,
+    pub stdout: Option<Stdio>,
+    pub stderr: Option<Stdio>,
+    /// When the sandbox is killed (SIGKILL to the sandbox and the backend), whatever it is doing.
+    pub deadline: Option<Instant>,
+    /// SIGINT ends the run as SIGTERM does: forwarded, then the sandbox is killed after the
+    /// grace. For non-interactive runs (ralph), where Ctrl-C means "stop", not "tell the agent".
+    pub interrupt_ends: bool,
+    /// How long the sandbox has to exit after an ending signal; default [`STOP_GRACE`].
+    pub grace: Option<Duration>,
+}
+
+/// Why a run ended early, besides its own exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// [`ExecOptions::deadline`] passed and the sandbox was killed.
+    Deadline,
+    /// wrapix received this signal (forwarded into the sandbox).
+    Signal(Signal),
+}
+
+/// The result of [`execute_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code to pass on (128+N for a signal).
+    pub code: i32,
+    /// The first reason the run was stopped from outside, if any.
+    pub stopped: Option<Stopped>,
+}
+
 /// Runs `plan` to completion and returns the exit code to pass on (128+N for a signal).
 pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+    execute_with(plan, ExecOptions::default()).map(|o| o.code)
+}
+
+/// [`execute`] with stdio, a deadline and the meaning of Ctrl-C chosen by the caller.
+pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, SandboxError> {
+    let ExecOptions {
+        stdin,
+        stdout,
+        stderr,
+        deadline,
+        interrupt_ends,
+        grace,
+    } = opts;
     // Free the fd numbers the plan uses, if wrapix inherited something there (see place_fds).
     let highest = plan
         .fds
@@ -97,6 +147,10 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     }
     set.thread_block()
         .map_err(|e| SandboxError::sys("block signals", e))?;
+    // Read by the forwarding thread, which ends with the run (a later run in the same
+    // process, as ralph's, gets its own).
+    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| SandboxError::sys("create a signalfd", e))?;
 
     // A PID file left by an earlier run (same folder, same wrapix PID) must never be read.
     if let Some(path) = &plan.pid_file {
@@ -120,6 +174,15 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
                 .map_err(|e| SandboxError::io("dup the pty", e))
         };
         cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
+    }
+    if let Some(io) = stdin {
+        cmd.stdin(io);
+    }
+    if let Some(io) = stdout {
+        cmd.stdout(io);
+    }
+    if let Some(io) = stderr {
+        cmd.stderr(io);
     }
     cmd.args(&plan.args)
         .env_clear()
@@ -239,24 +302,47 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         }
         None => None,
     };
-    if let Some(pid) = sandbox_pid {
-        // pidfds: a signal never reaches another process that got a reused PID.
-        let by_pidfd = |pid: Option<i32>| match pid.and_then(pidfd) {
-            Some(fd) => Target::Process(fd),
-            // Already gone: nothing to forward to.
-            None => Target::Gone,
-        };
-        let target = match plan.signals {
-            SignalTarget::Process => by_pidfd(Some(pid)),
-            SignalTarget::Group => Target::Group(pid),
-            SignalTarget::Holder => by_pidfd(held_pid),
-        };
-        let backend = pidfd(child.id() as i32);
-        std::thread::spawn(move || forward_signals(set, target, backend, resizer));
-    }
+    let stopped = Arc::new(Mutex::new(None));
+    let forwarder = match sandbox_pid {
+        Some(pid) => {
+            // pidfds: a signal never reaches another process that got a reused PID.
+            let by_pidfd = |pid: Option<i32>| match pid.and_then(pidfd) {
+                Some(fd) => Target::Process(fd),
+                // Already gone: nothing to forward to.
+                None => Target::Gone,
+            };
+            let target = match plan.signals {
+                SignalTarget::Process => by_pidfd(Some(pid)),
+                SignalTarget::Group => Target::Group(pid),
+                SignalTarget::Holder => by_pidfd(held_pid),
+            };
+            let backend = pidfd(child.id() as i32);
+            // Without the backend's pidfd the thread cannot see the run end: left running.
+            let ends = backend.is_some();
+            let forward = Forward {
+                signals,
+                target,
+                backend,
+                pty: resizer,
+                deadline,
+                interrupt_ends,
+                grace: grace.unwrap_or(STOP_GRACE),
+                stopped: stopped.clone(),
+            };
+            let thread = std::thread::spawn(move || forward.run());
+            ends.then_some(thread)
+        }
+        None => None,
+    };
     let status = child
         .wait()
         .map_err(|e| SandboxError::io("wait for the sandbox", e));
+    // The forwarder sees the backend's pidfd become readable and ends.
+    if let Some(f) = forwarder {
+        let _ = f.join();
+    }
+    let stopped = stopped.lock().map(|s| *s).unwrap_or(None);
+    let outcome = |code| Outcome { code, stopped };
     if let Some(p) = pty {
         p.finish();
     }
@@ -268,10 +354,10 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     // or exec failed, its message is above); only in the first case did it report an exit code.
     if let (Some(code), Some(r), Some(1)) = (plan.not_started, &mut reports, status.code()) {
         if !r.command_exited() {
-            return Ok(code);
+            return Ok(outcome(code));
         }
     }
-    Ok(exit_code(status))
+    Ok(outcome(exit_code(status)))
 }
 
 /// Closes the fds from 3 to `last` that lack close-on-exec: wrapix opens everything
@@ -729,43 +815,100 @@ fn send(fd: &OwnedFd, sig: Signal) {
     }
 }
 
-/// Forwards the signals in `set` to `target`. After TERM, HUP or QUIT the backend (whose death
-/// takes the whole PID namespace with it) is killed if it has not exited within
-/// [`STOP_GRACE`]; the watcher ends as soon as it exits.
-fn forward_signals(
-    set: SigSet,
+/// The forwarding thread of one run: passes the signals wrapix receives to [`Target`],
+/// enforces the deadline, and ends when the backend exits.
+struct Forward {
+    signals: SignalFd,
     target: Target,
+    /// The backend's pidfd: readable once it exited. Without one the thread lives on.
     backend: Option<OwnedFd>,
     pty: Option<crate::pty::Resizer>,
-) {
-    let mut backend = backend.map(std::sync::Arc::new);
-    while let Ok(sig) = set.wait() {
-        match (&pty, sig) {
-            // On a pty, the kernel signals the sandbox's foreground job itself.
-            (Some(p), Signal::SIGWINCH) => p.resize(),
-            _ => match &target {
-                Target::Process(fd) => send(fd, sig),
-                Target::Group(pgid) => {
-                    let _ = kill(Pid::from_raw(-pgid), sig);
+    deadline: Option<Instant>,
+    interrupt_ends: bool,
+    grace: Duration,
+    stopped: Arc<Mutex<Option<Stopped>>>,
+}
+
+impl Forward {
+    /// After TERM, HUP or QUIT (and INT with `interrupt_ends`) the backend, whose death takes
+    /// the whole PID namespace with it, is killed if it has not exited within the grace: an
+    /// agent that ignores the signal (an interactive shell ignores SIGTERM) must not outlive
+    /// the request.
+    fn run(self) {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut kill_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wake = [self.deadline, kill_at].into_iter().flatten().min();
+            if let Some(at) = wake.filter(|at| *at <= now) {
+                if Some(at) == self.deadline {
+                    self.record(Stopped::Deadline);
                 }
-                Target::Gone => {}
-            },
-        }
-        let ends = matches!(sig, Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT);
-        if let (true, Some(fd)) = (ends, backend.take()) {
-            // An agent that ignores the signal (an interactive shell ignores SIGTERM) must not
-            // outlive the request. The pidfd becomes readable when the backend exits.
-            std::thread::spawn(move || {
-                use rustix::event::{poll, PollFd, PollFlags, Timespec};
-                let grace = Timespec {
-                    tv_sec: STOP_GRACE.as_secs() as _,
-                    tv_nsec: 0,
-                };
-                let mut fds = [PollFd::new(&*fd, PollFlags::IN)];
-                if let Ok(0) = poll(&mut fds, Some(&grace)) {
-                    send(&fd, Signal::SIGKILL);
+                self.kill_all();
+                return;
+            }
+            let timeout = wake.map(|at| {
+                let left = at.saturating_duration_since(now);
+                Timespec {
+                    tv_sec: left.as_secs() as _,
+                    tv_nsec: left.subsec_nanos() as _,
                 }
             });
+            let mut fds = vec![PollFd::new(&self.signals, PollFlags::IN)];
+            if let Some(b) = &self.backend {
+                fds.push(PollFd::new(b, PollFlags::IN));
+            }
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            if fds.get(1).is_some_and(|f| !f.revents().is_empty()) {
+                return;
+            }
+            let Ok(Some(info)) = self.signals.read_signal() else {
+                continue;
+            };
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            match (&self.pty, sig) {
+                // On a pty, the kernel signals the sandbox's foreground job itself.
+                (Some(p), Signal::SIGWINCH) => p.resize(),
+                _ => self.forward(sig),
+            }
+            let ends = matches!(sig, Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT)
+                || (self.interrupt_ends && sig == Signal::SIGINT);
+            if ends {
+                self.record(Stopped::Signal(sig));
+                if kill_at.is_none() && self.backend.is_some() {
+                    kill_at = Some(Instant::now() + self.grace);
+                }
+            }
+        }
+    }
+
+    fn forward(&self, sig: Signal) {
+        match &self.target {
+            Target::Process(fd) => send(fd, sig),
+            Target::Group(pgid) => {
+                let _ = kill(Pid::from_raw(-pgid), sig);
+            }
+            Target::Gone => {}
+        }
+    }
+
+    /// The sandbox and its backend, at once.
+    fn kill_all(&self) {
+        self.forward(Signal::SIGKILL);
+        if let Some(b) = &self.backend {
+            send(b, Signal::SIGKILL);
+        }
+    }
+
+    fn record(&self, why: Stopped) {
+        if let Ok(mut s) = self.stopped.lock() {
+            s.get_or_insert(why);
         }
     }
 }

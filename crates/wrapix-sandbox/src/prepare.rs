@@ -151,12 +151,12 @@ impl Prepared {
 
     /// The host path behind a sandbox path: the last bind that covers it (later binds shadow
     /// earlier ones), else the home folder's source, else the root. In wrapix's own folder
-    /// (`/run/wrapix/bin`), `wrapix` and `wrapix-notify` are the wrapix binary.
+    /// (`/run/wrapix/bin`), `wrapix`, `wrapix-notify` and `ralph` are the wrapix binary.
     fn host_path(&self, inside: &Path) -> Option<PathBuf> {
         if inside.parent() == Some(Path::new(SANDBOX_BIN_DIR)) {
             let name = inside.file_name().and_then(|n| n.to_str());
             return match name {
-                Some("wrapix" | "wrapix-notify") => Some(self.self_exe.clone()),
+                Some("wrapix" | "wrapix-notify" | "ralph") => Some(self.self_exe.clone()),
                 Some("wrapix-serve") => self.serve_exe.clone(),
                 _ => None,
             };

@@ -8,6 +8,7 @@ pub mod error;
 pub mod layer;
 pub mod mcp;
 pub mod problem;
+pub mod ralph;
 pub mod raw;
 pub mod spec;
 pub mod state;

@@ -25,6 +25,17 @@ pub struct RawConfig {
     /// `[mcp.NAME]`: MCP servers registered with the agent. The keys of each table depend on
     /// the server (see [`crate::mcp`]), so they are checked in validation.
     pub mcp: Option<BTreeMap<String, Spanned<RawMcpServer>>>,
+    /// `[ralph]`: the agent loop's settings (see [`crate::ralph`]).
+    pub ralph: Option<RawRalph>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRalph {
+    pub agent: Option<Spanned<Vec<String>>>,
+    pub print_args: Option<Spanned<Vec<String>>>,
+    pub check: Option<Spanned<Vec<String>>>,
+    pub require_clean: Option<Spanned<bool>>,
 }
 
 /// One `[mcp.NAME]` table: its keys depend on the server.

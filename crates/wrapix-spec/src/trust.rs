@@ -143,6 +143,12 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
             "forward_api_key" if v.as_bool() == Some(false) => Some(()),
             _ => None,
         }),
+        // The check and the clean-tree rule run in the sandbox like anything the agent runs;
+        // another agent program or its arguments choose what gets the agent's login.
+        "ralph" => judge_table(key, value, out, |k, _| match k {
+            "check" | "require_clean" => Some(()),
+            _ => None,
+        }),
         "mcp" => match value.as_table() {
             Some(servers) => {
                 for (name, table) in servers {
@@ -194,7 +200,7 @@ fn judge_table(
     for (k, v) in table {
         if safe(k, v).is_none() {
             let why = match (name, k.as_str()) {
-                ("agent", "command") => WHY_AGENT_COMMAND,
+                ("agent", "command") | ("ralph", "agent" | "print_args") => WHY_AGENT_COMMAND,
                 ("agent", "home") => WHY_AGENT_HOME,
                 ("agent", "forward_api_key") => WHY_API_KEY,
                 ("workspace", "unprotect") => WHY_UNPROTECT,

@@ -2,6 +2,7 @@
 //! `SKIP: <reason>` and returns `None` when this host cannot run sandboxes.
 
 mod badinput;
+mod claude;
 mod config;
 mod dns;
 mod doctor;
@@ -17,5 +18,6 @@ mod images;
 mod mcp;
 mod notify_restart;
 mod proc;
+mod ralph;
 mod run;
 mod testhost;

@@ -290,6 +290,9 @@ impl Backend for Bwrap {
         // `wrapix-notify` is the same binary (main.rs dispatches on argv[0]).
         let notify = Path::new(SANDBOX_BIN_DIR).join("wrapix-notify");
         arg(&mut a, &[&"--symlink", &"wrapix", &notify]);
+        // And `ralph` (its `ralph task …` commands edit /workspace/.ralph).
+        let ralph = Path::new(SANDBOX_BIN_DIR).join("ralph");
+        arg(&mut a, &[&"--symlink", &"wrapix", &ralph]);
         // The notification socket, through the folder the daemon publishes it in (mounted
         // with the binds when the launcher has it): a restarted daemon is reachable at once.
         arg(

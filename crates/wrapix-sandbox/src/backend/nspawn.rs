@@ -87,6 +87,7 @@ const RUN_DIR_ENTRIES: &[(&str, RunDirEntry)] = &[
     ("bin/wrapix-init", RunDirEntry::File),
     ("bin/wrapix-serve", RunDirEntry::File),
     ("bin/wrapix-notify", RunDirEntry::Symlink("wrapix")),
+    ("bin/ralph", RunDirEntry::Symlink("wrapix")),
     ("notify.d", RunDirEntry::Dir),
     ("notify.sock", RunDirEntry::Symlink(SANDBOX_NOTIFY_LINK)),
 ];

@@ -28,7 +28,7 @@
 //! [`Podman::stage`] writes them to a private per-run folder (mode 0700) that the plan binds
 //! read-only; the environment goes in an `--env-file`, never on the command line. Podman cannot
 //! make symlinks either, so `/run/wrapix` is a staged folder too (bound read-only), holding the
-//! links `notify.sock -> notify.d/notify.sock` and `bin/wrapix-notify -> wrapix` and the empty
+//! links `notify.sock -> notify.d/notify.sock` and `bin/wrapix-notify`, `bin/ralph -> wrapix` and the empty
 //! mount points the plan binds wrapix and the notification folder onto (Podman mounts parents
 //! before children).
 
@@ -59,6 +59,7 @@ const RUN_DIR_ENTRIES: &[(&str, RunDirEntry)] = &[
     ("bin", RunDirEntry::Dir),
     ("bin/wrapix", RunDirEntry::File),
     ("bin/wrapix-notify", RunDirEntry::Symlink("wrapix")),
+    ("bin/ralph", RunDirEntry::Symlink("wrapix")),
     ("notify.d", RunDirEntry::Dir),
     ("notify.sock", RunDirEntry::Symlink(SANDBOX_NOTIFY_LINK)),
 ];
@@ -533,6 +534,7 @@ mod run_dir_tests {
         );
         assert!(at(SANDBOX_NOTIFY_DIR).is_dir());
         assert_eq!(link("/run/wrapix/bin/wrapix-notify"), Path::new("wrapix"));
+        assert_eq!(link("/run/wrapix/bin/ralph"), Path::new("wrapix"));
         let init = Path::new(SANDBOX_BIN_DIR).join("wrapix");
         assert!(at(&init.to_string_lossy()).is_file());
         let mode = std::fs::metadata(p.run_dir())

@@ -293,6 +293,13 @@ fn staging_builds_the_folder_the_plan_names() {
         std::fs::read_link(s.join("root/bin")).ok(),
         Some(PathBuf::from("usr/bin"))
     );
+    for link in ["wrapix-notify", "ralph"] {
+        assert_eq!(
+            std::fs::read_link(s.join("run-wrapix/bin").join(link)).ok(),
+            Some(PathBuf::from("wrapix")),
+            "{link}"
+        );
+    }
     use std::os::unix::fs::MetadataExt;
     let home = std::fs::metadata(s.join("home")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((home.uid(), home.mode() & 0o777), (1000, 0o700));

@@ -1,0 +1,521 @@
+//! `wrapix ralph …` (also `ralph …`): the command line of the agent loop. The tracker,
+//! templates and signals are [`wrapix_ralph`]'s; agent runs are in [`run`], through the one
+//! launch path.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use wrapix_ralph::template::{self, Kind};
+use wrapix_ralph::tracker::{self, NewTask, Status};
+use wrapix_ralph::{Project, RalphError, Tracker};
+
+use crate::cli::SandboxArgs;
+use crate::commands::Failure;
+
+mod run;
+
+#[derive(Debug, Subcommand)]
+pub enum RalphCmd {
+    /// Set up the project: specs/README.md (the spec format), .ralph/ and the prompt
+    /// templates. Never overwrites what is there.
+    Start {
+        #[arg(short = 'C', long = "project", value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// Interview with the agent (interactive, in the sandbox) to write specs/LABEL.md.
+    Plan {
+        label: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run the agent (non-interactive, in the sandbox) to turn the spec into ordered tasks.
+    Ready {
+        label: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run the agent on the next ready task in a fresh sandbox, then verify it.
+    Step {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Failed steps after which a task is not retried.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        max_failures: u32,
+    },
+    /// `step` until no task is ready or a limit is reached. Exit 0 when every task is done.
+    Loop {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The most steps this loop runs.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        max_steps: u32,
+        /// Failed steps of one task that stop the loop.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        max_failures: u32,
+        /// The loop's time limit (e.g. 2h, 90m); no new step starts after it, and a running
+        /// one is killed.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Tasks by state, the current task, the last result, per-spec progress.
+    Status {
+        #[arg(short = 'C', long = "project", value_name = "DIR")]
+        project: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agent's output and the check's of each run (of TASK, or the last run).
+    Logs {
+        task: Option<String>,
+        #[arg(short = 'C', long = "project", value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// Open a prompt template in $EDITOR (default: step).
+    Tune {
+        #[arg(value_parser = ["plan", "ready", "step"])]
+        template: Option<String>,
+        /// Show the differences to the built-in default instead.
+        #[arg(long)]
+        diff: bool,
+        #[arg(short = 'C', long = "project", value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// The tracker (`.ralph/tasks/`): works on the host and inside the sandbox.
+    Task {
+        #[command(subcommand)]
+        command: TaskCmd,
+        #[arg(short = 'C', long = "project", value_name = "DIR", global = true)]
+        project: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Kill a step's sandbox after this long (e.g. 30m, 90s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub step_timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Add a task; prints its id.
+    Add {
+        title: String,
+        /// The spec it implements (specs/LABEL.md).
+        #[arg(long, value_name = "LABEL")]
+        spec: Option<String>,
+        /// A task that must be done first (repeatable).
+        #[arg(long, value_name = "ID")]
+        after: Vec<String>,
+        /// What done means, hints.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// Run this task's steps in profile P.
+        #[arg(long, value_name = "P")]
+        profile: Option<String>,
+    },
+    /// Every task; `--json`: an array of objects (id, title, status, after, spec, …).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+    },
+    /// Mark a task done.
+    Done {
+        id: String,
+    },
+    /// Mark a task open again (its failure count reset).
+    Reopen {
+        id: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 90s, 30m, 2h)");
+    let d: jiff::SignedDuration = s
+        .parse()
+        .or_else(|_| {
+            s.parse::<u64>()
+                .map(|n| jiff::SignedDuration::from_secs(n as i64))
+        })
+        .map_err(|_| bad())?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(bad)
+}
+
+impl From<RalphError> for Failure {
+    fn from(e: RalphError) -> Self {
+        if e.is_usage() {
+            Failure::usage(e.to_string())
+        } else {
+            Failure::failed(e.to_string())
+        }
+    }
+}
+
+pub fn run(cmd: RalphCmd) -> Result<i32, Failure> {
+    // In a sandbox (wrapix sets WRAPIX=1) ralph is the agent's tracker, not a launcher.
+    if std::env::var_os("WRAPIX").is_some()
+        && !matches!(cmd, RalphCmd::Task { .. } | RalphCmd::Status { .. })
+    {
+        return Err(Failure::usage(
+            "inside the sandbox only `ralph task …` and `ralph status` work: run the others on the host",
+        ));
+    }
+    match cmd {
+        RalphCmd::Start { project } => start(project.as_deref()),
+        RalphCmd::Plan { label, sandbox } => run::plan(&label, &sandbox),
+        RalphCmd::Ready { label, run } => run::ready(label.as_deref(), &run),
+        RalphCmd::Step { run, max_failures } => run::steps(
+            &run,
+            run::Limits {
+                max_steps: 1,
+                max_failures,
+                timeout: None,
+                single: true,
+            },
+        ),
+        RalphCmd::Loop {
+            run,
+            max_steps,
+            max_failures,
+            timeout,
+        } => run::steps(
+            &run,
+            run::Limits {
+                max_steps,
+                max_failures,
+                timeout,
+                single: false,
+            },
+        ),
+        RalphCmd::Status { project, json } => status(project.as_deref(), json),
+        RalphCmd::Logs { task, project } => logs(project.as_deref(), task.as_deref()),
+        RalphCmd::Tune {
+            template,
+            diff,
+            project,
+        } => tune(project.as_deref(), template.as_deref(), diff),
+        RalphCmd::Task { command, project } => task(project.as_deref(), command),
+    }
+}
+
+/// The project folder: `-C DIR`, else the nearest folder with `.ralph/` from here up, else here.
+pub(crate) fn project_path(arg: Option<&Path>) -> Result<PathBuf, Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::usage(format!("cannot read the current folder: {e}")))?;
+    let p = match arg {
+        Some(a) => cwd.join(a),
+        None => Project::find(&cwd),
+    };
+    std::fs::canonicalize(&p).map_err(|e| {
+        Failure::usage(format!(
+            "project folder {} does not exist ({e}); pass an existing folder with -C DIR",
+            p.display()
+        ))
+    })
+}
+
+/// The started project (`.ralph/` exists).
+pub(crate) fn open(arg: Option<&Path>) -> Result<Project, Failure> {
+    let p = Project::open(&project_path(arg)?)?;
+    p.require_started()?;
+    Ok(p)
+}
+
+const GITIGNORE: &str = "# ralph's run files; the tasks and templates are worth committing.\nlogs/\nlock\nrunner.lock\nSTOP\n";
+
+fn start(project: Option<&Path>) -> Result<i32, Failure> {
+    let path = match project {
+        Some(_) => project_path(project)?,
+        None => std::fs::canonicalize(".")
+            .map_err(|e| Failure::usage(format!("cannot read the current folder: {e}")))?,
+    };
+    let p = Project::open(&path)?;
+    let mut made = Vec::new();
+    let mut create = |rel: PathBuf, text: &str| -> Result<(), Failure> {
+        if p.create(&rel, text.as_bytes())? {
+            made.push(rel.display().to_string());
+        }
+        Ok(())
+    };
+    create(PathBuf::from("specs/README.md"), template::SPECS_README)?;
+    create(PathBuf::from(".ralph/.gitignore"), GITIGNORE)?;
+    for k in Kind::ALL {
+        create(k.path(), k.default_text())?;
+    }
+    p.mkdir(Path::new(tracker::TASKS_DIR))?;
+    if made.is_empty() {
+        eprintln!(
+            "ralph: {} is set up already; nothing changed",
+            path.display()
+        );
+    } else {
+        eprintln!("ralph: created {}", made.join(", "));
+        eprintln!(
+            "ralph: next: `ralph plan LABEL` to write a spec, or write specs/LABEL.md yourself"
+        );
+    }
+    Ok(0)
+}
+
+fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
+    let p = open(project)?;
+    let t = Tracker::new(&p);
+    match cmd {
+        TaskCmd::Add {
+            title,
+            spec,
+            after,
+            note,
+            profile,
+        } => {
+            let after = after
+                .iter()
+                .map(|a| tracker::parse_id(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            let task = t.add(NewTask {
+                title,
+                spec,
+                after,
+                note,
+                profile,
+            })?;
+            println!("{}", task.id);
+        }
+        TaskCmd::List { json } => {
+            let tasks = t.load()?;
+            if json {
+                let all: Vec<_> = tasks.values().map(|t| t.to_json()).collect();
+                println!("{}", serde_json::Value::Array(all));
+            } else {
+                for task in tasks.values() {
+                    println!("{}", line(task));
+                }
+            }
+        }
+        TaskCmd::Show { id } => {
+            let task = t.get(tracker::parse_id(&id)?)?;
+            println!("{}", line(&task));
+            let field = |k: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    println!("  {k:<8} {}", tracker::escape(v));
+                }
+            };
+            field("spec", &task.spec);
+            field("profile", &task.profile);
+            field("note", &task.note);
+            field("reason", &task.reason);
+            field("log", &task.log.as_ref().map(|l| format!(".ralph/{l}")));
+            if task.failures > 0 {
+                println!("  failures {}", task.failures);
+            }
+        }
+        TaskCmd::Done { id } => {
+            let id = tracker::parse_id(&id)?;
+            t.update(id, |task| {
+                task.status = Status::Done;
+                task.reason = None;
+                Ok(())
+            })?;
+        }
+        TaskCmd::Reopen { id } => {
+            let id = tracker::parse_id(&id)?;
+            t.update(id, |task| {
+                task.status = Status::Open;
+                task.failures = 0;
+                task.reason = None;
+                Ok(())
+            })?;
+        }
+    }
+    Ok(0)
+}
+
+fn line(t: &wrapix_ralph::Task) -> String {
+    let after = if t.after.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<String> = t.after.iter().map(u32::to_string).collect();
+        format!(" (after {})", ids.join(", "))
+    };
+    format!(
+        "{:>4}  {:<11} {}{after}",
+        t.id,
+        t.status.as_str(),
+        tracker::escape(&t.title)
+    )
+}
+
+fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
+    let p = open(project)?;
+    let tasks = Tracker::new(&p).load()?;
+    let last = p.recent_progress(1)?;
+    let current = tasks.values().find(|t| t.status == Status::InProgress);
+    let mut by_spec: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for t in tasks.values() {
+        let e = by_spec
+            .entry(t.spec.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default();
+        e.1 += 1;
+        if t.status == Status::Done {
+            e.0 += 1;
+        }
+    }
+    let count = |s: Status| tasks.values().filter(|t| t.status == s).count();
+    if json {
+        let states: serde_json::Map<String, serde_json::Value> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), count(*s).into()))
+            .collect();
+        let specs: serde_json::Map<String, serde_json::Value> = by_spec
+            .iter()
+            .map(|(k, (d, n))| (k.clone(), serde_json::json!({"done": d, "total": n})))
+            .collect();
+        let out = serde_json::json!({
+            "states": states,
+            "current": current.map(|t| t.id),
+            "last": if last.is_empty() { None } else { Some(last.trim_start_matches("- ").to_owned()) },
+            "specs": specs,
+            "tasks": tasks.values().map(|t| t.to_json()).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+        return Ok(0);
+    }
+    let states: Vec<String> = Status::ALL
+        .iter()
+        .map(|s| format!("{} {}", count(*s), s.as_str()))
+        .collect();
+    println!("tasks:   {}", states.join(", "));
+    match current {
+        Some(t) => println!("current: {}", line(t).trim_start()),
+        None => println!("current: (none)"),
+    }
+    println!(
+        "last:    {}",
+        if last.is_empty() {
+            "(no step yet)"
+        } else {
+            last.trim_start_matches("- ")
+        }
+    );
+    for (spec, (done, total)) in &by_spec {
+        println!("spec {spec}: {done}/{total} done");
+    }
+    for t in tasks
+        .values()
+        .filter(|t| matches!(t.status, Status::Failed | Status::Blocked))
+    {
+        println!(
+            "{}: {}",
+            line(t).trim_start(),
+            tracker::escape(t.reason.as_deref().unwrap_or(""))
+        );
+    }
+    Ok(0)
+}
+
+fn logs(project: Option<&Path>, task: Option<&str>) -> Result<i32, Failure> {
+    let p = open(project)?;
+    let mut names = p.files(Path::new(".ralph/logs"))?;
+    if let Some(id) = task {
+        let id = tracker::parse_id(id)?;
+        Tracker::new(&p).get(id)?;
+        names.retain(|n| n.starts_with(&format!("{id}-")));
+    } else if let Some(last) = last_log(&p)? {
+        names = vec![last];
+    }
+    if names.is_empty() {
+        eprintln!("ralph: no logs yet");
+        return Ok(0);
+    }
+    for n in names {
+        let rel = Path::new(".ralph/logs").join(&n);
+        let bytes = p
+            .dir
+            .read(&rel, wrapix_ralph::project::LOG_LIMIT)
+            .map_err(|e| Failure::failed(format!("read {}: {e}", rel.display())))?
+            .unwrap_or_default();
+        println!("==> .ralph/logs/{n} <==");
+        // The agent wrote it: shown as text, control characters escaped.
+        for l in String::from_utf8_lossy(&bytes).lines() {
+            println!("{}", tracker::escape(l));
+        }
+    }
+    Ok(0)
+}
+
+/// The log named by the most recent progress line that names one, if any.
+fn last_log(p: &Project) -> Result<Option<String>, Failure> {
+    let recent = p.recent_progress(50)?;
+    Ok(recent.lines().rev().find_map(|l| {
+        l.split_whitespace()
+            .find_map(|w| w.trim_start_matches('(').strip_prefix(".ralph/logs/"))
+            .map(|w| w.trim_end_matches([')', ',']).to_owned())
+    }))
+}
+
+fn tune(project: Option<&Path>, which: Option<&str>, diff: bool) -> Result<i32, Failure> {
+    let p = open(project)?;
+    let kind = Kind::parse(which.unwrap_or("step")).unwrap_or(Kind::Step);
+    let rel = kind.path();
+    p.create(&rel, kind.default_text().as_bytes())?;
+    let file = p.dir.display_path(&rel);
+    // The editor opens the path: it must be the file itself, not a link the agent planted.
+    match p.dir.meta(&rel) {
+        Ok(Some(m)) if m.kind == wrapix_hostfs::Kind::File => {}
+        _ => {
+            return Err(Failure::usage(format!(
+                "{} is not a regular file; remove it and run `ralph tune` again",
+                rel.display()
+            )))
+        }
+    }
+    if diff {
+        let current = kind.load(&p)?;
+        let mut def = tempfile::NamedTempFile::new()
+            .map_err(|e| Failure::failed(format!("create a temporary file: {e}")))?;
+        std::io::Write::write_all(&mut def, kind.default_text().as_bytes())
+            .map_err(|e| Failure::failed(format!("write a temporary file: {e}")))?;
+        let mut cur = tempfile::NamedTempFile::new()
+            .map_err(|e| Failure::failed(format!("create a temporary file: {e}")))?;
+        std::io::Write::write_all(&mut cur, current.as_bytes())
+            .map_err(|e| Failure::failed(format!("write a temporary file: {e}")))?;
+        // Copies, so that `diff` never opens the project's (agent-writable) file itself.
+        let status = std::process::Command::new("diff")
+            .arg("-u")
+            .arg("--label")
+            .arg(format!("default {}.md", kind.name()))
+            .arg("--label")
+            .arg(rel.display().to_string())
+            .arg(def.path())
+            .arg(cur.path())
+            .status()
+            .map_err(|e| Failure::failed(format!("cannot run diff: {e}")))?;
+        return Ok(if status.code() == Some(2) { 1 } else { 0 });
+    }
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    // $EDITOR may carry arguments ("code -w"): split on spaces, never through a shell.
+    let mut parts = editor.split_whitespace();
+    let prog = parts.next().unwrap_or("vi");
+    let status = std::process::Command::new(prog)
+        .args(parts)
+        .arg(&file)
+        .status()
+        .map_err(|e| {
+            Failure::failed(format!("cannot run the editor `{prog}`: {e} (set $EDITOR)"))
+        })?;
+    // A template that no longer renders is said now, not at the next step.
+    let text = kind.load(&p)?;
+    let values: Vec<(&str, &str)> = kind.placeholders().iter().map(|k| (*k, "")).collect();
+    template::render(kind, &rel.display().to_string(), &text, &values)?;
+    Ok(if status.success() { 0 } else { 1 })
+}

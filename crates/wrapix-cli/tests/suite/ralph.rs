@@ -1,0 +1,531 @@
+//! `wrapix ralph` end to end: real sandboxes, the real binary as the unprivileged test user,
+//! and a stand-in agent (a shell script the test writes into the project) in place of Claude
+//! Code. The agent reads its prompt on stdin, adds tasks with the `ralph` inside the sandbox,
+//! edits and commits files, and signals; `/workspace/mode` makes it lie or hang.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use serde_json::Value;
+
+use super::harness::{host_procs_with, unique, wait_for, Case, SECRET};
+
+/// The stand-in agent. `@SECRET@` is the host path it must not be able to read.
+const AGENT: &str = r#"#!/bin/sh
+prompt=$(cat)
+mode=$(cat /workspace/mode 2>/dev/null || echo ok)
+case "$prompt" in
+  *"Turn the specification"*)
+    a=$(ralph task add "one" --spec demo --note "criterion: one") || exit 3
+    b=$(ralph task add "two" --spec demo --after "$a") || exit 3
+    ralph task add "three" --spec demo --after "$b" >/dev/null || exit 3
+    echo RALPH_COMPLETE
+    exit 0;;
+esac
+title=$(printf '%s\n' "$prompt" | sed -n 's/^Task [0-9]*: //p' | head -1)
+{
+  echo "pid1=$(cat /proc/1/comm)"
+  if cat '@SECRET@' >/dev/null 2>&1; then echo secret=read; else echo secret=denied; fi
+} >> /workspace/seen.txt
+case "$mode" in
+  hang)
+    touch /workspace/started
+    exec sh -c 'while :; do sleep 0.1; done' "$(cat /workspace/marker)";;
+  lie)
+    echo "I did it, trust me"
+    echo RALPH_COMPLETE
+    exit 0;;
+esac
+echo "$title" >> /workspace/done.txt
+git add -A . ':(exclude).ralph' && git -c user.name=a -c user.email=a@b commit -qm "$title" || exit 4
+echo RALPH_COMPLETE
+"#;
+
+/// A started project: the agent, a spec `demo`, a check that fails when `/workspace/fail`
+/// exists, everything committed.
+fn project() -> Option<Case> {
+    let c = Case::new()?;
+    let secret = c.home.join("secret.txt");
+    c.write(
+        &c.project.join("agent.sh"),
+        &AGENT.replace("@SECRET@", &secret.to_string_lossy()),
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.write(
+        &c.project.join(".gitignore"),
+        "seen.txt\nmode\nmarker\nstarted\nfail\n",
+    );
+    // `[ralph] agent` widens (it chooses what gets the agent's login): trusted here.
+    c.config(
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\ncheck = [\"sh\", \"-c\", \"test ! -e /workspace/fail\"]\n",
+    );
+    let out = c.run(&["ralph", "start"]);
+    assert_eq!(out.code, 0, "{out}");
+    c.write(
+        &c.project.join("specs/demo.md"),
+        "# demo\n\n## Success criteria\n- one, two, three\n",
+    );
+    c.host_repo(&c.project);
+    Some(c)
+}
+
+fn tasks(c: &Case) -> Vec<Value> {
+    let out = c.run(&["ralph", "task", "list", "--json"]);
+    let v: Value = serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array().unwrap().clone()
+}
+
+fn statuses(c: &Case) -> Vec<String> {
+    tasks(c)
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ready(c: &Case) {
+    let out = c.run(&["ralph", "ready", "demo"]);
+    assert_eq!(out.code, 0, "{out}");
+    let t = tasks(c);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(t[1]["after"], serde_json::json!([1]));
+    assert_eq!(t[2]["after"], serde_json::json!([2]));
+    assert_eq!(t[0]["spec"], "demo");
+}
+
+#[test]
+fn ralph_start_ready_loop_does_three_dependent_tasks_in_order_in_the_sandbox() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(statuses(&c), ["done", "done", "done"]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\n", "dependency order");
+    // Each step ran sandboxed: PID 1 was wrapix's init, the host secret was out of reach
+    // (and is there on the host, so the check could fail).
+    assert_eq!(
+        std::fs::read_to_string(c.home.join("secret.txt")).unwrap(),
+        SECRET
+    );
+    let seen = std::fs::read_to_string(c.project.join("seen.txt")).unwrap();
+    assert_eq!(
+        seen,
+        "pid1=wrapix-init\nsecret=denied\n".repeat(3),
+        "{seen}"
+    );
+    let status = c.run(&["ralph", "status", "--json"]);
+    let s: Value = serde_json::from_str(status.ok()).unwrap();
+    assert_eq!(s["states"]["done"], 3, "{s}");
+    assert_eq!(s["specs"]["demo"]["done"], 3, "{s}");
+    // Every run's output is kept and shown.
+    let logs = c.run(&["ralph", "logs", "2"]);
+    assert!(logs.ok().contains("RALPH_COMPLETE"), "{logs}");
+    // Without a task: the last run's log.
+    let last = c.run(&["ralph", "logs"]);
+    assert!(
+        last.ok().starts_with("==> .ralph/logs/3-1.log <=="),
+        "{last}"
+    );
+    // Running again: nothing ready, everything done.
+    let again = c.run(&["ralph", "loop"]);
+    assert_eq!(again.code, 0, "{again}");
+}
+
+#[test]
+fn ralph_a_lying_agent_is_retried_then_the_loop_stops_with_1() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    c.write(&c.project.join("mode"), "lie\n");
+    c.write(&c.project.join("fail"), "");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("task 1 failed 2 times"), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[0]["status"], "failed", "{t:?}");
+    assert_eq!(t[0]["failures"], 2, "retried once");
+    assert!(
+        t[0]["reason"].as_str().unwrap().contains("check failed"),
+        "{t:?}"
+    );
+    assert_eq!(statuses(&c)[1..], ["open", "open"]);
+    let status = c.run(&["ralph", "status"]);
+    assert!(status.ok().contains("check failed"), "{status}");
+    assert!(!c.project.join("done.txt").exists());
+}
+
+#[test]
+fn ralph_a_hanging_agent_is_killed_at_the_step_timeout() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-hang");
+    c.write(&c.project.join("marker"), &marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let start = Instant::now();
+    let out = c.run(&[
+        "ralph",
+        "loop",
+        "--step-timeout",
+        "2s",
+        "--max-failures",
+        "1",
+    ]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(start.elapsed() < Duration::from_secs(30), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[0]["status"], "failed");
+    assert!(
+        t[0]["reason"].as_str().unwrap().contains("timeout"),
+        "{t:?}"
+    );
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+/// Starts `ralph loop` with a hanging agent and waits until the step runs.
+fn hanging_loop(c: &Case, marker: &str) -> super::harness::Running {
+    c.write(&c.project.join("marker"), marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let run = c.spawn(&["ralph", "loop"]);
+    let started = c.project.join("started");
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "the agent never started"
+    );
+    run
+}
+
+#[test]
+fn ralph_ctrl_c_mid_step_leaves_no_task_in_progress() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-int");
+    let run = hanging_loop(&c, &marker);
+    assert_eq!(statuses(&c)[0], "in_progress");
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("interrupted"), "{out}");
+    assert_eq!(statuses(&c), ["open", "open", "open"]);
+    assert!(
+        tasks(&c)[0]["failures"] == 0,
+        "an interruption is not a failure"
+    );
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+#[test]
+fn ralph_resumes_after_kill_9() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-kill");
+    let run = hanging_loop(&c, &marker);
+    kill(run.pid(), Signal::SIGKILL).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 137, "{out}");
+    // The sandbox died with ralph; the tracker says where it stopped.
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+    assert_eq!(statuses(&c), ["in_progress", "open", "open"]);
+    std::fs::remove_file(c.project.join("mode")).unwrap();
+    std::fs::remove_file(c.project.join("started")).unwrap();
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stderr
+            .contains("task 1 was in progress when ralph stopped; reopened"),
+        "{out}"
+    );
+    assert_eq!(statuses(&c), ["done", "done", "done"]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\n");
+}
+
+/// Every file below the project with its contents: to show that nothing changed.
+fn contents(c: &Case) -> Vec<(String, Vec<u8>)> {
+    Case::listing(&c.project)
+        .into_iter()
+        .filter(|p| !p.starts_with(".git/") && p != ".git")
+        .map(|p| {
+            let bytes = std::fs::read(c.project.join(&p)).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Bad input: one line on stderr naming the problem, exit 2, nothing changed.
+fn refused(c: &Case, args: &[&str], expect: &str) {
+    let before = contents(c);
+    let out = c.run(args);
+    assert_eq!(out.code, 2, "{args:?}: {out}");
+    assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out}");
+    assert!(
+        out.stderr.contains(expect),
+        "{args:?}: expected {expect:?}: {out}"
+    );
+    assert_eq!(contents(c), before, "{args:?} changed the project");
+}
+
+#[test]
+fn ralph_bad_input_is_one_line_exit_2_and_changes_nothing() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    // A missing spec.
+    refused(&c, &["ralph", "ready", "nosuch"], "no spec specs/nosuch.md");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x", "--spec", "nosuch"],
+        "no spec specs/nosuch.md",
+    );
+    // An unknown task id.
+    refused(&c, &["ralph", "task", "done", "99"], "no task 99");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x", "--after", "99"],
+        "no task 99",
+    );
+    refused(&c, &["ralph", "task", "show", "x1"], "bad task id");
+    // A template with an unknown placeholder.
+    let step = c.project.join(".ralph/templates/step.md");
+    let original = std::fs::read_to_string(&step).unwrap();
+    c.write(&step, "line one\nwork on {{task}}\n");
+    refused(
+        &c,
+        &["ralph", "step"],
+        ".ralph/templates/step.md:2: unknown placeholder {{task}}",
+    );
+    c.write(&step, &original);
+    // A cycle, written by hand (the tracker refuses to make one).
+    let one = c.project.join(".ralph/tasks/1.toml");
+    let text = std::fs::read_to_string(&one).unwrap();
+    c.write(&one, &text.replace("after = []", "after = [3]"));
+    refused(&c, &["ralph", "loop"], "form a dependency cycle");
+    refused(
+        &c,
+        &["ralph", "task", "add", "x"],
+        "form a dependency cycle",
+    );
+    c.write(&one, &text);
+    // A malformed task file.
+    c.write(
+        &one,
+        &text.replace("status = \"open\"", "status = \"sleeping\""),
+    );
+    refused(&c, &["ralph", "step"], ".ralph/tasks/1.toml:3:");
+    refused(&c, &["ralph", "task", "list"], ".ralph/tasks/1.toml:3:");
+    c.write(&one, &text);
+    // A task whose profile the config does not know.
+    let out = c.run(&["ralph", "task", "add", "elsewhere", "--profile", "nosuch"]);
+    assert_eq!(out.ok(), "4\n");
+    c.write(&c.project.join("mode"), "lie\n");
+    c.run(&["ralph", "task", "done", "1"]).ok();
+    c.run(&["ralph", "task", "done", "2"]).ok();
+    c.run(&["ralph", "task", "done", "3"]).ok();
+    refused(&c, &["ralph", "step"], "nosuch");
+    assert_eq!(statuses(&c), ["done", "done", "done", "open"]);
+}
+
+/// `ralph plan`: the agent gets the rendered plan prompt and writes the spec; what it changed
+/// elsewhere is named in a warning.
+#[test]
+fn ralph_plan_writes_the_spec_and_warns_about_other_changes() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("agent.sh"),
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" | head -1 > /workspace/specs/cache.md\ntouch /workspace/stray.txt\n",
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.config("[ralph]\nagent = [\"/workspace/agent.sh\"]\n");
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let out = c.run(&["ralph", "plan", "cache"]);
+    assert_eq!(out.code, 0, "{out}");
+    let spec = std::fs::read_to_string(c.project.join("specs/cache.md")).unwrap();
+    assert!(spec.contains("specification for \"cache\""), "{spec}");
+    assert!(
+        out.stderr
+            .contains("planning changed files outside specs/: stray.txt"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("next: `ralph ready cache`"), "{out}");
+}
+
+#[test]
+fn ralph_is_the_same_binary_by_its_name_and_on_the_sandbox_path() {
+    let Some(c) = project() else { return };
+    let link = c.env.bin.with_file_name("ralph");
+    // Made once per test process; concurrent tests may race to make it.
+    let _ = std::os::unix::fs::symlink("wrapix", &link);
+    let mut cmd = c
+        .env
+        .as_user(&link.to_string_lossy(), &["task", "add", "by name"]);
+    c.clean_env(&mut cmd);
+    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    assert_eq!(out.ok(), "1\n");
+    let inside = c.sh("command -v ralph && ralph task list --json");
+    let text = inside.ok();
+    assert!(text.starts_with("/run/wrapix/bin/ralph\n"), "{text}");
+    assert!(text.contains("\"title\":\"by name\""), "{text}");
+}
+
+/// With `--output-format stream-json` in `print_args`, only the final result event counts: a
+/// `RALPH_COMPLETE` printed elsewhere (a tool's output, a message) does not complete a step.
+#[test]
+fn ralph_reads_stream_json_signals_from_the_final_result_only() {
+    let Some(c) = Case::new() else { return };
+    c.write(
+        &c.project.join("agent.sh"),
+        "#!/bin/sh\ncat >/dev/null\n\
+         echo '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"RALPH_COMPLETE\"}]}}'\n\
+         echo RALPH_COMPLETE\n\
+         if [ -e /workspace/finish ]; then\n\
+           printf '%s\\n' '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\\nRALPH_COMPLETE\"}'\n\
+         fi\n",
+    );
+    std::fs::set_permissions(
+        c.project.join("agent.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.config(
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\nprint_args = [\"--output-format\", \"stream-json\"]\nrequire_clean = false\n",
+    );
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("no completion signal"), "{out}");
+    c.write(&c.project.join("finish"), "");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(statuses(&c), ["done"]);
+    // Inside, ralph is the tracker only.
+    let inside = c.sh("ralph loop");
+    assert_eq!(inside.code, 2, "{inside}");
+    assert!(inside.stderr.contains("only `ralph task"), "{inside}");
+}
+
+#[test]
+fn ralph_loop_limits_stop_file_max_steps_and_timeout() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    // .ralph/STOP: no step runs, the file is consumed.
+    c.write(&c.project.join(".ralph/STOP"), "");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains(".ralph/STOP"), "{out}");
+    assert!(!c.project.join(".ralph/STOP").exists());
+    assert_eq!(statuses(&c), ["open", "open", "open"]);
+    // --max-steps.
+    let out = c.run(&["ralph", "loop", "--max-steps", "1"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("--max-steps 1"), "{out}");
+    assert_eq!(statuses(&c), ["done", "open", "open"]);
+    // --timeout of the loop: the running step is killed and its task reopened, not failed.
+    let marker = unique("ralph-timeout");
+    c.write(&c.project.join("marker"), &marker);
+    c.write(&c.project.join("mode"), "hang\n");
+    let out = c.run(&["ralph", "loop", "--timeout", "2s"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("stopped at --timeout"), "{out}");
+    let t = tasks(&c);
+    assert_eq!(t[1]["status"], "open", "{t:?}");
+    assert_eq!(t[1]["failures"], 0, "{t:?}");
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
+/// The agent inside and ralph outside add tasks at the same time: every id distinct, every
+/// file whole.
+#[test]
+fn ralph_task_add_inside_and_outside_at_once() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let inside = c.spawn(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do ralph task add in$i >/dev/null || exit 1; done",
+    ]);
+    for i in 0..15 {
+        c.run(&["ralph", "task", "add", &format!("out{i}")]).ok();
+    }
+    let out = inside.finish();
+    assert_eq!(out.code, 0, "{out}");
+    let t = tasks(&c);
+    let mut ids: Vec<u64> = t.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=30).collect::<Vec<u64>>());
+}
+
+/// Ralph never runs the agent unconfined, and a project file may not choose ralph's agent
+/// without trust: both bad input, nothing changed.
+#[test]
+fn ralph_refuses_no_sandbox_and_an_untrusted_agent() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    refused(
+        &c,
+        &["ralph", "step", "--backend", "none"],
+        "ralph never does",
+    );
+    let config = c.project.join("wrapix.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The same file with another agent: not the content that was trusted.
+    c.write(&config, &text.replace("agent.sh", "other.sh"));
+    refused(&c, &["ralph", "loop"], "ralph.agent");
+    assert!(!c.project.join("seen.txt").exists(), "the agent ran");
+}
+
+/// `ralph tune`: the editor gets the template's path; `--diff` compares with the default; a
+/// template the editor left unrenderable is reported at once.
+#[test]
+fn ralph_tune_edits_and_diffs_templates() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let c = c.host_env("EDITOR", "true");
+    assert_eq!(c.run(&["ralph", "tune", "ready"]).code, 0);
+    let step = c.project.join(".ralph/templates/step.md");
+    let text = std::fs::read_to_string(&step).unwrap();
+    c.write(&step, &format!("{text}Keep commits small.\n"));
+    let diff = c.run(&["ralph", "tune", "--diff"]);
+    assert!(diff.stdout.contains("+Keep commits small."), "{diff}");
+    c.write(&step, "{{nope}}\n");
+    let out = c.run(&["ralph", "tune", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("step.md:1: unknown placeholder {{nope}}"),
+        "{out}"
+    );
+    // A link planted in place of a template is not opened.
+    std::fs::remove_file(&step).unwrap();
+    std::os::unix::fs::symlink(c.home.join("secret.txt"), &step).unwrap();
+    let out = c.run(&["ralph", "tune", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("not a regular file"), "{out}");
+}

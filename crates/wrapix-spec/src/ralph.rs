@@ -1,0 +1,111 @@
+//! `[ralph]`: settings of the agent loop (`wrapix ralph`), validated from the same config files
+//! as the sandbox. A project file's `agent` and `print_args` widen (they choose what runs with
+//! the agent's login) and need `wrapix trust`, which [`crate::validate`] enforces.
+
+use crate::layer::Layers;
+use crate::SpecError;
+
+/// Claude Code's arguments for a non-interactive run with machine-readable output.
+pub const CLAUDE_PRINT_ARGS: &[&str] = &["-p", "--output-format", "stream-json", "--verbose"];
+
+/// The validated `[ralph]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ralph {
+    /// The agent's argv for ralph's runs (`None`: `[agent] command`).
+    pub agent: Option<Vec<String>>,
+    /// Arguments added for non-interactive runs (`None`: [`CLAUDE_PRINT_ARGS`] for Claude
+    /// Code, nothing for another agent).
+    pub print_args: Option<Vec<String>>,
+    /// Run in the sandbox after the agent; a non-zero exit fails the step.
+    pub check: Option<Vec<String>>,
+    /// A step passes only with a clean (committed) git tree. Default true.
+    pub require_clean: bool,
+}
+
+impl Ralph {
+    /// The print arguments for `agent` (an argv whose program may be Claude Code).
+    pub fn print_args_for(&self, agent: &[String]) -> Vec<String> {
+        match &self.print_args {
+            Some(a) => a.clone(),
+            None if agent
+                .first()
+                .is_some_and(|p| p.rsplit('/').next() == Some("claude")) =>
+            {
+                CLAUDE_PRINT_ARGS.iter().map(|s| (*s).to_owned()).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// `[ralph]` of the user file, then the project file (each key: the later file wins).
+pub fn validate(layers: &Layers) -> Result<Ralph, SpecError> {
+    let mut out = Ralph {
+        require_clean: true,
+        ..Ralph::default()
+    };
+    for file in layers.files() {
+        let Some(r) = &file.raw.ralph else { continue };
+        let argv = |key: &str, v: &toml::Spanned<Vec<String>>, may_be_empty: bool| {
+            if !may_be_empty && (v.get_ref().is_empty() || v.get_ref()[0].is_empty()) {
+                return Err(SpecError::invalid(
+                    file.at(v.span()),
+                    format!("ralph.{key}"),
+                    "the command is empty",
+                    "write the program and its arguments, e.g. [\"cargo\", \"test\"]",
+                ));
+            }
+            if v.get_ref().iter().any(|a| a.contains('\0')) {
+                return Err(SpecError::invalid(
+                    file.at(v.span()),
+                    format!("ralph.{key}"),
+                    "an argument contains a NUL byte",
+                    "remove the NUL byte",
+                ));
+            }
+            Ok(v.get_ref().clone())
+        };
+        if let Some(a) = &r.agent {
+            out.agent = Some(argv("agent", a, false)?);
+        }
+        if let Some(a) = &r.print_args {
+            out.print_args = Some(argv("print_args", a, true)?);
+        }
+        if let Some(c) = &r.check {
+            out.check = Some(argv("check", c, false)?);
+        }
+        if let Some(c) = &r.require_clean {
+            out.require_clean = *c.get_ref();
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_gets_stream_json_others_nothing() {
+        let r = Ralph::default();
+        let claude = vec!["/usr/bin/claude".to_owned()];
+        assert_eq!(r.print_args_for(&claude), CLAUDE_PRINT_ARGS);
+        assert!(r.print_args_for(&["aider".to_owned()]).is_empty());
+        let set = Ralph {
+            print_args: Some(vec!["--x".into()]),
+            ..Ralph::default()
+        };
+        assert_eq!(set.print_args_for(&claude), ["--x"]);
+    }
+
+    #[test]
+    fn project_agent_widens_check_does_not() {
+        let w = crate::trust::widening(
+            "[ralph]\ncheck = [\"cargo\", \"test\"]\nrequire_clean = false\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let w = crate::trust::widening("[ralph]\nagent = [\"x\"]\nprint_args = []\n");
+        let keys: Vec<&str> = w.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["ralph.agent", "ralph.print_args"]);
+    }
+}
