@@ -17,6 +17,7 @@ mod harness;
 mod images;
 mod mcp;
 mod notify_restart;
+mod nspawn;
 mod proc;
 mod ralph;
 mod run;

@@ -518,6 +518,11 @@ impl Backend for Nspawn {
         // its handle: the executor binds the handle onto a staged path in nspawn's mount
         // namespace, so a link swapped in meanwhile (by another sandbox of the project) cannot
         // make root bind something else.
+        // When the sandbox user is root (wrapix run as root, `sudo wrapix`), root inside stands
+        // for each source's owner (`rootidmap`): in a project of yours, run with sudo, the
+        // agent writes your files and what it creates is yours, though it has no capabilities
+        // to override permissions. Otherwise every uid is itself (`idmap`).
+        let map = if user.uid == 0 { "rootidmap" } else { "idmap" };
         let pinned = Self::pinned(run);
         let mut pass = Vec::new();
         let mut pin_mounts = Vec::new();
@@ -534,9 +539,9 @@ impl Backend for Nspawn {
                         fd,
                         target: self.pin_path(k),
                     });
-                    bind(&mut a, b.mode, &self.pin_path(k), b.dest.as_path(), "idmap")?;
+                    bind(&mut a, b.mode, &self.pin_path(k), b.dest.as_path(), map)?;
                 }
-                None => bind(&mut a, b.mode, &b.source, b.dest.as_path(), "idmap")?,
+                None => bind(&mut a, b.mode, &b.source, b.dest.as_path(), map)?,
             }
         }
         // /run/wrapix, then wrapix onto its mount points there.
