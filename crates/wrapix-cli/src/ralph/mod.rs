@@ -397,12 +397,13 @@ fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
         Some(t) => println!("current: {}", line(t).trim_start()),
         None => println!("current: (none)"),
     }
+    // progress.md is agent-writable: its text never drives the terminal.
     println!(
         "last:    {}",
         if last.is_empty() {
-            "(no step yet)"
+            "(no step yet)".to_owned()
         } else {
-            last.trim_start_matches("- ")
+            tracker::escape(last.trim_start_matches("- "))
         }
     );
     for (spec, (done, total)) in &by_spec {
@@ -442,7 +443,8 @@ fn logs(project: Option<&Path>, task: Option<&str>) -> Result<i32, Failure> {
             .read(&rel, wrapix_ralph::project::LOG_LIMIT)
             .map_err(|e| Failure::failed(format!("read {}: {e}", rel.display())))?
             .unwrap_or_default();
-        println!("==> .ralph/logs/{n} <==");
+        // The name too is the agent's (a file it made, or a word of progress.md).
+        println!("==> .ralph/logs/{} <==", tracker::escape(&n));
         // The agent wrote it: shown as text, control characters escaped.
         for l in String::from_utf8_lossy(&bytes).lines() {
             println!("{}", tracker::escape(l));
@@ -500,6 +502,19 @@ fn tune(project: Option<&Path>, which: Option<&str>, diff: bool) -> Result<i32, 
             .map_err(|e| Failure::failed(format!("cannot run diff: {e}")))?;
         return Ok(if status.code() == Some(2) { 1 } else { 0 });
     }
+    // The editor gets a private copy, never the project's path: a sandbox running meanwhile
+    // could swap the template (or its folder) for a link between the check above and the
+    // editor's open, and the editor would write through it. The result is written back
+    // through hostfs, which replaces whatever is there without following it.
+    let before = kind.load(&p)?;
+    let io =
+        |e: std::io::Error| Failure::failed(format!("a temporary copy of {}: {e}", rel.display()));
+    let mut copy = tempfile::Builder::new()
+        .prefix(&format!("ralph-{}-", kind.name()))
+        .suffix(".md")
+        .tempfile()
+        .map_err(io)?;
+    std::io::Write::write_all(&mut copy, before.as_bytes()).map_err(io)?;
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".into());
@@ -508,13 +523,17 @@ fn tune(project: Option<&Path>, which: Option<&str>, diff: bool) -> Result<i32, 
     let prog = parts.next().unwrap_or("vi");
     let status = std::process::Command::new(prog)
         .args(parts)
-        .arg(&file)
+        .arg(copy.path())
         .status()
         .map_err(|e| {
             Failure::failed(format!("cannot run the editor `{prog}`: {e} (set $EDITOR)"))
         })?;
+    let text = std::fs::read_to_string(copy.path()).map_err(io)?;
+    if text != before {
+        p.write(&rel, text.as_bytes())?;
+        eprintln!("ralph: saved {}", file.display());
+    }
     // A template that no longer renders is said now, not at the next step.
-    let text = kind.load(&p)?;
     let values: Vec<(&str, &str)> = kind.placeholders().iter().map(|k| (*k, "")).collect();
     template::render(kind, &rel.display().to_string(), &text, &values)?;
     Ok(if status.success() { 0 } else { 1 })

@@ -48,6 +48,9 @@ struct Ctx {
     ralph: Ralph,
     /// The agent's argv for ralph (`[ralph] agent`, else `[agent] command`).
     agent: Vec<String>,
+    /// The user's choice (flags, config) is the `host` profile: only then may a task's
+    /// profile be `host`.
+    host_profile: bool,
 }
 
 fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
@@ -69,6 +72,7 @@ fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
         args,
         ralph,
         agent,
+        host_profile: spec.profile == wrapix_spec::Profile::Host,
     })
 }
 
@@ -111,10 +115,33 @@ fn sandboxed(
         None => std::process::Stdio::null(),
     };
     let (mut reader, writer) = std::io::pipe().map_err(io)?;
-    let stderr = match both {
-        true => Some(std::process::Stdio::from(writer.try_clone().map_err(io)?)),
-        false => None,
+    // Never the user's terminal itself: a sandbox holding the tty (it runs in a session of
+    // its own, so job control does not stop it) could read what the user types meanwhile
+    // and write escape sequences to it. Its stderr is a pipe, shown with control characters
+    // escaped.
+    let (stderr, forward) = match both {
+        true => (writer.try_clone().map_err(io)?, None),
+        false => {
+            let (mut from, to) = std::io::pipe().map_err(io)?;
+            let forward = std::thread::spawn(move || {
+                let mut chunk = [0u8; 8 * 1024];
+                let mut err = std::io::stderr();
+                loop {
+                    match from.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let text = String::from_utf8_lossy(&chunk[..n]);
+                            let shown: Vec<String> =
+                                text.split('\n').map(tracker::escape).collect();
+                            let _ = err.write_all(shown.join("\n").as_bytes());
+                        }
+                    }
+                }
+            });
+            (to, Some(forward))
+        }
     };
+    let stderr = Some(std::process::Stdio::from(stderr));
     let collect = std::thread::spawn(move || {
         let mut out = Vec::new();
         let mut chunk = [0u8; 64 * 1024];
@@ -150,6 +177,9 @@ fn sandboxed(
         ..Launch::new(&args, RunMode::Command(argv))
     });
     let output = collect.join().unwrap_or_default();
+    if let Some(f) = forward {
+        let _ = f.join();
+    }
     match result {
         Ok(o) => Ok(Ran {
             outcome: Ok(o),
@@ -312,10 +342,19 @@ fn step(
     )?;
     // A task's profile that the config does not know is bad input, found before the task
     // is touched.
+    // The task file is the agent's: its profile is untrusted input, like a project file's
+    // `profile`, never the user's `--profile`. The host's own /usr and /etc over the image
+    // the user chose widens (a project file needs `wrapix trust` for it): refused.
     if let Some(profile) = &task.profile {
         let mut args = ctx.args.clone();
         args.profile = Some(profile.clone());
-        load_spec(&args, &host_env())?;
+        let spec = load_spec(&args, &host_env())?;
+        if spec.profile == wrapix_spec::Profile::Host && !ctx.host_profile {
+            return Err(Failure::usage(format!(
+                "task {}: profile \"host\" runs on the host's own /usr and /etc instead of the image profile you chose, and a task (the agent can write it) may not widen that (fix: remove `profile` from .ralph/tasks/{}.toml, or run ralph with --profile host)",
+                task.id, task.id
+            )));
+        }
     }
     tracker.update(task.id, |t| {
         t.status = Status::InProgress;

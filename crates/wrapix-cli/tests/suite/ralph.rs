@@ -35,6 +35,18 @@ case "$mode" in
     echo "I did it, trust me"
     echo RALPH_COMPLETE
     exit 0;;
+  steal)
+    touch /workspace/started
+    printf '\033]0;pwned\007\033[2J' >&2
+    timeout 10 head -n 1 <&2 > /workspace/stolen
+    echo RALPH_COMPLETE
+    exit 0;;
+  skip)
+    ralph task done 2 && ralph task done 3 || exit 5;;
+  weaken)
+    printf '[ralph]\ncheck = ["true"]\nrequire_clean = false\n' > /workspace/wrapix.toml
+    echo RALPH_COMPLETE
+    exit 0;;
 esac
 echo "$title" >> /workspace/done.txt
 git add -A . ':(exclude).ralph' && git -c user.name=a -c user.email=a@b commit -qm "$title" || exit 4
@@ -57,7 +69,7 @@ fn project() -> Option<Case> {
     .unwrap();
     c.write(
         &c.project.join(".gitignore"),
-        "seen.txt\nmode\nmarker\nstarted\nfail\n",
+        "seen.txt\nmode\nmarker\nstarted\nfail\nstolen\n",
     );
     // `[ralph] agent` widens (it chooses what gets the agent's login): trusted here.
     c.config(
@@ -528,4 +540,189 @@ fn ralph_tune_edits_and_diffs_templates() {
     let out = c.run(&["ralph", "tune", "step"]);
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("not a regular file"), "{out}");
+}
+
+/// Attack: the agent chooses the profile of a later step. `ralph task add --profile host`
+/// (or `profile = "host"` in a task file) became the `--profile` flag of that step, which is
+/// the user's own choice and needs no trust: the next step ran on the host's `/usr` and
+/// `/etc` although the user config chose an image profile, the widening a project file may
+/// only make after `wrapix trust`. A task's profile is the agent's, so it may not widen.
+#[test]
+fn ralph_a_task_profile_may_not_widen_to_host() {
+    let Some(c) = project() else { return };
+    c.write(
+        &c.home.join(".config/wrapix/config.toml"),
+        "profile = \"base\"\n",
+    );
+    // What the agent runs inside the sandbox in an earlier step.
+    let out = c.run(&["ralph", "task", "add", "escape", "--profile", "host"]);
+    assert_eq!(out.ok(), "1\n");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("host"), "{out}");
+    assert!(!c.project.join("seen.txt").exists(), "the agent ran: {out}");
+    assert_eq!(statuses(&c), ["open"]);
+    // Chosen on the command line by the user, the image profile is not widened either.
+    c.write(&c.home.join(".config/wrapix/config.toml"), "");
+    let out = c.run(&["ralph", "step", "--profile", "base"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(!c.project.join("seen.txt").exists(), "the agent ran: {out}");
+}
+
+/// Attack: text the agent wrote reaches the user's terminal raw. `.ralph/progress.md` is
+/// agent-writable and `ralph status` printed its last line as it is; a log's file name (the
+/// agent can create `.ralph/logs/1-<ESC>…`) and a log named in progress.md were printed raw
+/// in `ralph logs`' header.
+#[test]
+fn ralph_status_and_logs_escape_what_the_agent_wrote() {
+    let Some(c) = project() else { return };
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    let esc = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    c.write(
+        &c.project.join(".ralph/progress.md"),
+        &format!("- x task 1: done {esc}\n"),
+    );
+    let out = c.run(&["ralph", "status"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
+    c.write(
+        &c.project.join(&format!(".ralph/logs/1-{esc}.log")),
+        "output\n",
+    );
+    let out = c.run(&["ralph", "logs", "1"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("output"), "{out}");
+    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
+    c.write(
+        &c.project.join(".ralph/progress.md"),
+        &format!("- x task 1: done (.ralph/logs/1-{esc}.log)\n"),
+    );
+    let out = c.run(&["ralph", "logs"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
+}
+
+/// Attack: `ralph tune` checked that the template is a regular file, then handed its path in
+/// the agent-writable project to the editor. A sandbox running meanwhile (a loop) that swaps
+/// the template for a link between the check and the editor's open makes the user's editor
+/// write through it, to any file of the user's. The stand-in editor wins that race itself.
+#[test]
+fn ralph_tune_never_hands_the_editor_a_path_the_agent_can_swap() {
+    let Some(c) = Case::new() else { return };
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    let secret = c.home.join("secret.txt");
+    let editor = c.home.join("editor.sh");
+    c.write(
+        &editor,
+        &format!(
+            "#!/bin/sh\nt={}/.ralph/templates/step.md\nrm -f \"$t\" && ln -s {} \"$t\"\necho 'Keep commits small.' >> \"$1\"\n",
+            c.project.display(),
+            secret.display()
+        ),
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let c = c.host_env("EDITOR", &editor.to_string_lossy());
+    let out = c.run(&["ralph", "tune", "step"]);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), SECRET, "{out}");
+    // What the user edited is the template, written in place of whatever the agent put there.
+    let step = c.project.join(".ralph/templates/step.md");
+    assert!(!step.is_symlink(), "{out}");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        std::fs::read_to_string(&step)
+            .unwrap()
+            .ends_with("Keep commits small.\n"),
+        "{out}"
+    );
+}
+
+/// Attack (open): the agent marks tasks done that ralph never ran. Inside the sandbox
+/// `ralph task done ID` (or a write to `.ralph/tasks/ID.toml`) sets any task's status, and
+/// the loop takes the tracker's word: tasks 2 and 3 count as done without an agent run, a
+/// check or a clean tree, and the loop exits 0 "every task is done".
+#[test]
+fn ralph_a_task_the_agent_marked_done_is_not_done_unverified() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    c.write(&c.project.join("mode"), "skip\n");
+    let out = c.run(&["ralph", "loop"]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap_or_default();
+    assert_eq!(
+        done, "one\ntwo\nthree\n",
+        "tasks 2 and 3 were never run or checked, yet: {out}"
+    );
+}
+
+/// Attack (open): the agent turns the check off for the next run. With `[ralph] check` in
+/// the user's config and no project `wrapix.toml`, the agent creates one (a protected path is
+/// protected only when it exists at the start) with `check = ["true"]` and
+/// `require_clean = false`; neither needs `wrapix trust`, and the project file wins over the
+/// user's. The next `ralph step` passes a task whose real check fails.
+#[test]
+fn ralph_the_agent_cannot_turn_the_users_check_off() {
+    let Some(c) = Case::new() else { return };
+    let agent = c.project.join("agent.sh");
+    c.write(&agent, &AGENT.replace("@SECRET@", "/nonexistent"));
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.write(
+        &c.project.join(".gitignore"),
+        "seen.txt\nmode\nmarker\nstarted\nfail\n",
+    );
+    c.write(
+        &c.home.join(".config/wrapix/config.toml"),
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\ncheck = [\"sh\", \"-c\", \"test ! -e /workspace/fail\"]\n",
+    );
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    c.host_repo(&c.project);
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    c.write(&c.project.join("mode"), "weaken\n");
+    c.write(&c.project.join("fail"), "");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 1, "the check fails: {out}");
+    assert!(c.project.join("wrapix.toml").exists(), "{out}");
+    let out = c.run(&["ralph", "step"]);
+    assert_ne!(out.code, 0, "the check still fails: {out}");
+    assert_ne!(statuses(&c), ["done"], "{out}");
+}
+
+/// Attack: the agent's stderr was the user's terminal itself (ralph's stderr, inherited).
+/// The sandbox runs in a session of its own, so job control does not stop it reading that
+/// terminal: it got what the user typed while the loop ran, and wrote escape sequences to it.
+#[test]
+fn ralph_the_agent_cannot_read_or_drive_the_users_terminal() {
+    let Some(c) = project() else { return };
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    c.write(&c.project.join("mode"), "steal\n");
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let (running, mut master) = super::escape_tty::start_on_pty(
+        &c,
+        c.env
+            .user_argv(&bin, &["ralph", "step", "--step-timeout", "30s"]),
+    );
+    let started = c.project.join("started");
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "the agent never started"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    std::io::Write::write_all(&mut master, b"hunter2\n").unwrap();
+    let out = running.finish();
+    let mut screen = Vec::new();
+    use std::os::fd::AsRawFd;
+    nix::fcntl::fcntl(
+        master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let _ = std::io::Read::read_to_end(&mut master, &mut screen);
+    let screen = String::from_utf8_lossy(&screen);
+    let stolen = std::fs::read_to_string(c.project.join("stolen")).unwrap_or_default();
+    assert!(
+        !stolen.contains("hunter2"),
+        "the agent read the terminal: {out}"
+    );
+    assert!(
+        !screen.contains('\u{1b}'),
+        "raw escapes on the terminal: {screen:?}"
+    );
 }
