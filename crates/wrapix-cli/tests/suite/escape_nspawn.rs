@@ -132,10 +132,13 @@ fn escape_nspawn_host_addresses_stay_out_of_reach_through_a_bound_device() {
     let probe = format!(
         r#"use Socket qw(:all);
 my $port = {port};
-opendir(my $d, "/sys/class/net") or die;
-my @ifs = grep {{ !/^\./ && $_ ne "lo" }} readdir $d;
+# /proc, not /sys (not every backend mounts /sys): names from net/dev, indexes from if_inet6.
+open(my $d, "<", "/proc/net/dev") or die "net/dev: $!";
+my @ifs = grep {{ $_ ne "lo" }} map {{ /^\s*([^:|\s]+):/ ? $1 : () }} <$d>;
+my %idx;
+if (open(my $f, "<", "/proc/net/if_inet6")) {{ for (<$f>) {{ my @c = split; $idx{{$c[5]}} = hex $c[1]; }} }}
 for my $if (@ifs) {{
-  open(my $f, "<", "/sys/class/net/$if/ifindex") or next; my $idx = <$f>; chomp $idx;
+  my $idx = $idx{{$if}} // 0;
   for my $a (qw({addrs})) {{
     my ($fam, $sa) = $a =~ /:/
       ? (AF_INET6, pack_sockaddr_in6($port, inet_pton(AF_INET6, $a), $idx))
