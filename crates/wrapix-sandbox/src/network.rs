@@ -173,11 +173,90 @@ pub fn prohibit_routes(addrs: &BTreeSet<IpAddr>) -> String {
         .collect()
 }
 
-fn block_host_addresses(userns_path: Option<&str>, netns_path: &str) -> Result<(), SandboxError> {
+/// `ip -batch` input adding a `prohibit` policy rule per address of one family (`ip -batch`
+/// takes no family per line; a rule's family comes from the command line). Routes alone are
+/// not enough: a lookup with an output device (a socket bound with `SO_BINDTODEVICE`, an IPv6
+/// link-local address with a scope id) passes over a `prohibit` route, while a rule applies to
+/// every lookup. The rules come after the `local` table's (the sandbox's own addresses, some
+/// of which pasta copied from the host, stay its own).
+pub fn prohibit_rules(addrs: &BTreeSet<IpAddr>, v6: bool) -> String {
+    addrs
+        .iter()
+        .filter(|ip| ip.is_ipv6() == v6)
+        .map(|ip| match ip {
+            IpAddr::V4(v4) => format!("rule add to {v4}/32 prohibit\n"),
+            IpAddr::V6(v6) => format!("rule add to {v6}/128 prohibit\n"),
+        })
+        .collect()
+}
+
+/// `ip -batch` input making each IPv4 address an address of the sandbox's own on each of
+/// `interfaces` (`scope host`: never chosen as a source). IPv4 has a fallback that neither
+/// routes nor rules stop: when the lookup for a socket bound to a device fails, the kernel
+/// takes the destination to be on that link, and pasta would carry the connection to the
+/// host. An address of the interface itself is matched first, so the connection stays inside.
+pub fn local_v4_addresses(addrs: &BTreeSet<IpAddr>, interfaces: &[String]) -> String {
+    let mut out = String::new();
+    for ifname in interfaces {
+        for ip in addrs {
+            if let IpAddr::V4(v4) = ip {
+                out.push_str(&format!("addr replace {v4}/32 dev {ifname} scope host\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The interfaces of the network namespace `pid` is in, except `lo`.
+fn interfaces_of(pid: i32) -> Result<Vec<String>, SandboxError> {
+    let path = format!("/proc/{pid}/net/dev");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| SandboxError::io(format!("read {path}"), e))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+        .filter(|n| {
+            !n.is_empty()
+                && n != "lo"
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        })
+        .collect())
+}
+
+fn block_host_addresses(
+    userns_path: Option<&str>,
+    netns_path: &str,
+    pid: i32,
+) -> Result<(), SandboxError> {
     let addrs = host_addresses()?;
     if addrs.is_empty() {
         return Ok(());
     }
+    let interfaces = interfaces_of(pid)?;
+    for (v6, family) in [(false, "-4"), (true, "-6")] {
+        let of_family: BTreeSet<IpAddr> =
+            addrs.iter().filter(|ip| ip.is_ipv6() == v6).copied().collect();
+        if of_family.is_empty() {
+            continue;
+        }
+        let mut input = prohibit_routes(&of_family);
+        input.push_str(&prohibit_rules(&of_family, v6));
+        if !v6 {
+            input.push_str(&local_v4_addresses(&of_family, &interfaces));
+        }
+        run_ip_batch(userns_path, netns_path, family, &input)?;
+    }
+    Ok(())
+}
+
+/// `ip FAMILY -batch -` with `input`, in the sandbox's network namespace.
+fn run_ip_batch(
+    userns_path: Option<&str>,
+    netns_path: &str,
+    family: &str,
+    input: &str,
+) -> Result<(), SandboxError> {
     let fail = |detail: String| SandboxError::Network {
         detail,
         fix: "install util-linux (nsenter) and iproute2 (ip), or run with --network none".into(),
@@ -190,7 +269,7 @@ fn block_host_addresses(userns_path: Option<&str>, netns_path: &str) -> Result<(
     }
     let mut child = nsenter
         .arg(format!("--net={netns_path}"))
-        .args(["--", "ip", "-batch", "-"])
+        .args(["--", "ip", family, "-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -202,7 +281,7 @@ fn block_host_addresses(userns_path: Option<&str>, netns_path: &str) -> Result<(
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(prohibit_routes(&addrs).as_bytes())
+            .write_all(input.as_bytes())
             .map_err(|e| fail(format!("cannot write routes to ip ({e})")))?;
     }
     let out = child
@@ -314,7 +393,7 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
         }
         std::thread::sleep(POLL);
     }
-    block_host_addresses(userns_path.as_deref(), &netns_path)?;
+    block_host_addresses(userns_path.as_deref(), &netns_path, pid)?;
     drop(userns);
     drop(netns);
     Ok(attached)
@@ -399,6 +478,34 @@ fn ns_ioctl(fd: std::os::fd::RawFd, request: libc::c_ulong) -> std::io::Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ipv4_addresses_become_the_interfaces_own() {
+        let addrs: BTreeSet<IpAddr> = ["10.1.2.3", "fd00::5"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        assert_eq!(
+            local_v4_addresses(&addrs, &["eth0".to_owned()]),
+            "addr replace 10.1.2.3/32 dev eth0 scope host\n"
+        );
+    }
+
+    #[test]
+    fn rules_are_per_family() {
+        let addrs: BTreeSet<IpAddr> = ["10.1.2.3", "fd00::5", "fe80::1"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        assert_eq!(
+            prohibit_rules(&addrs, false),
+            "rule add to 10.1.2.3/32 prohibit\n"
+        );
+        assert_eq!(
+            prohibit_rules(&addrs, true),
+            "rule add to fd00::5/128 prohibit\nrule add to fe80::1/128 prohibit\n"
+        );
+    }
 
     #[test]
     fn routes_cover_both_families() {

@@ -307,7 +307,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         }
         protect.push(rel.to_owned());
     }
-    let (protected, pinned) = protect_binds(
+    let (protected, mut pinned) = protect_binds(
         &spec.project,
         &protect,
         &spec.user.home,
@@ -316,6 +316,25 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     )?;
     binds.extend(protected);
     for m in &spec.mounts {
+        // A source in the project was checked for links when the spec was validated; another
+        // sandbox of the project could swap it for one before the backend mounts it. Held
+        // open now (no link followed), so a backend that binds by handle binds what was checked.
+        if let Ok(rel) = m.source.strip_prefix(&spec.project) {
+            if !pinned.iter().any(|p| p.source == m.source) {
+                match wrapix_hostfs::Dir::open(&spec.project)?.open_path(rel)? {
+                    Some((fd, _)) => pinned.push(Pinned {
+                        source: m.source.clone(),
+                        fd: std::sync::Arc::new(fd),
+                    }),
+                    None => {
+                        return Err(SandboxError::Missing {
+                            what: format!("the mount source {} is gone", m.source.display()),
+                            fix: "check what changed it (another sandbox of the project?)".into(),
+                        })
+                    }
+                }
+            }
+        }
         binds.push(Bind {
             source: m.source.clone(),
             dest: m.dest.clone(),

@@ -388,9 +388,14 @@ fn syscall_nr(name: &str) -> Option<i64> {
         "clock_settime" => SYS_clock_settime,
         "vhangup" => SYS_vhangup,
         "personality" => SYS_personality,
+        "fchmod" => SYS_fchmod,
+        "fchmodat" => SYS_fchmodat,
+        "fchmodat2" => SYS_fchmodat2,
         "io_uring_setup" => SYS_io_uring_setup,
         "io_uring_enter" => SYS_io_uring_enter,
         "io_uring_register" => SYS_io_uring_register,
+        #[cfg(target_arch = "x86_64")]
+        "chmod" => SYS_chmod,
         #[cfg(target_arch = "x86_64")]
         "iopl" => SYS_iopl,
         #[cfg(target_arch = "x86_64")]

@@ -11,6 +11,7 @@ mod escape_attack;
 mod escape_attack2;
 mod escape_git;
 mod escape_net;
+mod escape_nspawn;
 mod escape_persist;
 mod escape_tty;
 mod harness;
