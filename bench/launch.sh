@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Launch overhead of `wrapix run -- true` against the equivalent raw `bwrap … true` and against a
 # minimal bwrap, measured in the same run, interleaved (bench/interleave.py: median and p90 of N
-# rounds, default 50), printed as ratios.
+# rounds, default 50), printed as ratios. Every command is exec'd directly by interleave.py, as
+# the bench user, with no shell or setpriv in between (as `hyperfine -N`): a shell's ~5 ms on
+# each side would flatter the ratios.
 #   bench/launch.sh [RUNS]        (as root, runs as $WRAPIX_BENCH_USER, default `ci`)
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
 # (issue 17). The network-open case (pasta start-up) is printed separately, against raw bwrap
@@ -93,29 +95,32 @@ raw="$(cat "$work/raw.sh")"
 bare="$(cat "$work/bare.sh")"
 minimal="$(cat "$work/minimal.sh")"
 pasta="pasta --config-net --quiet --no-map-gw -t none -u none -T none -U none --"
-as_s="${as[*]:-}"
-# Every command runs as `bash -c 'exec …'` (the fd 9 redirection needs a shell), so each
-# side pays the same shell start.
-run() { echo "$as_s bash -c 'exec $1'"; }
-run_nocache() { echo "$as_s bash -c 'XDG_CACHE_HOME=/proc/wrapix-no-cache exec $1'"; }
 seccomp="9<$work/seccomp.bpf"
+wrapix_none="$work/wrapix run --network none -- true"
+# interleave.py runs as the bench user (dropped once, here) and execs each command directly,
+# with no shell or setpriv in between: `9<FILE` opens the seccomp filter as fd 9 and
+# `VAR=VALUE` sets the environment, as in a shell, but in interleave.py itself.
+# (The system's python3: one under root's home, such as pyenv's, is not the bench user's to run.)
+py=python3
+[ "${#as[@]}" -gt 0 ] && [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+bench() { "${as[@]}" "$py" "$root/bench/interleave.py" "$@"; }
 
-echo "launch overhead, $runs interleaved rounds (wall time per launch)"
+echo "launch overhead, $runs interleaved rounds (wall time per launch, no shell in between)"
 echo "network none:"
-python3 "$root/bench/interleave.py" "$runs" 5 --vs "minimal bwrap" \
-  "raw bwrap (wrapix-init as PID 1)=$(run "$seccomp $raw")" \
-  "wrapix run --network none=$(run "$work/wrapix run --network none -- true")" \
-  "raw bwrap, true as PID 1 (bare)=$(run "$seccomp $bare")" \
-  "minimal bwrap=$(run "$minimal")" \
-  "wrapix, /etc bound per entry=$(run_nocache "$work/wrapix run --network none -- true")"
+bench "$runs" 5 --vs "minimal bwrap" \
+  "raw bwrap (wrapix-init as PID 1)=$seccomp $raw" \
+  "wrapix run --network none=$wrapix_none" \
+  "raw bwrap, true as PID 1 (bare)=$seccomp $bare" \
+  "minimal bwrap=$minimal" \
+  "wrapix, /etc bound per entry=XDG_CACHE_HOME=/proc/wrapix-no-cache $wrapix_none"
 echo "network open (pasta):"
-python3 "$root/bench/interleave.py" "$runs" 3 \
-  "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \
-  "wrapix run (network open)=$(run "$work/wrapix run -- true")"
-echo "on a terminal (a pty in between; both under script(1)):"
-term() { echo "script -qec $(printf %q "$1") /dev/null"; }
-python3 "$root/bench/interleave.py" "$runs" 3 \
-  "raw bwrap=$(term "$(run "$seccomp $raw")")" \
-  "wrapix run --network none=$(term "$(run "$work/wrapix run --network none -- true")")"
+bench "$runs" 3 \
+  "raw pasta + bwrap=$seccomp $pasta $raw" \
+  "wrapix run (network open)=$work/wrapix run -- true"
+echo "on a terminal (a pty in between; both under script(1), which starts a shell):"
+term() { echo "script -qec $(printf %q "exec $1") /dev/null"; }
+bench "$runs" 3 \
+  "raw bwrap=$(term "$seccomp $raw")" \
+  "wrapix run --network none=$(term "$wrapix_none")"
 echo "targets: network none <= 1.2x raw bwrap and < 10 ms added (issue #2);"
 echo "         wrapix run --network none <= 1.5x minimal bwrap (issue 17)"
