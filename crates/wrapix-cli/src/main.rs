@@ -6,10 +6,12 @@
 //! come from `std::env::args_os`, which glibc hands to std before `main`, and every way out
 //! is `std::process::exit`, which flushes stdout.
 
-#![no_main]
+// (Not in the unit-test build, whose harness brings its own `main`.)
+#![cfg_attr(not(test), no_main)]
 
 /// C's `main`: the process's entry point (no Rust runtime start-up, see above).
 // An exported symbol is `unsafe_code` to the lint: this one is the only entry point.
+#[cfg(not(test))]
 #[allow(unsafe_code)]
 #[no_mangle]
 extern "C" fn main(
