@@ -10,7 +10,7 @@
 //!   trees below them (path, mtime, ctime, size, inode), plus the generated files' text. A
 //!   rename, an addition or a removal in a folder changes the folder's mtime; an in-place edit
 //!   changes the file's own. Symlinks are never changed in place (they are replaced, which
-//!   changes their folder). What a walk keyed is remembered in `trees.json` beside the folders
+//!   changes their folder). What a walk keyed is remembered in `.trees.json` beside the folders
 //!   (the `lstat` of each folder and regular file, per top-level folder): a later run only
 //!   `lstat`s those again, and walks a tree again when any differs. That gives the same key
 //!   (an entry added, removed or replaced below a folder changes that folder's mtime and
@@ -96,7 +96,7 @@ enum Plan {
 }
 
 /// The file in the cache folder that remembers what the last walk of each tree keyed.
-const TREES: &str = "trees.json";
+const TREES: &str = ".trees.json";
 
 /// What walking each top-level folder of `/etc` keyed: `(path under /etc, metadata as keyed)`
 /// of the folder itself, then of every folder and regular file below it, in walk order.
