@@ -39,7 +39,7 @@ pub fn select_backend(spec: &Spec, env: &BTreeMap<String, String>) -> AnyBackend
         BackendKind::Podman => {
             AnyBackend::Podman(Podman::locate(env, spec.user.uid, &spec.project))
         }
-        _ => AnyBackend::Bwrap(Bwrap::locate_in(env)),
+        _ => AnyBackend::Bwrap(Bwrap::locate_for(env, spec)),
     }
 }
 

@@ -10,7 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wrapix_spec::{MountMode, Network};
+use wrapix_spec::{MountMode, Network, Spec};
 
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
@@ -30,6 +30,13 @@ pub struct Bwrap {
     pub runtime_dir: Option<PathBuf>,
 }
 
+/// The host's `XDG_RUNTIME_DIR`, when it is an absolute path.
+fn runtime_dir(env: &std::collections::BTreeMap<String, String>) -> Option<PathBuf> {
+    env.get("XDG_RUNTIME_DIR")
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+}
+
 /// First fd number used for data passed to bwrap.
 const FIRST_FD: i32 = 10;
 
@@ -47,11 +54,28 @@ impl Bwrap {
     /// [`Bwrap::locate`] with the host environment, which `[resources]` needs.
     pub fn locate_in(env: &std::collections::BTreeMap<String, String>) -> Self {
         Bwrap {
-            runtime_dir: env
-                .get("XDG_RUNTIME_DIR")
-                .filter(|d| d.starts_with('/'))
-                .map(PathBuf::from),
+            runtime_dir: runtime_dir(env),
             ..Self::locate(env.get("PATH").map(String::as_str))
+        }
+    }
+
+    /// [`Bwrap::locate_in`] for one run of `spec`: `pasta` only when its network is open,
+    /// `systemd-run` only when it has `[resources]`, the only runs that use them (each is a
+    /// search of `PATH`, a `stat` per folder, on every start).
+    pub fn locate_for(env: &std::collections::BTreeMap<String, String>, spec: &Spec) -> Self {
+        let path = env.get("PATH").map(String::as_str);
+        Bwrap {
+            bwrap: find_program("bwrap", path),
+            pasta: match spec.network {
+                Network::Open => find_program("pasta", path),
+                Network::None => None,
+            },
+            systemd_run: spec
+                .resources
+                .any()
+                .then(|| find_program("systemd-run", path))
+                .flatten(),
+            runtime_dir: runtime_dir(env),
         }
     }
 
