@@ -5,6 +5,8 @@
 # the bench user, with no shell or setpriv in between (as `hyperfine -N`): a shell's ~5 ms on
 # each side would flatter the ratios.
 #   bench/launch.sh [RUNS]        (as root, runs as $WRAPIX_BENCH_USER, default `ci`)
+# With WRAPIX_BENCH_BEFORE=DIR (a folder holding an earlier build's wrapix and wrapix-init),
+# that build runs in the same rounds too: a before/after comparison under the same load.
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
 # (issue 17). The network-open case (pasta start-up) is printed separately, against raw bwrap
 # wrapped by pasta.
@@ -16,6 +18,12 @@ work="$(mktemp -d /tmp/wrapix-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 install -m 755 "${CARGO_TARGET_DIR:-$root/target}/release/wrapix" "${CARGO_TARGET_DIR:-$root/target}/release/wrapix-init" "$work/"
+before=()
+if [ -n "${WRAPIX_BENCH_BEFORE:-}" ]; then
+  mkdir "$work/before"
+  install -m 755 "$WRAPIX_BENCH_BEFORE/wrapix" "$WRAPIX_BENCH_BEFORE/wrapix-init" "$work/before/"
+  before=("wrapix run --network none, before=$work/before/wrapix run --network none -- true")
+fi
 mkdir -p "$work/home/project" "$work/runtime"
 chmod 700 "$work/runtime"
 as=()
@@ -112,7 +120,8 @@ bench "$runs" 5 --vs "minimal bwrap" \
   "wrapix run --network none=$wrapix_none" \
   "raw bwrap, true as PID 1 (bare)=$seccomp $bare" \
   "minimal bwrap=$minimal" \
-  "wrapix, /etc bound per entry=XDG_CACHE_HOME=/proc/wrapix-no-cache $wrapix_none"
+  "wrapix, /etc bound per entry=XDG_CACHE_HOME=/proc/wrapix-no-cache $wrapix_none" \
+  "${before[@]}"
 echo "network open (pasta):"
 bench "$runs" 3 \
   "raw pasta + bwrap=$seccomp $pasta $raw" \
