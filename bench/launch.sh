@@ -8,7 +8,8 @@
 # With WRAPIX_BENCH_BEFORE=DIR (a folder holding an earlier build's wrapix and wrapix-init),
 # that build runs in the same rounds too: a before/after comparison under the same load.
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
-# (issue 17). The network-open case (pasta start-up) is printed separately, against raw bwrap
+# (issue 17); on 2026-12-04 (load 0.7): 1.86x minimal, 1.30x raw (docs/sandbox.md, "Start-up
+# cost"). The network-open case (pasta start-up) is printed separately, against raw bwrap
 # wrapped by pasta.
 set -euo pipefail
 runs="${1:-50}"
