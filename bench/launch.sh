@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Launch overhead of `wrapix run -- true` against the equivalent raw `bwrap … true` and against a
 # minimal bwrap, measured in the same run, interleaved (bench/interleave.py: median and p90 of N
-# rounds, default 50), printed as ratios.
+# rounds, default 50), printed as ratios. Every command is exec'd directly by interleave.py, as
+# the bench user, with no shell or setpriv in between (as `hyperfine -N`): a shell's ~5 ms on
+# each side would flatter the ratios.
 #   bench/launch.sh [RUNS]        (as root, runs as $WRAPIX_BENCH_USER, default `ci`)
+# With WRAPIX_BENCH_BEFORE=DIR (a folder holding an earlier build's wrapix and wrapix-init),
+# that build runs in the same rounds too: a before/after comparison under the same load.
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
-# (issue 17). The network-open case (pasta start-up) is printed separately, against raw bwrap
+# (issue 17); on 2026-12-04 (load 0.7): 1.86x minimal, 1.30x raw (docs/sandbox.md, "Start-up
+# cost"). The network-open case (pasta start-up) is printed separately, against raw bwrap
 # wrapped by pasta.
 set -euo pipefail
 runs="${1:-50}"
@@ -14,6 +19,12 @@ work="$(mktemp -d /tmp/wrapix-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 install -m 755 "${CARGO_TARGET_DIR:-$root/target}/release/wrapix" "${CARGO_TARGET_DIR:-$root/target}/release/wrapix-init" "$work/"
+before=()
+if [ -n "${WRAPIX_BENCH_BEFORE:-}" ]; then
+  mkdir "$work/before"
+  install -m 755 "$WRAPIX_BENCH_BEFORE/wrapix" "$WRAPIX_BENCH_BEFORE/wrapix-init" "$work/before/"
+  before=("wrapix run --network none, before=$work/before/wrapix run --network none -- true")
+fi
 mkdir -p "$work/home/project" "$work/runtime"
 chmod 700 "$work/runtime"
 as=()
@@ -93,29 +104,33 @@ raw="$(cat "$work/raw.sh")"
 bare="$(cat "$work/bare.sh")"
 minimal="$(cat "$work/minimal.sh")"
 pasta="pasta --config-net --quiet --no-map-gw -t none -u none -T none -U none --"
-as_s="${as[*]:-}"
-# Every command runs as `bash -c 'exec …'` (the fd 9 redirection needs a shell), so each
-# side pays the same shell start.
-run() { echo "$as_s bash -c 'exec $1'"; }
-run_nocache() { echo "$as_s bash -c 'XDG_CACHE_HOME=/proc/wrapix-no-cache exec $1'"; }
 seccomp="9<$work/seccomp.bpf"
+wrapix_none="$work/wrapix run --network none -- true"
+# interleave.py runs as the bench user (dropped once, here) and execs each command directly,
+# with no shell or setpriv in between: `9<FILE` opens the seccomp filter as fd 9 and
+# `VAR=VALUE` sets the environment, as in a shell, but in interleave.py itself.
+# (The system's python3: one under root's home, such as pyenv's, is not the bench user's to run.)
+py=python3
+[ "${#as[@]}" -gt 0 ] && [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+bench() { "${as[@]}" "$py" "$root/bench/interleave.py" "$@"; }
 
-echo "launch overhead, $runs interleaved rounds (wall time per launch)"
+echo "launch overhead, $runs interleaved rounds (wall time per launch, no shell in between)"
 echo "network none:"
-python3 "$root/bench/interleave.py" "$runs" 5 --vs "minimal bwrap" \
-  "raw bwrap (wrapix-init as PID 1)=$(run "$seccomp $raw")" \
-  "wrapix run --network none=$(run "$work/wrapix run --network none -- true")" \
-  "raw bwrap, true as PID 1 (bare)=$(run "$seccomp $bare")" \
-  "minimal bwrap=$(run "$minimal")" \
-  "wrapix, /etc bound per entry=$(run_nocache "$work/wrapix run --network none -- true")"
+bench "$runs" 5 --vs "minimal bwrap" \
+  "raw bwrap (wrapix-init as PID 1)=$seccomp $raw" \
+  "wrapix run --network none=$wrapix_none" \
+  "raw bwrap, true as PID 1 (bare)=$seccomp $bare" \
+  "minimal bwrap=$minimal" \
+  "wrapix, /etc bound per entry=XDG_CACHE_HOME=/proc/wrapix-no-cache $wrapix_none" \
+  "${before[@]}"
 echo "network open (pasta):"
-python3 "$root/bench/interleave.py" "$runs" 3 \
-  "raw pasta + bwrap=$(run "$seccomp $pasta $raw")" \
-  "wrapix run (network open)=$(run "$work/wrapix run -- true")"
-echo "on a terminal (a pty in between; both under script(1)):"
-term() { echo "script -qec $(printf %q "$1") /dev/null"; }
-python3 "$root/bench/interleave.py" "$runs" 3 \
-  "raw bwrap=$(term "$(run "$seccomp $raw")")" \
-  "wrapix run --network none=$(term "$(run "$work/wrapix run --network none -- true")")"
+bench "$runs" 3 \
+  "raw pasta + bwrap=$seccomp $pasta $raw" \
+  "wrapix run (network open)=$work/wrapix run -- true"
+echo "on a terminal (a pty in between; both under script(1), which starts a shell):"
+term() { echo "script -qec $(printf %q "exec $1") /dev/null"; }
+bench "$runs" 3 \
+  "raw bwrap=$(term "$seccomp $raw")" \
+  "wrapix run --network none=$(term "$wrapix_none")"
 echo "targets: network none <= 1.2x raw bwrap and < 10 ms added (issue #2);"
 echo "         wrapix run --network none <= 1.5x minimal bwrap (issue 17)"

@@ -80,10 +80,19 @@ pub fn project_dir(arg: Option<&Path>) -> Result<PathBuf, Failure> {
 /// Both config files and the flags, unvalidated.
 pub fn load_layers(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<Layers, Failure> {
     let project = project_dir(args.project.as_deref())?;
-    let user = host_user(env);
+    layers_for(args, env, &project, &host_user(env))
+}
+
+/// [`load_layers`] for a project folder and host user already resolved.
+fn layers_for(
+    args: &SandboxArgs,
+    env: &BTreeMap<String, String>,
+    project: &Path,
+    user: &HostUser,
+) -> Result<Layers, Failure> {
     Ok(Layers {
-        user: ConfigFile::load(&user_config_path(&user, env), FileKind::User)?,
-        project: ConfigFile::load_project(&project)?,
+        user: ConfigFile::load(&user_config_path(user, env), FileKind::User)?,
+        project: ConfigFile::load_project(project)?,
         flags: Overrides {
             backend: args.backend.clone(),
             profile: args.profile.clone(),
@@ -95,11 +104,12 @@ pub fn load_layers(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result
     })
 }
 
-/// Loads both config files and validates them with the flags.
+/// Loads both config files and validates them with the flags. The project folder and the
+/// host user are resolved once (each is a `canonicalize` and a passwd lookup).
 pub fn load_spec(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result<Spec, Failure> {
     let project = project_dir(args.project.as_deref())?;
     let user = host_user(env);
-    let layers = load_layers(args, env)?;
+    let layers = layers_for(args, env, &project, &user)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.clone());
     let trusted = wrapix_spec::trust::load(&state_root(&user, env), &project)
         .map_err(SpecError::TrustRecord)?

@@ -116,7 +116,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn from_stat(st: &rustix::fs::Stat) -> Meta {
+    /// The metadata in a `stat` result.
+    pub fn from_stat(st: &rustix::fs::Stat) -> Meta {
         #[allow(clippy::unnecessary_cast)]
         Meta {
             kind: Kind::of(FileType::from_raw_mode(st.st_mode as _)),

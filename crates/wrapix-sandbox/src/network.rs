@@ -235,8 +235,11 @@ fn block_host_addresses(
     }
     let interfaces = interfaces_of(pid)?;
     for (v6, family) in [(false, "-4"), (true, "-6")] {
-        let of_family: BTreeSet<IpAddr> =
-            addrs.iter().filter(|ip| ip.is_ipv6() == v6).copied().collect();
+        let of_family: BTreeSet<IpAddr> = addrs
+            .iter()
+            .filter(|ip| ip.is_ipv6() == v6)
+            .copied()
+            .collect();
         if of_family.is_empty() {
             continue;
         }

@@ -201,7 +201,8 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     // git answers while the rest is prepared.
     let git_identity = crate::gitid::start(&host.env, &spec.project);
     let mut root = match &spec.profile {
-        wrapix_spec::Profile::Host => RootFs::host(Path::new("/")),
+        // Its /etc comes below, assembled or entry by entry.
+        wrapix_spec::Profile::Host => RootFs::host_without_etc(Path::new("/")),
         wrapix_spec::Profile::Image(img) => {
             crate::root::image_root(img, &host.env, &spec.user.home)?
         }
@@ -357,6 +358,9 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     match &etc {
         Some(etc) => root.use_assembled_etc(etc),
         None => {
+            if spec.profile == wrapix_spec::Profile::Host {
+                root.bind_host_etc(Path::new("/"));
+            }
             for (dest, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
                 files.push(GeneratedFile {
                     dest: SandboxPath::from_static(dest),

@@ -73,6 +73,15 @@ impl RootFs {
     /// The `host` profile: the host's system folders read-only, probed under `host_root`
     /// (`/` in production, a fixture in tests).
     pub fn host(host_root: &Path) -> Self {
+        let mut root = Self::host_without_etc(host_root);
+        root.bind_host_etc(host_root);
+        root
+    }
+
+    /// [`RootFs::host`] without `/etc`, for a run that shows the assembled `/etc`
+    /// ([`RootFs::use_assembled_etc`]) or else binds the host's entries one by one
+    /// ([`RootFs::bind_host_etc`]): the entries are not looked at twice.
+    pub fn host_without_etc(host_root: &Path) -> Self {
         let mut entries = Vec::new();
         for top in HOST_TOP {
             let src = host_root.join(top);
@@ -87,23 +96,27 @@ impl RootFs {
                 _ => {}
             }
         }
-        entries.push(RootEntry::Dir {
+        RootFs {
+            name: "host".into(),
+            entries,
+            image: None,
+        }
+    }
+
+    /// Adds `/etc` with the host's [`HOST_ETC`] entries under `host_root`, one bind each.
+    pub fn bind_host_etc(&mut self, host_root: &Path) {
+        self.entries.push(RootEntry::Dir {
             dest: "/etc".into(),
         });
         for name in HOST_ETC {
             let src = host_root.join("etc").join(name);
             // `exists` follows links: a dangling link (e.g. into /run) is left out.
             if src.exists() {
-                entries.push(RootEntry::RoBind {
+                self.entries.push(RootEntry::RoBind {
                     source: src,
                     dest: Path::new("/etc").join(name),
                 });
             }
-        }
-        RootFs {
-            name: "host".into(),
-            entries,
-            image: None,
         }
     }
 

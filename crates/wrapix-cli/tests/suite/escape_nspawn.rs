@@ -60,7 +60,10 @@ syscall({nr}, -100, $d, -100, $l, 2) if -l $d;
         "30",
     ]);
     assert!(
-        wait_for(Duration::from_secs(20), || c.project.join("racing").exists()),
+        wait_for(Duration::from_secs(20), || c
+            .project
+            .join("racing")
+            .exists()),
         "the racing sandbox did not start"
     );
     let mount = format!("{}:/data:rw", data.display());
@@ -86,7 +89,10 @@ syscall({nr}, -100, $d, -100, $l, 2) if -l $d;
         data.display(),
         leaked.map(|o| o.to_string()).unwrap_or_default()
     );
-    assert!(started > 0, "no sandbox started meanwhile; the racer:\n{raced}");
+    assert!(
+        started > 0,
+        "no sandbox started meanwhile; the racer:\n{raced}"
+    );
 }
 
 /// The host's IPv6 addresses except loopback, from `/proc/net/if_inet6`.
@@ -113,12 +119,11 @@ fn escape_nspawn_host_addresses_stay_out_of_reach_through_a_bound_device() {
         .or_else(|_| TcpListener::bind("0.0.0.0:0"))
         .unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut ips: Vec<IpAddr> =
-        local_ipv4s(&std::fs::read_to_string("/proc/net/fib_trie").unwrap())
-            .into_iter()
-            .filter(|ip| ip.octets()[..2] != [10, 213] && *ip != Ipv4Addr::LOCALHOST)
-            .map(IpAddr::V4)
-            .collect();
+    let mut ips: Vec<IpAddr> = local_ipv4s(&std::fs::read_to_string("/proc/net/fib_trie").unwrap())
+        .into_iter()
+        .filter(|ip| ip.octets()[..2] != [10, 213] && *ip != Ipv4Addr::LOCALHOST)
+        .map(IpAddr::V4)
+        .collect();
     if listener.local_addr().unwrap().is_ipv6() {
         ips.extend(local_ipv6s().into_iter().map(IpAddr::V6));
     }
@@ -174,11 +179,9 @@ print "probed\n";
 #[test]
 fn escape_nspawn_no_set_id_program_is_left_in_the_project() {
     let Some(c) = Case::escape() else { return };
-    let out = c.sh(
-        "cp /bin/sh /workspace/suid && chmod u+s /workspace/suid; \
+    let out = c.sh("cp /bin/sh /workspace/suid && chmod u+s /workspace/suid; \
          cp /bin/sh /workspace/sgid && chmod g+s /workspace/sgid; \
-         cp /bin/sh /workspace/both && chmod 6755 /workspace/both; echo done",
-    );
+         cp /bin/sh /workspace/both && chmod 6755 /workspace/both; echo done");
     assert!(out.stdout.contains("done"), "{out}");
     for name in ["suid", "sgid", "both"] {
         let mode = std::fs::metadata(c.project.join(name))

@@ -10,7 +10,12 @@
 //!   trees below them (path, mtime, ctime, size, inode), plus the generated files' text. A
 //!   rename, an addition or a removal in a folder changes the folder's mtime; an in-place edit
 //!   changes the file's own. Symlinks are never changed in place (they are replaced, which
-//!   changes their folder). Looking costs a few dozen `stat`s and `readdir`s.
+//!   changes their folder). What a walk keyed is remembered in `.trees.json` beside the folders
+//!   (the `lstat` of each folder and regular file, per top-level folder): a later run only
+//!   `lstat`s those again, and walks a tree again when any differs. That gives the same key
+//!   (an entry added, removed or replaced below a folder changes that folder's mtime and
+//!   ctime) without listing `/etc/alternatives` and `/etc/ssl/certs` (hundreds of links each,
+//!   ~0.3 ms a start). The file is the user's own, like the folders whose names it leads to.
 //! - **Copies**: folders recursively, symlinks as symlinks (never followed: `/etc/ssl/certs` is
 //!   mostly links into `/usr/share`, `/etc/alternatives` into `/usr`), regular files copied,
 //!   nothing else. Only what every user may read is copied (an unreadable `/etc/ssl/private`
@@ -90,11 +95,113 @@ enum Plan {
     Live { dir: bool },
 }
 
+/// The file in the cache folder that remembers what the last walk of each tree keyed.
+const TREES: &str = ".trees.json";
+
+/// What walking each top-level folder of `/etc` keyed: `(path under /etc, metadata as keyed)`
+/// of the folder itself, then of every folder and regular file below it, in walk order.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Trees {
+    format: String,
+    trees: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// A tree was walked (again): worth saving.
+    #[serde(skip)]
+    changed: bool,
+}
+
+impl Trees {
+    /// The remembered walks in `cache`; none when the file is missing or unreadable (it is a
+    /// cache: without it, the trees are walked).
+    fn load(cache: &Path) -> Trees {
+        std::fs::read(cache.join(TREES))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Trees>(&b).ok())
+            .filter(|t| t.format == FORMAT)
+            .unwrap_or_default()
+    }
+
+    /// Saves them atomically (a temporary file renamed over the old one). Not synced: a file
+    /// a crash truncated is not JSON, and only costs a walk.
+    fn save(&self, root: &Dir) -> Result<(), HostFsError> {
+        let bytes = serde_json::to_vec(&Trees {
+            format: FORMAT.to_owned(),
+            trees: self.trees.clone(),
+            changed: false,
+        })
+        .map_err(|e| HostFsError::Io {
+            op: "encode",
+            path: root.display_path(Path::new(TREES)),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = format!(".tmp-{TREES}-{}-{}", std::process::id(), nanos());
+        write_file(root, OsStr::new(&tmp), &mut &bytes[..], 0o600)?;
+        rustix::fs::renameat(root.fd(), tmp.as_str(), root.fd(), TREES).map_err(|e| {
+            let _ = rustix::fs::unlinkat(root.fd(), tmp.as_str(), rustix::fs::AtFlags::empty());
+            HostFsError::Io {
+                op: "rename into place",
+                path: root.display_path(Path::new(TREES)),
+                source: e.into(),
+            }
+        })
+    }
+
+    /// Keys the top-level folder `name` (whose own metadata is `meta`, keyed by the caller):
+    /// from the remembered walk when every folder and file in it is unchanged, else by
+    /// walking it (and remembering that walk).
+    fn key(
+        &mut self,
+        h: &mut Sha256,
+        host_etc: &Dir,
+        name: &str,
+        meta: &Meta,
+    ) -> Result<(), HostFsError> {
+        if let Some(records) = self.trees.get(name) {
+            if unchanged(host_etc, name, meta, records) {
+                for (path, line) in &records[1..] {
+                    key_line(h, Path::new(path), line);
+                }
+                return Ok(());
+            }
+        }
+        let rel = Path::new(name);
+        let mut records = Some(vec![(name.to_owned(), meta_line(meta))]);
+        if let Some(sub) = host_etc.open_dir(rel)? {
+            key_tree(h, &sub, rel, &mut records)?;
+        }
+        match records {
+            Some(r) => self.trees.insert(name.to_owned(), r),
+            // A name that is not UTF-8: this tree is walked every time.
+            None => self.trees.remove(name),
+        };
+        self.changed = true;
+        Ok(())
+    }
+}
+
+/// Whether the remembered walk of `name` still holds: the folder's own metadata and that of
+/// everything it recorded are the same (an `lstat` each, relative to `/etc`).
+fn unchanged(host_etc: &Dir, name: &str, meta: &Meta, records: &[(String, String)]) -> bool {
+    let Some(((top, top_line), below)) = records.split_first() else {
+        return false;
+    };
+    top == name
+        && *top_line == meta_line(meta)
+        && below.iter().all(|(path, line)| {
+            rustix::fs::statat(
+                host_etc.fd(),
+                path.as_str(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .is_ok_and(|st| meta_line(&Meta::from_stat(&st)) == *line)
+        })
+}
+
 /// The entries of `names` under `host_etc`, what each becomes, and the cache key.
 fn survey(
     host_etc: &Dir,
     names: &[&str],
     generated: &[(&str, &[u8])],
+    trees: &mut Trees,
 ) -> Result<(Vec<(OsString, Plan)>, String), HostFsError> {
     let mut h = Sha256::new();
     h.update(FORMAT);
@@ -102,10 +209,10 @@ fn survey(
     for name in names {
         let rel = Path::new(name);
         // Where a symlink leads, following links as bubblewrap's bind would.
-        let followed = std::fs::metadata(host_etc.path().join(rel));
+        let followed = || std::fs::metadata(host_etc.path().join(rel));
         if LIVE.contains(name) {
             // Only its kind is in the key: its content is never copied.
-            match &followed {
+            match &followed() {
                 // Missing, or a dangling link: left out, as the per-entry binds did.
                 Err(_) => h.update(format!("\0{name} live -")),
                 Ok(m) => {
@@ -123,7 +230,7 @@ fn survey(
         let plan = {
             match meta.kind {
                 Kind::Symlink => {
-                    let Ok(m) = &followed else { continue };
+                    let Ok(m) = &followed() else { continue };
                     let into_usr = host_etc.read_link(rel)?.is_some_and(|t| leads_into_usr(&t));
                     if into_usr {
                         Plan::Copy
@@ -133,9 +240,7 @@ fn survey(
                 }
                 Kind::Dir => {
                     if readable_by_all(&meta) {
-                        if let Some(sub) = host_etc.open_dir(rel)? {
-                            key_tree(&mut h, &sub, rel)?;
-                        }
+                        trees.key(&mut h, host_etc, name, &meta)?;
                     }
                     Plan::Copy
                 }
@@ -157,16 +262,31 @@ fn survey(
 }
 
 fn key_meta(h: &mut Sha256, rel: &Path, m: &Meta) {
-    h.update(b"\0");
-    h.update(rel.as_os_str().as_bytes());
-    h.update(format!(
-        " {:?} {} {}.{} {}.{} {} {:o}",
-        m.kind, m.size, m.mtime.0, m.mtime.1, m.ctime.0, m.ctime.1, m.ino, m.mode
-    ));
+    key_line(h, rel, &meta_line(m));
 }
 
-/// Keys every folder and regular file below `dir` (symlinks are keyed by their folder).
-fn key_tree(h: &mut Sha256, dir: &Dir, rel: &Path) -> Result<(), HostFsError> {
+fn key_line(h: &mut Sha256, rel: &Path, line: &str) {
+    h.update(b"\0");
+    h.update(rel.as_os_str().as_bytes());
+    h.update(line);
+}
+
+/// What the key holds of one entry's metadata.
+fn meta_line(m: &Meta) -> String {
+    format!(
+        " {:?} {} {}.{} {}.{} {} {:o}",
+        m.kind, m.size, m.mtime.0, m.mtime.1, m.ctime.0, m.ctime.1, m.ino, m.mode
+    )
+}
+
+/// Keys every folder and regular file below `dir` (symlinks are keyed by their folder), and
+/// adds each to `records` (which becomes `None` at a name that is not UTF-8).
+fn key_tree(
+    h: &mut Sha256,
+    dir: &Dir,
+    rel: &Path,
+    records: &mut Option<Vec<(String, String)>>,
+) -> Result<(), HostFsError> {
     for (name, kind) in dir.entries()? {
         if !matches!(kind, Kind::Dir | Kind::File) {
             continue;
@@ -175,10 +295,15 @@ fn key_tree(h: &mut Sha256, dir: &Dir, rel: &Path) -> Result<(), HostFsError> {
             continue;
         };
         let child = rel.join(&name);
-        key_meta(h, &child, &meta);
+        let line = meta_line(&meta);
+        key_line(h, &child, &line);
+        match (records.as_mut(), child.to_str()) {
+            (Some(r), Some(path)) => r.push((path.to_owned(), line)),
+            _ => *records = None,
+        }
         if meta.kind == Kind::Dir && readable_by_all(&meta) {
             if let Some(sub) = dir.open_dir(Path::new(&name))? {
-                key_tree(h, &sub, &child)?;
+                key_tree(h, &sub, &child, records)?;
             }
         }
     }
@@ -225,7 +350,17 @@ pub fn assemble(
     build: bool,
 ) -> Result<Option<AssembledEtc>, HostFsError> {
     let host_etc = Dir::open(&host_root.join("etc"))?;
-    let (plans, key) = survey(&host_etc, names, generated)?;
+    let mut trees = Trees::load(cache);
+    let (plans, key) = survey(&host_etc, names, generated, &mut trees)?;
+    if trees.changed && build {
+        // Best effort: without it, the next run walks the trees again.
+        if let Err(e) = open_cache_root(cache).and_then(|root| trees.save(&root)) {
+            tracing::debug!(
+                "cannot remember the walk of /etc in {}: {e}",
+                cache.display()
+            );
+        }
+    }
     let dir = cache.join(&key);
     let lock = match lock_shared(&dir)? {
         Some(lock) => lock,
@@ -311,11 +446,7 @@ fn build_into(
     plans: &[(OsString, Plan)],
     generated: &[(&str, &[u8])],
 ) -> Result<(), HostFsError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = format!(".tmp-{key}-{}-{nanos}", std::process::id());
+    let tmp = format!(".tmp-{key}-{}-{}", std::process::id(), nanos());
     let result = (|| {
         let out = make_dir(root, OsStr::new(&tmp), 0o755)?;
         for (name, plan) in plans {
@@ -357,6 +488,14 @@ fn build_into(
     })();
     let _ = root.remove_all(Path::new(&tmp));
     result
+}
+
+/// The current time's nanoseconds, to tell temporary names of one process apart.
+fn nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
 }
 
 /// Copies the entry `name` of `from` into `to`, never following a symlink: folders
@@ -445,11 +584,9 @@ fn sync(dir: &Dir) -> Result<(), HostFsError> {
 fn remove_old(root: &Dir, keep: &str) {
     let Ok(entries) = root.entries() else { return };
     for (name, kind) in entries {
-        if name == keep || kind != Kind::Dir {
-            continue;
-        }
         let rel = Path::new(&name);
-        if name.as_bytes().starts_with(b".tmp-") {
+        // Temporary folders of builds, and files of saves of the trees' walk, that died.
+        if name.as_bytes().starts_with(b".tmp-") && matches!(kind, Kind::Dir | Kind::File) {
             let old = root
                 .meta(rel)
                 .ok()
@@ -464,6 +601,9 @@ fn remove_old(root: &Dir, keep: &str) {
             if old {
                 let _ = root.remove_all(rel);
             }
+            continue;
+        }
+        if name == keep || kind != Kind::Dir {
             continue;
         }
         let Ok(Some(dir)) = root.open_dir(rel) else {

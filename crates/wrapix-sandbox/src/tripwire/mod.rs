@@ -77,7 +77,10 @@ pub enum TripwireError {
 
 /// How many threads search the work tree: two already keep a disk or the page cache busy.
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    // Asked once per process: the answer reads the cgroup's CPU quota (a handful of files),
+    // and the check after the run would ask again.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
 }
 
 /// What git's execution surface in `project` looks like now. Strict: anything in it that

@@ -126,11 +126,64 @@ fn copies_the_entries_and_the_generated_files() {
             ("resolv.conf".into(), etc.join("resolv.conf")),
         ]
     );
-    // No temporary folder is left behind.
-    let names: Vec<_> = ok(std::fs::read_dir(t.path().join("cache/wrapix/etc")))
+    // No temporary folder or file is left behind: the folder, and the trees' walk.
+    let mut names: Vec<_> = ok(std::fs::read_dir(t.path().join("cache/wrapix/etc")))
         .map(|e| ok(e).file_name())
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
+    names.sort();
+    let mut want = vec![
+        d.file_name().map(OsStr::to_os_string).unwrap_or_default(),
+        OsString::from(TREES),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn the_remembered_walk_gives_the_key_a_walk_gives() {
+    let t = fixture();
+    let etc = t.path().join("etc");
+    let trees = t.path().join("cache/wrapix/etc").join(TREES);
+    let first = assemble_in(&t, true).unwrap_or_else(|| panic!("not built"));
+    let remembered = ok(std::fs::read_to_string(&trees));
+    assert!(remembered.contains("ssl/certs/ca.pem"), "{remembered}");
+    // Without the file, or with a broken one, the trees are walked: same folder.
+    for broken in [
+        None,
+        Some("not json"),
+        Some("{\"format\": \"old\", \"trees\": {}}"),
+    ] {
+        match broken {
+            None => ok(std::fs::remove_file(&trees)),
+            Some(text) => ok(std::fs::write(&trees, text)),
+        }
+        let again = assemble_in(&t, true).unwrap_or_else(|| panic!("not built"));
+        assert_eq!(again.dir, first.dir, "{broken:?}");
+        assert_eq!(ok(std::fs::read_to_string(&trees)), remembered);
+    }
+    // A remembered walk that lies about a file deep in a tree is not believed (its lstat
+    // differs), and the walk is remembered anew.
+    let lie = remembered.replace(" File 3 ", " File 4 ");
+    assert_ne!(lie, remembered);
+    ok(std::fs::write(&trees, &lie));
+    let again = assemble_in(&t, true).unwrap_or_else(|| panic!("not built"));
+    assert_eq!(again.dir, first.dir);
+    assert_eq!(ok(std::fs::read_to_string(&trees)), remembered);
+    // A folder added deep in a tree: its parent's lstat differs, so the tree is walked, and
+    // a file later edited in the new folder changes the key again.
+    ok(std::fs::create_dir(etc.join("ssl/certs/more")));
+    ok(std::fs::write(etc.join("ssl/certs/more/m.pem"), "M\n"));
+    let added = assemble_in(&t, true).unwrap_or_else(|| panic!("not built"));
+    assert_ne!(added.dir, first.dir);
+    ok(std::fs::write(etc.join("ssl/certs/more/m.pem"), "MMMM\n"));
+    let edited = assemble_in(&t, true).unwrap_or_else(|| panic!("not built"));
+    assert_ne!(edited.dir, added.dir);
+    assert_eq!(
+        ok(std::fs::read_to_string(
+            edited.dir.join("ssl/certs/more/m.pem")
+        )),
+        "MMMM\n"
+    );
 }
 
 #[test]
