@@ -586,7 +586,7 @@ fn ralph_status_and_logs_escape_what_the_agent_wrote() {
     assert_eq!(out.code, 0, "{out}");
     assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
     c.write(
-        &c.project.join(&format!(".ralph/logs/1-{esc}.log")),
+        &c.project.join(format!(".ralph/logs/1-{esc}.log")),
         "output\n",
     );
     let out = c.run(&["ralph", "logs", "1"]);
