@@ -26,6 +26,10 @@ use crate::tracker::{escape, Lock, Status, Task};
 pub const RECORD_FILE: &str = "ralph.json";
 /// Taken (flock) around every change of the record.
 const LOCK_FILE: &str = "ralph.lock";
+/// Held by the one `ralph step`, `loop` or `ready` of the project. In the state folder, not in
+/// the project: the agent could delete a lock file under `/workspace` and let a second loop
+/// run beside the first.
+const RUNNER_LOCK: &str = "ralph-runner.lock";
 /// A record of [`crate::tracker::MAX_TASKS`] tasks is well below this.
 const RECORD_LIMIT: u64 = 16 << 20;
 
@@ -139,13 +143,37 @@ pub fn reconcile(project: BTreeMap<u32, Task>, record: &Record) -> Verified {
 pub struct Ledger {
     /// The project's state folder (wrapix's, outside every sandbox).
     dir: std::path::PathBuf,
+    /// The project folder, written into the state folder's `project` file when ralph creates
+    /// the folder (so that it reads like the folders `wrapix run` creates).
+    project: Option<std::path::PathBuf>,
 }
 
 impl Ledger {
     pub fn new(state_dir: &Path) -> Ledger {
         Ledger {
             dir: state_dir.to_owned(),
+            project: None,
         }
+    }
+
+    /// The record of `project`'s tasks in `state_dir`, which is created (0700) with a
+    /// `project` file naming the project.
+    pub fn for_project(state_dir: &Path, project: &Path) -> Ledger {
+        Ledger {
+            dir: state_dir.to_owned(),
+            project: Some(project.to_owned()),
+        }
+    }
+
+    /// The runner lock: `None` while another ralph of the project holds it.
+    pub fn runner_lock(&self) -> Result<Option<Lock>, RalphError> {
+        let dir = self.create()?;
+        crate::tracker::lock_in(&dir, Path::new(RUNNER_LOCK), std::time::Duration::ZERO)
+    }
+
+    /// Where the runner lock is, for messages.
+    pub fn runner_lock_path(&self) -> std::path::PathBuf {
+        self.dir.join(RUNNER_LOCK)
     }
 
     pub fn path(&self) -> std::path::PathBuf {
@@ -223,8 +251,20 @@ impl Ledger {
     }
 
     fn create(&self) -> Result<Dir, RalphError> {
-        Dir::create_trusted(&self.dir, 0o700)
-            .map_err(|e| RalphError::fs("create the folder", &self.dir, e))
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Dir::create_trusted(&self.dir, 0o700)
+            .map_err(|e| RalphError::fs("create the folder", &self.dir, e))?;
+        if let Some(project) = &self.project {
+            let mut text = project.as_os_str().as_bytes().to_vec();
+            text.push(b'\n');
+            let name = Path::new("project");
+            let current = dir.read(name, 64 * 1024).ok().flatten();
+            if current.as_deref() != Some(text.as_slice()) {
+                dir.write_atomic(name, &text, 0o600)
+                    .map_err(|e| RalphError::fs("write", dir.display_path(name), e))?;
+            }
+        }
+        Ok(dir)
     }
 
     fn lock(&self, dir: &Dir) -> Result<Lock, RalphError> {

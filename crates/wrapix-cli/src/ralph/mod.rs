@@ -247,10 +247,10 @@ pub(crate) fn ledger(p: &Project) -> Option<Ledger> {
     }
     let env = crate::context::host_env();
     let root = crate::context::state_root(&crate::context::host_user(&env), &env);
-    Some(Ledger::new(&wrapix_spec::state::project_dir(
-        &root,
+    Some(Ledger::for_project(
+        &wrapix_spec::state::project_dir(&root, p.path()),
         p.path(),
-    )))
+    ))
 }
 
 /// The tasks as ralph believes them: a status ralph decides counts only when its record says
@@ -282,7 +282,8 @@ pub(crate) fn believed(
     Ok(v)
 }
 
-const GITIGNORE: &str = "# ralph's run files; the tasks and templates are worth committing.\nlogs/\nlock\nrunner.lock\nSTOP\n";
+const GITIGNORE: &str =
+    "# ralph's run files; the tasks and templates are worth committing.\nlogs/\nlock\nSTOP\n";
 
 fn start(project: Option<&Path>) -> Result<i32, Failure> {
     let path = match project {

@@ -227,12 +227,14 @@ fn pending(signals: &SignalFd) -> bool {
     matches!(signals.read_signal(), Ok(Some(_)))
 }
 
-/// `.ralph/runner.lock`: one step or loop per project at a time.
-fn runner_lock(p: &Project) -> Result<tracker::Lock, Failure> {
-    tracker::take_lock(p, Path::new(".ralph/runner.lock"), Duration::ZERO)?.ok_or_else(|| {
-        Failure::failed(
-            "another ralph step, loop or ready runs in this project (it holds .ralph/runner.lock)",
-        )
+/// One step, loop or ready per project at a time: a lock in wrapix's state folder for the
+/// project, out of the agent's reach.
+fn runner_lock(ledger: &Ledger) -> Result<tracker::Lock, Failure> {
+    ledger.runner_lock()?.ok_or_else(|| {
+        Failure::failed(format!(
+            "another ralph step, loop or ready runs in this project (it holds {})",
+            ledger.runner_lock_path().display()
+        ))
     })
 }
 
@@ -280,7 +282,7 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
         &text,
         &[],
     )?;
-    let _runner = runner_lock(p)?;
+    let _runner = runner_lock(&ctx.ledger)?;
     let mut shown = std::collections::BTreeSet::new();
     recover(&ctx, &mut shown)?;
     let loop_deadline = limits.timeout.map(|t| Instant::now() + t);
@@ -623,7 +625,7 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
             ("tasks", &listing),
         ],
     )?;
-    let _runner = runner_lock(p)?;
+    let _runner = runner_lock(&ctx.ledger)?;
     let (argv, json) = print_argv(&ctx);
     let deadline = run.step_timeout.map(|t| Instant::now() + t);
     eprintln!("ralph: turning {spec_path} into tasks");

@@ -214,6 +214,37 @@ fn hanging_loop(c: &Case, marker: &str) -> super::harness::Running {
     run
 }
 
+/// One loop per project: a second `ralph loop` while the first runs a step is refused, even
+/// when the agent removes every lock file it can reach (the runner lock is in wrapix's state
+/// folder, not in the project).
+#[test]
+fn ralph_a_second_loop_is_refused_while_one_runs_whatever_the_agent_removes() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-two");
+    let run = hanging_loop(&c, &marker);
+    // What the agent could do from inside: the project's `.ralph` locks are gone.
+    for lock in [".ralph/lock", ".ralph/runner.lock"] {
+        let _ = std::fs::remove_file(c.project.join(lock));
+    }
+    let second = c.run(&["ralph", "loop"]);
+    assert_eq!(second.code, 1, "{second}");
+    assert!(second.stderr.contains("another ralph"), "{second}");
+    assert!(
+        !c.project.join(".ralph/runner.lock").exists(),
+        "the runner lock is not in the project"
+    );
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 1, "{out}");
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
 #[test]
 fn ralph_ctrl_c_mid_step_leaves_no_task_in_progress() {
     let Some(c) = project() else { return };
