@@ -29,6 +29,7 @@ fn spec(network: Network, uid: u32) -> Spec {
         protect: vec![".git/hooks".into(), ".git/config".into()],
         resources: Default::default(),
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid,
             gid: uid,

@@ -33,6 +33,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         protect: vec![".git/hooks".into()],
         resources,
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid: 1000,
             gid: 1000,
