@@ -375,3 +375,17 @@ fn pinned_sources_are_bound_through_their_handle() {
         }]
     );
 }
+
+#[test]
+fn forwards_are_refused_with_the_fix() {
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.ssh_agent = Some(wrapix_spec::SshAgent::Host);
+    let e = crate::backend::refuse_forwards("nspawn", &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("nspawn backend does not forward ssh_agent"),
+        "{e}"
+    );
+}
