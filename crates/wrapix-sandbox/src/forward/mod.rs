@@ -177,3 +177,72 @@ fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
         ));
     }
 }
+
+/// `wrapix doctor`: what this host can forward (each optional: only a config that asks for
+/// a forward needs it).
+pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Check> {
+    use crate::backend::{find_program, Check};
+    let path = env.get("PATH").map(String::as_str);
+    let mut out = Vec::new();
+    let x11 = match env.get("DISPLAY").filter(|d| !d.is_empty()) {
+        None => Check::fail(
+            "display = \"x11\"",
+            "DISPLAY is not set",
+            "run from a desktop session, or use display = \"xvfb\"",
+        ),
+        Some(d) => match x11::local_display_number(d) {
+            None => Check::fail(
+                "display = \"x11\"",
+                format!("DISPLAY={d} is not a local display"),
+                "use a local display (:N) or display = \"xvfb\"",
+            ),
+            Some(n) => {
+                let sock = Path::new(X11_DIR).join(format!("X{n}"));
+                if sock.exists() {
+                    Check::pass(
+                        "display = \"x11\"",
+                        format!("DISPLAY={d}, {}", sock.display()),
+                    )
+                } else {
+                    Check::fail(
+                        "display = \"x11\"",
+                        format!("no socket {}", sock.display()),
+                        "start the X server with its Unix socket, or use display = \"xvfb\"",
+                    )
+                }
+            }
+        },
+    };
+    out.push(x11.optional());
+    let have = |name: &str, label: &str, fix: &str| match find_program(name, path) {
+        Some(p) => Check::pass(label, p.display().to_string()),
+        None => Check::fail(label, format!("{name} is not installed"), fix).optional(),
+    };
+    out.push(have(
+        "Xvfb",
+        "display = \"xvfb\"",
+        "sudo apt-get install xvfb",
+    ));
+    out.push(
+        match env.get("SSH_AUTH_SOCK").filter(|s| Path::new(s).exists()) {
+            Some(s) => Check::pass("ssh_agent = true", format!("SSH_AUTH_SOCK={s}")),
+            None => Check::fail(
+                "ssh_agent = true",
+                "no agent (SSH_AUTH_SOCK unset or gone)",
+                "eval $(ssh-agent); ssh-add, or use ssh_agent = [\"~/.ssh/KEY\"]",
+            ),
+        }
+        .optional(),
+    );
+    out.push(have(
+        "ssh-agent",
+        "ssh_agent = [keys]",
+        "sudo apt-get install openssh-client",
+    ));
+    out.push(have(
+        "pasta",
+        "[[ports]] / -p",
+        "sudo apt-get install passt",
+    ));
+    out
+}
