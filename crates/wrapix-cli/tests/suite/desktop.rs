@@ -333,3 +333,42 @@ fn ssh_agent_forwards_exactly_the_allowed_keys() {
     let listed = out.stdout.lines().filter(|l| l.contains("SHA256:")).count();
     assert_eq!(listed, 2, "{out}");
 }
+
+#[test]
+fn a_published_port_is_reached_on_loopback_only() {
+    let Some(c) = Case::new() else { return };
+    let port = 20000 + (std::process::id() % 10000) as u16;
+    let server = "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 3000)); s.listen()\nwhile True:\n    c, _ = s.accept(); c.sendall(b'hello-from-sandbox'); c.close()\n";
+    let flag = format!("{port}:3000");
+    let running = c.spawn(&["run", "-p", &flag, "--", "python3", "-c", server]);
+    let read = |addr: std::net::IpAddr| -> Option<String> {
+        use std::io::Read;
+        let mut s =
+            std::net::TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(2))
+                .ok()?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).ok()?;
+        Some(got)
+    };
+    let lo: std::net::IpAddr = [127, 0, 0, 1].into();
+    wait_for("the published port", || {
+        read(lo).as_deref() == Some("hello-from-sandbox")
+    });
+    // Another address of the host: nothing listens there.
+    let others = Command::new("hostname").arg("-I").output().unwrap();
+    for a in String::from_utf8_lossy(&others.stdout).split_whitespace() {
+        let addr: std::net::IpAddr = a.parse().unwrap();
+        assert_eq!(read(addr), None, "reached through {addr}");
+    }
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = running.finish_within(Duration::from_secs(20));
+    assert_eq!(read(lo), None, "the port stayed open after the run");
+    // With network none, ports are refused at validation.
+    let out = c.run(&["run", "--network", "none", "-p", &flag, "--", "true"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("published ports need network = \"open\""),
+        "{out}"
+    );
+}
