@@ -10,6 +10,7 @@ pub mod dns;
 pub mod doctor;
 pub mod error;
 pub mod exec;
+pub mod forward;
 pub mod gitid;
 pub mod init;
 pub mod network;

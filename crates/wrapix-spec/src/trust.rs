@@ -201,6 +201,17 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
             None => push(out, key.to_owned(), value, WHY_ENV),
         },
         "mounts" => push(out, key.to_owned(), value, WHY_MOUNTS),
+        // Every forward reaches something of the host's, whatever its value says: each key
+        // needs trust (even `false`, which is cheap to trust and keeps the rule simple).
+        "forward" => match value.as_table() {
+            Some(t) if !t.is_empty() => {
+                for (k, v) in t {
+                    push(out, format!("forward.{k}"), v, why_forward(k));
+                }
+            }
+            _ => push(out, key.to_owned(), value, WHY_OTHER),
+        },
+        "ports" => push(out, key.to_owned(), value, WHY_PORTS),
         "deploy_key" => push(out, key.to_owned(), value, WHY_DEPLOY_KEY),
         "packages" => push(out, key.to_owned(), value, WHY_PACKAGES),
         "profiles" => match value.as_table() {
@@ -269,6 +280,17 @@ fn judge_mcp(name: &str, table: &Value, out: &mut Vec<Widening>) {
     }
 }
 
+/// What each `[forward]` key gives the sandbox (docs/desktop.md has the whole story).
+fn why_forward(key: &str) -> &'static str {
+    match key {
+        "display" => "connects the sandbox to a display (x11: it can read every window and type into them)",
+        "ssh_agent" => "lets the sandbox sign with SSH keys (true: every key in your agent)",
+        "git_config" => "shows your ~/.gitconfig and ~/.config/git to the sandbox (aliases, credentials helpers, URLs)",
+        _ => WHY_OTHER,
+    }
+}
+
+const WHY_PORTS: &str = "publishes a sandbox port on this host, for anything that can reach it";
 const WHY_ENV: &str =
     "sets a variable the agent and its tools trust (a base URL can send your login elsewhere)";
 const WHY_MOUNTS: &str = "mounts a host path into the sandbox";

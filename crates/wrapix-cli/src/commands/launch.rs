@@ -78,7 +78,11 @@ pub fn launch(l: Launch<'_>) -> Result<Outcome, Failure> {
     let self_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?;
+    // [forward]: the host checked and the helpers (a private Xvfb, ssh-agent) started; they
+    // stop when `_helpers` is dropped, after the run.
+    let (_helpers, forwarded) = wrapix_sandbox::forward::start(&spec, &env, dry_run)?;
     let facts = HostFacts {
+        forwarded,
         env: env.clone(),
         interactive: interactive.unwrap_or_else(wrapix_sandbox::pty::interactive),
         self_exe: self_exe.clone(),

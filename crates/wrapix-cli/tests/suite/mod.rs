@@ -4,6 +4,7 @@
 mod badinput;
 mod claude;
 mod config;
+mod desktop;
 mod dns;
 mod doctor;
 mod escape;

@@ -327,6 +327,7 @@ impl Backend for Bwrap {
                         pasta,
                         run.dns_forward.as_deref(),
                         user.uid,
+                        &run.spec.forward.ports,
                     )),
                 )
             }

@@ -165,6 +165,23 @@ impl Drop for Staged<'_> {
     }
 }
 
+/// `[forward]` and `[[ports]]` are built and tested for bubblewrap only: another backend
+/// refuses a run that asks for any of them (fail closed), naming them.
+pub fn refuse_forwards(backend: &'static str, run: &Prepared) -> Result<(), SandboxError> {
+    let names = run.spec.forward.names();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(SandboxError::Unavailable {
+        backend,
+        problem: format!(
+            "the {backend} backend does not forward {} yet (bubblewrap does)",
+            names.join(", ")
+        ),
+        fix: "use --backend bwrap, or remove the [forward] keys and ports".into(),
+    })
+}
+
 /// Finds `name` on the host's `PATH` (or the standard system folders).
 pub fn find_program(name: &str, path_env: Option<&str>) -> Option<std::path::PathBuf> {
     let default = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -441,6 +441,7 @@ impl Backend for Nspawn {
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+        super::refuse_forwards("nspawn", run)?;
         let nspawn = self.nspawn.clone().ok_or_else(|| {
             Self::unavailable(
                 "systemd-nspawn is not installed",
@@ -586,7 +587,8 @@ impl Backend for Nspawn {
                         "sudo apt-get install passt, or run with --network none",
                     )
                 })?;
-                let mut net = crate::network::pasta(pasta, run.dns_forward.as_deref(), user.uid);
+                let mut net =
+                    crate::network::pasta(pasta, run.dns_forward.as_deref(), user.uid, &[]);
                 net.join_userns = true;
                 arg(&mut init, &[&"--wait-file", &RELEASE_INSIDE]);
                 Some(net)

@@ -263,6 +263,7 @@ impl Backend for Podman {
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+        super::refuse_forwards("podman", run)?;
         let podman = self.podman.clone().ok_or_else(|| {
             Self::unavailable(
                 "podman is not installed",
@@ -297,6 +298,7 @@ impl Backend for Podman {
                     pasta,
                     run.dns_forward.as_deref(),
                     user.uid,
+                    &[],
                 ))
             }
         };
