@@ -20,9 +20,12 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # session bus, X11 focus under a real window manager, tmux pane focus) and the MCP server;
 # python3-venv: the official MCP Python SDK, in a venv under target/; systemd-container: the
 # nspawn backend (its escape pass runs as root); x11-xserver-utils: xsetroot, the X client that
-# draws a known colour in the [forward] display tests (xvfb is the "host" display there).
+# draws a known colour in the [forward] display tests (xvfb is the "host" display there);
+# pulseaudio, pulseaudio-utils (paplay, parecord) and sox: the audio forward test (a private
+# PulseAudio server with a null sink; a tone played inside is recorded and measured).
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
-  mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils)
+  mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils pulseaudio pulseaudio-utils
+  sox)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 

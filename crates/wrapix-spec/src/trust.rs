@@ -286,6 +286,10 @@ fn why_forward(key: &str) -> &'static str {
         "display" => "connects the sandbox to a display (x11: it can read every window and type into them)",
         "ssh_agent" => "lets the sandbox sign with SSH keys (true: every key in your agent)",
         "git_config" => "shows your ~/.gitconfig and ~/.config/git to the sandbox (aliases, credentials helpers, URLs)",
+        "audio" => "connects the sandbox to your sound server (it can play sound, and record from your microphone)",
+        "dbus" => "lets the sandbox call the named services on your session bus",
+        "nix" => "shows your whole /nix/store to the sandbox and lets it ask your Nix daemon to build",
+        "gpu" => "gives the sandbox your GPU's device nodes (a large kernel driver surface; GPU memory of other programs)",
         _ => WHY_OTHER,
     }
 }

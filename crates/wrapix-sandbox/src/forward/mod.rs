@@ -18,6 +18,7 @@ use wrapix_spec::{Display, MountMode, SandboxPath, Spec, SshAgent};
 use crate::error::SandboxError;
 use crate::prepare::{Bind, GeneratedFile};
 
+pub mod audio;
 pub mod runtime;
 pub mod ssh;
 pub mod x11;
@@ -139,6 +140,21 @@ pub fn start(
     if fw.git_config {
         git_config(&spec.user.home, &spec.user.sandbox_home(), &mut out);
     }
+    if fw.audio {
+        audio::provide(env, &spec.user.home, &mut out)?;
+    }
+    for (on, key) in [
+        (!fw.dbus.is_empty(), "dbus"),
+        (fw.nix, "nix"),
+        (fw.gpu, "gpu"),
+    ] {
+        if on {
+            return Err(missing(
+                format!("[forward] {key} is not supported by this wrapix yet"),
+                format!("remove {key} from [forward]"),
+            ));
+        }
+    }
     if let Some(dir) = &helpers.run_dir {
         if !dry_run {
             dir.write_record(spec)?;
@@ -244,5 +260,29 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
         "[[ports]] / -p",
         "sudo apt-get install passt",
     ));
+    out.push(
+        match (audio::pulse_socket(env), audio::pipewire_socket(env)) {
+            (Err(e), _) => Check::fail(
+                "audio = true",
+                e.to_string(),
+                "unset PULSE_SERVER or fix it",
+            ),
+            (Ok(None), None) => Check::fail(
+                "audio = true",
+                "no PulseAudio or PipeWire socket ($XDG_RUNTIME_DIR/pulse/native, pipewire-0)",
+                "run from your desktop session with its sound server (pulseaudio --start)",
+            ),
+            (Ok(pulse), pw) => Check::pass(
+                "audio = true",
+                pulse
+                    .iter()
+                    .chain(pw.iter())
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
+        .optional(),
+    );
     out
 }

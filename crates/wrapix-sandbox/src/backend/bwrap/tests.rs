@@ -445,6 +445,7 @@ fn argv_with_forwards() {
             host: 8080,
             sandbox: 3000,
         }],
+        ..Default::default()
     };
     // What forward::start provides, as prepare adds it: after every other bind.
     let mut fw = crate::forward::Provided::default();
