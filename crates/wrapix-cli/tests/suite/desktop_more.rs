@@ -186,3 +186,119 @@ fn audio_forward_without_a_sound_server_is_an_error_naming_the_fix() {
     assert!(out.stderr.contains("has none running"), "{out}");
     assert!(out.stderr.contains("fix:"), "{out}");
 }
+
+/// The processes whose command line contains every one of `words`.
+fn processes_with(words: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if words.iter().all(|w| cmd.contains(w)) {
+            out.push(cmd);
+        }
+    }
+    out
+}
+
+#[test]
+fn dbus_forward_talks_to_the_named_names_only_through_the_proxy() {
+    use std::io::BufRead;
+    let Some(c) = Case::new() else { return };
+    for p in [
+        "dbus-daemon",
+        "dbus-send",
+        "dbus-test-tool",
+        "xdg-dbus-proxy",
+    ] {
+        if !have(p) {
+            return skip(&format!("{p} is missing (scripts/install-deps.sh --test installs dbus, dbus-tests and xdg-dbus-proxy)"));
+        }
+    }
+    let run = runtime_dir(&c);
+    let raw = run.join("bus");
+    let listen = format!("--address=unix:path={}", raw.display());
+    let mut bus = c.env.as_user(
+        "dbus-daemon",
+        &["--session", "--nofork", "--print-address=1", &listen],
+    );
+    c.clean_env(&mut bus);
+    bus.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut bus = Killed(bus.spawn().unwrap());
+    let mut address = String::new();
+    std::io::BufReader::new(bus.0.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let address = address.trim().to_owned();
+    assert!(address.starts_with("unix:path="), "{address}");
+    let c = c
+        .host_env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .host_env("XDG_RUNTIME_DIR", &run.to_string_lossy());
+    // Two services on the bus: the allowed one and another, both answering every call.
+    let service = |name: &str| {
+        let mut cmd = c
+            .env
+            .as_user("dbus-test-tool", &["echo", &format!("--name={name}")]);
+        c.clean_env(&mut cmd);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        Killed(cmd.spawn().unwrap())
+    };
+    let _allowed = service("org.wrapix.Allowed");
+    let _other = service("org.wrapix.Other");
+    let owned = |name: &str| {
+        let out = c.host_as_user(
+            "dbus-send",
+            &[
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                &format!("string:{name}"),
+            ],
+        );
+        out.stdout.contains("boolean true")
+    };
+    wait_for("the test services' names", || {
+        owned("org.wrapix.Allowed") && owned("org.wrapix.Other")
+    });
+
+    let probe = format!(
+        "echo A=${{DBUS_SESSION_BUS_ADDRESS:-unset}}; ls {raw} 2>&1; \
+         dbus-send --session --print-reply --dest=org.wrapix.Allowed / org.wrapix.Test.Ping >/dev/null 2>&1; echo allowed=$?; \
+         dbus-send --session --print-reply --dest=org.wrapix.Other / org.wrapix.Test.Ping 2>&1; echo other=$?; \
+         dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.ListNames 2>&1; echo list=$?",
+        raw = raw.display()
+    );
+    // Negative control: the host has a bus, the run does not forward it.
+    let out = c.sh_with(&["--network", "none"], &probe);
+    assert!(out.stdout.contains("A=unset\n"), "{out}");
+    assert!(out.stdout.contains("No such file"), "{out}");
+    assert!(!out.stdout.contains("allowed=0"), "{out}");
+
+    let out = c.sh_with(
+        &["--network", "none", "--forward", "dbus=org.wrapix.Allowed"],
+        &probe,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("A=unix:path=/run/wrapix/dbus/bus\n"),
+        "{out}"
+    );
+    // The raw bus stays out of reach; only the proxy's socket is there.
+    assert!(out.stdout.contains("No such file"), "{out}");
+    assert!(out.stdout.contains("allowed=0\n"), "{out}");
+    assert!(!out.stdout.contains("other=0\n"), "{out}");
+    // xdg-dbus-proxy answers ListNames itself, with only what the sandbox may see: the
+    // other service, which the bus has, is not in it.
+    assert!(
+        out.stdout.contains("string \"org.wrapix.Allowed\""),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("org.wrapix.Other\""), "{out}");
+    // The proxy ended with the run.
+    let left = processes_with(&["xdg-dbus-proxy", &run.to_string_lossy()]);
+    assert!(left.is_empty(), "the proxy outlived the run: {left:?}");
+    drop(bus);
+}

@@ -19,6 +19,7 @@ use crate::error::SandboxError;
 use crate::prepare::{Bind, GeneratedFile};
 
 pub mod audio;
+pub mod dbus;
 pub mod runtime;
 pub mod ssh;
 pub mod x11;
@@ -47,6 +48,9 @@ pub struct Provided {
 #[derive(Debug, Default)]
 pub struct Helpers {
     children: Vec<(String, Child)>,
+    /// Pipes whose closing tells a helper to exit (`xdg-dbus-proxy --fd`): closed after the
+    /// helpers are killed.
+    fds: Vec<std::os::fd::OwnedFd>,
     pub run_dir: Option<runtime::RunDir>,
 }
 
@@ -67,6 +71,7 @@ impl Drop for Helpers {
             }
         }
         self.children.clear();
+        self.fds.clear();
         if let Some(dir) = self.run_dir.take() {
             dir.remove();
         }
@@ -97,7 +102,8 @@ pub fn start(
     out.started = true;
     let needs_dir = fw.display == Some(Display::Xvfb)
         || matches!(fw.ssh_agent, Some(SshAgent::Keys(_)))
-        || !fw.ports.is_empty();
+        || !fw.ports.is_empty()
+        || !fw.dbus.is_empty();
     if needs_dir {
         helpers.run_dir = Some(runtime::RunDir::create(env, &spec.project, dry_run)?);
     }
@@ -143,11 +149,14 @@ pub fn start(
     if fw.audio {
         audio::provide(env, &spec.user.home, &mut out)?;
     }
-    for (on, key) in [
-        (!fw.dbus.is_empty(), "dbus"),
-        (fw.nix, "nix"),
-        (fw.gpu, "gpu"),
-    ] {
+    if !fw.dbus.is_empty() {
+        let dir = run_dir(&helpers)?;
+        if let Some((child, fd)) = dbus::start(env, dir, &fw.dbus, dry_run, &mut out)? {
+            helpers.adopt("xdg-dbus-proxy", child);
+            helpers.fds.push(fd);
+        }
+    }
+    for (on, key) in [(fw.nix, "nix"), (fw.gpu, "gpu")] {
         if on {
             return Err(missing(
                 format!("[forward] {key} is not supported by this wrapix yet"),
@@ -260,6 +269,23 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
         "[[ports]] / -p",
         "sudo apt-get install passt",
     ));
+    out.push(match dbus::session_bus(env) {
+        None => Check::fail(
+            "dbus = [names]",
+            "no session bus (DBUS_SESSION_BUS_ADDRESS unset, no $XDG_RUNTIME_DIR/bus)",
+            "run from your desktop session",
+        )
+        .optional(),
+        Some(a) => match find_program("xdg-dbus-proxy", path) {
+            Some(p) => Check::pass("dbus = [names]", format!("{a} through {}", p.display())),
+            None => Check::fail(
+                "dbus = [names]",
+                "xdg-dbus-proxy is not installed (the filtering proxy dbus goes through)",
+                "sudo apt-get install xdg-dbus-proxy",
+            )
+            .optional(),
+        },
+    });
     out.push(
         match (audio::pulse_socket(env), audio::pipewire_socket(env)) {
             (Err(e), _) => Check::fail(
