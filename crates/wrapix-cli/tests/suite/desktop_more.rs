@@ -302,3 +302,83 @@ fn dbus_forward_talks_to_the_named_names_only_through_the_proxy() {
     assert!(left.is_empty(), "the proxy outlived the run: {left:?}");
     drop(bus);
 }
+
+#[test]
+fn nix_and_gpu_forwards_the_host_lacks_are_errors_naming_the_fix() {
+    let Some(c) = Case::new() else { return };
+    if Path::new("/nix/store").exists() {
+        skip("this host has /nix/store: the missing-Nix error cannot be shown here");
+    } else {
+        let out = c.sh_with(&["--network", "none", "--forward", "nix"], "true");
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("has no /nix/store"), "{out}");
+        assert!(
+            out.stderr.contains("fix: install Nix in multi-user mode"),
+            "{out}"
+        );
+    }
+    let has_gpu = std::fs::read_dir("/dev/dri").is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+    }) || Path::new("/dev/nvidiactl").exists();
+    if has_gpu {
+        skip("this host has a GPU: the missing-GPU error cannot be shown here");
+    } else {
+        let out = c.sh_with(&["--network", "none", "--forward", "gpu"], "true");
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("this host has none"), "{out}");
+        assert!(
+            out.stderr.contains("fix: install the GPU's kernel driver"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn config_show_and_doctor_name_the_new_forwards() {
+    let Some(c) = Case::new() else { return };
+    let out = c.run(&[
+        "config",
+        "show",
+        "--forward",
+        "audio",
+        "--forward",
+        "dbus=org.freedesktop.Notifications",
+        "--forward",
+        "gpu",
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("forward.audio"), "{out}");
+    assert!(
+        out.stdout
+            .contains("through xdg-dbus-proxy, talk to org.freedesktop.Notifications"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("forward.nix"), "{out}");
+    let out = c.run(&["doctor"]);
+    for line in ["audio = true", "dbus = [names]", "nix = true", "gpu = true"] {
+        assert!(out.stdout.contains(line), "{line}: {out}");
+    }
+}
+
+#[test]
+fn locale_and_timezone_pass_through() {
+    let Some(c) = Case::new() else { return };
+    let c = c
+        .host_env("LANG", "C.UTF-8")
+        .host_env("LANGUAGE", "fr:en")
+        .host_env("LC_TIME", "C.UTF-8")
+        .host_env("LC_MEASUREMENT", "C")
+        .host_env("TZ", "UTC0")
+        .host_env("LC_EVIL", "x;y")
+        .host_env("LCX", "no");
+    let out = c.sh_with(
+        &["--network", "none"],
+        "env | grep -E '^(LANG|LANGUAGE|LC_[A-Z_]*|LCX|TZ)=' | sort",
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        out.stdout,
+        "LANG=C.UTF-8\nLANGUAGE=fr:en\nLC_EVIL=x;y\nLC_MEASUREMENT=C\nLC_TIME=C.UTF-8\nTZ=UTC0\n",
+        "{out}"
+    );
+}

@@ -20,6 +20,8 @@ use crate::prepare::{Bind, GeneratedFile};
 
 pub mod audio;
 pub mod dbus;
+pub mod gpu;
+pub mod nix;
 pub mod runtime;
 pub mod ssh;
 pub mod x11;
@@ -38,6 +40,8 @@ pub struct Provided {
     pub binds: Vec<Bind>,
     pub files: Vec<GeneratedFile>,
     pub env: BTreeMap<String, String>,
+    /// Device nodes bound as devices (`gpu = true`), at the same path inside.
+    pub devices: Vec<PathBuf>,
     pub notices: Vec<String>,
     /// Set by [`start`] when the spec forwards anything: [`crate::prepare`] refuses a spec
     /// with forwards that never went through it.
@@ -156,13 +160,11 @@ pub fn start(
             helpers.fds.push(fd);
         }
     }
-    for (on, key) in [(fw.nix, "nix"), (fw.gpu, "gpu")] {
-        if on {
-            return Err(missing(
-                format!("[forward] {key} is not supported by this wrapix yet"),
-                format!("remove {key} from [forward]"),
-            ));
-        }
+    if fw.nix {
+        nix::provide(nix::check(Path::new("/"))?, &mut out);
+    }
+    if fw.gpu {
+        gpu::provide(gpu::host_devices(), &mut out)?;
     }
     if let Some(dir) = &helpers.run_dir {
         if !dry_run {
@@ -285,6 +287,35 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
             )
             .optional(),
         },
+    });
+    out.push(match nix::check(Path::new("/")) {
+        Ok(_) => Check::pass(
+            "nix = true",
+            format!("{} and {}", nix::STORE, nix::DAEMON_SOCKET),
+        ),
+        Err(e) => Check::fail(
+            "nix = true",
+            e.to_string(),
+            "install Nix in multi-user mode (--daemon)",
+        )
+        .optional(),
+    });
+    let gpus = gpu::host_devices();
+    out.push(if gpus.is_empty() {
+        Check::fail(
+            "gpu = true",
+            "no /dev/dri/renderD*, no /dev/nvidia*",
+            "install the GPU's kernel driver",
+        )
+        .optional()
+    } else {
+        Check::pass(
+            "gpu = true",
+            gpus.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     });
     out.push(
         match (audio::pulse_socket(env), audio::pipewire_socket(env)) {

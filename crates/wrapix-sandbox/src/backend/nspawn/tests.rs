@@ -68,6 +68,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         home: home.clone(),
         home_source: None,
         pinned: Vec::new(),
+        devices: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind(

@@ -57,6 +57,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         home: home.clone(),
         home_source: None,
         pinned: Vec::new(),
+        devices: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
