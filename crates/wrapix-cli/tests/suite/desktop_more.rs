@@ -382,3 +382,60 @@ fn locale_and_timezone_pass_through() {
         "{out}"
     );
 }
+
+#[test]
+fn wayland_forward_reaches_the_compositor_and_no_x() {
+    let Some(c) = Case::new() else { return };
+    if !have("weston") || !have("weston-info") {
+        return skip("weston is missing (scripts/install-deps.sh --test installs weston; its headless backend is the compositor here)");
+    }
+    let run = runtime_dir(&c);
+    let mut weston = c.env.as_user(
+        "weston",
+        &[
+            "--backend=headless-backend.so",
+            "--socket=wayland-wrapix",
+            "--idle-time=0",
+        ],
+    );
+    c.clean_env(&mut weston);
+    weston
+        .env("XDG_RUNTIME_DIR", &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut weston = Killed(weston.spawn().unwrap());
+    let socket = run.join("wayland-wrapix");
+    let start = Instant::now();
+    while !socket.exists() {
+        if let Some(status) = weston.0.try_wait().unwrap() {
+            return skip(&format!(
+                "weston --backend=headless-backend.so does not run here ({status})"
+            ));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "weston never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = c
+        .host_env("XDG_RUNTIME_DIR", &run.to_string_lossy())
+        .host_env("WAYLAND_DISPLAY", "wayland-wrapix");
+    let probe = "echo W=${WAYLAND_DISPLAY:-unset} D=${DISPLAY:-unset}; ls -A /tmp/.X11-unix 2>&1; \
+                 weston-info >/tmp/info 2>&1; echo rc=$?; grep -c \"interface: 'wl_compositor'\" /tmp/info";
+    // Negative control: the host has a compositor, the run does not forward it.
+    let out = c.sh_with(&["--network", "none"], probe);
+    assert!(out.stdout.contains("W=unset D=unset\n"), "{out}");
+    assert!(!out.stdout.contains("rc=0"), "{out}");
+
+    let out = c.sh_with(&["--network", "none", "--forward", "wayland"], probe);
+    assert!(
+        out.stdout
+            .contains("W=/run/wrapix/wayland/wayland-0 D=unset\n"),
+        "{out}"
+    );
+    // No X: no socket folder at all.
+    assert!(out.stdout.contains("No such file"), "{out}");
+    assert!(out.stdout.contains("rc=0\n1\n"), "{out}");
+    drop(weston);
+}

@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod nix;
 pub mod runtime;
 pub mod ssh;
+pub mod wayland;
 pub mod x11;
 pub mod xauth;
 
@@ -122,12 +123,7 @@ pub fn start(
             }
             x11::provide(&display, &mut out);
         }
-        Some(Display::Wayland) => {
-            return Err(missing(
-                "display = \"wayland\" is not supported by this wrapix yet",
-                "use display = \"xvfb\" (a private display) or \"x11\"",
-            ))
-        }
+        Some(Display::Wayland) => wayland::provide(env, &mut out)?,
     }
     match &fw.ssh_agent {
         None => {}
@@ -245,6 +241,17 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
         Some(p) => Check::pass(label, p.display().to_string()),
         None => Check::fail(label, format!("{name} is not installed"), fix).optional(),
     };
+    out.push(
+        match wayland::host_socket(env) {
+            Ok(p) => Check::pass("display = \"wayland\"", p.display().to_string()),
+            Err(e) => Check::fail(
+                "display = \"wayland\"",
+                e.to_string(),
+                "run from your Wayland session, or use display = \"xvfb\"",
+            ),
+        }
+        .optional(),
+    );
     out.push(have(
         "Xvfb",
         "display = \"xvfb\"",

@@ -492,9 +492,10 @@ fn argv_with_forwards() {
 }
 
 #[test]
-fn argv_with_audio_dbus_nix_gpu() {
+fn argv_with_wayland_audio_dbus_nix_gpu() {
     let mut run = prepared(Network::None, 1000);
     run.spec.forward = wrapix_spec::Forward {
+        display: Some(wrapix_spec::Display::Wayland),
         audio: true,
         dbus: vec!["org.freedesktop.Notifications".into()],
         nix: true,
@@ -504,6 +505,11 @@ fn argv_with_audio_dbus_nix_gpu() {
     // What forward::start provides on a host with PulseAudio, a session bus, Nix (with a
     // default profile) and a GPU (a fake listing of /dev/dri and /dev), as prepare adds it.
     let mut fw = crate::forward::Provided::default();
+    fw.binds.push(Bind {
+        source: "/run/user/1000/wayland-0".into(),
+        dest: SandboxPath::from_static(crate::forward::wayland::SANDBOX_WAYLAND_SOCKET),
+        mode: MountMode::ReadOnly,
+    });
     fw.binds.push(Bind {
         source: "/run/user/1000/pulse/native".into(),
         dest: SandboxPath::from_static(crate::forward::audio::SANDBOX_PULSE_SOCKET),
