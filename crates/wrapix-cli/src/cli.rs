@@ -196,7 +196,7 @@ pub struct SandboxArgs {
     /// Backend: auto | bwrap | podman | none (none = NO sandbox).
     #[arg(long, value_name = "NAME", env = "WRAPIX_BACKEND")]
     pub backend: Option<String>,
-    /// Profile: host | base | rust | python | one of [profiles.NAME].
+    /// Profile: host | base | rust | python | browser | one of [profiles.NAME].
     #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,
     /// Network: open | none.

@@ -26,7 +26,7 @@ pub struct Widening {
 }
 
 /// Profiles wrapix ships: their package lists are wrapix's, not the project's.
-const BUILTIN_PROFILES: &[&str] = &["host", "base", "rust", "python"];
+const BUILTIN_PROFILES: &[&str] = &["host", "base", "rust", "python", "browser"];
 
 /// The keys of a project config (its text) that widen the sandbox. Text that is not TOML is
 /// reported by the parser elsewhere; here it widens nothing.

@@ -439,3 +439,92 @@ fn wayland_forward_reaches_the_compositor_and_no_x() {
     assert!(out.stdout.contains("rc=0\n1\n"), "{out}");
     drop(weston);
 }
+
+/// A page of one colour, and that colour as a screenshot holds it (0xRRGGBB).
+const PAGE: &str =
+    "<!doctype html><html><body style=\"margin:0;background:#12ab34\"></body></html>\n";
+const PAGE_PIXEL: u32 = 0x12ab34;
+
+/// The pixel at (0, 0) of an 8-bit RGB or RGBA PNG (any number of IDAT chunks; the first
+/// pixel's bytes are the same under every PNG filter, as nothing is left of or above it).
+pub(super) fn first_png_pixel(png: &[u8]) -> u32 {
+    use std::io::Read;
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert_eq!(png[24], 8, "not 8 bits per channel");
+    let mut data = Vec::new();
+    let mut i = 8;
+    while i + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+        if &png[i + 4..i + 8] == b"IDAT" {
+            data.extend_from_slice(&png[i + 8..i + 8 + len]);
+        }
+        i += 12 + len;
+    }
+    let mut first = [0u8; 4];
+    flate2::read::ZlibDecoder::new(&data[..])
+        .read_exact(&mut first)
+        .unwrap();
+    u32::from_be_bytes([0, first[1], first[2], first[3]])
+}
+
+/// Chromium (Debian's) inside the `host` profile's sandbox: headless, it renders a local page
+/// to PNG; its own sandbox cannot start inside ours (no user namespaces), so `--no-sandbox`;
+/// headed on a private Xvfb, `wrapix screenshot` sees the page.
+#[test]
+fn chromium_renders_headless_and_headed_inside_the_sandbox() {
+    let Some(c) = Case::new() else { return };
+    if !have("chromium") {
+        return skip("chromium is missing (scripts/install-deps.sh --test installs chromium and fonts-liberation)");
+    }
+    c.write(&c.project.join("page.html"), PAGE);
+    let shot = "chromium --headless --disable-gpu --window-size=200,100 \
+                --screenshot=/workspace/shot.png file:///workspace/page.html";
+
+    // Chromium's own sandbox needs a user namespace (or a setuid helper), which ours forbids:
+    // it refuses to start, and says so.
+    let out = c.sh_with(&["--network", "none"], &format!("{shot} 2>&1; echo rc=$?"));
+    assert!(out.stdout.contains("No usable sandbox"), "{out}");
+    assert!(!c.project.join("shot.png").exists());
+
+    let out = c.sh_with(
+        &["--network", "none"],
+        &shot.replace("--headless", "--headless --no-sandbox"),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let png = std::fs::read(c.project.join("shot.png")).unwrap();
+    assert_eq!(first_png_pixel(&png), PAGE_PIXEL, "{out}");
+
+    // Headed, full screen on the sandbox's private display.
+    let run = runtime_dir(&c);
+    let c = c.host_env("XDG_RUNTIME_DIR", &run.to_string_lossy());
+    let running = c.spawn(&[
+        "run",
+        "--network",
+        "none",
+        "--forward",
+        "xvfb",
+        "--",
+        "chromium",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--kiosk",
+        "--window-position=0,0",
+        "--window-size=1280,1024",
+        "file:///workspace/page.html",
+    ]);
+    let file = c.root.join("headed.png");
+    let start = Instant::now();
+    loop {
+        let out = c.run(&["screenshot", "-o", &file.to_string_lossy()]);
+        if out.code == 0 && first_png_pixel(&std::fs::read(&file).unwrap()) == PAGE_PIXEL {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the page never showed on the private display: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = running.finish_within(Duration::from_secs(20));
+}
