@@ -344,4 +344,23 @@ fn forwards_are_refused_with_the_fix() {
         .unwrap_or_default();
     assert!(e.contains("does not forward display"), "{e}");
     assert!(e.contains("--backend bwrap"), "{e}");
+    // And each of the later forwards, alone.
+    for (key, set) in [
+        (
+            "audio",
+            (|f: &mut wrapix_spec::Forward| f.audio = true) as fn(&mut _),
+        ),
+        ("dbus", |f| f.dbus = vec!["org.a.B".into()]),
+        ("nix", |f| f.nix = true),
+        ("gpu", |f| f.gpu = true),
+    ] {
+        let mut run = prepared(Network::None, Resources::default());
+        set(&mut run.spec.forward);
+        let e = backend(false)
+            .plan(&run)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains(&format!("does not forward {key}")), "{e}");
+    }
 }
