@@ -14,8 +14,6 @@ use crate::prepare::Bind;
 
 /// PulseAudio's socket inside the sandbox.
 pub const SANDBOX_PULSE_SOCKET: &str = "/run/wrapix/pulse/native";
-/// PulseAudio's cookie inside the sandbox (when the host has one).
-pub const SANDBOX_PULSE_COOKIE: &str = "/run/wrapix/pulse/cookie";
 /// PipeWire's runtime folder inside the sandbox, holding only its socket.
 pub const SANDBOX_PIPEWIRE_DIR: &str = "/run/wrapix/pipewire";
 
@@ -66,11 +64,7 @@ pub fn pipewire_socket(env: &BTreeMap<String, String>) -> Option<PathBuf> {
 }
 
 /// `audio = true`: each socket the host has; neither is an error naming the fix.
-pub fn provide(
-    env: &BTreeMap<String, String>,
-    host_home: &Path,
-    out: &mut Provided,
-) -> Result<(), SandboxError> {
+pub fn provide(env: &BTreeMap<String, String>, out: &mut Provided) -> Result<(), SandboxError> {
     let pulse = pulse_socket(env)?;
     let pipewire = pipewire_socket(env);
     if pulse.is_none() && pipewire.is_none() {
@@ -89,20 +83,9 @@ pub fn provide(
             "PULSE_SERVER".into(),
             format!("unix:{SANDBOX_PULSE_SOCKET}"),
         );
-        let cookie = env
-            .get("PULSE_COOKIE")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| host_home.join(".config/pulse/cookie"));
-        if cookie.is_file() {
-            out.binds.push(Bind {
-                source: cookie,
-                dest: SandboxPath::from_static(SANDBOX_PULSE_COOKIE),
-                mode: MountMode::ReadOnly,
-            });
-            out.env
-                .insert("PULSE_COOKIE".into(), SANDBOX_PULSE_COOKIE.into());
-        }
+        // No cookie: the server admits a client of its own user by the socket's credentials
+        // (SO_PEERCRED maps the sandbox's user back to yours), and the cookie would also open
+        // a TCP listener of the same server, if it has one.
     }
     if let Some(sock) = pipewire {
         out.binds.push(Bind {
@@ -130,14 +113,14 @@ mod tests {
             dir.path().to_string_lossy().into_owned(),
         )]);
         let mut out = Provided::default();
-        let e = provide(&env, dir.path(), &mut out)
+        let e = provide(&env, &mut out)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("has none running"), "{e}");
         assert!(e.contains("pulseaudio --start"), "{e}");
         let env = BTreeMap::from([("PULSE_SERVER".to_owned(), "tcp:10.0.0.1".to_owned())]);
-        let e = provide(&env, dir.path(), &mut out)
+        let e = provide(&env, &mut out)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -155,7 +138,7 @@ mod tests {
             dir.path().to_string_lossy().into_owned(),
         )]);
         let mut out = Provided::default();
-        provide(&env, dir.path(), &mut out).unwrap_or_else(|e| panic!("{e}"));
+        provide(&env, &mut out).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.binds.len(), 1);
         assert_eq!(out.binds[0].source, dir.path().join("pulse/native"));
         assert_eq!(
@@ -166,7 +149,7 @@ mod tests {
         let _pw = std::os::unix::net::UnixListener::bind(dir.path().join("pipewire-0"))
             .unwrap_or_else(|e| panic!("{e}"));
         let mut out = Provided::default();
-        provide(&env, dir.path(), &mut out).unwrap_or_else(|e| panic!("{e}"));
+        provide(&env, &mut out).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.binds.len(), 2);
         assert_eq!(
             out.env.get("PIPEWIRE_RUNTIME_DIR").map(String::as_str),

@@ -147,7 +147,7 @@ pub fn start(
         git_config(&spec.user.home, &spec.user.sandbox_home(), &mut out);
     }
     if fw.audio {
-        audio::provide(env, &spec.user.home, &mut out)?;
+        audio::provide(env, &mut out)?;
     }
     if !fw.dbus.is_empty() {
         let dir = run_dir(&helpers)?;
