@@ -528,3 +528,32 @@ fn chromium_renders_headless_and_headed_inside_the_sandbox() {
     nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = running.finish_within(Duration::from_secs(20));
 }
+
+#[test]
+fn audio_forward_reaches_a_pipewire_only_host() {
+    let Some(c) = Case::new() else { return };
+    if !have("pipewire") || !have("pw-cli") {
+        return skip(
+            "pipewire or pw-cli is missing (scripts/install-deps.sh --test installs pipewire-bin)",
+        );
+    }
+    let run = runtime_dir(&c);
+    let mut pw = c.env.as_user("pipewire", &[]);
+    c.clean_env(&mut pw);
+    pw.env("XDG_RUNTIME_DIR", &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _pw = Killed(pw.spawn().unwrap());
+    let socket = run.join("pipewire-0");
+    wait_for("the PipeWire socket", || socket.exists());
+    let c = c.host_env("XDG_RUNTIME_DIR", &run.to_string_lossy());
+    let probe = "echo R=${PIPEWIRE_RUNTIME_DIR:-unset} S=${PULSE_SERVER:-unset}; \
+                 timeout 10 pw-cli info 0 2>&1 | grep -c 'type: PipeWire:Interface:Core'";
+    // Negative control: the host has PipeWire, the run does not forward it.
+    let out = c.sh_with(&["--network", "none"], probe);
+    assert!(out.stdout.starts_with("R=unset S=unset\n0\n"), "{out}");
+
+    let out = c.sh_with(&["--network", "none", "--forward", "audio"], probe);
+    // PipeWire's socket only (this host has no PulseAudio socket): the core answers.
+    assert_eq!(out.stdout, "R=/run/wrapix/pipewire S=unset\n1\n", "{out}");
+}
