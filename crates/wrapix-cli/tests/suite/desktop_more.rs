@@ -306,9 +306,11 @@ fn dbus_forward_talks_to_the_named_names_only_through_the_proxy() {
 #[test]
 fn nix_and_gpu_forwards_the_host_lacks_are_errors_naming_the_fix() {
     let Some(c) = Case::new() else { return };
-    if Path::new("/nix/store").exists() {
-        skip("this host has /nix/store: the missing-Nix error cannot be shown here");
-    } else {
+    let daemon = Path::new("/nix/var/nix/daemon-socket/socket");
+    let probe =
+        "echo R=${NIX_REMOTE:-unset}; test -S /nix/var/nix/daemon-socket/socket && echo socket; \
+                 ls -d /nix/store 2>&1; touch /nix/store/wrapix-x 2>&1 | grep -c 'Read-only'";
+    if !Path::new("/nix/store").exists() {
         let out = c.sh_with(&["--network", "none", "--forward", "nix"], "true");
         assert_eq!(out.code, 125, "{out}");
         assert!(out.stderr.contains("has no /nix/store"), "{out}");
@@ -316,6 +318,22 @@ fn nix_and_gpu_forwards_the_host_lacks_are_errors_naming_the_fix() {
             out.stderr.contains("fix: install Nix in multi-user mode"),
             "{out}"
         );
+    } else if !daemon.exists() {
+        // A store without a daemon (single-user Nix, or one being installed).
+        let out = c.sh_with(&["--network", "none", "--forward", "nix"], "true");
+        assert_eq!(out.code, 125, "{out}");
+        assert!(
+            out.stderr
+                .contains("no socket at /nix/var/nix/daemon-socket/socket"),
+            "{out}"
+        );
+        assert!(out.stderr.contains("fix: start it"), "{out}");
+    } else {
+        // A host with Nix: the store (read-only) and the socket, nothing without the forward.
+        let out = c.sh_with(&["--network", "none"], probe);
+        assert!(out.stdout.starts_with("R=unset\nls: "), "{out}");
+        let out = c.sh_with(&["--network", "none", "--forward", "nix"], probe);
+        assert_eq!(out.stdout, "R=daemon\nsocket\n/nix/store\n1\n", "{out}");
     }
     let has_gpu = std::fs::read_dir("/dev/dri").is_ok_and(|mut d| {
         d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("renderD")))

@@ -201,6 +201,14 @@ fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
     }
 }
 
+/// A check failed with `e`'s own problem and fix (a [`missing`] error), else `fix`.
+fn failed(label: &str, e: SandboxError, fix: &str) -> crate::backend::Check {
+    match e {
+        SandboxError::Missing { what, fix } => crate::backend::Check::fail(label, what, fix),
+        other => crate::backend::Check::fail(label, other.to_string(), fix),
+    }
+}
+
 /// `wrapix doctor`: what this host can forward (each optional: only a config that asks for
 /// a forward needs it).
 pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Check> {
@@ -244,9 +252,9 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
     out.push(
         match wayland::host_socket(env) {
             Ok(p) => Check::pass("display = \"wayland\"", p.display().to_string()),
-            Err(e) => Check::fail(
+            Err(e) => failed(
                 "display = \"wayland\"",
-                e.to_string(),
+                e,
                 "run from your Wayland session, or use display = \"xvfb\"",
             ),
         }
@@ -300,12 +308,7 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
             "nix = true",
             format!("{} and {}", nix::STORE, nix::DAEMON_SOCKET),
         ),
-        Err(e) => Check::fail(
-            "nix = true",
-            e.to_string(),
-            "install Nix in multi-user mode (--daemon)",
-        )
-        .optional(),
+        Err(e) => failed("nix = true", e, "install Nix in multi-user mode (--daemon)").optional(),
     });
     let gpus = gpu::host_devices();
     out.push(if gpus.is_empty() {
@@ -326,11 +329,7 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
     });
     out.push(
         match (audio::pulse_socket(env), audio::pipewire_socket(env)) {
-            (Err(e), _) => Check::fail(
-                "audio = true",
-                e.to_string(),
-                "unset PULSE_SERVER or fix it",
-            ),
+            (Err(e), _) => failed("audio = true", e, "unset PULSE_SERVER or fix it"),
             (Ok(None), None) => Check::fail(
                 "audio = true",
                 "no PulseAudio or PipeWire socket ($XDG_RUNTIME_DIR/pulse/native, pipewire-0)",
