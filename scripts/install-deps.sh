@@ -19,9 +19,11 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # Code in images, comes with Node.js); dbus, xvfb, i3-wm, tmux: notifications (a private
 # session bus, X11 focus under a real window manager, tmux pane focus) and the MCP server;
 # python3-venv: the official MCP Python SDK, in a venv under target/; systemd-container: the
-# nspawn backend (its escape pass runs as root).
+# nspawn backend (its escape pass runs as root); nix-bin: `nix-instantiate` parses every .nix file
+# and evaluates the modules without nixpkgs (crates/wrapix-cli/tests/suite/nix.rs), and is the
+# Nix daemon of `wrapix builder`'s image; openssh-server: the builder's sshd (its end-to-end test).
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
-  mmdebstrap dbus xvfb i3-wm tmux systemd-container)
+  mmdebstrap dbus xvfb i3-wm tmux systemd-container nix-bin openssh-server)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 

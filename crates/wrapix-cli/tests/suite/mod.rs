@@ -17,6 +17,7 @@ mod escape_tty;
 mod harness;
 mod images;
 mod mcp;
+mod nix;
 mod notify_restart;
 mod nspawn;
 mod proc;
