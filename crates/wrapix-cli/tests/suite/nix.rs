@@ -155,7 +155,7 @@ fn mk_sandbox_writes_a_wrapix_toml_that_wrapix_reads() {
     let origin = file.display().to_string();
     for want in [
         "rust",
-        "sqlx-cli",
+        ".cargo/config.toml",
         "DATABASE_URL",
         "myproject",
         "tmux-debug",
