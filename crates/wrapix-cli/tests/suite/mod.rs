@@ -1,6 +1,7 @@
 //! The integration suite. Every test starts from [`harness::Case::new`], which prints
 //! `SKIP: <reason>` and returns `None` when this host cannot run sandboxes.
 
+mod apple;
 mod badinput;
 mod claude;
 mod config;
