@@ -31,6 +31,9 @@ use crate::vm::{GuestConfig, GuestMount, GuestShare, CONFIG_FILE, FIRST_PORT_FD,
 
 pub mod initramfs;
 
+/// Read-only files up to this size that no share holds are copied into the guest's config.
+const SMALL_FILE: u64 = 1 << 20;
+
 /// The guest's memory.
 const MEMORY_MB: u32 = 512;
 
@@ -243,6 +246,25 @@ impl Layout {
     }
 
     fn bind(&mut self, source: &Path, dest: &Path, read_only: bool) -> GuestMount {
+        // A small read-only file outside every share (a live `/etc` file, a user's mount of
+        // one) goes in by value: sharing its folder would show the guest the whole folder.
+        let shared = self
+            .shares
+            .iter()
+            .any(|(_, dir, ro)| (read_only || !*ro) && source.starts_with(dir));
+        if read_only && !shared {
+            if let Ok(m) = std::fs::metadata(source) {
+                if m.is_file() && m.len() <= SMALL_FILE {
+                    if let Ok(data) = std::fs::read(source) {
+                        return GuestMount::File {
+                            data,
+                            dest: dest.to_string_lossy().into_owned(),
+                            writable: false,
+                        };
+                    }
+                }
+            }
+        }
         let (tag, sub) = self.place(source, read_only);
         GuestMount::Bind {
             tag,
