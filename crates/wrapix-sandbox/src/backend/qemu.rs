@@ -62,6 +62,8 @@ pub struct Qemu {
     pub uid: u32,
     /// `WRAPIX_QEMU_KEEP=1`: leave the stage (console log, config) for debugging.
     pub keep_stage: bool,
+    /// `WRAPIX_QEMU_TIMING=1`: the supervisor prints the boot's breakdown to stderr.
+    pub timing: bool,
 }
 
 /// The registry's entry ([`super::REGISTRY`]).
@@ -180,6 +182,7 @@ impl Qemu {
             cache,
             uid: at.uid,
             keep_stage: at.env.get("WRAPIX_QEMU_KEEP").is_some_and(|v| v == "1"),
+            timing: at.env.get("WRAPIX_QEMU_TIMING").is_some_and(|v| v == "1"),
         }
     }
 
@@ -494,6 +497,12 @@ impl Backend for Qemu {
         for (tag, dir, ro) in &shares {
             a.push("--share".into());
             a.push(format!("{tag}:{}:{}", if *ro { "ro" } else { "rw" }, dir.display()).into());
+        }
+        if self.timing {
+            a.push("--timing".into());
+        }
+        if !self.kvm {
+            a.push("--tcg-notice".into());
         }
         a.push("--".into());
         let accel = if self.kvm { "kvm" } else { "tcg" };

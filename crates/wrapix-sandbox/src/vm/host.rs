@@ -52,6 +52,9 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
             Some("--stage") => a.stage = value()?.into(),
             Some("--virtiofsd") => a.virtiofsd = value()?.into(),
             Some("--timing") => a.timing = true,
+            Some("--tcg-notice") => eprintln!(
+                "wrapix: qemu: KVM is not usable here; the VM runs under TCG (emulated, slow)"
+            ),
             Some("--share") => {
                 let v = value()?;
                 let v = v.to_str().ok_or("--share is not UTF-8")?;
@@ -225,8 +228,6 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         let mut port = stdin_port;
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut port);
         let _ = port.shutdown(std::net::Shutdown::Write);
-        // Keep the socket open: closing it would look like the end of the other ports too.
-        std::thread::sleep(Duration::from_secs(u64::MAX / 4));
     });
     let out = std::thread::spawn(move || {
         let mut port = stdout_port;

@@ -124,6 +124,7 @@ fn backend() -> Qemu {
         cache: "/home/ada/.cache/wrapix/qemu".into(),
         uid: 1000,
         keep_stage: false,
+        timing: false,
     }
 }
 
