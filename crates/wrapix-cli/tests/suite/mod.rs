@@ -21,6 +21,7 @@ mod mcp;
 mod notify_restart;
 mod nspawn;
 mod proc;
+mod qemu;
 mod ralph;
 mod run;
 mod testhost;

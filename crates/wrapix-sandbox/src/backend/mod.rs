@@ -5,6 +5,7 @@ pub mod bwrap;
 pub mod limits;
 pub mod nspawn;
 pub mod podman;
+pub mod qemu;
 pub mod stage;
 
 use crate::error::SandboxError;
@@ -121,7 +122,7 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
-pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY];
+pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY, qemu::ENTRY];
 
 /// The backend `auto` means on this host.
 pub const DEFAULT: &str = "bwrap";
