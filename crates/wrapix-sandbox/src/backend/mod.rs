@@ -97,6 +97,21 @@ pub trait Backend {
     fn needs_image(&self) -> bool {
         false
     }
+    /// Whether [`Backend::plan`] carries out `[forward]` and ports. Off unless a backend says
+    /// so: [`plan`] refuses a run that asks for them on any other backend, so a new backend
+    /// cannot drop them silently.
+    fn forwards(&self) -> bool {
+        false
+    }
+}
+
+/// The backend's plan for `run`, refused when the run asks for forwards the backend does not
+/// carry out (fail closed: never a run without what the config asked for).
+pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+    if !backend.forwards() {
+        refuse_forwards(backend.name(), run)?;
+    }
+    backend.plan(run)
 }
 
 /// What locating a backend may look at: the host's environment and user, the project, and

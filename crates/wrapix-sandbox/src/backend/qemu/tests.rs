@@ -31,6 +31,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         protect: vec![".git/hooks".into()],
         resources,
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid: 1000,
             gid: 1000,
@@ -240,4 +241,17 @@ fn finds_the_newest_cloud_kernel_and_its_modules() {
         .err()
         .unwrap_or_default();
     assert!(e.contains("cloud-amd64"), "{e}");
+}
+
+/// A backend that does not carry out forwards refuses them (the check is in
+/// `backend::plan`, not in each backend, so a new one cannot drop them silently).
+#[test]
+fn forwards_are_refused_with_the_fix() {
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.ssh_agent = Some(wrapix_spec::SshAgent::Host);
+    let e = crate::backend::plan(&backend(), &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("qemu backend does not forward ssh_agent"), "{e}");
 }
