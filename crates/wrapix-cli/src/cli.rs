@@ -55,6 +55,18 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Save the private display (display = "xvfb") of a running sandbox as PNG.
+    Screenshot {
+        /// The PNG to write. Default: ID.png in the current folder.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The sandbox: its id (`wrapix ps`), a prefix of it, or its project folder's name or
+        /// path. Default: the only running sandbox with a private display.
+        #[arg(value_name = "SANDBOX")]
+        sandbox: Option<String>,
+    },
+    /// List the running sandboxes that forward something (a display, an agent, ports).
+    Ps,
     /// Manage deploy keys (~/.ssh/deploy_keys/NAME) for `git push` from the sandbox.
     DeployKey {
         #[command(subcommand)]
@@ -199,6 +211,14 @@ pub struct SandboxArgs {
     /// Use ~/.ssh/deploy_keys/NAME for git over SSH.
     #[arg(long = "deploy-key", value_name = "NAME")]
     pub deploy_key: Option<String>,
+    /// Forward something of the host (repeatable; docs/desktop.md): display=x11|wayland|xvfb
+    /// (or just x11, wayland, xvfb), ssh_agent, ssh_agent=KEY[,KEY…], git_config.
+    #[arg(long = "forward", value_name = "NAME[=VALUE]")]
+    pub forward: Vec<String>,
+    /// Publish a sandbox port on this host's loopback (repeatable): HOST:SANDBOX, or
+    /// ADDRESS:HOST:SANDBOX for another address of the host. Needs --network open.
+    #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOST:SANDBOX")]
+    pub ports: Vec<String>,
     /// Keep the git files the tripwire would quarantine after the run (new `commondir`,
     /// nested repositories that run code, `.git` files): for when you meant them.
     #[arg(long)]

@@ -12,6 +12,7 @@ use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 mod doctor;
 mod images;
 pub(crate) mod launch;
+mod screenshot;
 mod tripwire;
 mod trust;
 
@@ -117,7 +118,13 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },
         }) => deploy_key_create(&name),
-        Some(Cmd::Mcp { .. } | Cmd::Notifyd(_)) if !SERVE => Err(exec_serve()),
+        Some(Cmd::Mcp { .. } | Cmd::Notifyd(_) | Cmd::Screenshot { .. }) if !SERVE => {
+            Err(exec_serve())
+        }
+        Some(Cmd::Screenshot { output, sandbox }) => {
+            screenshot::screenshot(output.as_deref(), sandbox.as_deref())
+        }
+        Some(Cmd::Ps) => screenshot::ps(),
         Some(Cmd::Mcp {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)
@@ -204,7 +211,7 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
     let spec = load_spec(args, &env)?;
     let mut out = String::new();
     let mut row = |key: &str, value: String, origin: String| {
-        let _ = writeln!(out, "{key:<12} {value:<50} ({origin})");
+        let _ = writeln!(out, "{key:<18} {value:<50} ({origin})");
     };
     row(
         "project",
@@ -278,6 +285,40 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
             format!("{name}: {}{}", server.command.join(" "), env.concat()),
             spec.origin("mcp").to_string(),
         );
+    }
+    let fw = &spec.forward;
+    row(
+        "forward.display",
+        fw.display
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "(off)".into()),
+        spec.origin("forward.display").to_string(),
+    );
+    row(
+        "forward.ssh_agent",
+        match &fw.ssh_agent {
+            None => "(off)".into(),
+            Some(wrapix_spec::SshAgent::Host) => "your agent ($SSH_AUTH_SOCK), every key".into(),
+            Some(wrapix_spec::SshAgent::Keys(keys)) => format!(
+                "a private agent with {}",
+                keys.iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        spec.origin("forward.ssh_agent").to_string(),
+    );
+    row(
+        "forward.git_config",
+        if fw.git_config { "on" } else { "(off)" }.into(),
+        spec.origin("forward.git_config").to_string(),
+    );
+    if fw.ports.is_empty() {
+        row("ports", "(none)".into(), spec.origin("ports").to_string());
+    }
+    for p in &fw.ports {
+        row("port", p.to_string(), spec.origin("ports").to_string());
     }
     row(
         "protect",

@@ -110,6 +110,8 @@ fn layers_for(
             env: args.env.clone(),
             mounts: args.mounts.clone(),
             deploy_key: args.deploy_key.clone(),
+            forward: args.forward.clone(),
+            ports: args.ports.clone(),
         },
     })
 }

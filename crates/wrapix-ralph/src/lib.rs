@@ -13,6 +13,7 @@ pub mod signal;
 pub mod template;
 pub mod tracker;
 pub mod verdict;
+pub mod verified;
 
 pub use error::RalphError;
 pub use project::Project;

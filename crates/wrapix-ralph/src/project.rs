@@ -6,7 +6,6 @@
 //! .ralph/templates/*.md      the prompt templates (plan, ready, step)
 //! .ralph/tasks/ID.toml       one file per task (see crate::tracker)
 //! .ralph/lock                taken (flock) around every tracker change
-//! .ralph/runner.lock         held by the one `ralph step`/`loop` of the project
 //! .ralph/progress.md         one line per step result, newest last
 //! .ralph/logs/ID-N.log       each agent run's output and check output
 //! .ralph/STOP                `ralph loop` stops before its next step when this exists

@@ -284,19 +284,27 @@ pub fn take_lock(
     rel: &Path,
     wait: Duration,
 ) -> Result<Option<Lock>, RalphError> {
-    use nix::fcntl::{Flock, FlockArg};
     project.create(rel, b"")?;
+    lock_in(&project.dir, rel, wait)
+}
+
+/// The lock file `rel` below `dir` (created when missing) taken exclusively, or `None` after
+/// `wait`.
+pub fn lock_in(
+    dir: &wrapix_hostfs::Dir,
+    rel: &Path,
+    wait: Duration,
+) -> Result<Option<Lock>, RalphError> {
+    use nix::fcntl::{Flock, FlockArg};
+    dir.create_new(rel, b"", 0o644)
+        .map_err(|e| RalphError::fs("create", dir.display_path(rel), e))?;
     let start = Instant::now();
     loop {
-        let (file, _) = project
-            .dir
+        let (file, _) = dir
             .open_file(rel)
-            .map_err(|e| RalphError::fs("open", project.dir.display_path(rel), e))?
+            .map_err(|e| RalphError::fs("open", dir.display_path(rel), e))?
             .ok_or_else(|| {
-                RalphError::Busy(format!(
-                    "{} vanished",
-                    project.dir.display_path(rel).display()
-                ))
+                RalphError::Busy(format!("{} vanished", dir.display_path(rel).display()))
             })?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(Some(Lock(l))),
@@ -307,7 +315,7 @@ pub fn take_lock(
             Err((_, e)) => {
                 return Err(RalphError::Busy(format!(
                     "cannot lock {}: {e}",
-                    project.dir.display_path(rel).display()
+                    dir.display_path(rel).display()
                 )))
             }
         }

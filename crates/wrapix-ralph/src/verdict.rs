@@ -108,6 +108,8 @@ pub enum Stop {
     Timeout,
     StopFile,
     Interrupted,
+    /// Every task is done, but tasks ralph saw and had not finished were removed.
+    Missing(Vec<u32>),
 }
 
 impl Stop {
@@ -131,6 +133,13 @@ impl Stop {
             Stop::Timeout => "stopped at --timeout".into(),
             Stop::StopFile => "stopped by .ralph/STOP (removed)".into(),
             Stop::Interrupted => "interrupted (Ctrl-C); no task was left in progress".into(),
+            Stop::Missing(ids) => {
+                let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+                format!(
+                    "not every task is done: task {} was removed from .ralph/tasks before ralph finished it (restore it, e.g. `git checkout -- .ralph/tasks`, or drop it with `ralph task forget ID`)",
+                    ids.join(", ")
+                )
+            }
         }
     }
 }

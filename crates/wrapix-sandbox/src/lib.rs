@@ -10,6 +10,7 @@ pub mod dns;
 pub mod doctor;
 pub mod error;
 pub mod exec;
+pub mod forward;
 pub mod gitid;
 pub mod init;
 pub mod network;
@@ -19,6 +20,7 @@ pub mod pty;
 pub mod root;
 pub mod seccomp;
 pub mod tripwire;
+pub mod vm;
 
 pub use backend::Backend;
 pub use error::SandboxError;

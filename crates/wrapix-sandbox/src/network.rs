@@ -101,15 +101,30 @@ impl Drop for PidFile {
 }
 
 /// pasta for the sandbox's namespace: configure it (`--config-net`), forward no ports in
-/// either direction, keep the gateway address from reaching the host (`--no-map-gw`), and
+/// either direction but the published ones (`ports`: the host's `ADDRESS:HOST` to the
+/// sandbox's port, TCP), keep the gateway address from reaching the host (`--no-map-gw`), and
 /// map only UDP/53 of `dns_forward` to a loopback host resolver. The same for every backend.
-pub fn pasta(program: PathBuf, dns_forward: Option<&str>, uid: u32) -> NetworkSetup {
+pub fn pasta(
+    program: PathBuf,
+    dns_forward: Option<&str>,
+    uid: u32,
+    ports: &[wrapix_spec::Port],
+) -> NetworkSetup {
+    let inbound = if ports.is_empty() {
+        "none".to_owned()
+    } else {
+        ports
+            .iter()
+            .map(|p| format!("{}/{}:{}", p.host_address, p.host, p.sandbox))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut args: Vec<OsString> = [
         "--config-net",
         "--quiet",
         "--no-map-gw",
         "-t",
-        "none",
+        inbound.as_str(),
         "-u",
         "none",
         "-T",
@@ -406,7 +421,7 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
 /// case wrapix died first), a session of its own (a Ctrl-C or hang-up on wrapix's terminal is
 /// wrapix's to handle), and none of the signals wrapix blocks left blocked.
 #[allow(unsafe_code)]
-fn tie_to_wrapix(cmd: &mut Command) {
+pub(crate) fn tie_to_wrapix(cmd: &mut Command) {
     let parent = nix::unistd::getpid().as_raw();
     // SAFETY: runs between fork and exec; only async-signal-safe calls (prctl, getppid,
     // setsid, sigemptyset, sigprocmask) on stack values, no allocation.

@@ -71,6 +71,9 @@ pub struct HostFacts {
     pub notify_dir: Option<PathBuf>,
     /// The session id the launcher registered for focus-aware notifications.
     pub session_id: Option<String>,
+    /// What `[forward]` gives the sandbox, from [`crate::forward::start`] (which checked the
+    /// host and started the helpers).
+    pub forwarded: crate::forward::Provided,
 }
 
 /// Everything a backend needs to build a plan, with no decisions left.
@@ -463,6 +466,22 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     if let Some(name) = spec.project.file_name() {
         env.insert("WRAPIX_PROJECT".into(), name.to_string_lossy().into_owned());
     }
+
+    // [forward]: checked on the host and its helpers started by forward::start.
+    if spec.forward.any() && !host.forwarded.started {
+        // Fail closed: a spec that asks for a forward is never run without it.
+        return Err(SandboxError::Missing {
+            what: format!(
+                "[forward] {} was asked for and not set up",
+                spec.forward.names().join(", ")
+            ),
+            fix: "report this bug".into(),
+        });
+    }
+    binds.extend(host.forwarded.binds.iter().cloned());
+    files.extend(host.forwarded.files.iter().cloned());
+    env.extend(host.forwarded.env.clone());
+    notices.extend(host.forwarded.notices.iter().cloned());
 
     // The user's [env] wins over everything wrapix sets.
     for (k, v) in &spec.env {

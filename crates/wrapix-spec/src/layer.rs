@@ -274,6 +274,10 @@ pub struct Overrides {
     /// `SRC:DEST[:ro|rw]` strings, as typed.
     pub mounts: Vec<String>,
     pub deploy_key: Option<String>,
+    /// `--forward KEY[=VALUE]` strings, as typed.
+    pub forward: Vec<String>,
+    /// `-p [ADDR:]HOST:SANDBOX` strings, as typed.
+    pub ports: Vec<String>,
 }
 
 /// Everything a spec is made from.

@@ -5,6 +5,7 @@
 //! → [`Spec`], a type that cannot hold a bad value. Everything downstream takes a [`Spec`].
 
 pub mod error;
+pub mod forward;
 pub mod layer;
 pub mod mcp;
 pub mod problem;
@@ -17,6 +18,7 @@ pub mod types;
 pub mod validate;
 
 pub use error::{Location, SpecError};
+pub use forward::{Display, Forward, Port, SshAgent};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};
 pub use mcp::McpServer;
 pub use problem::Problem;

@@ -100,12 +100,70 @@ mod tests {
 
     #[test]
     fn project_agent_widens_check_does_not() {
-        let w = crate::trust::widening(
-            "[ralph]\ncheck = [\"cargo\", \"test\"]\nrequire_clean = false\n",
-        );
+        let w = crate::trust::widening_over("[ralph]\ncheck = [\"cargo\", \"test\"]\n", None);
         assert!(w.is_empty(), "{w:?}");
         let w = crate::trust::widening("[ralph]\nagent = [\"x\"]\nprint_args = []\n");
         let keys: Vec<&str> = w.iter().map(|w| w.key.as_str()).collect();
         assert_eq!(keys, ["ralph.agent", "ralph.print_args"]);
+    }
+
+    fn user(text: &str) -> crate::raw::RawConfig {
+        crate::layer::ConfigFile::parse(
+            std::path::Path::new("config.toml"),
+            text.to_owned(),
+            crate::layer::FileKind::User,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .raw
+    }
+
+    fn keys_over(project: &str, user_text: Option<&str>) -> Vec<String> {
+        let u = user_text.map(user);
+        crate::trust::widening_over(project, u.as_ref())
+            .into_iter()
+            .map(|w| w.key)
+            .collect()
+    }
+
+    /// The agent writes a project `wrapix.toml` (it may create one when there is none) to
+    /// make its own work pass: every weakening of the user's verification needs trust.
+    #[test]
+    fn a_project_may_not_weaken_the_users_verification() {
+        let mine = "[ralph]\ncheck = [\"cargo\", \"test\"]\n";
+        // The user's check replaced, by one that always passes or by a lesser one.
+        assert_eq!(
+            keys_over("[ralph]\ncheck = [\"true\"]\n", Some(mine)),
+            ["ralph.check"]
+        );
+        assert_eq!(
+            keys_over(
+                "[ralph]\ncheck = [\"cargo\", \"test\", \"--lib\"]\n",
+                Some(mine)
+            ),
+            ["ralph.check"]
+        );
+        assert_eq!(
+            keys_over("[ralph]\ncheck = \"true\"\n", Some(mine)),
+            ["ralph.check"]
+        );
+        // The same check, and a check where the user had none, narrow.
+        assert!(keys_over(mine, Some(mine)).is_empty());
+        assert!(keys_over(mine, Some("profile = \"base\"\n")).is_empty());
+        // The clean-tree rule turned off: on by default, and when the user config says so.
+        let off = "[ralph]\nrequire_clean = false\n";
+        assert_eq!(keys_over(off, None), ["ralph.require_clean"]);
+        assert_eq!(keys_over(off, Some(mine)), ["ralph.require_clean"]);
+        assert_eq!(
+            keys_over(off, Some("[ralph]\nrequire_clean = true\n")),
+            ["ralph.require_clean"]
+        );
+        // Off in the user config already: the project's says nothing new; on narrows.
+        assert!(keys_over(off, Some("[ralph]\nrequire_clean = false\n")).is_empty());
+        assert!(keys_over("[ralph]\nrequire_clean = true\n", None).is_empty());
+        // A key ralph does not know is never taken on trust.
+        assert_eq!(
+            keys_over("[ralph]\nmax_failures = 99\n", Some(mine)),
+            ["ralph.max_failures"]
+        );
     }
 }

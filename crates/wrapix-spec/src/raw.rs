@@ -27,6 +27,28 @@ pub struct RawConfig {
     pub mcp: Option<BTreeMap<String, Spanned<RawMcpServer>>>,
     /// `[ralph]`: the agent loop's settings (see [`crate::ralph`]).
     pub ralph: Option<RawRalph>,
+    /// `[forward]`: host and desktop integrations (see [`crate::forward`]).
+    pub forward: Option<RawForward>,
+    /// `[[ports]]`: sandbox ports published on the host.
+    #[serde(default)]
+    pub ports: Vec<Spanned<RawPort>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub display: Option<Spanned<String>>,
+    /// `true`, `false`, or a list of private key files: checked in validation.
+    pub ssh_agent: Option<Spanned<toml::Value>>,
+    pub git_config: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    pub host: Spanned<i64>,
+    pub sandbox: Spanned<i64>,
+    pub host_address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -184,6 +184,8 @@ pub struct Spec {
     pub resources: Resources,
     /// `[mcp.NAME]`: MCP servers registered with the agent, by name.
     pub mcp: BTreeMap<String, crate::mcp::McpServer>,
+    /// `[forward]` and `[[ports]]`: what of the host is forwarded (nothing by default).
+    pub forward: crate::forward::Forward,
     pub user: HostUser,
     /// Where each top-level value came from.
     pub origins: BTreeMap<&'static str, Origin>,

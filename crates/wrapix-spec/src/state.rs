@@ -5,6 +5,7 @@
 //! projects/<name>-<hash>/        one folder per project (0700)
 //!     project                    the project's path, for people and `wrapix trust --list`
 //!     trust.json                 the trusted wrapix.toml (wrapix trust)
+//!     ralph.json, ralph.lock     what ralph decided about each task (wrapix_ralph::verified)
 //!     claude/                    the agent's state, mounted at ~/.claude ([agent] home = "project")
 //!     wrapix-mcp-servers.json    the mcpServers wrapix registered
 //!     run/home-<pid>/            the staged home of [agent] home = "host", during a run

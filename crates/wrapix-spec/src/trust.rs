@@ -46,7 +46,11 @@ pub fn widening(text: &str) -> Vec<Widening> {
 /// though the same value would be harmless without the user config.
 pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Widening> {
     let mut out = widening(text);
-    let (Some(user), Ok(project)) = (user, text.parse::<toml::Table>()) else {
+    let Ok(project) = text.parse::<toml::Table>() else {
+        return out;
+    };
+    ralph_over(&project, user.and_then(|u| u.ralph.as_ref()), &mut out);
+    let Some(user) = user else {
         return out;
     };
     let user_net = user.network.as_ref().map(|n| n.get_ref().as_str());
@@ -109,6 +113,36 @@ pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Wi
     out
 }
 
+/// `[ralph]` decides when the agent's work counts as done, so a project file may add to
+/// that verification but not weaken what the user's config (or ralph's default) asks for:
+/// another `check` than the user's, or `require_clean = false` where the user's config leaves
+/// it on (the default). A check where the user has none only narrows. (`agent`,
+/// `print_args` and any unknown key need trust in every case: see [`judge_top`].)
+fn ralph_over(project: &toml::Table, user: Option<&crate::raw::RawRalph>, out: &mut Vec<Widening>) {
+    let Some(ralph) = project.get("ralph").and_then(Value::as_table) else {
+        return;
+    };
+    if let (Some(theirs), Some(mine)) = (ralph.get("check"), user.and_then(|u| u.check.as_ref())) {
+        let same = theirs.as_array().is_some_and(|a| {
+            a.len() == mine.get_ref().len()
+                && a.iter()
+                    .zip(mine.get_ref())
+                    .all(|(t, m)| t.as_str() == Some(m))
+        });
+        if !same {
+            push(out, "ralph.check".into(), theirs, WHY_CHECK_OVER_USER);
+        }
+    }
+    let user_clean = user
+        .and_then(|u| u.require_clean.as_ref())
+        .is_none_or(|c| *c.get_ref());
+    if let Some(v) = ralph.get("require_clean") {
+        if user_clean && v.as_bool() != Some(true) {
+            push(out, "ralph.require_clean".into(), v, WHY_CLEAN_OFF);
+        }
+    }
+}
+
 fn push(out: &mut Vec<Widening>, key: String, value: &Value, why: &'static str) {
     out.push(Widening {
         // Key names come from a file the agent may have written: never raw on a terminal.
@@ -143,8 +177,9 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
             "forward_api_key" if v.as_bool() == Some(false) => Some(()),
             _ => None,
         }),
-        // The check and the clean-tree rule run in the sandbox like anything the agent runs;
-        // another agent program or its arguments choose what gets the agent's login.
+        // The check and the clean-tree rule run in the sandbox like anything the agent runs
+        // (weakening the user's, or the default, is judged in `ralph_over`); another agent
+        // program or its arguments choose what gets the agent's login.
         "ralph" => judge_table(key, value, out, |k, _| match k {
             "check" | "require_clean" => Some(()),
             _ => None,
@@ -166,6 +201,17 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
             None => push(out, key.to_owned(), value, WHY_ENV),
         },
         "mounts" => push(out, key.to_owned(), value, WHY_MOUNTS),
+        // Every forward reaches something of the host's, whatever its value says: each key
+        // needs trust (even `false`, which is cheap to trust and keeps the rule simple).
+        "forward" => match value.as_table() {
+            Some(t) if !t.is_empty() => {
+                for (k, v) in t {
+                    push(out, format!("forward.{k}"), v, why_forward(k));
+                }
+            }
+            _ => push(out, key.to_owned(), value, WHY_OTHER),
+        },
+        "ports" => push(out, key.to_owned(), value, WHY_PORTS),
         "deploy_key" => push(out, key.to_owned(), value, WHY_DEPLOY_KEY),
         "packages" => push(out, key.to_owned(), value, WHY_PACKAGES),
         "profiles" => match value.as_table() {
@@ -234,6 +280,17 @@ fn judge_mcp(name: &str, table: &Value, out: &mut Vec<Widening>) {
     }
 }
 
+/// What each `[forward]` key gives the sandbox (docs/desktop.md has the whole story).
+fn why_forward(key: &str) -> &'static str {
+    match key {
+        "display" => "connects the sandbox to a display (x11: it can read every window and type into them)",
+        "ssh_agent" => "lets the sandbox sign with SSH keys (true: every key in your agent)",
+        "git_config" => "shows your ~/.gitconfig and ~/.config/git to the sandbox (aliases, credentials helpers, URLs)",
+        _ => WHY_OTHER,
+    }
+}
+
+const WHY_PORTS: &str = "publishes a sandbox port on this host, for anything that can reach it";
 const WHY_ENV: &str =
     "sets a variable the agent and its tools trust (a base URL can send your login elsewhere)";
 const WHY_MOUNTS: &str = "mounts a host path into the sandbox";
@@ -254,6 +311,10 @@ const WHY_NETWORK_OVER_USER: &str = "opens the network that your user config set
 const WHY_RESOURCES_OVER_USER: &str = "raises a limit that your user config sets";
 const WHY_PROFILE_OVER_USER: &str =
     "runs on the host's own /usr and /etc instead of the image your user config chooses";
+const WHY_CHECK_OVER_USER: &str =
+    "replaces the ralph check of your user config, which decides when a task is done";
+const WHY_CLEAN_OFF: &str =
+    "turns off ralph's rule that a step must leave the work committed (on in your user config, or by default)";
 const WHY_MCP_OVER_USER: &str = "turns on an MCP server that your user config turns off";
 
 /// A value on one short line.

@@ -201,6 +201,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
     };
 
     let agent = agent(layers, &mut origins)?;
+    let forward = forward::forward(layers, &host.user.home, network, &mut origins)?;
     let protect = protect(layers, &mut origins)?;
     let mcp = mcp::servers(layers, &host.user.sandbox_home(), &mut origins)?;
     let mut profile = profile;
@@ -230,6 +231,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         protect,
         resources,
         mcp,
+        forward,
         user: host.user.clone(),
         origins,
     })
@@ -589,6 +591,7 @@ fn protect(
     Ok(out)
 }
 
+mod forward;
 mod mcp;
 mod profiles;
 pub use profiles::{user_profiles, UserProfile};

@@ -57,6 +57,10 @@ pub fn doctor(as_json: bool) -> i32 {
             wrapix_sandbox::doctor::other_checks(path),
         ),
         ("wrapix install".to_owned(), install_checks()),
+        (
+            "forwards ([forward], ports)".to_owned(),
+            wrapix_sandbox::forward::doctor_checks(&env),
+        ),
     ]);
 
     // The default backend is always tried for real (its trial is the truth, whatever the

@@ -78,7 +78,11 @@ pub fn launch(l: Launch<'_>) -> Result<Outcome, Failure> {
     let self_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| Failure::from(SandboxError::io("find the wrapix binary", e)))?;
+    // [forward]: the host checked and the helpers (a private Xvfb, ssh-agent) started; they
+    // stop when `_helpers` is dropped, after the run.
+    let (_helpers, forwarded) = wrapix_sandbox::forward::start(&spec, &env, dry_run)?;
     let facts = HostFacts {
+        forwarded,
         env: env.clone(),
         interactive: interactive.unwrap_or_else(wrapix_sandbox::pty::interactive),
         self_exe: self_exe.clone(),
@@ -100,7 +104,7 @@ pub fn launch(l: Launch<'_>) -> Result<Outcome, Failure> {
         images::ensure_for_run(&spec, &env)?;
     }
     let prepared = wrapix_sandbox::prepare(&spec, &mode, &facts)?;
-    let plan = backend.plan(&prepared)?;
+    let plan = wrapix_sandbox::backend::plan(backend.as_ref(), &prepared)?;
     if dry_run {
         print!("{}", plan.render());
         return Ok(Outcome {

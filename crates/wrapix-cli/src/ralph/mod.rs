@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use wrapix_ralph::template::{self, Kind};
 use wrapix_ralph::tracker::{self, NewTask, Status};
+use wrapix_ralph::verified::{self, Ledger, Verified};
 use wrapix_ralph::{Project, RalphError, Tracker};
 
 use crate::cli::SandboxArgs;
@@ -132,6 +133,11 @@ pub enum TaskCmd {
     Reopen {
         id: String,
     },
+    /// On the host: drop what ralph recorded of a task whose file was removed before it was
+    /// done (the loop stops on such a task until it is restored or forgotten).
+    Forget {
+        id: String,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -161,9 +167,7 @@ impl From<RalphError> for Failure {
 
 pub fn run(cmd: RalphCmd) -> Result<i32, Failure> {
     // In a sandbox (wrapix sets WRAPIX=1) ralph is the agent's tracker, not a launcher.
-    if std::env::var_os("WRAPIX").is_some()
-        && !matches!(cmd, RalphCmd::Task { .. } | RalphCmd::Status { .. })
-    {
+    if in_sandbox() && !matches!(cmd, RalphCmd::Task { .. } | RalphCmd::Status { .. }) {
         return Err(Failure::usage(
             "inside the sandbox only `ralph task …` and `ralph status` work: run the others on the host",
         ));
@@ -229,7 +233,57 @@ pub(crate) fn open(arg: Option<&Path>) -> Result<Project, Failure> {
     Ok(p)
 }
 
-const GITIGNORE: &str = "# ralph's run files; the tasks and templates are worth committing.\nlogs/\nlock\nrunner.lock\nSTOP\n";
+/// Whether this ralph runs inside a sandbox (wrapix sets WRAPIX=1): there it is the agent's
+/// tracker, with no access to ralph's record on the host.
+fn in_sandbox() -> bool {
+    std::env::var_os("WRAPIX").is_some()
+}
+
+/// ralph's record of what it decided about the tasks of `p`, in wrapix's state folder for the
+/// project (outside every sandbox); `None` inside a sandbox.
+pub(crate) fn ledger(p: &Project) -> Option<Ledger> {
+    if in_sandbox() {
+        return None;
+    }
+    let env = crate::context::host_env();
+    let root = crate::context::state_root(&crate::context::host_user(&env), &env);
+    Some(Ledger::for_project(
+        &wrapix_spec::state::project_dir(&root, p.path()),
+        p.path(),
+    ))
+}
+
+/// The tasks as ralph believes them: a status ralph decides counts only when its record says
+/// ralph decided it for this task's content (see [`verified`]). Inside a sandbox, the files
+/// as they are. Each notice is printed once per process (`shown`).
+pub(crate) fn believed(
+    p: &Project,
+    ledger: Option<&Ledger>,
+    shown: &mut std::collections::BTreeSet<String>,
+) -> Result<Verified, Failure> {
+    let tasks = Tracker::new(p).load()?;
+    let Some(ledger) = ledger else {
+        return Ok(Verified {
+            tasks,
+            ..Verified::default()
+        });
+    };
+    let v = verified::reconcile(tasks, &ledger.read()?);
+    let missing = v.missing.iter().map(|id| {
+        format!(
+            "task {id} was removed from .ralph/tasks before ralph finished it (restore .ralph/tasks/{id}.toml, or drop it with `ralph task forget {id}`)"
+        )
+    });
+    for n in v.notices.iter().cloned().chain(missing) {
+        if shown.insert(n.clone()) {
+            eprintln!("ralph: notice: {n}");
+        }
+    }
+    Ok(v)
+}
+
+const GITIGNORE: &str =
+    "# ralph's run files; the tasks and templates are worth committing.\nlogs/\nlock\nSTOP\n";
 
 fn start(project: Option<&Path>) -> Result<i32, Failure> {
     let path = match project {
@@ -268,6 +322,8 @@ fn start(project: Option<&Path>) -> Result<i32, Failure> {
 fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
     let p = open(project)?;
     let t = Tracker::new(&p);
+    let ledger = ledger(&p);
+    let mut shown = Default::default();
     match cmd {
         TaskCmd::Add {
             title,
@@ -290,7 +346,7 @@ fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
             println!("{}", task.id);
         }
         TaskCmd::List { json } => {
-            let tasks = t.load()?;
+            let tasks = believed(&p, ledger.as_ref(), &mut shown)?.tasks;
             if json {
                 let all: Vec<_> = tasks.values().map(|t| t.to_json()).collect();
                 println!("{}", serde_json::Value::Array(all));
@@ -301,7 +357,11 @@ fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
             }
         }
         TaskCmd::Show { id } => {
-            let task = t.get(tracker::parse_id(&id)?)?;
+            let id = tracker::parse_id(&id)?;
+            let task = believed(&p, ledger.as_ref(), &mut shown)?
+                .tasks
+                .remove(&id)
+                .ok_or_else(|| tracker::unknown_id(id))?;
             println!("{}", line(&task));
             let field = |k: &str, v: &Option<String>| {
                 if let Some(v) = v {
@@ -319,20 +379,46 @@ fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
         }
         TaskCmd::Done { id } => {
             let id = tracker::parse_id(&id)?;
-            t.update(id, |task| {
+            let done = t.update(id, |task| {
                 task.status = Status::Done;
                 task.reason = None;
                 Ok(())
             })?;
+            // On the host this is the user's word, and ralph records it; inside, only the
+            // file changes (the host does not believe it).
+            if let Some(l) = &ledger {
+                l.decide(&done, verified::content_hash(&done))?;
+            }
         }
         TaskCmd::Reopen { id } => {
             let id = tracker::parse_id(&id)?;
-            t.update(id, |task| {
+            let open = t.update(id, |task| {
                 task.status = Status::Open;
                 task.failures = 0;
                 task.reason = None;
                 Ok(())
             })?;
+            if let Some(l) = &ledger {
+                l.decide(&open, verified::content_hash(&open))?;
+            }
+        }
+        TaskCmd::Forget { id } => {
+            let id = tracker::parse_id(&id)?;
+            let Some(l) = &ledger else {
+                return Err(Failure::usage(
+                    "`ralph task forget` changes ralph's record on the host: run it there",
+                ));
+            };
+            if t.load()?.contains_key(&id) {
+                return Err(Failure::usage(format!(
+                    "task {id} is in .ralph/tasks; `forget` is for a task whose file was removed (reopen it with `ralph task reopen {id}`, or remove .ralph/tasks/{id}.toml first)"
+                )));
+            }
+            if l.forget(id)? {
+                eprintln!("ralph: forgot task {id}");
+            } else {
+                eprintln!("ralph: ralph had no record of task {id}; nothing changed");
+            }
         }
     }
     Ok(0)
@@ -355,7 +441,8 @@ fn line(t: &wrapix_ralph::Task) -> String {
 
 fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
     let p = open(project)?;
-    let tasks = Tracker::new(&p).load()?;
+    let v = believed(&p, ledger(&p).as_ref(), &mut Default::default())?;
+    let tasks = v.tasks;
     let last = p.recent_progress(1)?;
     let current = tasks.values().find(|t| t.status == Status::InProgress);
     let mut by_spec: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
@@ -384,6 +471,8 @@ fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
             "last": if last.is_empty() { None } else { Some(last.trim_start_matches("- ").to_owned()) },
             "specs": specs,
             "tasks": tasks.values().map(|t| t.to_json()).collect::<Vec<_>>(),
+            "missing": v.missing,
+            "unverified": v.notices.len(),
         });
         println!("{out}");
         return Ok(0);
@@ -408,6 +497,9 @@ fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
     );
     for (spec, (done, total)) in &by_spec {
         println!("spec {spec}: {done}/{total} done");
+    }
+    for id in &v.missing {
+        println!("task {id}: removed from .ralph/tasks before ralph finished it");
     }
     for t in tasks
         .values()

@@ -12,12 +12,13 @@ use wrapix_ralph::signal::{self, Signal};
 use wrapix_ralph::template::{self, Kind};
 use wrapix_ralph::tracker::{self, Status, Task};
 use wrapix_ralph::verdict::{self, StepFacts, Stop, Verdict};
+use wrapix_ralph::verified::{content_hash, Ledger};
 use wrapix_ralph::{Project, Tracker};
 use wrapix_sandbox::exec::{ExecOptions, Stopped};
 use wrapix_sandbox::RunMode;
 use wrapix_spec::ralph::Ralph;
 
-use super::{open, project_path, RunArgs};
+use super::{believed, open, project_path, RunArgs};
 use crate::cli::SandboxArgs;
 use crate::commands::launch::{launch, Launch};
 use crate::commands::Failure;
@@ -44,6 +45,8 @@ pub struct Limits {
 /// The project and its config, loaded once per command.
 struct Ctx {
     project: Project,
+    /// ralph's record of what it decided, outside every sandbox.
+    ledger: Ledger,
     args: SandboxArgs,
     ralph: Ralph,
     /// The agent's argv for ralph (`[ralph] agent`, else `[agent] command`).
@@ -67,7 +70,12 @@ fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
         return Err(Failure::usage(NO_SANDBOX));
     }
     let agent = ralph.agent.clone().unwrap_or(spec.agent.command);
+    // `run` refuses inside a sandbox, so there is always a record here.
+    let ledger = super::ledger(&project).ok_or_else(|| {
+        Failure::usage("inside the sandbox only `ralph task …` and `ralph status` work")
+    })?;
     Ok(Ctx {
+        ledger,
         project,
         args,
         ralph,
@@ -219,31 +227,37 @@ fn pending(signals: &SignalFd) -> bool {
     matches!(signals.read_signal(), Ok(Some(_)))
 }
 
-/// `.ralph/runner.lock`: one step or loop per project at a time.
-fn runner_lock(p: &Project) -> Result<tracker::Lock, Failure> {
-    tracker::take_lock(p, Path::new(".ralph/runner.lock"), Duration::ZERO)?.ok_or_else(|| {
-        Failure::failed(
-            "another ralph step, loop or ready runs in this project (it holds .ralph/runner.lock)",
-        )
+/// One step, loop or ready per project at a time: a lock in wrapix's state folder for the
+/// project, out of the agent's reach.
+fn runner_lock(ledger: &Ledger) -> Result<tracker::Lock, Failure> {
+    ledger.runner_lock()?.ok_or_else(|| {
+        Failure::failed(format!(
+            "another ralph step, loop or ready runs in this project (it holds {})",
+            ledger.runner_lock_path().display()
+        ))
     })
 }
 
-/// A task left `in_progress` belongs to a ralph that is gone (this one holds the runner
-/// lock): it goes back to `open`, not counted as a failure.
-fn recover(p: &Project) -> Result<(), Failure> {
+/// A task left `in_progress` (by ralph's record) belongs to a ralph that is gone (this one
+/// holds the runner lock): it goes back to `open`, not counted as a failure.
+fn recover(ctx: &Ctx, shown: &mut std::collections::BTreeSet<String>) -> Result<(), Failure> {
+    let p = &ctx.project;
     let t = Tracker::new(p);
-    let stale: Vec<u32> = t
-        .load()?
-        .values()
+    let stale: Vec<Task> = believed(p, Some(&ctx.ledger), shown)?
+        .tasks
+        .into_values()
         .filter(|t| t.status == Status::InProgress)
-        .map(|t| t.id)
         .collect();
-    for id in stale {
-        t.update(id, |task| {
-            task.status = Status::Open;
-            task.reason = Some("interrupted: ralph stopped during its step; reopened".into());
+    for mut task in stale {
+        let id = task.id;
+        task.status = Status::Open;
+        task.reason = Some("interrupted: ralph stopped during its step; reopened".into());
+        t.update(id, |t| {
+            t.status = task.status;
+            t.reason = task.reason.clone();
             Ok(())
         })?;
+        ctx.ledger.decide(&task, content_hash(&task))?;
         p.progress(&format!(
             "task {id}: was in progress when ralph stopped; reopened"
         ))?;
@@ -257,8 +271,10 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
     let ctx = context(&run.sandbox)?;
     let p = &ctx.project;
     let tracker = Tracker::new(p);
-    // Bad input is found before anything changes: the tasks and the step template.
+    // Bad input is found before anything changes: the tasks, ralph's record and the step
+    // template.
     tracker.load()?;
+    ctx.ledger.read()?;
     let text = Kind::Step.load(p)?;
     template::render(
         Kind::Step,
@@ -266,8 +282,9 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
         &text,
         &[],
     )?;
-    let _runner = runner_lock(p)?;
-    recover(p)?;
+    let _runner = runner_lock(&ctx.ledger)?;
+    let mut shown = std::collections::BTreeSet::new();
+    recover(&ctx, &mut shown)?;
     let loop_deadline = limits.timeout.map(|t| Instant::now() + t);
     let mut n = 0;
     let stop = loop {
@@ -278,9 +295,16 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
             p.remove(Path::new(".ralph/STOP"))?;
             break Stop::StopFile;
         }
-        let tasks = tracker.load()?;
-        if let Some(s) = verdict::stop_for_tasks(&tasks, limits.max_failures) {
-            break s;
+        let believed = believed(p, Some(&ctx.ledger), &mut shown)?;
+        // Every task ralph saw is remembered, so that one removed before it is done is missed.
+        ctx.ledger.see(&believed.tasks)?;
+        let tasks = believed.tasks;
+        match verdict::stop_for_tasks(&tasks, limits.max_failures) {
+            Some(Stop::AllDone) if !believed.missing.is_empty() => {
+                break Stop::Missing(believed.missing)
+            }
+            Some(s) => break s,
+            None => {}
         }
         if n >= limits.max_steps {
             break Stop::MaxSteps(n);
@@ -356,6 +380,19 @@ fn step(
             )));
         }
     }
+    // What ralph records is the task as it ran it (the agent could edit the file meanwhile),
+    // with the fields ralph keeps, never the file's.
+    let content = content_hash(task);
+    let decide = |status: Status, reason: Option<String>| {
+        let mut t = task.clone();
+        t.status = status;
+        t.reason = reason;
+        t
+    };
+    ctx.ledger.decide(
+        &decide(Status::InProgress, task.reason.clone()),
+        content.clone(),
+    )?;
     tracker.update(task.id, |t| {
         t.status = Status::InProgress;
         Ok(())
@@ -367,18 +404,29 @@ fn step(
     let (verdict, log) = match result {
         Ok(v) => v,
         Err(e) => {
+            let open = decide(
+                Status::Open,
+                Some(format!("the step stopped: {}", e.message)),
+            );
+            let _ = ctx.ledger.decide(&open, content.clone());
             let _ = tracker.update(task.id, |t| {
-                t.status = Status::Open;
-                t.reason = Some(format!("the step stopped: {}", e.message));
+                t.status = open.status;
+                t.reason = open.reason.clone();
                 Ok(())
             });
             return Err(e);
         }
     };
     let log_rel = format!("logs/{}", log);
-    let updated = tracker.update(task.id, |t| {
-        verdict.apply(t);
-        t.log = Some(log_rel.clone());
+    let mut updated = task.clone();
+    verdict.apply(&mut updated);
+    updated.log = Some(log_rel.clone());
+    ctx.ledger.decide(&updated, content)?;
+    tracker.update(task.id, |t| {
+        t.status = updated.status;
+        t.failures = updated.failures;
+        t.reason = updated.reason.clone();
+        t.log = updated.log.clone();
         Ok(())
     })?;
     let why = updated
@@ -454,12 +502,21 @@ fn verify(
     };
     if go_on(&facts) {
         if let Some(check) = &ctx.ralph.check {
-            let r = sandboxed(ctx, check.clone(), None, profile, deadline, false, true)?;
+            let r = after_agent(sandboxed(
+                ctx,
+                check.clone(),
+                None,
+                profile,
+                deadline,
+                false,
+                true,
+            ));
             log.push_str(&format!(
-                "\n## check: {} (exit {})\n{}",
+                "\n## check: {} (exit {})\n{}{}",
                 check.join(" "),
                 r.code(),
-                String::from_utf8_lossy(&r.output)
+                String::from_utf8_lossy(&r.output),
+                not_started(&r)
             ));
             facts.check_exit = Some(r.code());
             facts.timed_out |= r.stopped() == Some(Stopped::Deadline);
@@ -481,11 +538,12 @@ fn verify(
         ]
         .map(str::to_owned)
         .to_vec();
-        let r = sandboxed(ctx, git, None, profile, deadline, false, true)?;
+        let r = after_agent(sandboxed(ctx, git, None, profile, deadline, false, true));
         let out = String::from_utf8_lossy(&r.output).into_owned();
         log.push_str(&format!(
-            "\n## git status --porcelain (exit {})\n{out}",
-            r.code()
+            "\n## git status --porcelain (exit {})\n{out}{}",
+            r.code(),
+            not_started(&r)
         ));
         facts.clean = Some(r.code() == 0 && out.trim().is_empty());
         facts.timed_out |= r.stopped() == Some(Stopped::Deadline);
@@ -495,6 +553,25 @@ fn verify(
     log.push_str(&format!("\n## verdict: {verdict:?}\n"));
     p.write(&Path::new(".ralph/logs").join(&log_name), log.as_bytes())?;
     Ok((verdict, log_name))
+}
+
+/// A verification run (the check, the clean tree) that cannot start once the agent has run
+/// fails the step instead of stopping ralph as bad input: the agent may be what changed (a
+/// `wrapix.toml` it created that now needs trust), and its step must not pass for it. The
+/// next step refuses the config before any agent runs.
+fn after_agent(r: Result<Ran, Failure>) -> Ran {
+    r.unwrap_or_else(|f| Ran {
+        outcome: Err(f.message),
+        output: Vec::new(),
+    })
+}
+
+/// The log's line for a run whose sandbox did not start.
+fn not_started(r: &Ran) -> String {
+    match &r.outcome {
+        Err(why) => format!("\nthe sandbox did not start: {why}\n"),
+        Ok(_) => String::new(),
+    }
 }
 
 /// The spec label `ready` works on: the one given, else the only spec there is.
@@ -524,7 +601,8 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
     let label = pick_label(p, label)?;
     let spec = p.spec(&label)?;
     let tracker = Tracker::new(p);
-    let before = tracker.load()?;
+    // The agent sees the tasks as ralph believes them.
+    let before = believed(p, Some(&ctx.ledger), &mut Default::default())?.tasks;
     let listing: Vec<String> = before
         .values()
         .map(|t| format!("- {} [{}] {}", t.id, t.status, t.title))
@@ -547,7 +625,7 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
             ("tasks", &listing),
         ],
     )?;
-    let _runner = runner_lock(p)?;
+    let _runner = runner_lock(&ctx.ledger)?;
     let (argv, json) = print_argv(&ctx);
     let deadline = run.step_timeout.map(|t| Instant::now() + t);
     eprintln!("ralph: turning {spec_path} into tasks");
@@ -563,6 +641,7 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
     log.push_str(&String::from_utf8_lossy(&r.output));
     p.write(Path::new(&log_rel), log.as_bytes())?;
     let after = tracker.load()?;
+    ctx.ledger.see(&after)?;
     let added = after.len().saturating_sub(before.len());
     let sig = signal::parse(&r.output, json);
     p.progress(&format!(

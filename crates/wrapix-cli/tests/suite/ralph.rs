@@ -214,6 +214,37 @@ fn hanging_loop(c: &Case, marker: &str) -> super::harness::Running {
     run
 }
 
+/// One loop per project: a second `ralph loop` while the first runs a step is refused, even
+/// when the agent removes every lock file it can reach (the runner lock is in wrapix's state
+/// folder, not in the project).
+#[test]
+fn ralph_a_second_loop_is_refused_while_one_runs_whatever_the_agent_removes() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let marker = unique("ralph-two");
+    let run = hanging_loop(&c, &marker);
+    // What the agent could do from inside: the project's `.ralph` locks are gone.
+    for lock in [".ralph/lock", ".ralph/runner.lock"] {
+        let _ = std::fs::remove_file(c.project.join(lock));
+    }
+    let second = c.run(&["ralph", "loop"]);
+    assert_eq!(second.code, 1, "{second}");
+    assert!(second.stderr.contains("another ralph"), "{second}");
+    assert!(
+        !c.project.join(".ralph/runner.lock").exists(),
+        "the runner lock is not in the project"
+    );
+    kill(run.pid(), Signal::SIGINT).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 1, "{out}");
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(5), || left().is_empty()),
+        "{:?}",
+        left()
+    );
+}
+
 #[test]
 fn ralph_ctrl_c_mid_step_leaves_no_task_in_progress() {
     let Some(c) = project() else { return };
@@ -636,12 +667,11 @@ fn ralph_tune_never_hands_the_editor_a_path_the_agent_can_swap() {
     );
 }
 
-/// Attack (open): the agent marks tasks done that ralph never ran. Inside the sandbox
+/// Attack: the agent marks tasks done that ralph never ran. Inside the sandbox
 /// `ralph task done ID` (or a write to `.ralph/tasks/ID.toml`) sets any task's status, and
 /// the loop takes the tracker's word: tasks 2 and 3 count as done without an agent run, a
 /// check or a clean tree, and the loop exits 0 "every task is done".
 #[test]
-#[ignore = "OPEN (issue 13): needs a host-side record of verified tasks; run with --ignored"]
 fn ralph_a_task_the_agent_marked_done_is_not_done_unverified() {
     let Some(c) = project() else { return };
     ready(&c);
@@ -654,13 +684,147 @@ fn ralph_a_task_the_agent_marked_done_is_not_done_unverified() {
     );
 }
 
-/// Attack (open): the agent turns the check off for the next run. With `[ralph] check` in
+/// The same class, from inside the sandbox (where `ralph` is the agent's tracker): a task the
+/// agent adds with `ralph task add` is ready, as designed; one it writes as `done`, or marks
+/// `in_progress` (which the loop skipped, so it stopped short), is not believed. Status
+/// output tells the verified truth and names what it did not believe.
+#[test]
+fn ralph_forged_states_are_not_believed_but_added_tasks_are_ready() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let inside = c.sh(
+        "set -e; ralph task add four --spec demo --after 1 >/dev/null; \
+         printf 'id = 5\\ntitle = \"five\"\\nstatus = \"done\"\\nafter = [1]\\n' > .ralph/tasks/5.toml; \
+         sed -i 's/^status = .*/status = \"in_progress\"/' .ralph/tasks/3.toml; \
+         sed -i 's/^status = .*/status = \"failed\"/; s/^failures = .*/failures = 9/' .ralph/tasks/2.toml; \
+         ralph task list --json",
+    );
+    assert_eq!(inside.code, 0, "{inside}");
+    // Inside, the files as they are; on the host, what ralph verified.
+    assert!(inside.stdout.contains("\"status\":\"done\""), "{inside}");
+    assert_eq!(statuses(&c), ["open", "open", "open", "open", "open"]);
+    let status = c.run(&["ralph", "status", "--json"]);
+    let s: Value = serde_json::from_str(status.ok()).unwrap();
+    assert_eq!(s["states"]["done"], 0, "{s}");
+    assert_eq!(s["unverified"], 3, "{s}");
+    assert!(
+        status.stderr.contains(
+            "task 5 (five): .ralph/tasks/5.toml says done, but ralph never recorded that"
+        ),
+        "{status}"
+    );
+    assert!(status.stderr.contains("task 3 (three)"), "{status}");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(statuses(&c), ["done"; 5]);
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\nfour\nfive\n", "{out}");
+    // Once verified, no notice is left.
+    let status = c.run(&["ralph", "status"]);
+    assert!(!status.stderr.contains("notice"), "{status}");
+}
+
+/// The agent edits a task ralph did: its title, note or profile is no longer what ralph
+/// verified, so it is not done any more and runs again. The user's own `ralph task done` on
+/// the host is believed.
+#[test]
+fn ralph_an_edited_done_task_is_done_no_more() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    let edit = c.sh("sed -i 's/^title = .*/title = \"one again\"/' .ralph/tasks/1.toml");
+    assert_eq!(edit.code, 0, "{edit}");
+    let status = c.run(&["ralph", "status"]);
+    assert!(
+        status
+            .stderr
+            .contains("task 1 (one again): .ralph/tasks/1.toml says done, but its title, spec, note or profile changed since ralph recorded it done"),
+        "{status}"
+    );
+    assert_eq!(statuses(&c), ["open", "done", "done"]);
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+    let done = std::fs::read_to_string(c.project.join("done.txt")).unwrap();
+    assert_eq!(done, "one\ntwo\nthree\none again\n", "{out}");
+    // The user's word on the host counts.
+    let edit = c.sh("sed -i 's/^title = .*/title = \"one, typo fixed\"/' .ralph/tasks/1.toml");
+    assert_eq!(edit.code, 0, "{edit}");
+    assert_eq!(c.run(&["ralph", "task", "done", "1"]).code, 0);
+    assert_eq!(statuses(&c), ["done", "done", "done"]);
+}
+
+/// The agent removes a task ralph has not done (nothing depends on it, so the tracker still
+/// loads): the loop must not say "every task is done". `ralph task forget` on the host drops
+/// it on purpose.
+#[test]
+fn ralph_a_task_the_agent_removed_is_not_done() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let rm = c.sh("rm .ralph/tasks/3.toml");
+    assert_eq!(rm.code, 0, "{rm}");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr
+            .contains("task 3 was removed from .ralph/tasks before ralph finished it"),
+        "{out}"
+    );
+    let status = c.run(&["ralph", "status", "--json"]);
+    let s: Value = serde_json::from_str(status.ok()).unwrap();
+    assert_eq!(s["missing"], serde_json::json!([3]), "{s}");
+    // Inside, the record is out of reach: `forget` is the host's.
+    let inside = c.sh("ralph task forget 3");
+    assert_eq!(inside.code, 2, "{inside}");
+    assert_eq!(c.run(&["ralph", "task", "forget", "3"]).code, 0);
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 0, "{out}");
+}
+
+/// The tracker's files are the agent's: a link planted for one, a huge one or one that does
+/// not parse stops ralph with the file named and the fix, before any agent runs, and nothing
+/// is reset. ralph's own record, outside the project, is never reset either.
+#[test]
+fn ralph_a_bad_tracker_file_or_record_is_an_error_never_a_reset() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let two = c.project.join(".ralph/tasks/2.toml");
+    let text = std::fs::read_to_string(&two).unwrap();
+    std::fs::remove_file(&two).unwrap();
+    std::os::unix::fs::symlink(c.home.join("secret.txt"), &two).unwrap();
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains(".ralph/tasks/2.toml"), "{out}");
+    assert!(out.stderr.contains("remove it"), "{out}");
+    std::fs::remove_file(&two).unwrap();
+    c.write(&two, &format!("{text}#{}\n", "x".repeat(2 << 20)));
+    let out = c.run(&["ralph", "loop"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("2.toml is larger than"), "{out}");
+    c.write(&two, &text);
+    assert!(!c.project.join("seen.txt").exists(), "an agent ran: {out}");
+    // ralph's record, corrupt: loud, never "nothing verified" or "everything".
+    let out = c.run(&["ralph", "loop", "--max-steps", "1"]);
+    assert_eq!(out.code, 1, "{out}");
+    let record = c.state_dir().join("ralph.json");
+    let good = std::fs::read_to_string(&record).unwrap();
+    assert!(good.contains("\"done\""), "{good}");
+    c.write(&record, "{\"tasks\": ");
+    let out = c.run(&["ralph", "loop"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("ralph.json: not ralph's record"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "{\"tasks\": ");
+}
+
+/// Attack: the agent turns the check off for the next run. With `[ralph] check` in
 /// the user's config and no project `wrapix.toml`, the agent creates one (a protected path is
 /// protected only when it exists at the start) with `check = ["true"]` and
 /// `require_clean = false`; neither needs `wrapix trust`, and the project file wins over the
 /// user's. The next `ralph step` passes a task whose real check fails.
 #[test]
-#[ignore = "OPEN (issue 13): a project [ralph] check weakening the user's needs trust; run with --ignored"]
 fn ralph_the_agent_cannot_turn_the_users_check_off() {
     let Some(c) = Case::new() else { return };
     let agent = c.project.join("agent.sh");
@@ -727,4 +891,55 @@ fn ralph_the_agent_cannot_read_or_drive_the_users_terminal() {
         !screen.contains('\u{1b}'),
         "raw escapes on the terminal: {screen:?}"
     );
+}
+
+/// The same class without any user config: `require_clean = false` in a project file the
+/// agent creates turns off ralph's default rule that the work be committed; it needs trust.
+/// A check the project adds where the user has none only narrows, and needs none.
+#[test]
+fn ralph_the_agent_cannot_turn_the_clean_tree_rule_off() {
+    let Some(c) = Case::new() else { return };
+    let agent = c.project.join("agent.sh");
+    c.write(
+        &agent,
+        "#!/bin/sh\ncat >/dev/null\necho work > /workspace/uncommitted.txt\nprintf '[ralph]\\nrequire_clean = false\\n' > /workspace/wrapix.toml\necho RALPH_COMPLETE\n",
+    );
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.write(
+        &c.home.join(".config/wrapix/config.toml"),
+        "[ralph]\nagent = [\"/workspace/agent.sh\"]\n",
+    );
+    assert_eq!(c.run(&["ralph", "start"]).code, 0);
+    c.host_repo(&c.project);
+    assert_eq!(c.run(&["ralph", "task", "add", "t"]).ok(), "1\n");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 1, "the tree is not clean: {out}");
+    let out = c.run(&["ralph", "step"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("ralph.require_clean"), "{out}");
+    assert!(out.stderr.contains("wrapix trust"), "{out}");
+    assert_eq!(statuses(&c), ["failed"]);
+    // A check added by the project, where the user config has none: no trust needed.
+    c.write(
+        &c.project.join("wrapix.toml"),
+        "[ralph]\ncheck = [\"sh\", \"-c\", \"exit 3\"]\n",
+    );
+    let out = c.run(&["ralph", "step", "--max-failures", "5"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("check failed (exit 3)"), "{out}");
+}
+
+/// The prompt templates are the agent's too: read without following a link and bounded, so
+/// a template linked to a host file never carries that file into a prompt.
+#[test]
+fn ralph_a_linked_template_is_not_followed() {
+    let Some(c) = project() else { return };
+    ready(&c);
+    let step = c.project.join(".ralph/templates/step.md");
+    std::fs::remove_file(&step).unwrap();
+    std::os::unix::fs::symlink(c.home.join("secret.txt"), &step).unwrap();
+    let out = c.run(&["ralph", "step"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("step.md is a symbolic link"), "{out}");
+    assert!(!c.project.join("seen.txt").exists(), "the agent ran: {out}");
 }

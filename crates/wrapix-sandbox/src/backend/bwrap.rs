@@ -139,6 +139,10 @@ impl Backend for Bwrap {
         "bwrap"
     }
 
+    fn forwards(&self) -> bool {
+        true
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }
@@ -327,6 +331,7 @@ impl Backend for Bwrap {
                         pasta,
                         run.dns_forward.as_deref(),
                         user.uid,
+                        &run.spec.forward.ports,
                     )),
                 )
             }

@@ -6,6 +6,7 @@ pub mod bwrap;
 pub mod limits;
 pub mod nspawn;
 pub mod podman;
+pub mod qemu;
 pub mod stage;
 
 use crate::error::SandboxError;
@@ -97,6 +98,21 @@ pub trait Backend {
     fn needs_image(&self) -> bool {
         false
     }
+    /// Whether [`Backend::plan`] carries out `[forward]` and ports. Off unless a backend says
+    /// so: [`plan`] refuses a run that asks for them on any other backend, so a new backend
+    /// cannot drop them silently.
+    fn forwards(&self) -> bool {
+        false
+    }
+}
+
+/// The backend's plan for `run`, refused when the run asks for forwards the backend does not
+/// carry out (fail closed: never a run without what the config asked for).
+pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+    if !backend.forwards() {
+        refuse_forwards(backend.name(), run)?;
+    }
+    backend.plan(run)
 }
 
 /// What locating a backend may look at: the host's environment and user, the project, and
@@ -122,7 +138,13 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
-pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY, apple::ENTRY];
+pub const REGISTRY: &[Entry] = &[
+    bwrap::ENTRY,
+    podman::ENTRY,
+    nspawn::ENTRY,
+    qemu::ENTRY,
+    apple::ENTRY,
+];
 
 /// The backend `auto` means on this host: Apple's `container` on macOS.
 pub const DEFAULT: &str = if cfg!(target_os = "macos") {
@@ -168,6 +190,23 @@ impl Drop for Staged<'_> {
     fn drop(&mut self) {
         self.backend.cleanup();
     }
+}
+
+/// `[forward]` and `[[ports]]` are built and tested for bubblewrap only: another backend
+/// refuses a run that asks for any of them (fail closed), naming them.
+pub fn refuse_forwards(backend: &'static str, run: &Prepared) -> Result<(), SandboxError> {
+    let names = run.spec.forward.names();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(SandboxError::Unavailable {
+        backend,
+        problem: format!(
+            "the {backend} backend does not forward {} yet (bubblewrap does)",
+            names.join(", ")
+        ),
+        fix: "use --backend bwrap, or remove the [forward] keys and ports".into(),
+    })
 }
 
 /// Finds `name` on the host's `PATH` (or the standard system folders).

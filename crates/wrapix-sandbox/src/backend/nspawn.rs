@@ -586,7 +586,8 @@ impl Backend for Nspawn {
                         "sudo apt-get install passt, or run with --network none",
                     )
                 })?;
-                let mut net = crate::network::pasta(pasta, run.dns_forward.as_deref(), user.uid);
+                let mut net =
+                    crate::network::pasta(pasta, run.dns_forward.as_deref(), user.uid, &[]);
                 net.join_userns = true;
                 arg(&mut init, &[&"--wait-file", &RELEASE_INSIDE]);
                 Some(net)

@@ -297,6 +297,7 @@ impl Backend for Podman {
                     pasta,
                     run.dns_forward.as_deref(),
                     user.uid,
+                    &[],
                 ))
             }
         };

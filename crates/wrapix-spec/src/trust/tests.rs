@@ -128,3 +128,28 @@ fn digest_is_sha256_hex() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn every_forward_key_and_ports_need_trust() {
+    let text = r#"
+[forward]
+display = "xvfb"
+ssh_agent = false
+git_config = true
+[[ports]]
+host = 8080
+sandbox = 3000
+"#;
+    assert_eq!(
+        keys(text),
+        [
+            "forward.display",
+            "forward.git_config",
+            "forward.ssh_agent",
+            "ports"
+        ]
+    );
+    let w = widening("[forward]\ndisplay = \"x11\"\n");
+    assert!(w[0].why.contains("read every window"), "{w:?}");
+    assert_eq!(keys("forward = 3\n"), ["forward"]);
+}

@@ -797,3 +797,97 @@ fn a_project_file_cannot_undo_the_users_profile_or_mcp_choices() {
         )
         .is_ok());
 }
+
+#[test]
+fn forward_keys_flags_and_ports() {
+    let f = Fixture::new();
+    let key = f.dir.path().join("home/.ssh/id_deploy");
+    std::fs::write(&key, "k").unwrap_or_else(|e| panic!("{e}"));
+    let user = "[forward]\ndisplay = \"x11\"\nssh_agent = [\"~/.ssh/id_deploy\"]\n[[ports]]\nhost = 8080\nsandbox = 3000\n";
+    let flags = Overrides {
+        forward: vec!["xvfb".into(), "git-config".into()],
+        ports: vec!["0.0.0.0:9000:80".into()],
+        ..Default::default()
+    };
+    let spec = f
+        .run(Some(user), None, flags)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fw = &spec.forward;
+    assert_eq!(fw.display, Some(crate::Display::Xvfb));
+    assert_eq!(fw.ssh_agent, Some(crate::SshAgent::Keys(vec![key])));
+    assert!(fw.git_config);
+    let shown: Vec<String> = fw.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown, ["127.0.0.1:8080 -> 3000", "0.0.0.0:9000 -> 80"]);
+    assert_eq!(spec.origin("forward.display"), &Origin::Flag("--forward"));
+}
+
+#[test]
+fn forward_errors_name_the_key_and_fix() {
+    let f = Fixture::new();
+    let e = f
+        .run(
+            Some("[forward]\ndisplay = \"vnc\"\n"),
+            None,
+            Overrides::default(),
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("key `forward.display`: unknown display \"vnc\""),
+        "{e}"
+    );
+    let e = f
+        .run(
+            Some("[forward]\nssh_agent = [\"~/.ssh/nope\"]\n"),
+            None,
+            Overrides::default(),
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("nope cannot be read"), "{e}");
+    let e = f
+        .run(
+            Some("[forward]\nssh_agent = \"yes\"\n"),
+            None,
+            Overrides::default(),
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("true, false, or a list"), "{e}");
+    let flags = Overrides {
+        ports: vec!["8080:3000".into()],
+        network: Some("none".into()),
+        ..Default::default()
+    };
+    let e = f.run(None, None, flags).err().unwrap_or_default();
+    assert!(e.contains("published ports need network = \"open\""), "{e}");
+    let e = f
+        .run(
+            Some("[[ports]]\nhost = 70000\nsandbox = 1\n"),
+            None,
+            Overrides::default(),
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("key `ports[0].host`"), "{e}");
+    let flags = Overrides {
+        forward: vec!["camera".into()],
+        ..Default::default()
+    };
+    let e = f.run(None, None, flags).err().unwrap_or_default();
+    assert!(e.contains("unknown forward \"camera\""), "{e}");
+}
+
+#[test]
+fn a_project_forward_needs_trust() {
+    let f = Fixture::untrusted();
+    let e = f
+        .run(
+            None,
+            Some("[forward]\ndisplay = \"xvfb\"\n"),
+            Overrides::default(),
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("forward.display"), "{e}");
+}

@@ -31,6 +31,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
             forward_api_key: false,
         },
         protect: vec![".git/hooks".into()],
+        forward: Default::default(),
         resources,
         mcp: Default::default(),
         user: HostUser {

@@ -29,6 +29,7 @@ fn spec(network: Network, uid: u32) -> Spec {
         protect: vec![".git/hooks".into(), ".git/config".into()],
         resources: Default::default(),
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid,
             gid: uid,
@@ -430,4 +431,60 @@ fn resources_on_a_backend_located_without_them_are_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("the host was not checked for them"), "{e}");
+}
+
+#[test]
+fn argv_with_forwards() {
+    let mut run = prepared(Network::Open, 1000);
+    run.spec.forward = wrapix_spec::Forward {
+        display: Some(wrapix_spec::Display::Xvfb),
+        ssh_agent: Some(wrapix_spec::SshAgent::Host),
+        git_config: false,
+        ports: vec![wrapix_spec::Port {
+            host_address: wrapix_spec::Port::LOOPBACK,
+            host: 8080,
+            sandbox: 3000,
+        }],
+    };
+    // What forward::start provides, as prepare adds it: after every other bind.
+    let mut fw = crate::forward::Provided::default();
+    crate::forward::x11::provide(
+        &crate::forward::x11::Display {
+            number: 0,
+            socket: "/run/user/1000/wrapix/sandboxes/proj-1/x11/X0".into(),
+            xauthority: Some(b"cookie".to_vec()),
+        },
+        &mut fw,
+    );
+    fw.binds.push(Bind {
+        source: "/run/user/1000/keyring/ssh".into(),
+        dest: SandboxPath::from_static(crate::forward::SANDBOX_SSH_AUTH_SOCK),
+        mode: MountMode::ReadOnly,
+    });
+    run.binds.extend(fw.binds);
+    run.files.extend(fw.files);
+    run.env.extend(fw.env);
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("plan: {e}"));
+    insta::assert_snapshot!(p.render());
+    let env: Vec<String> = p
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    assert!(env.contains(&"DISPLAY=:0".to_owned()), "{env:?}");
+    assert!(
+        env.contains(&"XAUTHORITY=/run/wrapix/Xauthority".to_owned()),
+        "{env:?}"
+    );
+    let net = p.network.unwrap_or_else(|| panic!("no network setup"));
+    let args: Vec<String> = net
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        args.join(" "),
+        "--config-net --quiet --no-map-gw -t 127.0.0.1/8080:3000 -u none -T none -U none",
+        "only the published port, on loopback, inbound; nothing else either way"
+    );
 }

@@ -31,6 +31,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         protect: vec![".git/hooks".into()],
         resources,
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid: 1000,
             gid: 1000,
@@ -372,5 +373,19 @@ fn pinned_sources_are_bound_through_their_handle() {
             fd: p.pass[0].fd,
             target: "/run/wrapix-nspawn/nspawn-42/pin-0".into(),
         }]
+    );
+}
+
+#[test]
+fn forwards_are_refused_with_the_fix() {
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.ssh_agent = Some(wrapix_spec::SshAgent::Host);
+    let e = crate::backend::plan(&backend(), &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("nspawn backend does not forward ssh_agent"),
+        "{e}"
     );
 }

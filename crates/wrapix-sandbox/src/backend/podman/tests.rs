@@ -33,6 +33,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         protect: vec![".git/hooks".into()],
         resources,
         mcp: Default::default(),
+        forward: Default::default(),
         user: HostUser {
             uid: 1000,
             gid: 1000,
@@ -329,4 +330,16 @@ fn stage_refuses_a_shared_parent_and_env_values_with_line_breaks() {
     let e = p.stage(&run).unwrap_err().to_string();
     assert!(e.contains("X has a line break"), "{e}");
     assert!(!parent.join("run").join("env").exists());
+}
+
+#[test]
+fn forwards_are_refused_with_the_fix() {
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.display = Some(wrapix_spec::Display::Xvfb);
+    let e = crate::backend::plan(&backend(false), &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("does not forward display"), "{e}");
+    assert!(e.contains("--backend bwrap"), "{e}");
 }

@@ -1,0 +1,248 @@
+//! `[forward]`: what of the host a sandbox gets on request, and the helpers wrapix starts for
+//! it (a private Xvfb, a private ssh-agent). [`start`] checks the host and starts the helpers
+//! before the sandbox; what the sandbox gets is plain data ([`Provided`]: binds, generated
+//! files, environment) that [`crate::prepare`] adds to the run, so every backend sees one
+//! description. Fail closed: a forward the host cannot provide is an error that names the fix,
+//! never skipped.
+//!
+//! Helpers live exactly as long as [`Helpers`] (killed and reaped on drop), and with
+//! `PR_SET_PDEATHSIG` when wrapix itself is killed. Their sockets are in the run's private
+//! folder ([`runtime::RunDir`]), which also holds the record `wrapix screenshot` reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+use wrapix_spec::{Display, MountMode, SandboxPath, Spec, SshAgent};
+
+use crate::error::SandboxError;
+use crate::prepare::{Bind, GeneratedFile};
+
+pub mod runtime;
+pub mod ssh;
+pub mod x11;
+pub mod xauth;
+
+/// Where the sandbox finds the Xauthority file of its display.
+pub const SANDBOX_XAUTHORITY: &str = "/run/wrapix/Xauthority";
+/// Where the sandbox finds its SSH agent's socket.
+pub const SANDBOX_SSH_AUTH_SOCK: &str = "/run/wrapix/ssh-agent.sock";
+/// The X sockets' folder, in the sandbox as on the host.
+pub const X11_DIR: &str = "/tmp/.X11-unix";
+
+/// What the sandbox gets from the forwards: added to the run by [`crate::prepare`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provided {
+    pub binds: Vec<Bind>,
+    pub files: Vec<GeneratedFile>,
+    pub env: BTreeMap<String, String>,
+    pub notices: Vec<String>,
+    /// Set by [`start`] when the spec forwards anything: [`crate::prepare`] refuses a spec
+    /// with forwards that never went through it.
+    pub started: bool,
+}
+
+/// The helpers started for a run (and its private folder), stopped and removed on drop.
+#[derive(Debug, Default)]
+pub struct Helpers {
+    children: Vec<(String, Child)>,
+    pub run_dir: Option<runtime::RunDir>,
+}
+
+impl Helpers {
+    fn adopt(&mut self, what: &str, child: Child) {
+        self.children.push((what.to_owned(), child));
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for (what, child) in &mut self.children {
+            if let Err(e) = child.kill() {
+                tracing::debug!("stopping {what}: {e}");
+            }
+            if let Err(e) = child.wait() {
+                tracing::debug!("reaping {what}: {e}");
+            }
+        }
+        self.children.clear();
+        if let Some(dir) = self.run_dir.take() {
+            dir.remove();
+        }
+    }
+}
+
+/// A forward that this host cannot provide, with the fix.
+pub(crate) fn missing(what: impl Into<String>, fix: impl Into<String>) -> SandboxError {
+    SandboxError::Missing {
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Checks the host for each forward of `spec`, starts the helpers, and says what the sandbox
+/// gets. `dry_run`: starts nothing and writes nothing; the binds name where things would be.
+pub fn start(
+    spec: &Spec,
+    env: &BTreeMap<String, String>,
+    dry_run: bool,
+) -> Result<(Helpers, Provided), SandboxError> {
+    let fw = &spec.forward;
+    let mut helpers = Helpers::default();
+    let mut out = Provided::default();
+    if !fw.any() {
+        return Ok((helpers, out));
+    }
+    out.started = true;
+    let needs_dir = fw.display == Some(Display::Xvfb)
+        || matches!(fw.ssh_agent, Some(SshAgent::Keys(_)))
+        || !fw.ports.is_empty();
+    if needs_dir {
+        helpers.run_dir = Some(runtime::RunDir::create(env, &spec.project, dry_run)?);
+    }
+    match fw.display {
+        None => {}
+        Some(Display::X11) => x11::host_display(env, &spec.user.home, &mut out)?,
+        Some(Display::Xvfb) => {
+            let dir = run_dir(&helpers)?;
+            let (child, display) = x11::start_xvfb(env, dir, dry_run)?;
+            if let Some(child) = child {
+                helpers.adopt("Xvfb", child);
+            }
+            x11::provide(&display, &mut out);
+        }
+        Some(Display::Wayland) => {
+            return Err(missing(
+                "display = \"wayland\" is not supported by this wrapix yet",
+                "use display = \"xvfb\" (a private display) or \"x11\"",
+            ))
+        }
+    }
+    match &fw.ssh_agent {
+        None => {}
+        Some(SshAgent::Host) => ssh::host_agent(env, &mut out)?,
+        Some(SshAgent::Keys(keys)) => {
+            let dir = run_dir(&helpers)?;
+            let (child, sock) = ssh::private_agent(env, dir, keys, dry_run)?;
+            if let Some(child) = child {
+                helpers.adopt("ssh-agent", child);
+            }
+            out.binds.push(Bind {
+                source: sock,
+                dest: SandboxPath::from_static(SANDBOX_SSH_AUTH_SOCK),
+                mode: MountMode::ReadOnly,
+            });
+            out.env
+                .insert("SSH_AUTH_SOCK".into(), SANDBOX_SSH_AUTH_SOCK.into());
+        }
+    }
+    if fw.git_config {
+        git_config(&spec.user.home, &spec.user.sandbox_home(), &mut out);
+    }
+    if let Some(dir) = &helpers.run_dir {
+        if !dry_run {
+            dir.write_record(spec)?;
+        }
+    }
+    Ok((helpers, out))
+}
+
+fn run_dir(helpers: &Helpers) -> Result<&runtime::RunDir, SandboxError> {
+    helpers.run_dir.as_ref().ok_or_else(|| {
+        missing(
+            "the run's private folder was not created",
+            "report this bug",
+        )
+    })
+}
+
+/// `git_config = true`: `~/.gitconfig` and `~/.config/git/` read-only, those that exist.
+fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
+    let mut found = false;
+    for (rel, inside) in [(".gitconfig", ".gitconfig"), (".config/git", ".config/git")] {
+        let source: PathBuf = host_home.join(rel);
+        if source.exists() {
+            found = true;
+            out.binds.push(Bind {
+                source,
+                dest: home.join(inside),
+                mode: MountMode::ReadOnly,
+            });
+        }
+    }
+    if !found {
+        out.notices.push(format!(
+            "git_config = true, but neither {0}/.gitconfig nor {0}/.config/git exists: nothing to forward",
+            host_home.display()
+        ));
+    }
+}
+
+/// `wrapix doctor`: what this host can forward (each optional: only a config that asks for
+/// a forward needs it).
+pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Check> {
+    use crate::backend::{find_program, Check};
+    let path = env.get("PATH").map(String::as_str);
+    let mut out = Vec::new();
+    let x11 = match env.get("DISPLAY").filter(|d| !d.is_empty()) {
+        None => Check::fail(
+            "display = \"x11\"",
+            "DISPLAY is not set",
+            "run from a desktop session, or use display = \"xvfb\"",
+        ),
+        Some(d) => match x11::local_display_number(d) {
+            None => Check::fail(
+                "display = \"x11\"",
+                format!("DISPLAY={d} is not a local display"),
+                "use a local display (:N) or display = \"xvfb\"",
+            ),
+            Some(n) => {
+                let sock = Path::new(X11_DIR).join(format!("X{n}"));
+                if sock.exists() {
+                    Check::pass(
+                        "display = \"x11\"",
+                        format!("DISPLAY={d}, {}", sock.display()),
+                    )
+                } else {
+                    Check::fail(
+                        "display = \"x11\"",
+                        format!("no socket {}", sock.display()),
+                        "start the X server with its Unix socket, or use display = \"xvfb\"",
+                    )
+                }
+            }
+        },
+    };
+    out.push(x11.optional());
+    let have = |name: &str, label: &str, fix: &str| match find_program(name, path) {
+        Some(p) => Check::pass(label, p.display().to_string()),
+        None => Check::fail(label, format!("{name} is not installed"), fix).optional(),
+    };
+    out.push(have(
+        "Xvfb",
+        "display = \"xvfb\"",
+        "sudo apt-get install xvfb",
+    ));
+    out.push(
+        match env.get("SSH_AUTH_SOCK").filter(|s| Path::new(s).exists()) {
+            Some(s) => Check::pass("ssh_agent = true", format!("SSH_AUTH_SOCK={s}")),
+            None => Check::fail(
+                "ssh_agent = true",
+                "no agent (SSH_AUTH_SOCK unset or gone)",
+                "eval $(ssh-agent); ssh-add, or use ssh_agent = [\"~/.ssh/KEY\"]",
+            ),
+        }
+        .optional(),
+    );
+    out.push(have(
+        "ssh-agent",
+        "ssh_agent = [keys]",
+        "sudo apt-get install openssh-client",
+    ));
+    out.push(have(
+        "pasta",
+        "[[ports]] / -p",
+        "sudo apt-get install passt",
+    ));
+    out
+}
