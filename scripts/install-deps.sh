@@ -22,10 +22,11 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # nspawn backend (its escape pass runs as root); x11-xserver-utils: xsetroot, the X client that
 # draws a known colour in the [forward] display tests (xvfb is the "host" display there);
 # qemu-system-x86 linux-image-cloud-amd64: the qemu backend (the VM and its guest kernel;
-# libseccomp-dev libcap-ng-dev to build virtiofsd).
+# libseccomp-dev libcap-ng-dev to build virtiofsd); nix-bin: `nix-instantiate` parses every .nix
+# file and evaluates the modules without nixpkgs (crates/wrapix-cli/tests/suite/nix.rs).
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
-  linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev)
+  linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 

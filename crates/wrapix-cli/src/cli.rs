@@ -250,8 +250,9 @@ pub struct NotifydArgs {
     #[arg(long)]
     pub print_launchd_plist: bool,
     /// Also listen on TCP at ADDR[:PORT] (port 5959 by default): the host side of a VM's
-    /// network, never all interfaces.
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    /// network (Apple container: 192.168.64.1), never all interfaces; only peers on that
+    /// address's /24 (IPv6: /64) are accepted.
+    #[arg(long, visible_alias = "listen-tcp", value_name = "ADDR[:PORT]")]
     pub tcp: Option<String>,
     /// The Unix socket (default: $XDG_RUNTIME_DIR/wrapix/notify.sock).
     #[arg(long, value_name = "PATH")]

@@ -1,6 +1,7 @@
 //! Backends translate a [`Prepared`] run into a [`LaunchPlan`]; they do not execute.
 //! `probe` says whether this host can run the backend and, if not, what to do about it.
 
+pub mod apple;
 pub mod bwrap;
 pub mod limits;
 pub mod nspawn;
@@ -137,10 +138,20 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
-pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY, qemu::ENTRY];
+pub const REGISTRY: &[Entry] = &[
+    bwrap::ENTRY,
+    podman::ENTRY,
+    nspawn::ENTRY,
+    qemu::ENTRY,
+    apple::ENTRY,
+];
 
-/// The backend `auto` means on this host.
-pub const DEFAULT: &str = "bwrap";
+/// The backend `auto` means on this host: Apple's `container` on macOS.
+pub const DEFAULT: &str = if cfg!(target_os = "macos") {
+    "apple"
+} else {
+    "bwrap"
+};
 
 /// The names configs may use, for [`wrapix_spec::validate::HostContext::backends`].
 pub fn names() -> Vec<wrapix_spec::BackendName> {
