@@ -51,7 +51,8 @@ fn host_ok(door: Door, listen: Option<std::net::SocketAddr>, host: &str) -> bool
         ),
         Door::Tcp => {
             let Some(listen) = listen else { return false };
-            let port_ok = port.is_none_or(|p| p.parse::<u16>().ok() == Some(listen.port()));
+            // The port may differ: an SSH forward (`wrapix remote ui`) listens on another.
+            let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
             let ip = match listen.ip() {
                 std::net::IpAddr::V4(ip) => ip.to_string(),
                 std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -166,7 +167,8 @@ mod tests {
         assert!(host_ok(Door::Tcp, l, "127.0.0.1:3000"));
         assert!(host_ok(Door::Tcp, l, "localhost:3000"));
         assert!(host_ok(Door::Tcp, l, "127.0.0.1"));
-        assert!(!host_ok(Door::Tcp, l, "127.0.0.1:3001"));
+        assert!(host_ok(Door::Tcp, l, "localhost:3001"));
+        assert!(!host_ok(Door::Tcp, l, "127.0.0.2:3000"));
         assert!(!host_ok(Door::Tcp, l, "evil.example:3000"));
         assert!(!host_ok(Door::Tcp, l, ""));
         assert!(host_ok(Door::Socket, None, "localhost"));

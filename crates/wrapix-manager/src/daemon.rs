@@ -191,6 +191,19 @@ async fn serve(opts: Options, launcher: Arc<dyn Launcher>) -> Result<(), String>
         .map_err(|e| e.to_string())??;
     let sock_path = opts.state_dir.join(SOCKET);
     let unix = bind_socket(&sock_path)?;
+    // For `wrapix remote ui`: where the TCP door is (absent: none).
+    let listen_file = opts.state_dir.join("listen");
+    match opts.listen {
+        Some(a) => {
+            let tmp = opts.state_dir.join(".listen.tmp");
+            std::fs::write(&tmp, format!("{a}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &listen_file))
+                .map_err(|e| format!("cannot write {}: {e}", listen_file.display()))?;
+        }
+        None => {
+            let _ = std::fs::remove_file(&listen_file);
+        }
+    }
     eprintln!("wrapix manager: listening on {}", sock_path.display());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
