@@ -457,10 +457,10 @@ async fn tcp_needs_the_token() {
             untouched(&t);
         }
     }
-    // The wrong port in Host is another site.
+    // Another name in Host is another site (DNS rebinding).
     let mut r = tcp("GET", "/api/sandboxes", "");
     r.headers_mut()
-        .insert(header::HOST, "127.0.0.1:4000".parse().unwrap());
+        .insert(header::HOST, "rebind.example:3000".parse().unwrap());
     r.headers_mut().insert(
         header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
