@@ -292,7 +292,7 @@ impl Manager {
 
     fn check_one(&self, s: &Session, starting: bool) {
         let live = [Status::Creating, Status::Running];
-        let r = match self.tmux.probe(&s.id) {
+        let r = match self.tmux.probe_settled(&s.id) {
             Probe::Alive { .. } => {
                 if starting {
                     tracing::info!(id = %s.id, name = %s.name, "adopted a running session");

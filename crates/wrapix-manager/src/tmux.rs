@@ -110,6 +110,18 @@ impl Tmux {
         parse_probe(&String::from_utf8_lossy(&out.stdout))
     }
 
+    /// [`Tmux::probe`], asking once more when a dead window has no status yet (tmux records
+    /// it just after the window dies).
+    pub fn probe_settled(&self, id: &str) -> Probe {
+        match self.probe(id) {
+            Probe::Dead { code: None } => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                self.probe(id)
+            }
+            p => p,
+        }
+    }
+
     /// The window's text, with its scroll-back (bounded by tmux's history limit).
     pub fn capture(&self, id: &str) -> Option<String> {
         let out = self
@@ -203,7 +215,7 @@ mod tests {
             .to_vec();
         tm.start("s1", &argv, t.path()).unwrap();
         let start = std::time::Instant::now();
-        while !matches!(tm.probe("s1"), Probe::Dead { .. }) {
+        while !matches!(tm.probe("s1"), Probe::Dead { code: Some(_) }) {
             assert!(start.elapsed().as_secs() < 10, "{:?}", tm.probe("s1"));
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
