@@ -468,9 +468,10 @@ pub fn proxy(state_dir: Option<PathBuf>, info: bool) -> Result<i32, Failure> {
     let mut up = stream
         .try_clone()
         .map_err(|e| Failure::failed(e.to_string()))?;
+    // No half-close after stdin's end: the server would take it for the client leaving.
+    // An HTTP/1.0 request carries its length, and the server closes after the answer.
     let t = std::thread::spawn(move || {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
-        let _ = up.shutdown(std::net::Shutdown::Write);
     });
     let mut down = stream;
     let _ = std::io::copy(&mut down, &mut std::io::stdout().lock());

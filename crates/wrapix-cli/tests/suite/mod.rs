@@ -17,6 +17,7 @@ mod escape_persist;
 mod escape_tty;
 mod harness;
 mod images;
+mod manager;
 mod mcp;
 mod notify_restart;
 mod nspawn;
