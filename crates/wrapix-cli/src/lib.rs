@@ -11,6 +11,7 @@ mod commands;
 mod context;
 mod logging;
 mod ralph;
+mod remote;
 
 use clap::Parser;
 

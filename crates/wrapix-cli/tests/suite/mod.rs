@@ -18,6 +18,7 @@ mod escape_persist;
 mod escape_tty;
 mod harness;
 mod images;
+mod manager;
 mod mcp;
 mod nix;
 mod notify_restart;
