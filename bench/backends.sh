@@ -33,6 +33,14 @@ if [ "$(id -u)" -eq 0 ] && command -v systemd-nspawn >/dev/null 2>&1; then
 else
   echo "nspawn: not measured (needs root and systemd-nspawn)"
 fi
+# qemu: a whole VM per run. Under TCG (no usable KVM, as on the PVM test machine) it is
+# seconds per run; the boot's breakdown is printed once (WRAPIX_QEMU_TIMING=1).
+if command -v qemu-system-x86_64 >/dev/null 2>&1 && ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1; then
+  cases+=("qemu-none=$w run --backend qemu --network none -- true")
+  WRAPIX_QEMU_TIMING=1 "$w" run --backend qemu --network none -- true </dev/null || true
+else
+  echo "qemu: not measured (needs qemu-system-x86, linux-image-cloud-amd64, virtiofsd)"
+fi
 if [ "${WRAPIX_BENCH_PODMAN:-0}" = 1 ] && command -v podman >/dev/null 2>&1 && "$w" image build --profile base >/dev/null </dev/null; then
   for net in none open; do
     cases+=("podman-$net=$w run --backend podman --profile base --network $net -- true")

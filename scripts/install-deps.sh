@@ -21,17 +21,21 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # python3-venv: the official MCP Python SDK, in a venv under target/; systemd-container: the
 # nspawn backend (its escape pass runs as root); x11-xserver-utils: xsetroot, the X client that
 # draws a known colour in the [forward] display tests (xvfb is the "host" display there);
+# qemu-system-x86 linux-image-cloud-amd64: the qemu backend (the VM and its guest kernel;
+# libseccomp-dev libcap-ng-dev to build virtiofsd); nix-bin: `nix-instantiate` parses every .nix
+# file and evaluates the modules without nixpkgs (crates/wrapix-cli/tests/suite/nix.rs).
 # pulseaudio, pulseaudio-utils (paplay, parecord) and sox: the audio forward test (a private
 # PulseAudio server with a null sink; a tone played inside is recorded and measured);
 # pipewire-bin (pipewire, pw-cli): the audio forward on a PipeWire-only host;
 # xdg-dbus-proxy and dbus-tests (dbus-test-tool, a service answering on a test bus): the dbus
-# forward test; weston: its headless backend is the compositor of the wayland display test.
+# forward test; weston: its headless backend is the compositor of the wayland display test;
 # chromium and fonts-liberation: the browser test (Chromium inside a host-profile sandbox,
 # headless to PNG and headed on a private Xvfb).
 # (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
-  mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils pulseaudio pulseaudio-utils
-  sox pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation)
+  mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
+  linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin pulseaudio pulseaudio-utils sox
+  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 
@@ -81,6 +85,17 @@ fi
 if [ "$(findmnt -no PROPAGATION / 2>/dev/null)" != "shared" ]; then
   say "mount --make-rshared /: rootless podman warns on every run otherwise"
   $SUDO mount --make-rshared / 2>/dev/null || true
+fi
+# virtiofsd (the Rust one): the qemu backend's shares. Debian 12's qemu ships only the old C
+# virtiofsd, which has no read-only mode and cannot run unprivileged. Built as the invoking
+# user (root's PATH may have no cargo), installed into /usr/local/bin where every user,
+# the unprivileged test user included, finds it.
+if ! [ -x /usr/local/bin/virtiofsd ] && command -v cargo >/dev/null 2>&1; then
+  say "cargo install virtiofsd into /usr/local/bin (the qemu backend's shares: read-only and unprivileged, which Debian 12's C virtiofsd is not)"
+  vfs_root="$(mktemp -d)"
+  cargo install --quiet --locked virtiofsd@1.14.0 --root "$vfs_root"
+  $SUDO install -m 755 "$vfs_root/bin/virtiofsd" /usr/local/bin/virtiofsd
+  rm -rf "$vfs_root"
 fi
 # cargo-machete: scripts/test.sh checks that no crate declares a dependency it does not use.
 if ! command -v cargo-machete >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then

@@ -96,6 +96,27 @@ pub enum Cmd {
         #[command(subcommand)]
         command: crate::ralph::RalphCmd,
     },
+    /// The remote sandbox manager (a daemon): agent sessions in sandboxes, each with a private
+    /// display and a tmux session, behind a JSON API and a dashboard (docs/manager.md).
+    Manager(ManagerArgs),
+    /// Drive a `wrapix manager` on another machine over SSH (docs/manager.md).
+    Remote(crate::remote::RemoteArgs),
+    /// (internal) The remote side of `wrapix remote`: pipe stdin and stdout to the manager's socket.
+    #[command(name = "__manager-proxy", hide = true)]
+    ManagerProxy {
+        #[arg(long, value_name = "DIR", env = "MANAGER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print the manager's TCP address and token as JSON instead (for `wrapix remote ui`).
+        #[arg(long)]
+        info: bool,
+    },
+    /// (internal) The remote side of `wrapix remote attach`: attach to a session's tmux.
+    #[command(name = "__manager-attach", hide = true)]
+    ManagerAttach {
+        #[arg(long, value_name = "DIR", env = "MANAGER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        id: String,
+    },
     /// (internal) Report this process's PID as `{"child-pid": N}` on FD, then exec COMMAND.
     #[command(name = "__exec-info", hide = true)]
     ExecInfo {
@@ -251,8 +272,9 @@ pub struct NotifydArgs {
     #[arg(long)]
     pub print_launchd_plist: bool,
     /// Also listen on TCP at ADDR[:PORT] (port 5959 by default): the host side of a VM's
-    /// network, never all interfaces.
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    /// network (Apple container: 192.168.64.1), never all interfaces; only peers on that
+    /// address's /24 (IPv6: /64) are accepted.
+    #[arg(long, visible_alias = "listen-tcp", value_name = "ADDR[:PORT]")]
     pub tcp: Option<String>,
     /// The Unix socket (default: $XDG_RUNTIME_DIR/wrapix/notify.sock).
     #[arg(long, value_name = "PATH")]
@@ -262,4 +284,27 @@ pub struct NotifydArgs {
     /// Must come last.
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "PROG ARGS")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManagerArgs {
+    /// Also listen on TCP at ADDR (e.g. 127.0.0.1:3000); every TCP request needs the token
+    /// in DIR/token. Default: the Unix socket DIR/manager.sock only.
+    #[arg(long, value_name = "ADDR", env = "MANAGER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The state folder (database, token, socket). Default: $XDG_STATE_HOME/wrapix/manager.
+    #[arg(long, value_name = "DIR", env = "MANAGER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Project folders must be under one of these (repeatable). Default: your home.
+    #[arg(long = "allow-root", value_name = "DIR")]
+    pub allow_roots: Vec<PathBuf>,
+    /// Serve the dashboard's assets from this folder instead of the binary.
+    #[arg(long, value_name = "DIR", env = "MANAGER_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Print a hardened systemd user unit that runs the manager with these options, and exit.
+    #[arg(long, conflicts_with = "stop_all")]
+    pub print_systemd_unit: bool,
+    /// End every session of this state folder (the daemon's SIGTERM leaves them running).
+    #[arg(long)]
+    pub stop_all: bool,
 }

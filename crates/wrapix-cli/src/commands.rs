@@ -12,6 +12,7 @@ use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 mod doctor;
 mod images;
 pub(crate) mod launch;
+mod manager;
 mod screenshot;
 mod tripwire;
 mod trust;
@@ -118,13 +119,19 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::DeployKey {
             command: DeployKeyCmd::Create { name },
         }) => deploy_key_create(&name),
-        Some(Cmd::Mcp { .. } | Cmd::Notifyd(_) | Cmd::Screenshot { .. }) if !SERVE => {
+        Some(Cmd::Mcp { .. } | Cmd::Notifyd(_) | Cmd::Screenshot { .. } | Cmd::Manager(_))
+            if !SERVE =>
+        {
             Err(exec_serve())
         }
         Some(Cmd::Screenshot { output, sandbox }) => {
             screenshot::screenshot(output.as_deref(), sandbox.as_deref())
         }
         Some(Cmd::Ps) => screenshot::ps(),
+        Some(Cmd::Manager(a)) => manager::manager(a),
+        Some(Cmd::Remote(a)) => crate::remote::run(a),
+        Some(Cmd::ManagerProxy { state_dir, info }) => crate::remote::proxy(state_dir, info),
+        Some(Cmd::ManagerAttach { state_dir, id }) => crate::remote::attach_here(state_dir, &id),
         Some(Cmd::Mcp {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)

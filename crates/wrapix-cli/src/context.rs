@@ -45,7 +45,17 @@ pub fn host_user(env: &BTreeMap<String, String>) -> HostUser {
     }
 }
 
+/// The user-level config: `$WRAPIX_USER_CONFIG` when set to an absolute path (the Nix
+/// `mkSandbox` wrapper points it at the `wrapix.toml` it generated), else
+/// `$XDG_CONFIG_HOME/wrapix/config.toml`.
 pub fn user_config_path(user: &HostUser, env: &BTreeMap<String, String>) -> PathBuf {
+    if let Some(p) = env
+        .get("WRAPIX_USER_CONFIG")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return p;
+    }
     env.get("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())

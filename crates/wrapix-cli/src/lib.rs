@@ -11,6 +11,7 @@ mod commands;
 mod context;
 mod logging;
 mod ralph;
+mod remote;
 
 use clap::Parser;
 
@@ -24,6 +25,13 @@ pub const EXIT_NO_SANDBOX: i32 = 125;
 pub fn main<const SERVE: bool>() -> ! {
     // The in-sandbox init must start fast and touch nothing else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The qemu backend's VM's PID 1 and its supervisor (see wrapix_sandbox::vm).
+    if wrapix_sandbox::vm::is_guest_init(args.first().map(|a| a.as_os_str())) {
+        wrapix_sandbox::vm::guest::main();
+    }
+    if args.get(1).is_some_and(|a| a == "__vm") {
+        std::process::exit(wrapix_sandbox::init::main(&args[1..]));
+    }
     if args.get(1).map(|a| a == "__init").unwrap_or(false) {
         // `__init [--wait-fd FD] [--] COMMAND…`
         std::process::exit(wrapix_sandbox::init::main(&args[2..]));

@@ -449,6 +449,7 @@ async fn serve(
         let sink = Sink::build(sink).await?;
         Ok::<_, NotifyError>((unix, tcp, sink))
     };
+    let listeners_tcp = listeners.tcp_addr;
     let (unix, tcp, sink) = match set_up.await {
         Ok(x) => x,
         Err(e) => {
@@ -524,7 +525,16 @@ async fn serve(
             }
             Some(conn) = accept_tcp(tcp.as_ref()) => {
                 match conn {
-                    Ok((stream, peer)) => spawn_conn(stream, format!("tcp {peer}"), &slots, &tx, &stats, &cfg),
+                    Ok((stream, peer)) => {
+                        // Only the VM network's own addresses (the listening address's /24 or
+                        // /64): a host that routes to this address from elsewhere is refused.
+                        if !listeners_tcp.is_some_and(|l| same_network(l.ip(), peer.ip())) {
+                            stats.drop_one(&stats.rejected_peer, format_args!(
+                                "a TCP connection from {peer}, outside the listening address's network"));
+                            continue;
+                        }
+                        spawn_conn(stream, format!("tcp {peer}"), &slots, &tx, &stats, &cfg)
+                    }
                     Err(e) => tracing::warn!("accept failed: {e}"),
                 }
             }
@@ -558,6 +568,28 @@ async fn accept_unix(
     match l {
         Some(l) => Some(l.accept().await),
         None => std::future::pending().await,
+    }
+}
+
+/// Whether `peer` is on the network of the listening address `local`: the same /24 (IPv4) or
+/// /64 (IPv6), as a VM network's gateway and guests are. Loopback listens take loopback peers.
+pub fn same_network(local: std::net::IpAddr, peer: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let peer = match peer {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        p => p,
+    };
+    match (local, peer) {
+        (IpAddr::V4(l), IpAddr::V4(p)) => {
+            (l.is_loopback() && p.is_loopback()) || l.octets()[..3] == p.octets()[..3]
+        }
+        (IpAddr::V6(l), IpAddr::V6(p)) => {
+            (l.is_loopback() && p.is_loopback()) || l.segments()[..4] == p.segments()[..4]
+        }
+        _ => false,
     }
 }
 
@@ -787,5 +819,26 @@ async fn report(stats: Arc<Stats>, cfg: Config) {
             let dir = cfg.sessions_dir.clone();
             let _ = tokio::task::spawn_blocking(move || session::clean_stale(&dir)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod same_network_tests {
+    use super::same_network;
+
+    #[test]
+    fn only_the_listening_networks_peers() {
+        let ip = |s: &str| {
+            s.parse::<std::net::IpAddr>()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(same_network(ip("192.168.64.1"), ip("192.168.64.7")));
+        assert!(same_network(ip("192.168.64.1"), ip("::ffff:192.168.64.7")));
+        assert!(!same_network(ip("192.168.64.1"), ip("192.168.65.7")));
+        assert!(!same_network(ip("192.168.64.1"), ip("10.0.0.1")));
+        assert!(same_network(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(same_network(ip("fd00:1:2:3::1"), ip("fd00:1:2:3::99")));
+        assert!(!same_network(ip("fd00:1:2:3::1"), ip("fd00:1:2:4::99")));
+        assert!(!same_network(ip("fd00:1:2:3::1"), ip("192.168.64.7")));
     }
 }

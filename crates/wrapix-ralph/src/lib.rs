@@ -7,6 +7,7 @@
 //! [`wrapix_hostfs::Dir`] (no symlink followed, sizes bounded), parsed strictly, and a bad
 //! file is an error naming the file and line, never a reset.
 
+pub mod beads;
 pub mod error;
 pub mod project;
 pub mod signal;

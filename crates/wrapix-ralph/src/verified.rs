@@ -53,6 +53,11 @@ pub struct Entry {
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub tasks: BTreeMap<u32, Entry>,
+    /// For a beads project: ralph's task number of each bd issue id it has seen (given once,
+    /// never reused), so that the entries above, the logs and `ralph task show N` work the
+    /// same for both trackers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub beads: BTreeMap<String, u32>,
 }
 
 /// The sha256 (hex) of what a task asks for: its title, spec, note and profile. Not its
@@ -98,6 +103,15 @@ pub struct Verified {
 /// The project's tasks (`project`, as [`crate::Tracker::load`] read them) judged against the
 /// record.
 pub fn reconcile(project: BTreeMap<u32, Task>, record: &Record) -> Verified {
+    reconcile_from(project, record, |id| format!(".ralph/tasks/{id}.toml"))
+}
+
+/// [`reconcile`], `source(id)` naming where task `id`'s status was read (a file, or bd).
+pub fn reconcile_from(
+    project: BTreeMap<u32, Task>,
+    record: &Record,
+    source: impl Fn(u32) -> String,
+) -> Verified {
     let mut out = Verified::default();
     for (id, mut task) in project {
         let entry = record
@@ -120,8 +134,9 @@ pub fn reconcile(project: BTreeMap<u32, Task>, record: &Record) -> Verified {
                 _ => "ralph never recorded that (the agent can write the task files)".to_owned(),
             };
             out.notices.push(format!(
-                "task {id} ({}): .ralph/tasks/{id}.toml says {claimed}, but {why}; treated as open (if you checked it yourself: `ralph task done {id}` on the host)",
-                escape(&task.title)
+                "task {id} ({}): {} says {claimed}, but {why}; treated as open (if you checked it yourself: `ralph task done {id}` on the host)",
+                escape(&task.title),
+                source(id)
             ));
             task.status = Status::Open;
             task.failures = 0;
@@ -243,6 +258,31 @@ impl Ledger {
         })
     }
 
+    /// bd's issues as ralph's numbered tasks: an id ralph has not seen gets the next number
+    /// no task had, kept in the record. Also returns each number's bd id.
+    #[allow(clippy::type_complexity)]
+    pub fn beads_tasks(
+        &self,
+        issues: &[crate::beads::Issue],
+    ) -> Result<(BTreeMap<u32, Task>, BTreeMap<u32, String>), RalphError> {
+        let mut out = None;
+        self.change(|r| {
+            let next = r
+                .tasks
+                .keys()
+                .chain(r.beads.values())
+                .max()
+                .copied()
+                .unwrap_or(0)
+                + 1;
+            out = Some(crate::beads::to_tasks(issues, &mut r.beads, next).map(|t| {
+                let ids = r.beads.iter().map(|(k, v)| (*v, k.clone())).collect();
+                (t, ids)
+            }));
+        })?;
+        out.unwrap_or_else(|| Ok(Default::default()))
+    }
+
     /// Drops what ralph knows of task `id`; `false` when it knew nothing.
     pub fn forget(&self, id: u32) -> Result<bool, RalphError> {
         let mut had = false;
@@ -311,6 +351,7 @@ mod tests {
                 .iter()
                 .map(|t| (t.id, Entry::of(t, content_hash(t))))
                 .collect(),
+            ..Record::default()
         }
     }
 
@@ -382,6 +423,34 @@ mod tests {
     }
 
     #[test]
+    fn bd_issues_get_numbers_after_every_task_ralph_knows_and_keep_them() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ledger = Ledger::new(&d.path().join("state"));
+        let one = task(1, "one", Status::Done);
+        ledger
+            .decide(&one, content_hash(&one))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = r#"{"schema_version":1,"data":[
+            {"id":"bd-x","title":"x","status":"closed","priority":1},
+            {"id":"bd-y","title":"y","status":"open","priority":1}]}"#;
+        let issues = crate::beads::parse_issues("bd list --json", text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (tasks, ids) = ledger
+            .beads_tasks(&issues)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids[&2], "bd-x");
+        assert_eq!(ids[&3], "bd-y");
+        // bd says closed; ralph never verified it: open.
+        let v = reconcile_from(tasks, &ledger.read().unwrap_or_default(), |_| "bd".into());
+        assert_eq!(v.tasks[&2].status, Status::Open);
+        assert!(v.notices[0].contains("bd says done"), "{:?}", v.notices);
+        let (_, again) = ledger
+            .beads_tasks(&issues[1..])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again[&3], "bd-y");
+    }
+
+    #[test]
     fn a_removed_task_that_was_not_done_is_missing() {
         let record = Record {
             tasks: [
@@ -389,6 +458,7 @@ mod tests {
                 (2, Entry::of(&task(2, "two", Status::Open), "y".into())),
             ]
             .into(),
+            ..Record::default()
         };
         let v = reconcile(BTreeMap::new(), &record);
         assert_eq!(v.missing, [2]);

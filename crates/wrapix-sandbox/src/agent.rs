@@ -29,6 +29,7 @@ use wrapix_spec::{AgentHome, McpServer, MountMode, SandboxPath, Spec};
 use crate::error::SandboxError;
 use crate::prepare::Bind;
 
+pub mod claude;
 mod merge;
 
 /// What `wire_claude` adds to a run.

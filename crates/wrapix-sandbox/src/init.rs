@@ -36,6 +36,10 @@ const NOT_RELEASED: i32 = 125;
 /// The init's arguments after `__init` (or after `wrapix-init`'s own name): parses them, waits for
 /// the release if asked to, runs the command, and returns the exit code for the sandbox.
 pub fn main(args: &[OsString]) -> i32 {
+    // The qemu backend's two halves live in the same small binary ([`crate::vm`]).
+    if args.first().is_some_and(|a| a == "__vm") {
+        return crate::vm::host::main(&args[1..]);
+    }
     // Not dumpable: the agent runs as the same user, and could otherwise ptrace this PID 1,
     // read or write its memory through /proc/1/mem, and hang or take over its own run. The
     // command gets the default back when it execs.

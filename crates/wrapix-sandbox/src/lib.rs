@@ -20,6 +20,7 @@ pub mod pty;
 pub mod root;
 pub mod seccomp;
 pub mod tripwire;
+pub mod vm;
 
 pub use backend::Backend;
 pub use error::SandboxError;

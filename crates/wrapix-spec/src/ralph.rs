@@ -20,6 +20,9 @@ pub struct Ralph {
     pub check: Option<Vec<String>>,
     /// A step passes only with a clean (committed) git tree. Default true.
     pub require_clean: bool,
+    /// `"auto"` (default: beads when the project has `.beads/` and no ralph task), `"ralph"`
+    /// or `"beads"`.
+    pub tracker: Option<String>,
 }
 
 impl Ralph {
@@ -77,6 +80,17 @@ pub fn validate(layers: &Layers) -> Result<Ralph, SpecError> {
         if let Some(c) = &r.require_clean {
             out.require_clean = *c.get_ref();
         }
+        if let Some(t) = &r.tracker {
+            if !matches!(t.get_ref().as_str(), "auto" | "ralph" | "beads") {
+                return Err(SpecError::invalid(
+                    file.at(t.span()),
+                    "ralph.tracker".to_owned(),
+                    "not a tracker ralph knows",
+                    "use \"auto\", \"ralph\" or \"beads\"",
+                ));
+            }
+            out.tracker = Some(t.get_ref().clone());
+        }
     }
     Ok(out)
 }
@@ -101,6 +115,10 @@ mod tests {
     #[test]
     fn project_agent_widens_check_does_not() {
         let w = crate::trust::widening_over("[ralph]\ncheck = [\"cargo\", \"test\"]\n", None);
+        assert!(w.is_empty(), "{w:?}");
+        // The tracker only chooses where tasks are read from: bd runs in the sandbox, and a
+        // task is done only by ralph's own record.
+        let w = crate::trust::widening("[ralph]\ntracker = \"beads\"\n");
         assert!(w.is_empty(), "{w:?}");
         let w = crate::trust::widening("[ralph]\nagent = [\"x\"]\nprint_args = []\n");
         let keys: Vec<&str> = w.iter().map(|w| w.key.as_str()).collect();

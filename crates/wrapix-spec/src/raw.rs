@@ -63,6 +63,7 @@ pub struct RawRalph {
     pub print_args: Option<Spanned<Vec<String>>>,
     pub check: Option<Spanned<Vec<String>>>,
     pub require_clean: Option<Spanned<bool>>,
+    pub tracker: Option<Spanned<String>>,
 }
 
 /// One `[mcp.NAME]` table: its keys depend on the server.

@@ -179,9 +179,11 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
         }),
         // The check and the clean-tree rule run in the sandbox like anything the agent runs
         // (weakening the user's, or the default, is judged in `ralph_over`); another agent
-        // program or its arguments choose what gets the agent's login.
+        // program or its arguments choose what gets the agent's login. The tracker only
+        // chooses where ralph reads tasks from: `bd` runs in the sandbox, never on the host,
+        // and a task is done only when ralph's own record says so.
         "ralph" => judge_table(key, value, out, |k, _| match k {
-            "check" | "require_clean" => Some(()),
+            "check" | "require_clean" | "tracker" => Some(()),
             _ => None,
         }),
         "mcp" => match value.as_table() {

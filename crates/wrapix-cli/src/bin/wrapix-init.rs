@@ -25,6 +25,10 @@ extern "C" fn main(
     _argc: std::ffi::c_int,
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut args = std::env::args_os();
+    if wrapix_sandbox::vm::is_guest_init(args.next().as_deref()) {
+        wrapix_sandbox::vm::guest::main();
+    }
+    let args: Vec<std::ffi::OsString> = args.collect();
     wrapix_sandbox::init::main(&args)
 }

@@ -104,7 +104,7 @@ pub fn launch(l: Launch<'_>) -> Result<Outcome, Failure> {
         images::ensure_for_run(&spec, &env)?;
     }
     let prepared = wrapix_sandbox::prepare(&spec, &mode, &facts)?;
-    let plan = backend.plan(&prepared)?;
+    let plan = wrapix_sandbox::backend::plan(backend.as_ref(), &prepared)?;
     if dry_run {
         print!("{}", plan.render());
         return Ok(Outcome {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use wrapix_ralph::beads;
 use wrapix_ralph::template::{self, Kind};
 use wrapix_ralph::tracker::{self, NewTask, Status};
 use wrapix_ralph::verified::{self, Ledger, Verified};
@@ -13,7 +14,10 @@ use wrapix_ralph::{Project, RalphError, Tracker};
 use crate::cli::SandboxArgs;
 use crate::commands::Failure;
 
+mod board;
 mod run;
+
+use board::Board;
 
 #[derive(Debug, Subcommand)]
 pub enum RalphCmd {
@@ -257,18 +261,18 @@ pub(crate) fn ledger(p: &Project) -> Option<Ledger> {
 /// ralph decided it for this task's content (see [`verified`]). Inside a sandbox, the files
 /// as they are. Each notice is printed once per process (`shown`).
 pub(crate) fn believed(
-    p: &Project,
+    board: &Board,
     ledger: Option<&Ledger>,
     shown: &mut std::collections::BTreeSet<String>,
 ) -> Result<Verified, Failure> {
-    let tasks = Tracker::new(p).load()?;
+    let (tasks, _) = board.load(ledger)?;
     let Some(ledger) = ledger else {
         return Ok(Verified {
             tasks,
             ..Verified::default()
         });
     };
-    let v = verified::reconcile(tasks, &ledger.read()?);
+    let v = verified::reconcile_from(tasks, &ledger.read()?, |id| board.source(id));
     let missing = v.missing.iter().map(|id| {
         format!(
             "task {id} was removed from .ralph/tasks before ralph finished it (restore .ralph/tasks/{id}.toml, or drop it with `ralph task forget {id}`)"
@@ -319,8 +323,33 @@ fn start(project: Option<&Path>) -> Result<i32, Failure> {
     Ok(0)
 }
 
+/// The project's tracker: `[ralph] tracker` (read only when the project has `.beads/`; inside
+/// the sandbox, where the user's config is not, the `auto` rule).
+fn kind_of(p: &Project) -> Result<beads::Kind, Failure> {
+    if !p.exists(Path::new(beads::BEADS_DIR))? {
+        return Ok(beads::Kind::Ralph);
+    }
+    if in_sandbox() {
+        return Ok(beads::choose(p, None)?);
+    }
+    let args = host_args(p);
+    let layers = crate::context::load_layers(&args, &crate::context::host_env())?;
+    let ralph = wrapix_spec::ralph::validate(&layers)?;
+    Ok(beads::choose(p, ralph.tracker.as_deref())?)
+}
+
+fn host_args(p: &Project) -> SandboxArgs {
+    SandboxArgs {
+        project: Some(p.path().to_owned()),
+        ..SandboxArgs::default()
+    }
+}
+
 fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
     let p = open(project)?;
+    if kind_of(&p)? == beads::Kind::Beads {
+        return task_beads(p, cmd);
+    }
     let t = Tracker::new(&p);
     let ledger = ledger(&p);
     let mut shown = Default::default();
@@ -346,7 +375,7 @@ fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
             println!("{}", task.id);
         }
         TaskCmd::List { json } => {
-            let tasks = believed(&p, ledger.as_ref(), &mut shown)?.tasks;
+            let tasks = believed(&Board::Ralph(&p), ledger.as_ref(), &mut shown)?.tasks;
             if json {
                 let all: Vec<_> = tasks.values().map(|t| t.to_json()).collect();
                 println!("{}", serde_json::Value::Array(all));
@@ -358,7 +387,7 @@ fn task(project: Option<&Path>, cmd: TaskCmd) -> Result<i32, Failure> {
         }
         TaskCmd::Show { id } => {
             let id = tracker::parse_id(&id)?;
-            let task = believed(&p, ledger.as_ref(), &mut shown)?
+            let task = believed(&Board::Ralph(&p), ledger.as_ref(), &mut shown)?
                 .tasks
                 .remove(&id)
                 .ok_or_else(|| tracker::unknown_id(id))?;
@@ -441,7 +470,17 @@ fn line(t: &wrapix_ralph::Task) -> String {
 
 fn status(project: Option<&Path>, json: bool) -> Result<i32, Failure> {
     let p = open(project)?;
-    let v = believed(&p, ledger(&p).as_ref(), &mut Default::default())?;
+    let kind = kind_of(&p)?;
+    let ctx = match kind {
+        beads::Kind::Beads if !in_sandbox() => Some(run::context(&host_args(&p))?),
+        _ => None,
+    };
+    let board = match (&ctx, kind) {
+        (Some(c), _) => c.board(),
+        (None, beads::Kind::Beads) => Board::BeadsInside(&p),
+        (None, beads::Kind::Ralph) => Board::Ralph(&p),
+    };
+    let v = believed(&board, ledger(&p).as_ref(), &mut Default::default())?;
     let tasks = v.tasks;
     let last = p.recent_progress(1)?;
     let current = tasks.values().find(|t| t.status == Status::InProgress);
@@ -519,7 +558,9 @@ fn logs(project: Option<&Path>, task: Option<&str>) -> Result<i32, Failure> {
     let mut names = p.files(Path::new(".ralph/logs"))?;
     if let Some(id) = task {
         let id = tracker::parse_id(id)?;
-        Tracker::new(&p).get(id)?;
+        if kind_of(&p)? == beads::Kind::Ralph {
+            Tracker::new(&p).get(id)?;
+        }
         names.retain(|n| n.starts_with(&format!("{id}-")));
     } else if let Some(last) = last_log(&p)? {
         names = vec![last];
@@ -629,4 +670,173 @@ fn tune(project: Option<&Path>, which: Option<&str>, diff: bool) -> Result<i32, 
     let values: Vec<(&str, &str)> = kind.placeholders().iter().map(|k| (*k, "")).collect();
     template::render(kind, &rel.display().to_string(), &text, &values)?;
     Ok(if status.success() { 0 } else { 1 })
+}
+
+/// `ralph task …` in a beads project. Inside the sandbox only `add` (→ `bd create`) and
+/// `list` (bd's ids); the agent uses `bd` itself for the rest, and ralph on the host believes
+/// only its own record. On the host, bd runs in the project's sandbox.
+fn task_beads(p: Project, cmd: TaskCmd) -> Result<i32, Failure> {
+    let ctx = match in_sandbox() {
+        true => None,
+        false => Some(run::context(&host_args(&p))?),
+    };
+    let board = match &ctx {
+        Some(c) => c.board(),
+        None => Board::BeadsInside(&p),
+    };
+    let ledger = ctx.as_ref().map(|c| &c.ledger);
+    let mut shown = Default::default();
+    // A number (ralph's, on the host) or a bd id.
+    let number = |s: &str| -> Result<u32, Failure> {
+        if let Ok(n) = tracker::parse_id(s) {
+            return Ok(n);
+        }
+        beads::check_id(s)?;
+        let record = ledger.map(|l| l.read()).transpose()?.unwrap_or_default();
+        record.beads.get(s).copied().ok_or_else(|| {
+            Failure::usage(format!(
+                "ralph has not seen bd issue {} (see `ralph task list`)",
+                tracker::escape(s)
+            ))
+        })
+    };
+    let bd_id = |n: u32| -> Result<String, Failure> {
+        let record = ledger.map(|l| l.read()).transpose()?.unwrap_or_default();
+        record
+            .beads
+            .iter()
+            .find(|(_, m)| **m == n)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| tracker::unknown_id(n).into())
+    };
+    let host_only = |what: &str| {
+        Failure::usage(format!(
+            "`ralph task {what}` in a beads project works on the host; inside the sandbox use `bd` (ralph on the host believes only its own record)"
+        ))
+    };
+    match cmd {
+        TaskCmd::Add {
+            title,
+            spec,
+            after,
+            note,
+            profile,
+        } => {
+            if profile.is_some() {
+                return Err(Failure::usage(
+                    "a bd issue carries no profile: its steps run in the project's (drop --profile)",
+                ));
+            }
+            if title.trim().is_empty() || title.len() > 300 || title.contains(['\n', '\r']) {
+                return Err(Failure::usage(
+                    "the task title is empty, longer than 300 bytes or more than one line",
+                ));
+            }
+            if let Some(s) = &spec {
+                p.spec(s)?;
+            }
+            let after = after
+                .iter()
+                .map(|a| match (tracker::parse_id(a), ledger) {
+                    (Ok(n), Some(_)) => bd_id(n),
+                    _ => beads::check_id(a).map(|_| a.clone()).map_err(Failure::from),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let argv = beads::create_argv(&title, note.as_deref(), spec.as_deref(), &after)?;
+            let issue = beads::parse_issue("bd create --json", &board.bd(argv, "bd create")?)?;
+            println!("{}", issue.id);
+        }
+        TaskCmd::List { json } => {
+            let (tasks, ids) = match ledger {
+                Some(l) => {
+                    let tasks = believed(&board, Some(l), &mut shown)?.tasks;
+                    let ids = l.read()?.beads.into_iter().map(|(k, v)| (v, k)).collect();
+                    (tasks, ids)
+                }
+                None => board.load(None)?,
+            };
+            let bd = |n: &u32| ids.get(n).cloned().unwrap_or_default();
+            if json {
+                let all: Vec<_> = tasks
+                    .values()
+                    .map(|t| {
+                        let mut v = t.to_json();
+                        v["bd_id"] = bd(&t.id).into();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(all));
+            } else {
+                for t in tasks.values() {
+                    println!("{}  [{}]", line(t), tracker::escape(&bd(&t.id)));
+                }
+            }
+        }
+        TaskCmd::Show { id } => {
+            let l = ledger.ok_or_else(|| host_only("show"))?;
+            let n = number(&id)?;
+            let task = believed(&board, Some(l), &mut shown)?
+                .tasks
+                .remove(&n)
+                .ok_or_else(|| tracker::unknown_id(n))?;
+            println!("{}  [{}]", line(&task), tracker::escape(&bd_id(n)?));
+            for (k, v) in [
+                ("spec", &task.spec),
+                ("note", &task.note),
+                ("reason", &task.reason),
+            ] {
+                if let Some(v) = v {
+                    println!("  {k:<8} {}", tracker::escape(v));
+                }
+            }
+        }
+        TaskCmd::Done { id } | TaskCmd::Reopen { id } if ledger.is_none() => {
+            let _ = id;
+            return Err(host_only("done/reopen"));
+        }
+        TaskCmd::Done { id } => {
+            let l = ledger.ok_or_else(|| host_only("done"))?;
+            let n = number(&id)?;
+            let mut task = believed(&board, Some(l), &mut shown)?
+                .tasks
+                .remove(&n)
+                .ok_or_else(|| tracker::unknown_id(n))?;
+            task.status = Status::Done;
+            task.reason = Some("marked done by the user (ralph task done)".into());
+            // The user's word on the host: recorded first, then written to bd.
+            l.decide(&task, verified::content_hash(&task))?;
+            board.set(Some(l), &task)?;
+        }
+        TaskCmd::Reopen { id } => {
+            let l = ledger.ok_or_else(|| host_only("reopen"))?;
+            let n = number(&id)?;
+            let mut task = believed(&board, Some(l), &mut shown)?
+                .tasks
+                .remove(&n)
+                .ok_or_else(|| tracker::unknown_id(n))?;
+            task.status = Status::Open;
+            task.failures = 0;
+            task.reason = None;
+            l.decide(&task, verified::content_hash(&task))?;
+            board.bd(beads::reopen_argv(&bd_id(n)?)?, "bd reopen")?;
+        }
+        TaskCmd::Forget { id } => {
+            let l = ledger.ok_or_else(|| host_only("forget"))?;
+            let n = number(&id)?;
+            if believed(&board, Some(l), &mut shown)?
+                .tasks
+                .contains_key(&n)
+            {
+                return Err(Failure::usage(format!(
+                    "task {n} is still in bd; `forget` is for an issue removed from bd"
+                )));
+            }
+            if l.forget(n)? {
+                eprintln!("ralph: forgot task {n}");
+            } else {
+                eprintln!("ralph: ralph had no record of task {n}; nothing changed");
+            }
+        }
+    }
+    Ok(0)
 }

@@ -13,11 +13,12 @@ use wrapix_ralph::template::{self, Kind};
 use wrapix_ralph::tracker::{self, Status, Task};
 use wrapix_ralph::verdict::{self, StepFacts, Stop, Verdict};
 use wrapix_ralph::verified::{content_hash, Ledger};
-use wrapix_ralph::{Project, Tracker};
+use wrapix_ralph::Project;
 use wrapix_sandbox::exec::{ExecOptions, Stopped};
 use wrapix_sandbox::RunMode;
 use wrapix_spec::ralph::Ralph;
 
+use super::board::Board;
 use super::{believed, open, project_path, RunArgs};
 use crate::cli::SandboxArgs;
 use crate::commands::launch::{launch, Launch};
@@ -43,10 +44,10 @@ pub struct Limits {
 }
 
 /// The project and its config, loaded once per command.
-struct Ctx {
-    project: Project,
+pub(crate) struct Ctx {
+    pub(crate) project: Project,
     /// ralph's record of what it decided, outside every sandbox.
-    ledger: Ledger,
+    pub(crate) ledger: Ledger,
     args: SandboxArgs,
     ralph: Ralph,
     /// The agent's argv for ralph (`[ralph] agent`, else `[agent] command`).
@@ -54,9 +55,20 @@ struct Ctx {
     /// The user's choice (flags, config) is the `host` profile: only then may a task's
     /// profile be `host`.
     host_profile: bool,
+    /// Where the tasks live.
+    tracker: wrapix_ralph::beads::Kind,
 }
 
-fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
+impl Ctx {
+    pub(crate) fn board(&self) -> Board<'_> {
+        match self.tracker {
+            wrapix_ralph::beads::Kind::Ralph => Board::Ralph(&self.project),
+            wrapix_ralph::beads::Kind::Beads => Board::Beads(self),
+        }
+    }
+}
+
+pub(crate) fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
     let project = open(sandbox.project.as_deref())?;
     let mut args = sandbox.clone();
     args.project = Some(project_path(sandbox.project.as_deref())?);
@@ -74,7 +86,9 @@ fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
     let ledger = super::ledger(&project).ok_or_else(|| {
         Failure::usage("inside the sandbox only `ralph task …` and `ralph status` work")
     })?;
+    let tracker = wrapix_ralph::beads::choose(&project, ralph.tracker.as_deref())?;
     Ok(Ctx {
+        tracker,
         ledger,
         project,
         args,
@@ -85,10 +99,10 @@ fn context(sandbox: &SandboxArgs) -> Result<Ctx, Failure> {
 }
 
 /// One sandboxed run's result.
-struct Ran {
+pub(crate) struct Ran {
     /// The exit code and why it was stopped, or why the sandbox did not start.
-    outcome: Result<wrapix_sandbox::exec::Outcome, String>,
-    output: Vec<u8>,
+    pub(crate) outcome: Result<wrapix_sandbox::exec::Outcome, String>,
+    pub(crate) output: Vec<u8>,
 }
 
 impl Ran {
@@ -103,7 +117,7 @@ impl Ran {
 /// Runs `argv` in a fresh sandbox of the project: `stdin` as its stdin, its stdout (and
 /// stderr with `both`) captured. Bad input (exit 2) is an error; a sandbox that did not
 /// start is a [`Ran`] with the reason.
-fn sandboxed(
+pub(crate) fn sandboxed(
     ctx: &Ctx,
     argv: Vec<String>,
     stdin: Option<&str>,
@@ -242,8 +256,8 @@ fn runner_lock(ledger: &Ledger) -> Result<tracker::Lock, Failure> {
 /// holds the runner lock): it goes back to `open`, not counted as a failure.
 fn recover(ctx: &Ctx, shown: &mut std::collections::BTreeSet<String>) -> Result<(), Failure> {
     let p = &ctx.project;
-    let t = Tracker::new(p);
-    let stale: Vec<Task> = believed(p, Some(&ctx.ledger), shown)?
+    let board = ctx.board();
+    let stale: Vec<Task> = believed(&board, Some(&ctx.ledger), shown)?
         .tasks
         .into_values()
         .filter(|t| t.status == Status::InProgress)
@@ -252,12 +266,8 @@ fn recover(ctx: &Ctx, shown: &mut std::collections::BTreeSet<String>) -> Result<
         let id = task.id;
         task.status = Status::Open;
         task.reason = Some("interrupted: ralph stopped during its step; reopened".into());
-        t.update(id, |t| {
-            t.status = task.status;
-            t.reason = task.reason.clone();
-            Ok(())
-        })?;
         ctx.ledger.decide(&task, content_hash(&task))?;
+        board.set(Some(&ctx.ledger), &task)?;
         p.progress(&format!(
             "task {id}: was in progress when ralph stopped; reopened"
         ))?;
@@ -270,10 +280,10 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
     let signals = hold_signals()?;
     let ctx = context(&run.sandbox)?;
     let p = &ctx.project;
-    let tracker = Tracker::new(p);
+    let board = ctx.board();
     // Bad input is found before anything changes: the tasks, ralph's record and the step
     // template.
-    tracker.load()?;
+    board.load(Some(&ctx.ledger))?;
     ctx.ledger.read()?;
     let text = Kind::Step.load(p)?;
     template::render(
@@ -295,7 +305,7 @@ pub fn steps(run: &RunArgs, limits: Limits) -> Result<i32, Failure> {
             p.remove(Path::new(".ralph/STOP"))?;
             break Stop::StopFile;
         }
-        let believed = believed(p, Some(&ctx.ledger), &mut shown)?;
+        let believed = believed(&board, Some(&ctx.ledger), &mut shown)?;
         // Every task ralph saw is remembered, so that one removed before it is done is missed.
         ctx.ledger.see(&believed.tasks)?;
         let tasks = believed.tasks;
@@ -342,7 +352,7 @@ fn step(
     loop_deadline: Option<Instant>,
 ) -> Result<Verdict, Failure> {
     let p = &ctx.project;
-    let tracker = Tracker::new(p);
+    let board = ctx.board();
     let (spec, spec_path) = match &task.spec {
         Some(l) => (p.spec(l)?, Project::spec_path(l).display().to_string()),
         None => (String::new(), String::new()),
@@ -393,10 +403,10 @@ fn step(
         &decide(Status::InProgress, task.reason.clone()),
         content.clone(),
     )?;
-    tracker.update(task.id, |t| {
-        t.status = Status::InProgress;
-        Ok(())
-    })?;
+    board.set(
+        Some(&ctx.ledger),
+        &decide(Status::InProgress, task.reason.clone()),
+    )?;
     p.progress(&format!("task {}: started: {}", task.id, task.title))?;
     eprintln!("ralph: task {}: {}", task.id, tracker::escape(&task.title));
     let result = verify(ctx, task, &prompt, step_deadline, loop_deadline);
@@ -409,11 +419,7 @@ fn step(
                 Some(format!("the step stopped: {}", e.message)),
             );
             let _ = ctx.ledger.decide(&open, content.clone());
-            let _ = tracker.update(task.id, |t| {
-                t.status = open.status;
-                t.reason = open.reason.clone();
-                Ok(())
-            });
+            let _ = board.set(Some(&ctx.ledger), &open);
             return Err(e);
         }
     };
@@ -422,13 +428,7 @@ fn step(
     verdict.apply(&mut updated);
     updated.log = Some(log_rel.clone());
     ctx.ledger.decide(&updated, content)?;
-    tracker.update(task.id, |t| {
-        t.status = updated.status;
-        t.failures = updated.failures;
-        t.reason = updated.reason.clone();
-        t.log = updated.log.clone();
-        Ok(())
-    })?;
+    board.set(Some(&ctx.ledger), &updated)?;
     let why = updated
         .reason
         .as_deref()
@@ -600,9 +600,9 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
     let p = &ctx.project;
     let label = pick_label(p, label)?;
     let spec = p.spec(&label)?;
-    let tracker = Tracker::new(p);
+    let board = ctx.board();
     // The agent sees the tasks as ralph believes them.
-    let before = believed(p, Some(&ctx.ledger), &mut Default::default())?.tasks;
+    let before = believed(&board, Some(&ctx.ledger), &mut Default::default())?.tasks;
     let listing: Vec<String> = before
         .values()
         .map(|t| format!("- {} [{}] {}", t.id, t.status, t.title))
@@ -640,7 +640,7 @@ pub fn ready(label: Option<&str>, run: &RunArgs) -> Result<i32, Failure> {
     let mut log = format!("# ready {label} (exit {})\n", r.code());
     log.push_str(&String::from_utf8_lossy(&r.output));
     p.write(Path::new(&log_rel), log.as_bytes())?;
-    let after = tracker.load()?;
+    let (after, _) = board.load(Some(&ctx.ledger))?;
     ctx.ledger.see(&after)?;
     let added = after.len().saturating_sub(before.len());
     let sig = signal::parse(&r.output, json);

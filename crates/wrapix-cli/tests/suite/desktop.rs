@@ -151,7 +151,7 @@ fn x11_forward_without_a_display_is_an_error_naming_the_fix() {
 }
 
 /// The first pixel of a PNG written by `wrapix screenshot` (8-bit RGB, one IDAT).
-fn first_png_pixel(png: &[u8]) -> u32 {
+pub fn first_png_pixel(png: &[u8]) -> u32 {
     use std::io::Read;
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     let i = png.windows(4).position(|w| w == b"IDAT").unwrap();

@@ -43,6 +43,8 @@ pub enum Backend {
     Podman,
     /// systemd-nspawn with the `host` profile; root only (the root pass).
     Nspawn,
+    /// The qemu micro-VM with the `host` profile, as the user (TCG where KVM is unusable).
+    Qemu,
 }
 
 /// bwrap arguments of the smoke test: the namespaces wrapix uses, running `true`.
@@ -86,8 +88,40 @@ pub fn backend() -> Backend {
         Err(_) | Ok("") | Ok("bwrap") => Backend::Bwrap,
         Ok("podman") => Backend::Podman,
         Ok("nspawn") => Backend::Nspawn,
-        Ok(other) => panic!("WRAPIX_TEST_BACKEND={other:?}: expected bwrap, podman or nspawn"),
+        Ok("qemu") => Backend::Qemu,
+        Ok(other) => {
+            panic!("WRAPIX_TEST_BACKEND={other:?}: expected bwrap, podman, nspawn or qemu")
+        }
     }
+}
+
+/// Whether this host can run the qemu backend: qemu, the Rust virtiofsd, a cloud kernel.
+pub fn qemu_ready() -> Result<(), String> {
+    let on_path = |p: &str| {
+        ["/usr/local/bin", "/usr/bin", "/usr/libexec"]
+            .iter()
+            .any(|d| Path::new(d).join(p).is_file())
+    };
+    if !on_path("qemu-system-x86_64") {
+        return Err(
+            "qemu backend: no qemu-system-x86_64 (sudo apt-get install qemu-system-x86)".into(),
+        );
+    }
+    if !on_path("virtiofsd") {
+        return Err("qemu backend: no Rust virtiofsd (cargo install virtiofsd)".into());
+    }
+    let kernel = std::fs::read_dir("/boot")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("-cloud-amd64"))
+        })
+        .unwrap_or(false);
+    if !kernel {
+        return Err(
+            "qemu backend: no cloud kernel (sudo apt-get install linux-image-cloud-amd64)".into(),
+        );
+    }
+    Ok(())
 }
 
 /// Prints the reason a test does not run; a skip is never silent. With
@@ -451,6 +485,16 @@ impl Case {
                 let mut c = Self::fresh(env);
                 c.backend = Backend::Nspawn;
                 Some(c.host_env("WRAPIX_BACKEND", "nspawn"))
+            }
+            Backend::Qemu => {
+                let env = Self::env_or_skip()?;
+                if let Err(reason) = qemu_ready() {
+                    skip(&reason);
+                    return None;
+                }
+                let mut c = Self::fresh(env);
+                c.backend = Backend::Qemu;
+                Some(c.host_env("WRAPIX_BACKEND", "qemu"))
             }
             Backend::Podman => {
                 let env = Self::env_or_skip()?;

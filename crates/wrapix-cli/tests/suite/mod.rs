@@ -1,6 +1,7 @@
 //! The integration suite. Every test starts from [`harness::Case::new`], which prints
 //! `SKIP: <reason>` and returns `None` when this host cannot run sandboxes.
 
+mod apple;
 mod badinput;
 mod claude;
 mod config;
@@ -18,10 +19,13 @@ mod escape_persist;
 mod escape_tty;
 mod harness;
 mod images;
+mod manager;
 mod mcp;
+mod nix;
 mod notify_restart;
 mod nspawn;
 mod proc;
+mod qemu;
 mod ralph;
 mod run;
 mod testhost;

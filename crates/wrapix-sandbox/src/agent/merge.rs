@@ -1,28 +1,19 @@
 //! The JSON edits wrapix makes to Claude Code's files: its notification hooks in
 //! `settings.json` and its MCP servers in `.claude.json`, merged with the user's own entries.
-//! Pure functions on `serde_json::Value`s; the files are read and written by the caller.
+//! Pure functions on `serde_json::Value`s; the files are read and written by the caller. What
+//! wrapix adds comes from the types in [`super::claude`]; the user's own entries are kept as
+//! they are.
 
 use std::collections::BTreeMap;
 
 use wrapix_spec::McpServer;
 
-/// The in-sandbox command the notification hooks run (see wrapix-notify).
-const NOTIFY_COMMAND: &str = "/run/wrapix/bin/wrapix notify";
+use super::claude::{is_wrapix_hook, HookEvent, HookGroup, McpEntry};
 
 pub fn to_json_text(v: &serde_json::Value) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(v).unwrap_or_default();
     text.push(b'\n');
     text
-}
-
-/// Claude Code's entry for one stdio server.
-fn mcp_entry(server: &McpServer) -> serde_json::Value {
-    serde_json::json!({
-        "type": "stdio",
-        "command": server.command[0],
-        "args": server.command[1..],
-        "env": server.env,
-    })
 }
 
 /// Sets `mcpServers.NAME` for every server and removes the names in `previous` that are no
@@ -46,7 +37,7 @@ pub fn merge_mcp_servers(
         }
     }
     for (name, server) in servers {
-        map.insert(name.clone(), mcp_entry(server));
+        map.insert(name.clone(), McpEntry::stdio(server).to_value());
     }
     Ok(*doc != before)
 }
@@ -91,11 +82,6 @@ pub fn restore_mcp_servers(
 pub fn merge_notify_hooks(settings: &mut serde_json::Value) -> Result<bool, String> {
     use serde_json::{json, Value};
     let before = settings.clone();
-    let is_ours = |h: &Value| {
-        h.get("command")
-            .and_then(Value::as_str)
-            .is_some_and(|c| c.starts_with(NOTIFY_COMMAND))
-    };
     let hooks = settings
         .as_object_mut()
         .ok_or("the settings are not a JSON object")?
@@ -103,18 +89,17 @@ pub fn merge_notify_hooks(settings: &mut serde_json::Value) -> Result<bool, Stri
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or("\"hooks\" is not a JSON object")?;
-    for event in ["Stop", "Notification"] {
+    for event in HookEvent::ALL {
         let list = hooks
-            .entry(event)
+            .entry(event.name())
             .or_insert_with(|| json!([]))
             .as_array_mut()
-            .ok_or_else(|| format!("\"hooks.{event}\" is not a JSON array"))?;
+            .ok_or_else(|| format!("\"hooks.{}\" is not a JSON array", event.name()))?;
         list.retain(|group| {
             let entries = group.get("hooks").and_then(Value::as_array);
-            !entries.is_some_and(|e| !e.is_empty() && e.iter().all(is_ours))
+            !entries.is_some_and(|e| !e.is_empty() && e.iter().all(is_wrapix_hook))
         });
-        let command = format!("{NOTIFY_COMMAND} --hook {event}");
-        list.push(json!({"hooks": [{"type": "command", "command": command, "timeout": 10}]}));
+        list.push(HookGroup::notify(event).to_value());
     }
     Ok(*settings != before)
 }

@@ -139,6 +139,10 @@ impl Backend for Bwrap {
         "bwrap"
     }
 
+    fn forwards(&self) -> bool {
+        true
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }

@@ -1,10 +1,12 @@
 //! Backends translate a [`Prepared`] run into a [`LaunchPlan`]; they do not execute.
 //! `probe` says whether this host can run the backend and, if not, what to do about it.
 
+pub mod apple;
 pub mod bwrap;
 pub mod limits;
 pub mod nspawn;
 pub mod podman;
+pub mod qemu;
 pub mod stage;
 
 use crate::error::SandboxError;
@@ -96,6 +98,21 @@ pub trait Backend {
     fn needs_image(&self) -> bool {
         false
     }
+    /// Whether [`Backend::plan`] carries out `[forward]` and ports. Off unless a backend says
+    /// so: [`plan`] refuses a run that asks for them on any other backend, so a new backend
+    /// cannot drop them silently.
+    fn forwards(&self) -> bool {
+        false
+    }
+}
+
+/// The backend's plan for `run`, refused when the run asks for forwards the backend does not
+/// carry out (fail closed: never a run without what the config asked for).
+pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+    if !backend.forwards() {
+        refuse_forwards(backend.name(), run)?;
+    }
+    backend.plan(run)
 }
 
 /// What locating a backend may look at: the host's environment and user, the project, and
@@ -121,10 +138,20 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
-pub const REGISTRY: &[Entry] = &[bwrap::ENTRY, podman::ENTRY, nspawn::ENTRY];
+pub const REGISTRY: &[Entry] = &[
+    bwrap::ENTRY,
+    podman::ENTRY,
+    nspawn::ENTRY,
+    qemu::ENTRY,
+    apple::ENTRY,
+];
 
-/// The backend `auto` means on this host.
-pub const DEFAULT: &str = "bwrap";
+/// The backend `auto` means on this host: Apple's `container` on macOS.
+pub const DEFAULT: &str = if cfg!(target_os = "macos") {
+    "apple"
+} else {
+    "bwrap"
+};
 
 /// The names configs may use, for [`wrapix_spec::validate::HostContext::backends`].
 pub fn names() -> Vec<wrapix_spec::BackendName> {

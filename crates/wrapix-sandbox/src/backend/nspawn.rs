@@ -441,7 +441,6 @@ impl Backend for Nspawn {
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
-        super::refuse_forwards("nspawn", run)?;
         let nspawn = self.nspawn.clone().ok_or_else(|| {
             Self::unavailable(
                 "systemd-nspawn is not installed",

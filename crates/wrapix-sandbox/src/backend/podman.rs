@@ -263,7 +263,6 @@ impl Backend for Podman {
     }
 
     fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
-        super::refuse_forwards("podman", run)?;
         let podman = self.podman.clone().ok_or_else(|| {
             Self::unavailable(
                 "podman is not installed",

@@ -381,7 +381,7 @@ fn pinned_sources_are_bound_through_their_handle() {
 fn forwards_are_refused_with_the_fix() {
     let mut run = prepared(Network::None, Resources::default());
     run.spec.forward.ssh_agent = Some(wrapix_spec::SshAgent::Host);
-    let e = crate::backend::refuse_forwards("nspawn", &run)
+    let e = crate::backend::plan(&backend(), &run)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

@@ -337,8 +337,7 @@ fn stage_refuses_a_shared_parent_and_env_values_with_line_breaks() {
 fn forwards_are_refused_with_the_fix() {
     let mut run = prepared(Network::None, Resources::default());
     run.spec.forward.display = Some(wrapix_spec::Display::Xvfb);
-    let e = backend(false)
-        .plan(&run)
+    let e = crate::backend::plan(&backend(false), &run)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -356,8 +355,7 @@ fn forwards_are_refused_with_the_fix() {
     ] {
         let mut run = prepared(Network::None, Resources::default());
         set(&mut run.spec.forward);
-        let e = backend(false)
-            .plan(&run)
+        let e = crate::backend::plan(&backend(false), &run)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

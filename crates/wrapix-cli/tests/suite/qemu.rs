@@ -1,0 +1,124 @@
+//! The qemu backend as its users run it (`wrapix run --backend qemu`, as the test user): the
+//! exit code, the workspace's owner, signals, no network device. Skips with the reason where the
+//! host has no qemu, Rust virtiofsd or cloud kernel. Under TCG (no usable KVM) each run boots a
+//! kernel in software: seconds, not milliseconds.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+
+use super::harness::{host_procs_with, qemu_ready, skip, wait_for, Case};
+
+fn case() -> Option<Case> {
+    let c = Case::new()?;
+    if let Err(reason) = qemu_ready() {
+        skip(&reason);
+        return None;
+    }
+    Some(c)
+}
+
+const RUN: &[&str] = &["run", "--backend", "qemu", "--network", "none", "--"];
+
+fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    RUN.iter().copied().chain(cmd.iter().copied()).collect()
+}
+
+#[test]
+fn exit_code_comes_back_and_the_workspace_stays_the_users() {
+    let Some(c) = case() else { return };
+    let out = c.run(&args(&[
+        "sh",
+        "-c",
+        "touch /workspace/new && mkdir /workspace/d && id -u && echo to-stderr >&2 && exit 7",
+    ]));
+    assert_eq!(out.code, 7, "{out}");
+    assert_eq!(out.stdout.trim(), c.env.uid.to_string(), "{out}");
+    assert!(out.stderr.contains("to-stderr"), "{out}");
+    assert!(
+        !out.stderr.contains("Linux version"),
+        "kernel messages leaked: {out}"
+    );
+    for p in ["new", "d"] {
+        let m = std::fs::metadata(c.project.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (c.env.uid, c.env.gid), "{p}");
+    }
+}
+
+#[test]
+fn the_command_has_no_capabilities_and_no_network_device() {
+    let Some(c) = case() else { return };
+    let out = c.run(&args(&[
+        "sh",
+        "-c",
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; tail -n +3 /proc/net/dev | cut -d: -f1",
+    ]));
+    assert_eq!(out.code, 0, "{out}");
+    for want in [
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
+        assert!(out.stdout.contains(want), "{want} missing: {out}");
+    }
+    let nics: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.contains(':'))
+        .map(str::trim)
+        .filter(|l| *l != "lo")
+        .collect();
+    assert!(
+        nics.is_empty(),
+        "network devices with --network none: {nics:?}"
+    );
+}
+
+#[test]
+fn sigterm_reaches_the_command_and_nothing_is_left() {
+    let Some(c) = case() else { return };
+    let script = "trap 'echo TERM > /workspace/got; exit 3' TERM; touch /workspace/ready; \
+                  while :; do sleep 0.1; done";
+    let run = c.spawn(&args(&["/bin/sh", "-c", script]));
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(120), || ready.exists()),
+        "the script never got ready"
+    );
+    kill(run.pid(), Signal::SIGTERM).unwrap();
+    let out = run.finish();
+    assert_eq!(out.code, 3, "{out}");
+    let got = std::fs::read_to_string(c.project.join("got")).unwrap_or_default();
+    assert_eq!(got.trim(), "TERM", "{out}");
+    // No qemu and no virtiofsd of this case (their arguments name its folders).
+    let marker = c.root.to_string_lossy().into_owned();
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(10), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}
+
+#[test]
+fn sigkill_of_wrapix_takes_the_vm_down() {
+    let Some(c) = case() else { return };
+    let script = "touch /workspace/ready; while :; do sleep 0.1; done";
+    let run = c.spawn(&args(&["/bin/sh", "-c", script]));
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(120), || ready.exists()),
+        "the script never got ready"
+    );
+    kill(run.pid(), Signal::SIGKILL).unwrap();
+    let _ = run.finish();
+    let marker = c.root.to_string_lossy().into_owned();
+    let left = || host_procs_with(&marker);
+    assert!(
+        wait_for(Duration::from_secs(10), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}

@@ -1,0 +1,603 @@
+//! The qemu backend: the sandbox is a micro-VM with a kernel of its own (`--backend qemu`).
+//!
+//! Isolation: a guest kernel (the Debian cloud kernel, `linux-image-cloud-amd64`) in
+//! `qemu-system-x86_64 -M microvm`, KVM when `/dev/kvm` works, else TCG (slow; refused with
+//! `WRAPIX_REQUIRE_KVM=1`). The guest sees only what is shared with it: each bind source (and
+//! each root folder) is a virtiofs share served by its own `virtiofsd` (the Rust one: it has
+//! `--readonly`, and runs unprivileged), read-only unless the bind is writable. PID 1 in the
+//! guest ([`crate::vm::guest`], from an initramfs built here and cached by content) mounts the
+//! shares, builds the root as bubblewrap's is built (read-only; tmpfs `/tmp`, `/run`, home),
+//! and runs wrapix's init there as the user's UID/GID with no capabilities, `no_new_privs`,
+//! wrapix's seccomp filter and the run's environment. No NIC for `network = "none"`.
+//!
+//! The executor starts `wrapix-init __vm` ([`crate::vm::host`]), which starts virtiofsd and
+//! qemu (both die with it), relays stdio over virtio-serial ports, forwards signals as one byte
+//! on a port, and exits with the code the guest reports.
+//!
+//! Not yet (refused, never run unconfined): `network = "open"`, `[resources]`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use wrapix_spec::{MountMode, Network};
+
+use super::{find_program, Backend, Probe};
+use crate::error::SandboxError;
+use crate::plan::{LaunchPlan, SignalTarget};
+use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
+use crate::root::RootEntry;
+use crate::seccomp::{default_filter_bytes, SeccompOptions};
+use crate::vm::{GuestConfig, GuestMount, GuestShare, CONFIG_FILE, FIRST_PORT_FD, PORTS, RUN_TAG};
+
+pub mod initramfs;
+
+/// Read-only files up to this size that no share holds are copied into the guest's config.
+const SMALL_FILE: u64 = 1 << 20;
+
+/// The guest's memory.
+const MEMORY_MB: u32 = 512;
+
+/// The kernel and its modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    pub image: PathBuf,
+    pub modules: PathBuf,
+}
+
+/// Where the programs are on this host, and what it offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qemu {
+    pub qemu: Option<PathBuf>,
+    pub virtiofsd: Option<PathBuf>,
+    /// The guest kernel, or why there is none.
+    pub kernel: Result<Kernel, String>,
+    /// `/dev/kvm` works (and is not the paravirtual `kvm_pvm`, on which stock kernels hang).
+    pub kvm: bool,
+    /// `WRAPIX_REQUIRE_KVM=1`: refuse TCG.
+    pub require_kvm: bool,
+    /// Per-run folder: the run share, virtiofsd's sockets, the console log, the initramfs link.
+    pub stage: PathBuf,
+    /// Where built initramfs archives are kept.
+    pub cache: PathBuf,
+    pub uid: u32,
+    /// `WRAPIX_QEMU_KEEP=1`: leave the stage (console log, config) for debugging.
+    pub keep_stage: bool,
+    /// `WRAPIX_QEMU_TIMING=1`: the supervisor prints the boot's breakdown to stderr.
+    pub timing: bool,
+}
+
+/// The registry's entry ([`super::REGISTRY`]).
+pub const ENTRY: super::Entry = super::Entry {
+    name: wrapix_spec::BackendName {
+        name: "qemu",
+        aliases: &["vm"],
+    },
+    summary: "qemu (micro-VM)",
+    locate: |at| Box::new(Qemu::locate(at)),
+};
+
+/// Finds the newest `vmlinuz-*-cloud-amd64` in `boot` with its modules in `lib_modules`.
+pub fn find_kernel(
+    env: &std::collections::BTreeMap<String, String>,
+    boot: &Path,
+    lib_modules: &Path,
+) -> Result<Kernel, String> {
+    let (image, release) = match env.get("WRAPIX_QEMU_KERNEL").filter(|k| !k.is_empty()) {
+        Some(k) => {
+            let p = PathBuf::from(k);
+            let release = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+                .unwrap_or_default()
+                .to_owned();
+            (p, release)
+        }
+        None => {
+            let mut found: Vec<String> = std::fs::read_dir(boot)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                        .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_owned))
+                        .filter(|r| r.ends_with("-cloud-amd64"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort_by_key(|r| version_key(r));
+            let release = found
+                .pop()
+                .ok_or_else(|| format!("no {}/vmlinuz-*-cloud-amd64", boot.display()))?;
+            (boot.join(format!("vmlinuz-{release}")), release)
+        }
+    };
+    let modules = match env.get("WRAPIX_QEMU_MODULES").filter(|m| !m.is_empty()) {
+        Some(m) => PathBuf::from(m),
+        None => lib_modules.join(&release),
+    };
+    if std::fs::File::open(&image).is_err() {
+        return Err(format!("{} cannot be read", image.display()));
+    }
+    if !modules.join("modules.dep").is_file() {
+        return Err(format!("{} has no modules.dep", modules.display()));
+    }
+    Ok(Kernel { image, modules })
+}
+
+fn version_key(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether KVM can run a stock kernel here.
+fn kvm_usable() -> bool {
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    open && !Path::new("/sys/module/kvm_pvm").exists()
+}
+
+impl Qemu {
+    pub fn locate(at: &super::Locate<'_>) -> Self {
+        let path = at.env.get("PATH").map(String::as_str);
+        let home = at
+            .env
+            .get("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let runtime = at
+            .env
+            .get("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+            .unwrap_or_else(|| wrapix_spec::state::root(&home, at.env).join("qemu"));
+        let virtiofsd = at
+            .env
+            .get("WRAPIX_VIRTIOFSD")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .or_else(|| find_program("virtiofsd", path))
+            .or_else(|| Some(home.join(".cargo/bin/virtiofsd")).filter(|p| p.is_file()))
+            .or_else(|| Some(PathBuf::from("/usr/libexec/virtiofsd")).filter(|p| p.is_file()));
+        let cache = at
+            .env
+            .get("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(".cache"))
+            .join("wrapix/qemu");
+        Qemu {
+            qemu: find_program("qemu-system-x86_64", path),
+            virtiofsd,
+            kernel: find_kernel(at.env, Path::new("/boot"), Path::new("/lib/modules")),
+            kvm: kvm_usable(),
+            require_kvm: at.env.get("WRAPIX_REQUIRE_KVM").is_some_and(|v| v == "1"),
+            stage: runtime
+                .join(format!("wrapix-{}", at.uid))
+                .join(format!("qemu-{}", std::process::id())),
+            cache,
+            uid: at.uid,
+            keep_stage: at.env.get("WRAPIX_QEMU_KEEP").is_some_and(|v| v == "1"),
+            timing: at.env.get("WRAPIX_QEMU_TIMING").is_some_and(|v| v == "1"),
+        }
+    }
+
+    fn unavailable(problem: impl Into<String>, fix: impl Into<String>) -> SandboxError {
+        SandboxError::Unavailable {
+            backend: "qemu",
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.stage.join("run")
+    }
+
+    fn initramfs_link(&self) -> PathBuf {
+        self.stage.join("initramfs")
+    }
+
+    /// The kernel, or the refusal that says how to get one.
+    fn kernel(&self) -> Result<&Kernel, SandboxError> {
+        self.kernel.as_ref().map_err(|why| {
+            Self::unavailable(
+                format!("no guest kernel: {why}"),
+                "sudo apt-get install linux-image-cloud-amd64 (or set WRAPIX_QEMU_KERNEL to a vmlinuz with its modules in /lib/modules/RELEASE)",
+            )
+        })
+    }
+
+    /// The binary the VM runs as PID 1 (and the supervisor): `wrapix-init`, else `wrapix`.
+    fn init_binary(run: &Prepared) -> &Path {
+        run.init_exe.as_deref().unwrap_or(&run.self_exe)
+    }
+}
+
+/// The shares and the guest's root for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// (tag, host folder, read-only), besides the run's own share.
+    pub shares: Vec<(String, PathBuf, bool)>,
+    pub config: GuestConfig,
+}
+
+impl Layout {
+    /// The share that holds `source` (a new one when none does): (tag, path below it).
+    fn place(&mut self, source: &Path, read_only: bool) -> (String, String) {
+        for (tag, dir, ro) in &self.shares {
+            if (read_only || !*ro) && source.starts_with(dir) {
+                let sub = source.strip_prefix(dir).unwrap_or(source);
+                return (tag.clone(), sub.to_string_lossy().into_owned());
+            }
+        }
+        // A folder is shared itself; a file through its folder.
+        let is_file = std::fs::metadata(source).is_ok_and(|m| !m.is_dir());
+        let (dir, sub) = match (is_file, source.parent(), source.file_name()) {
+            (true, Some(parent), Some(name)) => {
+                (parent.to_owned(), name.to_string_lossy().into_owned())
+            }
+            _ => (source.to_owned(), String::new()),
+        };
+        let tag = format!("s{}", self.shares.len());
+        self.shares.push((tag.clone(), dir, read_only));
+        (tag, sub)
+    }
+
+    fn bind(&mut self, source: &Path, dest: &Path, read_only: bool) -> GuestMount {
+        // A small read-only file outside every share (a live `/etc` file, a user's mount of
+        // one) goes in by value: sharing its folder would show the guest the whole folder.
+        let shared = self
+            .shares
+            .iter()
+            .any(|(_, dir, ro)| (read_only || !*ro) && source.starts_with(dir));
+        if read_only && !shared {
+            if let Ok(m) = std::fs::metadata(source) {
+                if m.is_file() && m.len() <= SMALL_FILE {
+                    if let Ok(data) = std::fs::read(source) {
+                        return GuestMount::File {
+                            data,
+                            dest: dest.to_string_lossy().into_owned(),
+                            writable: false,
+                        };
+                    }
+                }
+            }
+        }
+        let (tag, sub) = self.place(source, read_only);
+        GuestMount::Bind {
+            tag,
+            sub,
+            dest: dest.to_string_lossy().into_owned(),
+            read_only,
+        }
+    }
+}
+
+/// Where the run share's files appear in the guest.
+const SECCOMP_INSIDE: &str = "/run/wrapix/seccomp.bpf";
+const ENV_INSIDE: &str = "/run/wrapix/env";
+
+/// The shares and the guest's root: the same pieces, in the same order, as bubblewrap's.
+/// Reads whether each bind source is a file (a file is shared through its folder).
+pub fn layout(run: &Prepared) -> Layout {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut l = Layout {
+        shares: Vec::new(),
+        config: GuestConfig {
+            shares: Vec::new(),
+            root: Vec::new(),
+            uid: run.spec.user.uid,
+            gid: run.spec.user.gid,
+            cwd: wrapix_spec::Spec::WORKSPACE.into(),
+            argv: Vec::new(),
+            hostname: "wrapix".into(),
+            net: None,
+        },
+    };
+    let mut root = Vec::new();
+    for e in &run.root.entries {
+        root.push(match e {
+            RootEntry::RoBind { source, dest } => l.bind(source, dest, true),
+            RootEntry::Symlink { target, dest } => GuestMount::Symlink {
+                target: s(target),
+                dest: s(dest),
+            },
+            RootEntry::Dir { dest } => GuestMount::Dir { dest: s(dest) },
+        });
+    }
+    root.push(GuestMount::Proc {
+        dest: "/proc".into(),
+    });
+    root.push(GuestMount::Dev {
+        dest: "/dev".into(),
+    });
+    for (dest, mode) in [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o755)] {
+        root.push(GuestMount::Tmpfs {
+            dest: dest.into(),
+            mode,
+            owned: false,
+        });
+    }
+    root.push(match &run.home_source {
+        Some(src) => l.bind(src, run.home.as_path(), false),
+        None => GuestMount::Tmpfs {
+            dest: s(run.home.as_path()),
+            mode: 0o700,
+            owned: true,
+        },
+    });
+    for f in &run.files {
+        root.push(GuestMount::File {
+            data: f.contents.clone(),
+            dest: f.dest.to_string(),
+            writable: f.writable,
+        });
+    }
+    for b in &run.binds {
+        let m = l.bind(&b.source, b.dest.as_path(), b.mode == MountMode::ReadOnly);
+        root.push(m);
+    }
+    let bin = Path::new(SANDBOX_BIN_DIR);
+    root.push(l.bind(&run.self_exe, &bin.join("wrapix"), true));
+    if let Some(serve) = &run.serve_exe {
+        root.push(l.bind(serve, &bin.join("wrapix-serve"), true));
+    }
+    let mut argv: Vec<String> = match &run.init_exe {
+        Some(exe) => {
+            root.push(l.bind(exe, &bin.join("wrapix-init"), true));
+            vec![s(&bin.join("wrapix-init"))]
+        }
+        None => vec![s(&bin.join("wrapix")), "__init".into()],
+    };
+    for (name, target) in [("wrapix-notify", "wrapix"), ("ralph", "wrapix")] {
+        root.push(GuestMount::Symlink {
+            target: target.into(),
+            dest: s(&bin.join(name)),
+        });
+    }
+    root.push(GuestMount::Symlink {
+        target: SANDBOX_NOTIFY_LINK.into(),
+        dest: SANDBOX_NOTIFY_SOCKET.into(),
+    });
+    for (file, inside) in [("seccomp.bpf", SECCOMP_INSIDE), ("env", ENV_INSIDE)] {
+        root.push(GuestMount::Bind {
+            tag: RUN_TAG.into(),
+            sub: file.into(),
+            dest: inside.into(),
+            read_only: true,
+        });
+    }
+    argv.extend(["--seccomp", SECCOMP_INSIDE, "--env-file", ENV_INSIDE, "--"].map(String::from));
+    argv.extend(run.command.iter().cloned());
+    l.config.root = root;
+    l.config.argv = argv;
+    l.config.shares = l
+        .shares
+        .iter()
+        .map(|(tag, _, ro)| GuestShare {
+            tag: tag.clone(),
+            read_only: *ro,
+        })
+        .collect();
+    l
+}
+
+/// The environment file: `KEY=VALUE` entries separated by NUL bytes (wrapix's init reads it).
+fn env_file(run: &Prepared) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in &run.env {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+impl Backend for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn probe(&self) -> Probe {
+        probe::probe(self)
+    }
+
+    fn stage(&self, run: &Prepared) -> Result<(), SandboxError> {
+        super::stage::private_dir(&self.stage)?;
+        let kernel = self.kernel()?;
+        // The initramfs, from the cache (built when its inputs changed).
+        let members = initramfs::members(Self::init_binary(run), &kernel.modules)?;
+        let key = initramfs::key(&members)?;
+        let cached = self.cache.join(format!("initramfs-{key}.cpio"));
+        if !cached.is_file() {
+            std::fs::create_dir_all(&self.cache)
+                .map_err(|e| SandboxError::io(format!("create {}", self.cache.display()), e))?;
+            let tmp = self
+                .cache
+                .join(format!(".initramfs-{key}.{}", std::process::id()));
+            super::stage::write_file(&tmp, &initramfs::archive(&members)?, 0o644)?;
+            std::fs::rename(&tmp, &cached)
+                .map_err(|e| SandboxError::io(format!("store {}", cached.display()), e))?;
+        }
+        std::os::unix::fs::symlink(&cached, self.initramfs_link())
+            .map_err(|e| SandboxError::io("link the initramfs", e))?;
+        // The run share: the guest's config, the filter, the environment (the user's alone).
+        let dir = self.run_dir();
+        std::fs::create_dir(&dir)
+            .map_err(|e| SandboxError::io(format!("create {}", dir.display()), e))?;
+        let config = serde_json::to_vec(&layout(run).config)
+            .map_err(|e| SandboxError::io("write the VM's config", std::io::Error::other(e)))?;
+        super::stage::write_file(&dir.join(CONFIG_FILE), &config, 0o444)?;
+        let seccomp = default_filter_bytes(SeccompOptions::default())?;
+        super::stage::write_file(&dir.join("seccomp.bpf"), &seccomp, 0o444)?;
+        let env = dir.join("env");
+        super::stage::write_file(&env, &env_file(run), 0o400)?;
+        let user = &run.spec.user;
+        std::os::unix::fs::lchown(&env, Some(user.uid), Some(user.gid))
+            .map_err(|e| SandboxError::io(format!("chown {}", env.display()), e))?;
+        Ok(())
+    }
+
+    fn cleanup(&self) {
+        if self.keep_stage {
+            eprintln!(
+                "wrapix: qemu: kept {} (WRAPIX_QEMU_KEEP=1)",
+                self.stage.display()
+            );
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.stage);
+    }
+
+    fn plan(&self, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
+        let qemu = self.qemu.clone().ok_or_else(|| {
+            Self::unavailable(
+                "qemu-system-x86_64 is not installed",
+                "sudo apt-get install qemu-system-x86",
+            )
+        })?;
+        let virtiofsd = self.virtiofsd.clone().ok_or_else(|| {
+            Self::unavailable(
+                "virtiofsd (the Rust one, with --readonly and unprivileged use) is not installed; qemu's old C virtiofsd cannot share read-only",
+                "cargo install virtiofsd (needs libseccomp-dev libcap-ng-dev), or set WRAPIX_VIRTIOFSD",
+            )
+        })?;
+        let kernel = self.kernel()?;
+        if !self.kvm && self.require_kvm {
+            return Err(Self::unavailable(
+                "KVM is not usable here (no /dev/kvm you can open, or the paravirtual kvm_pvm) and WRAPIX_REQUIRE_KVM=1 refuses TCG",
+                "enable virtualisation and join the kvm group, or unset WRAPIX_REQUIRE_KVM to run under TCG (slow)",
+            ));
+        }
+        if run.network == Network::Open {
+            return Err(Self::unavailable(
+                "network = \"open\" is not implemented for the qemu backend yet (it would need passt in front of the VM)",
+                "run with --network none, or use the bwrap backend",
+            ));
+        }
+        if run.spec.resources.any() {
+            return Err(Self::unavailable(
+                "[resources] limits are not implemented for the qemu backend yet",
+                "remove [resources], or use the bwrap backend",
+            ));
+        }
+        let l = layout(run);
+        let stage = self.stage.to_string_lossy().into_owned();
+        let mut a: Vec<OsString> = vec!["__vm".into(), "--stage".into(), stage.clone().into()];
+        a.push("--virtiofsd".into());
+        a.push(virtiofsd.into());
+        let mut shares = vec![(RUN_TAG.to_owned(), self.run_dir(), true)];
+        shares.extend(l.shares.iter().cloned());
+        for (tag, dir, ro) in &shares {
+            a.push("--share".into());
+            a.push(format!("{tag}:{}:{}", if *ro { "ro" } else { "rw" }, dir.display()).into());
+        }
+        if self.timing {
+            a.push("--timing".into());
+        }
+        if !self.kvm {
+            a.push("--tcg-notice".into());
+        }
+        a.push("--".into());
+        let accel = if self.kvm { "kvm" } else { "tcg" };
+        let cpu = if self.kvm { "host" } else { "max" };
+        let q = |v: &mut Vec<OsString>, items: &[&str]| v.extend(items.iter().map(OsString::from));
+        a.push(qemu.into());
+        q(
+            &mut a,
+            &[
+                "-M",
+                "pc,memory-backend=mem",
+                "-accel",
+                accel,
+                "-cpu",
+                cpu,
+                "-smp",
+                "1",
+                "-m",
+                &format!("{MEMORY_MB}M"),
+                "-object",
+                &format!("memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on"),
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-kernel",
+                &kernel.image.to_string_lossy(),
+                "-initrd",
+                &self.initramfs_link().to_string_lossy(),
+                "-append",
+                if self.keep_stage {
+                    "console=ttyS0 loglevel=7 panic=-1 reboot=t"
+                } else {
+                    "console=ttyS0 quiet loglevel=3 panic=-1 reboot=t"
+                },
+                "-serial",
+                &format!("file:{stage}/console.log"),
+                "-device",
+                "virtio-serial-pci,max_ports=8",
+            ],
+        );
+        for (i, name) in PORTS.iter().enumerate() {
+            q(
+                &mut a,
+                &[
+                    "-chardev",
+                    &format!("socket,id=port{i},fd={}", FIRST_PORT_FD + i as i32),
+                    "-device",
+                    &format!("virtserialport,chardev=port{i},name={name}"),
+                ],
+            );
+        }
+        for (tag, _, _) in &shares {
+            q(
+                &mut a,
+                &[
+                    "-chardev",
+                    &format!("socket,id=fs-{tag},path={stage}/{tag}.sock"),
+                    "-device",
+                    &format!("vhost-user-fs-pci,chardev=fs-{tag},tag={tag}"),
+                ],
+            );
+        }
+        let (program, args) = match &run.init_exe {
+            Some(exe) => (exe.clone(), a),
+            None => (run.self_exe.clone(), a),
+        };
+        Ok(LaunchPlan {
+            backend: "qemu",
+            program,
+            args,
+            env: vec![(
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            )],
+            fds: Vec::new(),
+            pass: Vec::new(),
+            info_fd: None,
+            // The guest's init reports a command that cannot start (127/126) itself.
+            not_started: None,
+            block_fd: None,
+            pid_file: None,
+            holder_in_child: None,
+            release_fifo: None,
+            guard_backend: false,
+            pin_mounts: Vec::new(),
+            network: None,
+            // The VM has no terminal of its own: stdio is relayed as bytes.
+            terminal: false,
+            signals: SignalTarget::Process,
+        })
+    }
+}
+
+mod probe;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! The whole qemu plan (the supervisor's and qemu's argv) and the guest's config, pinned.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wrapix_spec::{
+    Agent, AgentHome, BackendKind, HostUser, MountMode, Network, Profile, Resources, SandboxPath,
+    Spec,
+};
+
+use super::*;
+use crate::prepare::{Bind, GeneratedFile, Prepared};
+use crate::root::RootFs;
+
+fn prepared(network: Network, resources: Resources) -> Prepared {
+    let ws = SandboxPath::from_static("/workspace");
+    let home = SandboxPath::from_static("/home/ada");
+    let spec = Spec {
+        project: "/home/ada/proj".into(),
+        backend: BackendKind::Named("qemu"),
+        profile: Profile::Host,
+        network,
+        env: BTreeMap::new(),
+        mounts: vec![],
+        deploy_key: None,
+        agent: Agent {
+            command: vec!["claude".into()],
+            home: AgentHome::Project,
+            forward_api_key: false,
+        },
+        protect: vec![".git/hooks".into()],
+        resources,
+        mcp: Default::default(),
+        forward: Default::default(),
+        user: HostUser {
+            uid: 1000,
+            gid: 1000,
+            name: "ada".into(),
+            home: "/home/ada".into(),
+        },
+        origins: BTreeMap::new(),
+    };
+    let bind = |s: &str, d: SandboxPath, mode| Bind {
+        source: PathBuf::from(s),
+        dest: d,
+        mode,
+    };
+    Prepared {
+        spec,
+        root: RootFs {
+            name: "host".into(),
+            entries: vec![
+                RootEntry::RoBind {
+                    source: "/usr".into(),
+                    dest: "/usr".into(),
+                },
+                RootEntry::Symlink {
+                    target: "usr/bin".into(),
+                    dest: "/bin".into(),
+                },
+                RootEntry::RoBind {
+                    source: "/home/ada/.cache/wrapix/etc/k".into(),
+                    dest: "/etc".into(),
+                },
+            ],
+            image: None,
+        },
+        home: home.clone(),
+        home_source: None,
+        devices: Vec::new(),
+        pinned: Vec::new(),
+        binds: vec![
+            bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
+            bind(
+                "/home/ada/proj/.git/hooks",
+                ws.join(".git/hooks"),
+                MountMode::ReadOnly,
+            ),
+            bind(
+                "/home/ada/.local/state/wrapix/projects/proj-0123456789abcdef/claude",
+                home.join(".claude"),
+                MountMode::ReadWrite,
+            ),
+        ],
+        files: vec![
+            GeneratedFile {
+                dest: SandboxPath::from_static("/etc/resolv.conf"),
+                contents: b"nameserver 169.254.1.53\n".to_vec(),
+                writable: false,
+            },
+            GeneratedFile {
+                dest: home.join(".gitconfig"),
+                contents: b"g".to_vec(),
+                writable: true,
+            },
+        ],
+        env: [
+            ("HOME".to_owned(), "/home/ada".to_owned()),
+            ("ANTHROPIC_API_KEY".to_owned(), "sk-secret".to_owned()),
+        ]
+        .into(),
+        command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
+        network,
+        dns_forward: (network == Network::Open).then(|| "169.254.1.53".to_owned()),
+        terminal: false,
+        self_exe: "/usr/bin/wrapix".into(),
+        init_exe: Some("/usr/bin/wrapix-init".into()),
+        serve_exe: None,
+        etc: None,
+        notices: vec![],
+        after_exit: vec![],
+    }
+}
+
+fn backend() -> Qemu {
+    Qemu {
+        qemu: Some("/usr/bin/qemu-system-x86_64".into()),
+        virtiofsd: Some("/usr/local/bin/virtiofsd".into()),
+        kernel: Ok(Kernel {
+            image: "/boot/vmlinuz-6.1.0-57-cloud-amd64".into(),
+            modules: "/lib/modules/6.1.0-57-cloud-amd64".into(),
+        }),
+        kvm: false,
+        require_kvm: false,
+        stage: "/run/user/1000/wrapix-1000/qemu-42".into(),
+        cache: "/home/ada/.cache/wrapix/qemu".into(),
+        uid: 1000,
+        keep_stage: false,
+        timing: false,
+    }
+}
+
+#[test]
+fn plan_network_none() {
+    let run = prepared(Network::None, Resources::default());
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    let a: Vec<String> = p
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // No NIC at all, TCG here, the secret never on an argv.
+    assert!(
+        !a.iter()
+            .any(|x| x.contains("netdev") || x.contains("virtio-net")),
+        "{a:?}"
+    );
+    assert!(
+        a.windows(2).any(|w| w[0] == "-accel" && w[1] == "tcg"),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(|x| x.contains("sk-secret")), "{a:?}");
+    assert_eq!(p.signals, SignalTarget::Process);
+    assert_eq!(p.program, PathBuf::from("/usr/bin/wrapix-init"));
+    let config = serde_json::to_string_pretty(&layout(&run).config).unwrap_or_default();
+    assert!(!config.contains("sk-secret"), "{config}");
+    insta::assert_snapshot!("guest_config", config);
+}
+
+#[test]
+fn kvm_when_usable_and_required_kvm_refuses_tcg() {
+    let run = prepared(Network::None, Resources::default());
+    let p = Qemu {
+        kvm: true,
+        ..backend()
+    }
+    .plan(&run)
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.args.windows(2).any(|w| w[0] == "-accel" && w[1] == "kvm"));
+    let e = Qemu {
+        require_kvm: true,
+        ..backend()
+    }
+    .plan(&run)
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("WRAPIX_REQUIRE_KVM"), "{e}");
+}
+
+#[test]
+fn refusals_name_the_fix() {
+    let none = prepared(Network::None, Resources::default());
+    let err =
+        |b: Qemu, run: &Prepared| b.plan(run).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = err(
+        Qemu {
+            qemu: None,
+            ..backend()
+        },
+        &none,
+    );
+    assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
+    let e = err(
+        Qemu {
+            virtiofsd: None,
+            ..backend()
+        },
+        &none,
+    );
+    assert!(e.contains("cargo install virtiofsd"), "{e}");
+    let e = err(
+        Qemu {
+            kernel: Err("no kernel".into()),
+            ..backend()
+        },
+        &none,
+    );
+    assert!(e.contains("apt-get install linux-image-cloud-amd64"), "{e}");
+    // Not implemented yet: refused, never run unconfined.
+    let e = err(backend(), &prepared(Network::Open, Resources::default()));
+    assert!(e.contains("--network none"), "{e}");
+    let limits = Resources {
+        cpus: Some(1),
+        memory_mb: None,
+        pids: None,
+    };
+    let e = err(backend(), &prepared(Network::None, limits));
+    assert!(e.contains("[resources]"), "{e}");
+}
+
+#[test]
+fn finds_the_newest_cloud_kernel_and_its_modules() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (boot, libm) = (dir.path().join("boot"), dir.path().join("modules"));
+    for r in [
+        "6.1.0-9-cloud-amd64",
+        "6.1.0-57-cloud-amd64",
+        "6.1.0-60-amd64",
+    ] {
+        std::fs::create_dir_all(libm.join(r)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&boot).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(boot.join(format!("vmlinuz-{r}")), b"k").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(libm.join(r).join("modules.dep"), b"").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let env = BTreeMap::new();
+    let k = find_kernel(&env, &boot, &libm).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(k.image, boot.join("vmlinuz-6.1.0-57-cloud-amd64"));
+    assert_eq!(k.modules, libm.join("6.1.0-57-cloud-amd64"));
+    let e = find_kernel(&env, &dir.path().join("none"), &libm)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("cloud-amd64"), "{e}");
+}
+
+/// A backend that does not carry out forwards refuses them (the check is in
+/// `backend::plan`, not in each backend, so a new one cannot drop them silently).
+#[test]
+fn forwards_are_refused_with_the_fix() {
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.ssh_agent = Some(wrapix_spec::SshAgent::Host);
+    let e = crate::backend::plan(&backend(), &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("qemu backend does not forward ssh_agent"), "{e}");
+}

@@ -1,0 +1,309 @@
+//! `__vm`: the qemu backend's supervisor on the host, the process the executor starts and
+//! signals. `__vm --stage DIR --virtiofsd PROG [--share TAG:ro|rw:PATH]… [--timing] -- QEMU ARGS…`
+//!
+//! It dies with wrapix (`PR_SET_PDEATHSIG`), and everything it starts dies with it (virtiofsd
+//! for each share, qemu): no VM outlives a killed wrapix. The command's stdio and exit code
+//! travel over virtio-serial ports ([`super::PORTS`]) whose host ends are sockets handed to qemu
+//! at fixed fds; a forwarded signal is one byte on the `wrapix.signal` port.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use super::{FIRST_PORT_FD, PORTS};
+use crate::exec::FORWARDED;
+
+/// The exit code when the VM could not run the command.
+const FAILED: i32 = 125;
+
+struct Share {
+    tag: String,
+    read_only: bool,
+    path: PathBuf,
+}
+
+struct Args {
+    stage: PathBuf,
+    virtiofsd: PathBuf,
+    shares: Vec<Share>,
+    timing: bool,
+    qemu: Vec<OsString>,
+}
+
+fn parse(args: &[OsString]) -> Result<Args, String> {
+    let mut a = Args {
+        stage: PathBuf::new(),
+        virtiofsd: PathBuf::new(),
+        shares: Vec::new(),
+        timing: false,
+        qemu: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag:?} needs a value"));
+        match flag.to_str() {
+            Some("--stage") => a.stage = value()?.into(),
+            Some("--virtiofsd") => a.virtiofsd = value()?.into(),
+            Some("--timing") => a.timing = true,
+            Some("--tcg-notice") => eprintln!(
+                "wrapix: qemu: KVM is not usable here; the VM runs under TCG (emulated, slow)"
+            ),
+            Some("--share") => {
+                let v = value()?;
+                let v = v.to_str().ok_or("--share is not UTF-8")?;
+                let mut parts = v.splitn(3, ':');
+                let (tag, mode, path) = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(t), Some(m), Some(p)) => (t, m, p),
+                    _ => return Err(format!("--share {v}: not TAG:ro|rw:PATH")),
+                };
+                a.shares.push(Share {
+                    tag: tag.to_owned(),
+                    read_only: mode != "rw",
+                    path: path.into(),
+                });
+            }
+            Some("--") => {
+                a.qemu = it.cloned().collect();
+                break;
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if a.qemu.is_empty() || a.stage.as_os_str().is_empty() {
+        return Err("usage: __vm --stage DIR --virtiofsd PROG [--share …] -- QEMU ARGS…".into());
+    }
+    Ok(a)
+}
+
+/// The supervisor; returns the command's exit code.
+pub fn main(args: &[OsString]) -> i32 {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() == 1 {
+        return FAILED;
+    }
+    let args = match parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("wrapix: vm: {e}");
+            return FAILED;
+        }
+    };
+    let mut children: Vec<Child> = Vec::new();
+    let code = run(&args, &mut children).unwrap_or_else(|e| {
+        eprintln!("wrapix: vm: {e}");
+        FAILED
+    });
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    code
+}
+
+/// In the child between fork and exec: die with the supervisor.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl with integers only.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+}
+
+/// Moves `fds` to FIRST_PORT_FD, FIRST_PORT_FD+1, … in the child.
+#[allow(unsafe_code)]
+fn place_ports(cmd: &mut Command, fds: Vec<i32>) {
+    // SAFETY: fcntl/dup2 on integers, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [0i32; PORTS.len()];
+            for (i, fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate() {
+                if libc::dup2(*fd, FIRST_PORT_FD + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
+    let start = Instant::now();
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.thread_block()
+        .map_err(|e| format!("block signals: {e}"))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    for s in &a.shares {
+        let sock = a.stage.join(format!("{}.sock", s.tag));
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new(&a.virtiofsd);
+        cmd.arg("--socket-path")
+            .arg(&sock)
+            .arg("--shared-dir")
+            .arg(&s.path)
+            .args(["--cache", "auto", "--log-level", "error"])
+            // Unprivileged, virtiofsd cannot sandbox itself (nor switch credentials: what the
+            // guest creates belongs to the user); as root it does both.
+            .args(["--sandbox", if uid == 0 { "namespace" } else { "none" }])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if s.read_only {
+            cmd.arg("--readonly");
+        }
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", a.virtiofsd.display()))?;
+        children.push(child);
+    }
+    // Every socket before qemu, which connects at its start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for s in &a.shares {
+        let sock = a.stage.join(format!("{}.sock", s.tag));
+        while !sock.exists() {
+            for c in children.iter_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    return Err(format!(
+                        "virtiofsd for {} exited ({st}; its message is above)",
+                        s.path.display()
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("virtiofsd for {} did not start", s.path.display()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let shares_ready = start.elapsed();
+
+    let mut ours: Vec<UnixStream> = Vec::new();
+    let mut theirs: Vec<OwnedFd> = Vec::new();
+    for _ in PORTS {
+        let (o, t) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        ours.push(o);
+        theirs.push(t.into());
+    }
+    let (prog, qargs) = a.qemu.split_first().ok_or("no qemu command")?;
+    let mut cmd = Command::new(prog);
+    cmd.args(qargs).stdin(Stdio::null()).stdout(Stdio::null());
+    die_with_parent(&mut cmd);
+    place_ports(&mut cmd, theirs.iter().map(|f| f.as_raw_fd()).collect());
+    let mut qemu = cmd
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", Path::new(prog).display()))?;
+    drop(theirs);
+
+    let mut ours = ours.into_iter();
+    let (stdin_port, stdout_port, stderr_port, exit_port, signal_port) = match (
+        ours.next(),
+        ours.next(),
+        ours.next(),
+        ours.next(),
+        ours.next(),
+    ) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
+        _ => return Err("internal: ports".into()),
+    };
+    // stdin: copied until it ends (a terminal may never end: the thread dies with us).
+    std::thread::spawn(move || {
+        let mut port = stdin_port;
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut port);
+        let _ = port.shutdown(std::net::Shutdown::Write);
+    });
+    let out = std::thread::spawn(move || {
+        let mut port = stdout_port;
+        let mut buf = [0u8; 16384];
+        let mut stdout = std::io::stdout().lock();
+        while let Ok(n) = port.read(&mut buf) {
+            if n == 0
+                || stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let err = std::thread::spawn(move || {
+        let mut port = stderr_port;
+        let mut buf = [0u8; 16384];
+        let mut stderr = std::io::stderr().lock();
+        while let Ok(n) = port.read(&mut buf) {
+            if n == 0 || stderr.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let exit = std::thread::spawn(move || {
+        let mut port = exit_port;
+        let mut s = String::new();
+        let _ = port.read_to_string(&mut s);
+        s
+    });
+    // Forwarded signals: one byte each, into the guest.
+    std::thread::spawn(move || {
+        let mut port = signal_port;
+        while let Ok(sig) = set.wait() {
+            if port.write_all(&[sig as i32 as u8]).is_err() {
+                break;
+            }
+        }
+    });
+    let status = qemu.wait().map_err(|e| format!("wait for qemu: {e}"))?;
+    let ran = start.elapsed();
+    let report = exit.join().unwrap_or_default();
+    let _ = out.join();
+    let _ = err.join();
+    let mut lines = report.lines();
+    let code = lines.next().and_then(|l| l.trim().parse::<i32>().ok());
+    if a.timing {
+        let t: Vec<u64> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [init, mounted, exec] = t[..] {
+            eprintln!(
+                "wrapix: vm timing: virtiofsd ready {} ms; guest kernel to init {init} ms, init to root built {} ms, to exec {} ms (guest clock); start to VM exit {} ms",
+                shares_ready.as_millis(),
+                mounted.saturating_sub(init),
+                exec.saturating_sub(init),
+                ran.as_millis()
+            );
+        }
+    }
+    match code {
+        Some(c) => Ok(c),
+        None => {
+            let log = a.stage.join("console.log");
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(format!(
+                "the VM stopped ({status}) without reporting the command's exit; the end of its console:\n{}",
+                tail.join("\n")
+            ))
+        }
+    }
+}
