@@ -24,9 +24,18 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # qemu-system-x86 linux-image-cloud-amd64: the qemu backend (the VM and its guest kernel;
 # libseccomp-dev libcap-ng-dev to build virtiofsd); nix-bin: `nix-instantiate` parses every .nix
 # file and evaluates the modules without nixpkgs (crates/wrapix-cli/tests/suite/nix.rs).
+# pulseaudio, pulseaudio-utils (paplay, parecord) and sox: the audio forward test (a private
+# PulseAudio server with a null sink; a tone played inside is recorded and measured);
+# pipewire-bin (pipewire, pw-cli): the audio forward on a PipeWire-only host;
+# xdg-dbus-proxy and dbus-tests (dbus-test-tool, a service answering on a test bus): the dbus
+# forward test; weston: its headless backend is the compositor of the wayland display test;
+# chromium and fonts-liberation: the browser test (Chromium inside a host-profile sandbox,
+# headless to PNG and headed on a private Xvfb).
+# (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
-  linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin)
+  linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin pulseaudio pulseaudio-utils sox
+  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 

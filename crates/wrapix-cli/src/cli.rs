@@ -217,7 +217,7 @@ pub struct SandboxArgs {
     /// Backend: auto | bwrap | podman | none (none = NO sandbox).
     #[arg(long, value_name = "NAME", env = "WRAPIX_BACKEND")]
     pub backend: Option<String>,
-    /// Profile: host | base | rust | python | one of [profiles.NAME].
+    /// Profile: host | base | rust | python | browser | one of [profiles.NAME].
     #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,
     /// Network: open | none.
@@ -233,7 +233,8 @@ pub struct SandboxArgs {
     #[arg(long = "deploy-key", value_name = "NAME")]
     pub deploy_key: Option<String>,
     /// Forward something of the host (repeatable; docs/desktop.md): display=x11|wayland|xvfb
-    /// (or just x11, wayland, xvfb), ssh_agent, ssh_agent=KEY[,KEY…], git_config.
+    /// (or just x11, wayland, xvfb), ssh_agent, ssh_agent=KEY[,KEY…], git_config, audio,
+    /// dbus=NAME[,NAME…], nix, gpu.
     #[arg(long = "forward", value_name = "NAME[=VALUE]")]
     pub forward: Vec<String>,
     /// Publish a sandbox port on this host's loopback (repeatable): HOST:SANDBOX, or

@@ -321,6 +321,45 @@ fn config_show(args: &SandboxArgs) -> Result<i32, Failure> {
         if fw.git_config { "on" } else { "(off)" }.into(),
         spec.origin("forward.git_config").to_string(),
     );
+    row(
+        "forward.audio",
+        if fw.audio {
+            "on (your PipeWire/PulseAudio socket)"
+        } else {
+            "(off)"
+        }
+        .into(),
+        spec.origin("forward.audio").to_string(),
+    );
+    row(
+        "forward.dbus",
+        if fw.dbus.is_empty() {
+            "(off)".into()
+        } else {
+            format!("through xdg-dbus-proxy, talk to {}", fw.dbus.join(", "))
+        },
+        spec.origin("forward.dbus").to_string(),
+    );
+    row(
+        "forward.nix",
+        if fw.nix {
+            "on (/nix/store read-only, the daemon socket)"
+        } else {
+            "(off)"
+        }
+        .into(),
+        spec.origin("forward.nix").to_string(),
+    );
+    row(
+        "forward.gpu",
+        if fw.gpu {
+            "on (/dev/dri render nodes, NVIDIA nodes)"
+        } else {
+            "(off)"
+        }
+        .into(),
+        spec.origin("forward.gpu").to_string(),
+    );
     if fw.ports.is_empty() {
         row("ports", "(none)".into(), spec.origin("ports").to_string());
     }

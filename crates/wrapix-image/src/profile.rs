@@ -36,8 +36,13 @@ struct Builtin {
     name: &'static str,
     extends: Option<&'static str>,
     packages: &'static [&'static str],
+    /// Run-time environment (`[env]` and `-e` win).
+    env: &'static [(&'static str, &'static str)],
     description: &'static str,
 }
+
+/// Where Debian's Chromium is, for the browser automation tools (docs/desktop.md).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -56,6 +61,7 @@ const BUILTINS: &[Builtin] = &[
             "procps",
             AGENT_PACKAGE,
         ],
+        env: &[],
         description: "git, ripgrep, fd, jq, vim, curl, ssh, less, procps and Claude Code",
     },
     Builtin {
@@ -69,6 +75,7 @@ const BUILTINS: &[Builtin] = &[
             "pkg-config",
             "libssl-dev",
         ],
+        env: &[],
         description:
             "base + Debian's Rust toolchain (rustc, cargo), gcc, pkg-config, OpenSSL headers",
     },
@@ -83,7 +90,31 @@ const BUILTINS: &[Builtin] = &[
             "pip:ruff",
             "pip:ty",
         ],
+        env: &[],
         description: "base + python3, pip, venv, uv, ruff, ty",
+    },
+    Builtin {
+        name: "browser",
+        extends: Some("base"),
+        // Chromium brings the libraries it needs as dependencies (--no-install-recommends
+        // leaves out only the optional ones); the fonts are what pages render with.
+        packages: &[
+            "chromium",
+            "fonts-liberation",
+            "fonts-dejavu-core",
+            "fonts-noto-color-emoji",
+        ],
+        // Puppeteer and Playwright find Debian's Chromium, and download no browser of their own.
+        env: &[
+            ("CHROME_PATH", CHROMIUM),
+            ("PUPPETEER_EXECUTABLE_PATH", CHROMIUM),
+            ("PUPPETEER_SKIP_DOWNLOAD", "1"),
+            ("PUPPETEER_SKIP_CHROMIUM_DOWNLOAD", "1"),
+            // Playwright reads no variable for the path: launch({ executablePath:
+            // process.env.CHROME_PATH }) (docs/desktop.md).
+            ("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+        ],
+        description: "base + Debian's Chromium (headless and headed) and fonts",
     },
 ];
 
@@ -108,7 +139,11 @@ pub fn builtin(name: &str) -> Option<ProfileDef> {
             .iter()
             .filter_map(|p| Package::parse(p).ok())
             .collect(),
-        env: BTreeMap::new(),
+        env: b
+            .env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         description: b.description.to_owned(),
     })
 }
@@ -284,7 +319,7 @@ mod tests {
 
     #[test]
     fn builtins_resolve_and_carry_the_agent() {
-        for name in ["base", "rust", "python"] {
+        for name in ["base", "rust", "python", "browser"] {
             let spec = resolve(name, &BTreeMap::new())
                 .unwrap_or_else(|e| panic!("{e}"))
                 .unwrap_or_else(|| panic!("{name} is an image"));
@@ -294,6 +329,19 @@ mod tests {
         assert_eq!(resolve("host", &BTreeMap::new()), Ok(None));
         let py = resolve("python", &BTreeMap::new()).ok().flatten();
         assert!(py.is_some_and(|p| p.debs().contains(&"python3-pip".to_owned())));
+        let browser = resolve("browser", &BTreeMap::new()).ok().flatten();
+        let Some(browser) = browser else {
+            panic!("browser")
+        };
+        assert!(browser.debs().contains(&"chromium".to_owned()));
+        assert!(browser.debs().contains(&"git".to_owned()));
+        assert_eq!(
+            browser
+                .env
+                .get("PUPPETEER_EXECUTABLE_PATH")
+                .map(String::as_str),
+            Some(CHROMIUM)
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct Prepared {
     pub home_source: Option<PathBuf>,
     /// Binds in mount order: workspace, pinned parents, protected paths, user mounts, agent.
     pub binds: Vec<Bind>,
+    /// Device nodes bound as devices, at the same path (`gpu = true`; bubblewrap only).
+    pub devices: Vec<PathBuf>,
     /// `O_PATH` handles of bind sources inside the project (protected paths and their pinned
     /// parents), opened without following links when they were checked: a backend that can
     /// bind by fd binds exactly these objects.
@@ -189,16 +191,15 @@ pub const SANDBOX_NOTIFY_LINK: &str = "notify.d/notify.sock";
 pub const SANDBOX_PATH: &str =
     "/run/wrapix/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Host variables copied into the sandbox when set (nothing secret).
-const PASSTHROUGH_ENV: &[&str] = &[
-    "TERM",
-    "COLORTERM",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "NO_COLOR",
-];
+/// Host variables copied into the sandbox when set (nothing secret): the terminal, the
+/// locale (`LANG`, `LANGUAGE` and every `LC_*`, see [`is_locale_var`]) and the timezone.
+const PASSTHROUGH_ENV: &[&str] = &["TERM", "COLORTERM", "LANG", "LANGUAGE", "TZ", "NO_COLOR"];
+
+/// `LC_ALL`, `LC_CTYPE`, `LC_TIME`, …: a locale category variable.
+fn is_locale_var(name: &str) -> bool {
+    name.strip_prefix("LC_")
+        .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+}
 
 pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
     // git answers while the rest is prepared.
@@ -283,6 +284,11 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     for name in PASSTHROUGH_ENV {
         if let Some(v) = host.env.get(*name) {
             env.insert((*name).to_owned(), v.clone());
+        }
+    }
+    for (k, v) in &host.env {
+        if is_locale_var(k) {
+            env.insert(k.clone(), v.clone());
         }
     }
 
@@ -479,6 +485,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         });
     }
     binds.extend(host.forwarded.binds.iter().cloned());
+    let devices = host.forwarded.devices.clone();
     files.extend(host.forwarded.files.iter().cloned());
     env.extend(host.forwarded.env.clone());
     notices.extend(host.forwarded.notices.iter().cloned());
@@ -504,6 +511,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         home,
         home_source,
         binds,
+        devices,
         pinned,
         files,
         env,

@@ -39,6 +39,9 @@ pub const HOST_ETC: &[&str] = &[
     "bash.bashrc",
     "ca-certificates",
     "ca-certificates.conf",
+    // Debian's chromium wrapper reads its flags from /etc/chromium.d (the browser profile).
+    "chromium",
+    "chromium.d",
     "debian_version",
     "gai.conf",
     "gitconfig",

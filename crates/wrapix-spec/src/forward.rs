@@ -81,6 +81,15 @@ pub struct Forward {
     pub git_config: bool,
     /// `[[ports]]` and `-p`.
     pub ports: Vec<Port>,
+    /// The host's PipeWire and/or PulseAudio socket.
+    pub audio: bool,
+    /// Bus names the sandbox may talk to on the session bus, through a filtering
+    /// `xdg-dbus-proxy` (empty: no bus at all).
+    pub dbus: Vec<String>,
+    /// `/nix/store` read-only and the Nix daemon's socket.
+    pub nix: bool,
+    /// `/dev/dri` render nodes and NVIDIA device nodes.
+    pub gpu: bool,
 }
 
 impl Forward {
@@ -104,12 +113,53 @@ impl Forward {
         if !self.ports.is_empty() {
             out.push("ports");
         }
+        if self.audio {
+            out.push("audio");
+        }
+        if !self.dbus.is_empty() {
+            out.push("dbus");
+        }
+        if self.nix {
+            out.push("nix");
+        }
+        if self.gpu {
+            out.push("gpu");
+        }
         out
     }
 }
 
 /// The `[forward]` keys, for errors and `--forward`.
-pub const KEYS: &[&str] = &["display", "ssh_agent", "git_config"];
+pub const KEYS: &[&str] = &[
+    "display",
+    "ssh_agent",
+    "git_config",
+    "audio",
+    "dbus",
+    "nix",
+    "gpu",
+];
+
+/// Whether `s` is a D-Bus well-known bus name (`org.freedesktop.Notifications`), or such a
+/// name followed by `.*` (the name and every name below it, as `xdg-dbus-proxy` takes it).
+/// Unique names (`:1.42`) and the bus itself (`org.freedesktop.DBus`) are not.
+pub fn is_bus_name(s: &str) -> bool {
+    let name = s.strip_suffix(".*").unwrap_or(s);
+    if name.len() > 255
+        || name == "org.freedesktop.DBus"
+        || name.starts_with("org.freedesktop.DBus.")
+    {
+        return false;
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+}
 
 /// A `--forward` flag split into its key and value: `KEY`, `KEY=VALUE`, or one of the display
 /// names alone (`x11`, `wayland`, `xvfb`, short for `display=NAME`). `-` may stand for `_`.
@@ -170,5 +220,24 @@ mod tests {
             Ok((Some("::1"), "8080", "3000"))
         );
         assert!(parse_port_flag("8080").is_err());
+    }
+
+    #[test]
+    fn bus_names() {
+        assert!(is_bus_name("org.freedesktop.Notifications"));
+        assert!(is_bus_name("org.mpris.MediaPlayer2.*"));
+        assert!(is_bus_name("com.example.my-app_2"));
+        for bad in [
+            "org",
+            ":1.42",
+            "org.freedesktop.DBus",
+            "org..x",
+            "org.1x",
+            "*",
+            "org.*.x",
+            "org.x y",
+        ] {
+            assert!(!is_bus_name(bad), "{bad}");
+        }
     }
 }

@@ -41,6 +41,11 @@ pub struct RawForward {
     /// `true`, `false`, or a list of private key files: checked in validation.
     pub ssh_agent: Option<Spanned<toml::Value>>,
     pub git_config: Option<Spanned<bool>>,
+    pub audio: Option<Spanned<bool>>,
+    /// A list of bus names: checked in validation.
+    pub dbus: Option<Spanned<Vec<String>>>,
+    pub nix: Option<Spanned<bool>>,
+    pub gpu: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,7 +26,7 @@ pub struct Widening {
 }
 
 /// Profiles wrapix ships: their package lists are wrapix's, not the project's.
-const BUILTIN_PROFILES: &[&str] = &["host", "base", "rust", "python"];
+const BUILTIN_PROFILES: &[&str] = &["host", "base", "rust", "python", "browser"];
 
 /// The keys of a project config (its text) that widen the sandbox. Text that is not TOML is
 /// reported by the parser elsewhere; here it widens nothing.
@@ -288,6 +288,10 @@ fn why_forward(key: &str) -> &'static str {
         "display" => "connects the sandbox to a display (x11: it can read every window and type into them)",
         "ssh_agent" => "lets the sandbox sign with SSH keys (true: every key in your agent)",
         "git_config" => "shows your ~/.gitconfig and ~/.config/git to the sandbox (aliases, credentials helpers, URLs)",
+        "audio" => "connects the sandbox to your sound server (it can play sound, and record from your microphone)",
+        "dbus" => "lets the sandbox call the named services on your session bus",
+        "nix" => "shows your whole /nix/store to the sandbox and lets it ask your Nix daemon to build",
+        "gpu" => "gives the sandbox your GPU's device nodes (a large kernel driver surface; GPU memory of other programs)",
         _ => WHY_OTHER,
     }
 }

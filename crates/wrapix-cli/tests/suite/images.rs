@@ -95,7 +95,7 @@ fn profile_list_and_show() {
     c.config(TINY);
     let out = c.run(&["profile", "list"]);
     assert_eq!(out.code, 0, "{out}");
-    for p in ["host", "base", "rust", "python", "tiny"] {
+    for p in ["host", "base", "rust", "python", "browser", "tiny"] {
         assert!(out.stdout.contains(p), "{out}");
     }
     let out = c.run(&["profile", "show", "python"]);
@@ -181,6 +181,81 @@ fn full_base_profile_builds_and_runs_claude() {
     );
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("Claude Code"), "{out}");
+}
+
+/// The `browser` profile: Debian's Chromium renders a local page headless and headed on a
+/// private Xvfb (with
+/// `--no-sandbox`: its own sandbox needs user namespaces, which wrapix's forbids; see
+/// docs/desktop.md), and the automation tools' variables name it.
+#[test]
+fn full_browser_profile_renders_a_page_headless_and_headed() {
+    if std::env::var("WRAPIX_TEST_FULL_IMAGE").as_deref() != Ok("1") {
+        skip("the browser image build is slow (base + Chromium); set WRAPIX_TEST_FULL_IMAGE=1 (CI does)");
+        return;
+    }
+    let Some(c) = tiny_case() else { return };
+    c.config("profile = \"browser\"\n");
+    build(&c);
+    c.write(
+        &c.project.join("page.html"),
+        "<!doctype html><html><body style=\"margin:0;background:#12ab34\"></body></html>\n",
+    );
+    let out = c.sh_with(
+        &["--network", "none"],
+        "echo P=$PUPPETEER_EXECUTABLE_PATH C=$CHROME_PATH; \
+         chromium --headless --no-sandbox --disable-gpu --window-size=200,100 \
+         --screenshot=/workspace/shot.png file:///workspace/page.html",
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("P=/usr/bin/chromium C=/usr/bin/chromium"),
+        "{out}"
+    );
+    let png = std::fs::read(c.project.join("shot.png")).unwrap();
+    assert_eq!(
+        super::desktop_more::first_png_pixel(&png),
+        0x12ab34,
+        "{out}"
+    );
+
+    // Headed, on the sandbox's private display: `wrapix screenshot` sees the page.
+    let run = c.root.join("run");
+    std::fs::create_dir(&run).unwrap();
+    c.give(&run);
+    let c = c.host_env("XDG_RUNTIME_DIR", &run.to_string_lossy());
+    let running = c.spawn(&[
+        "run",
+        "--network",
+        "none",
+        "--forward",
+        "xvfb",
+        "--",
+        "chromium",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--kiosk",
+        "--window-position=0,0",
+        "--window-size=1280,1024",
+        "file:///workspace/page.html",
+    ]);
+    let file = c.root.join("headed.png");
+    let start = std::time::Instant::now();
+    loop {
+        let out = c.run(&["screenshot", "-o", &file.to_string_lossy()]);
+        if out.code == 0
+            && super::desktop_more::first_png_pixel(&std::fs::read(&file).unwrap()) == 0x12ab34
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the page never showed on the private display: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = running.finish_within(std::time::Duration::from_secs(20));
 }
 
 /// A mount whose destination is missing below a folder of the image (/opt/abi, /usr/local/abi)

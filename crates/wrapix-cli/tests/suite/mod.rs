@@ -6,6 +6,7 @@ mod badinput;
 mod claude;
 mod config;
 mod desktop;
+mod desktop_more;
 mod dns;
 mod doctor;
 mod escape;

@@ -273,6 +273,11 @@ impl Backend for Bwrap {
             }
         }
 
+        // Device nodes (`gpu = true`): bound as devices (a plain bind would be nodev).
+        for d in &run.devices {
+            arg(&mut a, &[&"--dev-bind", d, d]);
+        }
+
         // wrapix itself, as `wrapix` on PATH, and wrapix's init when it is PID 1:
         // `wrapix-init` (a small binary, faster to start) when it is installed beside wrapix,
         // else `wrapix __init`.

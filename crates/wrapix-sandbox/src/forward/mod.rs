@@ -18,8 +18,13 @@ use wrapix_spec::{Display, MountMode, SandboxPath, Spec, SshAgent};
 use crate::error::SandboxError;
 use crate::prepare::{Bind, GeneratedFile};
 
+pub mod audio;
+pub mod dbus;
+pub mod gpu;
+pub mod nix;
 pub mod runtime;
 pub mod ssh;
+pub mod wayland;
 pub mod x11;
 pub mod xauth;
 
@@ -36,6 +41,8 @@ pub struct Provided {
     pub binds: Vec<Bind>,
     pub files: Vec<GeneratedFile>,
     pub env: BTreeMap<String, String>,
+    /// Device nodes bound as devices (`gpu = true`), at the same path inside.
+    pub devices: Vec<PathBuf>,
     pub notices: Vec<String>,
     /// Set by [`start`] when the spec forwards anything: [`crate::prepare`] refuses a spec
     /// with forwards that never went through it.
@@ -46,6 +53,9 @@ pub struct Provided {
 #[derive(Debug, Default)]
 pub struct Helpers {
     children: Vec<(String, Child)>,
+    /// Pipes whose closing tells a helper to exit (`xdg-dbus-proxy --fd`): closed after the
+    /// helpers are killed.
+    fds: Vec<std::os::fd::OwnedFd>,
     pub run_dir: Option<runtime::RunDir>,
 }
 
@@ -66,6 +76,7 @@ impl Drop for Helpers {
             }
         }
         self.children.clear();
+        self.fds.clear();
         if let Some(dir) = self.run_dir.take() {
             dir.remove();
         }
@@ -96,7 +107,8 @@ pub fn start(
     out.started = true;
     let needs_dir = fw.display == Some(Display::Xvfb)
         || matches!(fw.ssh_agent, Some(SshAgent::Keys(_)))
-        || !fw.ports.is_empty();
+        || !fw.ports.is_empty()
+        || !fw.dbus.is_empty();
     if needs_dir {
         helpers.run_dir = Some(runtime::RunDir::create(env, &spec.project, dry_run)?);
     }
@@ -111,12 +123,7 @@ pub fn start(
             }
             x11::provide(&display, &mut out);
         }
-        Some(Display::Wayland) => {
-            return Err(missing(
-                "display = \"wayland\" is not supported by this wrapix yet",
-                "use display = \"xvfb\" (a private display) or \"x11\"",
-            ))
-        }
+        Some(Display::Wayland) => wayland::provide(env, &mut out)?,
     }
     match &fw.ssh_agent {
         None => {}
@@ -138,6 +145,22 @@ pub fn start(
     }
     if fw.git_config {
         git_config(&spec.user.home, &spec.user.sandbox_home(), &mut out);
+    }
+    if fw.audio {
+        audio::provide(env, &mut out)?;
+    }
+    if !fw.dbus.is_empty() {
+        let dir = run_dir(&helpers)?;
+        if let Some((child, fd)) = dbus::start(env, dir, &fw.dbus, dry_run, &mut out)? {
+            helpers.adopt("xdg-dbus-proxy", child);
+            helpers.fds.push(fd);
+        }
+    }
+    if fw.nix {
+        nix::provide(nix::check(Path::new("/"))?, &mut out);
+    }
+    if fw.gpu {
+        gpu::provide(gpu::host_devices(), &mut out)?;
     }
     if let Some(dir) = &helpers.run_dir {
         if !dry_run {
@@ -175,6 +198,14 @@ fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
             "git_config = true, but neither {0}/.gitconfig nor {0}/.config/git exists: nothing to forward",
             host_home.display()
         ));
+    }
+}
+
+/// A check failed with `e`'s own problem and fix (a [`missing`] error), else `fix`.
+fn failed(label: &str, e: SandboxError, fix: &str) -> crate::backend::Check {
+    match e {
+        SandboxError::Missing { what, fix } => crate::backend::Check::fail(label, what, fix),
+        other => crate::backend::Check::fail(label, other.to_string(), fix),
     }
 }
 
@@ -218,6 +249,17 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
         Some(p) => Check::pass(label, p.display().to_string()),
         None => Check::fail(label, format!("{name} is not installed"), fix).optional(),
     };
+    out.push(
+        match wayland::host_socket(env) {
+            Ok(p) => Check::pass("display = \"wayland\"", p.display().to_string()),
+            Err(e) => failed(
+                "display = \"wayland\"",
+                e,
+                "run from your Wayland session, or use display = \"xvfb\"",
+            ),
+        }
+        .optional(),
+    );
     out.push(have(
         "Xvfb",
         "display = \"xvfb\"",
@@ -244,5 +286,66 @@ pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Chec
         "[[ports]] / -p",
         "sudo apt-get install passt",
     ));
+    out.push(match dbus::session_bus(env) {
+        None => Check::fail(
+            "dbus = [names]",
+            "no session bus (DBUS_SESSION_BUS_ADDRESS unset, no $XDG_RUNTIME_DIR/bus)",
+            "run from your desktop session",
+        )
+        .optional(),
+        Some(a) => match find_program("xdg-dbus-proxy", path) {
+            Some(p) => Check::pass("dbus = [names]", format!("{a} through {}", p.display())),
+            None => Check::fail(
+                "dbus = [names]",
+                "xdg-dbus-proxy is not installed (the filtering proxy dbus goes through)",
+                "sudo apt-get install xdg-dbus-proxy",
+            )
+            .optional(),
+        },
+    });
+    out.push(match nix::check(Path::new("/")) {
+        Ok(_) => Check::pass(
+            "nix = true",
+            format!("{} and {}", nix::STORE, nix::DAEMON_SOCKET),
+        ),
+        Err(e) => failed("nix = true", e, "install Nix in multi-user mode (--daemon)").optional(),
+    });
+    let gpus = gpu::host_devices();
+    out.push(if gpus.is_empty() {
+        Check::fail(
+            "gpu = true",
+            "no /dev/dri/renderD*, no /dev/nvidia*",
+            "install the GPU's kernel driver",
+        )
+        .optional()
+    } else {
+        Check::pass(
+            "gpu = true",
+            gpus.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    });
+    out.push(
+        match (audio::pulse_socket(env), audio::pipewire_socket(env)) {
+            (Err(e), _) => failed("audio = true", e, "unset PULSE_SERVER or fix it"),
+            (Ok(None), None) => Check::fail(
+                "audio = true",
+                "no PulseAudio or PipeWire socket ($XDG_RUNTIME_DIR/pulse/native, pipewire-0)",
+                "run from your desktop session with its sound server (pulseaudio --start)",
+            ),
+            (Ok(pulse), pw) => Check::pass(
+                "audio = true",
+                pulse
+                    .iter()
+                    .chain(pw.iter())
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
+        .optional(),
+    );
     out
 }

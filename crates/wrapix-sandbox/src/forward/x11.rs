@@ -211,7 +211,7 @@ pub fn start_xvfb(
 
 /// Clears close-on-exec on `fd` in the child, so that Xvfb (through bwrap) can write to it.
 #[allow(unsafe_code)]
-fn keep_fd(cmd: &mut Command, fd: &OwnedFd) {
+pub(crate) fn keep_fd(cmd: &mut Command, fd: &OwnedFd) {
     use std::os::unix::process::CommandExt;
     let raw = fd.as_raw_fd();
     // SAFETY: runs between fork and exec; one fcntl on an fd number, async-signal-safe.

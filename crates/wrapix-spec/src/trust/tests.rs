@@ -152,4 +152,15 @@ sandbox = 3000
     let w = widening("[forward]\ndisplay = \"x11\"\n");
     assert!(w[0].why.contains("read every window"), "{w:?}");
     assert_eq!(keys("forward = 3\n"), ["forward"]);
+    assert_eq!(
+        keys("[forward]\naudio = true\ndbus = [\"org.a.B\"]\nnix = false\ngpu = true\n"),
+        [
+            "forward.audio",
+            "forward.dbus",
+            "forward.gpu",
+            "forward.nix"
+        ]
+    );
+    let w = widening("[forward]\naudio = true\n");
+    assert!(w[0].why.contains("microphone"), "{w:?}");
 }

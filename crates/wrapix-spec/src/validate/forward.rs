@@ -34,6 +34,21 @@ pub fn forward(
             out.git_config = *g.get_ref();
             origins.insert("forward.git_config", file.origin());
         }
+        for (value, field, name) in [
+            (&f.audio, &mut out.audio, "forward.audio"),
+            (&f.nix, &mut out.nix, "forward.nix"),
+            (&f.gpu, &mut out.gpu, "forward.gpu"),
+        ] {
+            if let Some(v) = value {
+                *field = *v.get_ref();
+                origins.insert(name, file.origin());
+            }
+        }
+        if let Some(d) = &f.dbus {
+            out.dbus = bus_names(d.get_ref().iter().map(String::as_str))
+                .map_err(|e| e.at(file.at(d.span())))?;
+            origins.insert("forward.dbus", file.origin());
+        }
     }
     for flag in &layers.flags.forward {
         let loc = Location::Flag(format!("--forward {flag:?}"));
@@ -51,13 +66,17 @@ pub fn forward(
                 out.ssh_agent = Some(SshAgent::Keys(keys));
             }
             ("git_config", None) => out.git_config = true,
+            ("audio", None) => out.audio = true,
+            ("nix", None) => out.nix = true,
+            ("gpu", None) => out.gpu = true,
+            ("dbus", Some(list)) => out.dbus = bus_names(list.split(',')).map_err(err)?,
             _ => {
                 return Err(SpecError::invalid(
                     loc,
                     "forward",
                     format!("unknown forward {flag:?}"),
                     format!(
-                        "use --forward KEY[=VALUE] with KEY one of {} (display needs a value: x11, wayland or xvfb)",
+                        "use --forward KEY[=VALUE] with KEY one of {} (display needs a value: x11, wayland or xvfb; dbus a list: dbus=NAME,NAME)",
                         KEYS.join(", ")
                     ),
                 ))
@@ -66,6 +85,10 @@ pub fn forward(
         let name = match key.as_str() {
             "display" => "forward.display",
             "ssh_agent" => "forward.ssh_agent",
+            "audio" => "forward.audio",
+            "nix" => "forward.nix",
+            "gpu" => "forward.gpu",
+            "dbus" => "forward.dbus",
             _ => "forward.git_config",
         };
         origins.insert(name, Origin::Flag("--forward"));
@@ -192,6 +215,25 @@ fn display(s: &str) -> Result<Display, Bad> {
             "use \"x11\" (the host's X server), \"wayland\" (the compositor's socket) or \"xvfb\" (a private virtual display)",
         )
     })
+}
+
+/// `dbus = [NAME, …]`: well-known bus names (or `NAME.*`), each once; an empty list is no
+/// bus at all.
+fn bus_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<String>, Bad> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !crate::forward::is_bus_name(n) {
+            return Err(Bad::new(
+                "forward.dbus",
+                format!("{n:?} is not a bus name the sandbox may be given"),
+                "name well-known bus names, e.g. dbus = [\"org.freedesktop.Notifications\"] (NAME.* for a name and those below it; not unique names like :1.2, not org.freedesktop.DBus)",
+            ));
+        }
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 fn ssh_agent_value(v: &Value, host_home: &Path) -> Result<Option<SshAgent>, Bad> {

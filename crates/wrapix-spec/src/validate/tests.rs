@@ -822,6 +822,50 @@ fn forward_keys_flags_and_ports() {
 }
 
 #[test]
+fn forward_audio_dbus_nix_gpu() {
+    let f = Fixture::new();
+    let user = "[forward]\naudio = true\ndbus = [\"org.freedesktop.Notifications\", \"org.freedesktop.Notifications\"]\nnix = true\n";
+    let flags = Overrides {
+        forward: vec!["gpu".into(), "dbus=org.a.B,org.c.*".into()],
+        ..Default::default()
+    };
+    let spec = f
+        .run(Some(user), None, flags)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fw = &spec.forward;
+    assert!(fw.audio && fw.nix && fw.gpu);
+    assert_eq!(fw.dbus, ["org.a.B", "org.c.*"]);
+    assert_eq!(spec.origin("forward.dbus"), &Origin::Flag("--forward"));
+    assert_eq!(fw.names(), ["audio", "dbus", "nix", "gpu"]);
+    let spec = f
+        .run(Some(user), None, Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.forward.dbus, ["org.freedesktop.Notifications"]);
+    for (text, want) in [
+        (
+            "[forward]\ndbus = [\"org.freedesktop.DBus\"]\n",
+            "key `forward.dbus`: \"org.freedesktop.DBus\" is not a bus name",
+        ),
+        ("[forward]\ndbus = [\":1.3\"]\n", "not a bus name"),
+        ("[forward]\ndbus = \"org.a.B\"\n", "forward.dbus"),
+        ("[forward]\naudio = \"yes\"\n", "forward.audio"),
+        ("[forward]\nwebcam = true\n", "webcam"),
+    ] {
+        let e = f
+            .run(Some(text), None, Overrides::default())
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains(want), "{text}: {e}");
+    }
+    let flags = Overrides {
+        forward: vec!["dbus".into()],
+        ..Default::default()
+    };
+    let e = f.run(None, None, flags).err().unwrap_or_default();
+    assert!(e.contains("dbus=NAME,NAME"), "{e}");
+}
+
+#[test]
 fn forward_errors_name_the_key_and_fix() {
     let f = Fixture::new();
     let e = f

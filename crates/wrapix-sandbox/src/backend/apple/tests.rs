@@ -56,6 +56,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         },
         home: home.clone(),
         home_source: None,
+        devices: Vec::new(),
         pinned: Vec::new(),
         binds: vec![
             bind("/Users/ada/proj", ws.clone(), MountMode::ReadWrite),

@@ -74,6 +74,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         home: home.clone(),
         home_source: None,
         pinned: Vec::new(),
+        devices: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
@@ -445,6 +446,7 @@ fn argv_with_forwards() {
             host: 8080,
             sandbox: 3000,
         }],
+        ..Default::default()
     };
     // What forward::start provides, as prepare adds it: after every other bind.
     let mut fw = crate::forward::Provided::default();
@@ -487,4 +489,68 @@ fn argv_with_forwards() {
         "--config-net --quiet --no-map-gw -t 127.0.0.1/8080:3000 -u none -T none -U none",
         "only the published port, on loopback, inbound; nothing else either way"
     );
+}
+
+#[test]
+fn argv_with_wayland_audio_dbus_nix_gpu() {
+    let mut run = prepared(Network::None, 1000);
+    run.spec.forward = wrapix_spec::Forward {
+        display: Some(wrapix_spec::Display::Wayland),
+        audio: true,
+        dbus: vec!["org.freedesktop.Notifications".into()],
+        nix: true,
+        gpu: true,
+        ..Default::default()
+    };
+    // What forward::start provides on a host with PulseAudio, a session bus, Nix (with a
+    // default profile) and a GPU (a fake listing of /dev/dri and /dev), as prepare adds it.
+    let mut fw = crate::forward::Provided::default();
+    fw.binds.push(Bind {
+        source: "/run/user/1000/wayland-0".into(),
+        dest: SandboxPath::from_static(crate::forward::wayland::SANDBOX_WAYLAND_SOCKET),
+        mode: MountMode::ReadOnly,
+    });
+    fw.binds.push(Bind {
+        source: "/run/user/1000/pulse/native".into(),
+        dest: SandboxPath::from_static(crate::forward::audio::SANDBOX_PULSE_SOCKET),
+        mode: MountMode::ReadOnly,
+    });
+    fw.env.insert(
+        "PULSE_SERVER".into(),
+        "unix:/run/wrapix/pulse/native".into(),
+    );
+    fw.binds.push(Bind {
+        source: "/run/user/1000/wrapix/sandboxes/proj-1/dbus/bus".into(),
+        dest: SandboxPath::from_static(crate::forward::dbus::SANDBOX_DBUS_SOCKET),
+        mode: MountMode::ReadOnly,
+    });
+    crate::forward::nix::provide(
+        crate::forward::nix::HostNix {
+            default_profile: true,
+        },
+        &mut fw,
+    );
+    let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    fw.devices = crate::forward::gpu::devices(
+        &names(&["card0", "renderD128"]),
+        &names(&["null", "nvidia0", "nvidiactl", "tty"]),
+    );
+    run.binds.extend(fw.binds);
+    run.devices.extend(fw.devices);
+    run.env.extend(fw.env);
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("plan: {e}"));
+    insta::assert_snapshot!(p.render());
+    let argv = args(&p).join(" ");
+    assert!(
+        argv.contains("--dev-bind /dev/dri/renderD128 /dev/dri/renderD128"),
+        "{argv}"
+    );
+    assert!(!argv.contains("card0"), "only render nodes: {argv}");
+    assert!(argv.contains("--ro-bind /nix/store /nix/store"), "{argv}");
+    let env: Vec<String> = p
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    assert!(env.contains(&"NIX_REMOTE=daemon".to_owned()), "{env:?}");
 }

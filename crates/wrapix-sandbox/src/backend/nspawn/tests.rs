@@ -68,6 +68,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         home: home.clone(),
         home_source: None,
         pinned: Vec::new(),
+        devices: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind(
@@ -386,6 +387,18 @@ fn forwards_are_refused_with_the_fix() {
         .unwrap_or_default();
     assert!(
         e.contains("nspawn backend does not forward ssh_agent"),
+        "{e}"
+    );
+    let mut run = prepared(Network::None, Resources::default());
+    run.spec.forward.audio = true;
+    run.spec.forward.gpu = true;
+    run.spec.forward.display = Some(wrapix_spec::Display::Wayland);
+    let e = crate::backend::refuse_forwards("nspawn", &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("nspawn backend does not forward display, audio, gpu"),
         "{e}"
     );
 }

@@ -57,6 +57,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         home: home.clone(),
         home_source: None,
         pinned: Vec::new(),
+        devices: Vec::new(),
         binds: vec![
             bind("/home/ada/proj", ws.clone(), MountMode::ReadWrite),
             bind("/home/ada/proj/.git", ws.join(".git"), MountMode::ReadWrite),
@@ -342,4 +343,22 @@ fn forwards_are_refused_with_the_fix() {
         .unwrap_or_default();
     assert!(e.contains("does not forward display"), "{e}");
     assert!(e.contains("--backend bwrap"), "{e}");
+    // And each of the later forwards, alone.
+    for (key, set) in [
+        (
+            "audio",
+            (|f: &mut wrapix_spec::Forward| f.audio = true) as fn(&mut _),
+        ),
+        ("dbus", |f| f.dbus = vec!["org.a.B".into()]),
+        ("nix", |f| f.nix = true),
+        ("gpu", |f| f.gpu = true),
+    ] {
+        let mut run = prepared(Network::None, Resources::default());
+        set(&mut run.spec.forward);
+        let e = crate::backend::plan(&backend(false), &run)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains(&format!("does not forward {key}")), "{e}");
+    }
 }
