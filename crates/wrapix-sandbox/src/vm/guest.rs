@@ -167,9 +167,7 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
         std::fs::create_dir_all(&at).map_err(|e| format!("create {}: {e}", at.display()))?;
         mount_virtiofs(&s.tag, &at, s.read_only)?;
     }
-    if config.net.is_some() {
-        return Err("networking inside the VM is not supported yet".into());
-    }
+    super::guest_net::configure(config.net.as_ref())?;
     let _ = nix::unistd::sethostname(&config.hostname);
     build_root(&config)?;
     times.mounted = uptime_ms();

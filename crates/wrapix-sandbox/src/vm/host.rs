@@ -1,10 +1,14 @@
 //! `__vm`: the qemu backend's supervisor on the host, the process the executor starts and
-//! signals. `__vm --stage DIR --virtiofsd PROG [--share TAG:ro|rw:PATH]… [--timing] -- QEMU ARGS…`
+//! signals. `__vm --stage DIR --virtiofsd PROG [--share TAG:ro|rw:PATH]… [--timing]
+//! [--net-pid-file PATH --net-wait-fd N --passt PROG [--passt-arg ARG]…] -- QEMU ARGS…`
 //!
 //! It dies with wrapix (`PR_SET_PDEATHSIG`), and everything it starts dies with it (virtiofsd
 //! for each share, qemu): no VM outlives a killed wrapix. The command's stdio and exit code
 //! travel over virtio-serial ports ([`super::PORTS`]) whose host ends are sockets handed to qemu
-//! at fixed fds; a forwarded signal is one byte on the `wrapix.signal` port.
+//! at fixed fds; a forwarded signal is one byte on the `wrapix.signal` port. With `--passt`
+//! (`network = "open"`) it first starts the network holder ([`super::passt`]), which runs
+//! passt in a network namespace of its own once wrapix has attached pasta to it; the VM's NIC
+//! is a socket pair between qemu (at [`super::NET_FD`]) and passt.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -34,7 +38,15 @@ struct Args {
     virtiofsd: PathBuf,
     shares: Vec<Share>,
     timing: bool,
+    /// `network = "open"`: the helper's PID file, the release fd it waits on, passt's argv.
+    net: Option<Net>,
     qemu: Vec<OsString>,
+}
+
+struct Net {
+    pid_file: PathBuf,
+    wait_fd: i32,
+    passt: Vec<OsString>,
 }
 
 fn parse(args: &[OsString]) -> Result<Args, String> {
@@ -43,8 +55,12 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         virtiofsd: PathBuf::new(),
         shares: Vec::new(),
         timing: false,
+        net: None,
         qemu: Vec::new(),
     };
+    let mut net_pid_file = None;
+    let mut net_wait_fd = None;
+    let mut passt: Vec<OsString> = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag:?} needs a value"));
@@ -52,6 +68,18 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
             Some("--stage") => a.stage = value()?.into(),
             Some("--virtiofsd") => a.virtiofsd = value()?.into(),
             Some("--timing") => a.timing = true,
+            Some("--net-pid-file") => net_pid_file = Some(PathBuf::from(value()?)),
+            Some("--net-wait-fd") => {
+                net_wait_fd = Some(
+                    value()?
+                        .to_str()
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .filter(|fd| *fd > 2 && *fd != super::passt::PASST_FD)
+                        .ok_or("--net-wait-fd needs a number above 2 (not passt's)")?,
+                )
+            }
+            Some("--passt") => passt.push(value()?),
+            Some("--passt-arg") => passt.push(value()?),
             Some("--tcg-notice") => eprintln!(
                 "wrapix: qemu: KVM is not usable here; the VM runs under TCG (emulated, slow)"
             ),
@@ -79,6 +107,15 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
     if a.qemu.is_empty() || a.stage.as_os_str().is_empty() {
         return Err("usage: __vm --stage DIR --virtiofsd PROG [--share …] -- QEMU ARGS…".into());
     }
+    a.net = match (net_pid_file, net_wait_fd, passt.is_empty()) {
+        (Some(pid_file), Some(wait_fd), false) => Some(Net {
+            pid_file,
+            wait_fd,
+            passt,
+        }),
+        (None, None, true) => None,
+        _ => return Err("--net-pid-file, --net-wait-fd and --passt go together".into()),
+    };
     Ok(a)
 }
 
@@ -119,27 +156,63 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// Moves `fds` to FIRST_PORT_FD, FIRST_PORT_FD+1, … in the child.
+/// Moves `fds` to `first`, `first`+1, … in the child (without close-on-exec).
 #[allow(unsafe_code)]
-fn place_ports(cmd: &mut Command, fds: Vec<i32>) {
-    // SAFETY: fcntl/dup2 on integers, between fork and exec.
+fn place_fds(cmd: &mut Command, fds: Vec<i32>, first: i32) {
+    // SAFETY: fcntl/dup2 on integers, between fork and exec; the vector was allocated
+    // before the fork and is only read.
     unsafe {
         cmd.pre_exec(move || {
-            let mut high = [0i32; PORTS.len()];
+            let mut high = [0i32; 16];
+            if fds.len() > high.len() {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
             for (i, fd) in fds.iter().enumerate() {
                 high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
                 if high[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            for (i, fd) in high.iter().enumerate() {
-                if libc::dup2(*fd, FIRST_PORT_FD + i as i32) < 0 {
+            for (i, fd) in high.iter().take(fds.len()).enumerate() {
+                if libc::dup2(*fd, first + i as i32) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             Ok(())
         });
     }
+}
+
+/// Starts the network holder ([`super::passt`]) with the release fd at its number and
+/// passt's end of the VM's network socket at [`super::passt::PASST_FD`]; then closes the
+/// release fd here (only the holder waits on it).
+fn start_net(net: &Net, passt_end: &OwnedFd) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__vm-net")
+        .arg("--pid-file")
+        .arg(&net.pid_file)
+        .arg("--wait-fd")
+        .arg(net.wait_fd.to_string())
+        .arg("--")
+        .args(&net.passt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    place_fds(
+        &mut cmd,
+        vec![passt_end.as_raw_fd()],
+        super::passt::PASST_FD,
+    );
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("start the network holder: {e}"))?;
+    // SAFETY: the executor placed the release pipe at this number for the holder; this
+    // process never reads it, and nothing else it starts may inherit it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::close(net.wait_fd);
+    }
+    Ok(child)
 }
 
 fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
@@ -150,6 +223,13 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     }
     set.thread_block()
         .map_err(|e| format!("block signals: {e}"))?;
+    // The network first: the executor sets it up while the shares and the VM start.
+    let mut qemu_fds: Vec<OwnedFd> = Vec::new();
+    if let Some(net) = &a.net {
+        let (qemu_end, passt_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        children.push(start_net(net, &OwnedFd::from(passt_end))?);
+        qemu_fds.push(qemu_end.into());
+    }
     let uid = nix::unistd::geteuid().as_raw();
     for s in &a.shares {
         let sock = a.stage.join(format!("{}.sock", s.tag));
@@ -206,11 +286,20 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     let mut cmd = Command::new(prog);
     cmd.args(qargs).stdin(Stdio::null()).stdout(Stdio::null());
     die_with_parent(&mut cmd);
-    place_ports(&mut cmd, theirs.iter().map(|f| f.as_raw_fd()).collect());
+    place_fds(
+        &mut cmd,
+        theirs
+            .iter()
+            .chain(qemu_fds.iter())
+            .map(|f| f.as_raw_fd())
+            .collect(),
+        FIRST_PORT_FD,
+    );
     let mut qemu = cmd
         .spawn()
         .map_err(|e| format!("start {}: {e}", Path::new(prog).display()))?;
     drop(theirs);
+    drop(qemu_fds);
 
     let mut ours = ours.into_iter();
     let (stdin_port, stdout_port, stderr_port, exit_port, signal_port) = match (

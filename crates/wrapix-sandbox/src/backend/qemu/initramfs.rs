@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::SandboxError;
 
 /// The modules the guest loads (their dependencies come first).
-pub const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtiofs"];
+pub const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtiofs", "virtio_net"];
 
 /// The host's dynamic loader, which lists a binary's libraries (`ld.so --list`).
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
