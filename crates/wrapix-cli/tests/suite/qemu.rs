@@ -122,3 +122,55 @@ fn sigkill_of_wrapix_takes_the_vm_down() {
         left()
     );
 }
+
+/// `--network open`: passt serves the VM from a network namespace of its own (never the
+/// host's: the rules that keep the host's addresses out of reach are in that namespace, out of
+/// the guest's reach), and a killed wrapix leaves no passt, pasta, qemu or virtiofsd behind.
+#[test]
+fn open_network_passt_is_outside_the_hosts_namespace_and_dies_with_wrapix() {
+    let Some(c) = case() else { return };
+    let script = "touch /workspace/ready; while :; do sleep 0.1; done";
+    let run = c.spawn(&[
+        "run",
+        "--backend",
+        "qemu",
+        "--network",
+        "open",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(120), || ready.exists()),
+        "the script never got ready"
+    );
+    let marker = c.root.to_string_lossy().into_owned();
+    let passt: Vec<(String, String)> = host_procs_with(&marker)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("passt") && cmd.contains("--fd"))
+        .filter(|(_, cmd)| !cmd.contains("__vm"))
+        .collect();
+    assert_eq!(passt.len(), 1, "{passt:?}");
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let theirs = ns(&passt[0].0);
+    assert!(theirs.is_some(), "cannot read passt's namespace");
+    assert_ne!(theirs, ns("self"), "passt runs in the host's namespace");
+    let pid = run.pid();
+    // pasta's PID file is named after wrapix's PID.
+    let pasta = format!("wrapix-pasta-{pid}-");
+    assert!(!host_procs_with(&pasta).is_empty(), "no pasta for {pid}");
+    kill(pid, Signal::SIGKILL).unwrap();
+    let _ = run.finish();
+    let left = || {
+        let mut l = host_procs_with(&marker);
+        l.extend(host_procs_with(&pasta));
+        l
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}

@@ -442,7 +442,8 @@ impl Backend for Qemu {
         super::stage::private_dir(&self.stage)?;
         let kernel = self.kernel()?;
         // The initramfs, from the cache (built when its inputs changed).
-        let members = initramfs::members(Self::init_binary(run), &kernel.modules)?;
+        let init = initramfs::small_init(Self::init_binary(run), &self.cache)?;
+        let members = initramfs::members(&init, &kernel.modules)?;
         let key = initramfs::key(&members)?;
         let cached = self.cache.join(format!("initramfs-{key}.cpio"));
         if !cached.is_file() {
