@@ -1,8 +1,8 @@
 //! The qemu backend: the sandbox is a micro-VM with a kernel of its own (`--backend qemu`).
 //!
 //! Isolation: a guest kernel (the Debian cloud kernel, `linux-image-cloud-amd64`) in
-//! `qemu-system-x86_64 -M microvm`, KVM when `/dev/kvm` works, else TCG (slow; refused with
-//! `WRAPIX_REQUIRE_KVM=1`). The guest sees only what is shared with it: each bind source (and
+//! `qemu-system-x86_64 -M pc`, KVM when `/dev/kvm` works, else TCG (slow; refused with
+//! `--require-kvm`, `require_kvm = true` or `WRAPIX_REQUIRE_KVM=1`). The guest sees only what is shared with it: each bind source (and
 //! each root folder) is a virtiofs share served by its own `virtiofsd` (the Rust one: it has
 //! `--readonly`, and runs unprivileged), read-only unless the bind is writable. PID 1 in the
 //! guest ([`crate::vm::guest`], from an initramfs built here and cached by content) mounts the
@@ -500,10 +500,10 @@ impl Backend for Qemu {
             )
         })?;
         let kernel = self.kernel()?;
-        if !self.kvm && self.require_kvm {
+        if !self.kvm && (self.require_kvm || run.spec.require_kvm) {
             return Err(Self::unavailable(
-                "KVM is not usable here (no /dev/kvm you can open, or the paravirtual kvm_pvm) and WRAPIX_REQUIRE_KVM=1 refuses TCG",
-                "enable virtualisation and join the kvm group, or unset WRAPIX_REQUIRE_KVM to run under TCG (slow)",
+                "KVM is not usable here (no /dev/kvm you can open, or the paravirtual kvm_pvm), and --require-kvm (require_kvm = true, or WRAPIX_REQUIRE_KVM=1) refuses TCG",
+                "enable virtualisation and join the kvm group, or drop --require-kvm / require_kvm / WRAPIX_REQUIRE_KVM to run under TCG (slow)",
             ));
         }
         // `open`: pasta attached by the executor to the holder's namespace, then passt there.

@@ -187,6 +187,15 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
     let root = cstr(NEWROOT)?;
     let cwd = cstr(&config.cwd)?;
     drop_privileges_at_exec(&mut cmd, root, cwd, uid, gid);
+    // Nothing runs before the host says go (with `open`, only once the host's addresses are
+    // blocked); a signal first means the run was stopped before it started.
+    let mut signals = signals;
+    let mut b = [0u8; 1];
+    match signals.read(&mut b) {
+        Ok(1) if b[0] == super::host::GO => {}
+        Ok(1) => return Ok(128 + i32::from(b[0])),
+        _ => return Err("the host never released the run".into()),
+    }
     times.exec = uptime_ms();
     let child = cmd
         .spawn()

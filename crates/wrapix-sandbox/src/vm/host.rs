@@ -27,6 +27,9 @@ use crate::exec::FORWARDED;
 /// The exit code when the VM could not run the command.
 const FAILED: i32 = 125;
 
+/// The first byte on the signal port: the guest may run the command (no signal is 0).
+pub const GO: u8 = 0;
+
 struct Share {
     tag: String,
     read_only: bool,
@@ -183,10 +186,10 @@ fn place_fds(cmd: &mut Command, fds: Vec<i32>, first: i32) {
     }
 }
 
-/// Starts the network holder ([`super::passt`]) with the release fd at its number and
-/// passt's end of the VM's network socket at [`super::passt::PASST_FD`]; then closes the
-/// release fd here (only the holder waits on it).
-fn start_net(net: &Net, passt_end: &OwnedFd) -> Result<Child, String> {
+/// Starts the network holder ([`super::passt`]) with `release` (a pipe's read end; this
+/// process writes its byte once wrapix has released the run) at `net.wait_fd` and passt's end
+/// of the VM's network socket at [`super::passt::PASST_FD`].
+fn start_net(net: &Net, release: &OwnedFd, passt_end: &OwnedFd) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("find this program: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("__vm-net")
@@ -198,21 +201,37 @@ fn start_net(net: &Net, passt_end: &OwnedFd) -> Result<Child, String> {
         .args(&net.passt)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    // wait_fd is never PASST_FD (parse): each placed at its own number.
+    place_fds(&mut cmd, vec![release.as_raw_fd()], net.wait_fd);
     place_fds(
         &mut cmd,
         vec![passt_end.as_raw_fd()],
         super::passt::PASST_FD,
     );
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("start the network holder: {e}"))?;
-    // SAFETY: the executor placed the release pipe at this number for the holder; this
-    // process never reads it, and nothing else it starts may inherit it.
+    cmd.spawn()
+        .map_err(|e| format!("start the network holder: {e}"))
+}
+
+/// The executor's release pipe (at `net.wait_fd` here), taken over with close-on-exec so that
+/// nothing this process starts inherits it.
+fn take_release(net: &Net) -> Result<std::fs::File, String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on an integer; the executor placed the pipe there for this process.
+    #[allow(unsafe_code)]
+    let dup = unsafe { libc::fcntl(net.wait_fd, libc::F_DUPFD_CLOEXEC, 10) };
+    if dup < 0 {
+        return Err(format!(
+            "the release pipe (fd {}): {}",
+            net.wait_fd,
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: closing the original number, which this process owns; `dup` is fresh.
     #[allow(unsafe_code)]
     unsafe {
         libc::close(net.wait_fd);
+        Ok(std::fs::File::from_raw_fd(dup))
     }
-    Ok(child)
 }
 
 fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
@@ -223,12 +242,21 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     }
     set.thread_block()
         .map_err(|e| format!("block signals: {e}"))?;
-    // The network first: the executor sets it up while the shares and the VM start.
+    // The network first: the executor sets it up while the shares and the VM start. The
+    // guest runs nothing before the go byte ([`GO`]), which this process sends once the
+    // executor has released the run (`open`: pasta attached, the host's addresses blocked);
+    // it then passes the release on to the holder, which only then starts passt.
     let mut qemu_fds: Vec<OwnedFd> = Vec::new();
+    let mut release = None;
     if let Some(net) = &a.net {
+        let from_executor = take_release(net)?;
         let (qemu_end, passt_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        children.push(start_net(net, &OwnedFd::from(passt_end))?);
+        let (to_holder_r, to_holder_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        children.push(start_net(net, &to_holder_r, &OwnedFd::from(passt_end))?);
+        drop(to_holder_r);
         qemu_fds.push(qemu_end.into());
+        release = Some((from_executor, std::fs::File::from(to_holder_w)));
     }
     let uid = nix::unistd::geteuid().as_raw();
     for s in &a.shares {
@@ -349,9 +377,19 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         let _ = port.read_to_string(&mut s);
         s
     });
-    // Forwarded signals: one byte each, into the guest.
+    // The go byte once released, then forwarded signals: one byte each, into the guest.
     std::thread::spawn(move || {
         let mut port = signal_port;
+        if let Some((mut from_executor, mut to_holder)) = release {
+            let mut b = [0u8; 1];
+            // End-of-file: wrapix gave up (it stops this process): never the go byte.
+            if !matches!(from_executor.read(&mut b), Ok(1)) || to_holder.write_all(&b).is_err() {
+                return;
+            }
+        }
+        if port.write_all(&[GO]).is_err() {
+            return;
+        }
         while let Ok(sig) = set.wait() {
             if port.write_all(&[sig as i32 as u8]).is_err() {
                 break;

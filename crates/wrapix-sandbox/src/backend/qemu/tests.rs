@@ -38,6 +38,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
             home: "/home/ada".into(),
         },
         forward: Default::default(),
+        require_kvm: false,
         origins: BTreeMap::new(),
     };
     let bind = |s: &str, d: SandboxPath, mode| Bind {
