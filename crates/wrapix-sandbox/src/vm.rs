@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod guest;
 mod guest_net;
+pub(crate) mod guest_tty;
 pub mod host;
 pub mod passt;
 

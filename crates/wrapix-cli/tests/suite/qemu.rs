@@ -174,3 +174,30 @@ fn open_network_passt_is_outside_the_hosts_namespace_and_dies_with_wrapix() {
         left()
     );
 }
+
+/// On a terminal, the command gets one (a pty in the guest, relayed raw through the executor's
+/// pty): job-control shells and full-screen agents work, and the exit code still comes back.
+#[test]
+fn on_a_terminal_the_command_gets_a_terminal() {
+    let Some(c) = case() else { return };
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let (out, screen) = super::escape_tty::on_pty(
+        &c,
+        c.env.user_argv(
+            &bin,
+            &[
+                "run",
+                "--backend",
+                "qemu",
+                "--network",
+                "none",
+                "--",
+                "sh",
+                "-c",
+                "test -t 0 && test -t 1 && echo ON-A-TTY; exit 5",
+            ],
+        ),
+    );
+    assert_eq!(out.code, 5, "terminal shows:\n{screen}");
+    assert!(screen.contains("ON-A-TTY"), "terminal shows:\n{screen:?}");
+}

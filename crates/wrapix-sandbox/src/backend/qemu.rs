@@ -692,8 +692,9 @@ impl Backend for Qemu {
             guard_backend: false,
             pin_mounts: Vec::new(),
             network: network.map(|(pasta, _)| pasta),
-            // The VM has no terminal of its own: stdio is relayed as bytes.
-            terminal: false,
+            // On a terminal, a fresh pty for the supervisor, which relays it raw to a pty in the
+            // guest (never the user's own terminal, which qemu's process group could not read).
+            terminal: true,
             signals: SignalTarget::Process,
         })
     }

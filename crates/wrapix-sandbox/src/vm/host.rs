@@ -147,6 +147,20 @@ pub fn main(args: &[OsString]) -> i32 {
     code
 }
 
+/// The window size of the terminal on stdin: (rows, columns).
+#[allow(unsafe_code)]
+fn window_size() -> Option<(u16, u16)> {
+    let mut ws = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: one TIOCGWINSZ ioctl on fd 0, writing into a Winsize we own.
+    let r = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// In the child between fork and exec: die with the supervisor.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
@@ -377,9 +391,26 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         let _ = port.read_to_string(&mut s);
         s
     });
-    // The go byte once released, then forwarded signals: one byte each, into the guest.
+    // On a terminal (the executor's throw-away pty: `LaunchPlan::terminal`), raw bytes both
+    // ways; the guest opens a pty of its own for the command (see `guest_tty`).
+    let terminal =
+        nix::unistd::isatty(0).unwrap_or(false) && nix::unistd::isatty(1).unwrap_or(false);
+    if terminal {
+        let stdin = std::io::stdin();
+        if let Ok(mut t) = nix::sys::termios::tcgetattr(&stdin) {
+            nix::sys::termios::cfmakeraw(&mut t);
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &t);
+        }
+    }
+    let winsize =
+        move || super::guest_tty::winsize_message(if terminal { window_size() } else { None });
+    // The window size (on a terminal), the go byte once released, then forwarded signals: one
+    // byte each, into the guest (SIGWINCH with the size).
     std::thread::spawn(move || {
         let mut port = signal_port;
+        if terminal && port.write_all(&winsize()).is_err() {
+            return;
+        }
         if let Some((mut from_executor, mut to_holder)) = release {
             let mut b = [0u8; 1];
             // End-of-file: wrapix gave up (it stops this process): never the go byte.
@@ -391,7 +422,12 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
             return;
         }
         while let Ok(sig) = set.wait() {
-            if port.write_all(&[sig as i32 as u8]).is_err() {
+            let sent = if sig == Signal::SIGWINCH {
+                port.write_all(&winsize())
+            } else {
+                port.write_all(&[sig as i32 as u8])
+            };
+            if sent.is_err() {
                 break;
             }
         }
