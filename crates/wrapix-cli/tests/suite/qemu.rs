@@ -201,3 +201,20 @@ fn on_a_terminal_the_command_gets_a_terminal() {
     assert_eq!(out.code, 5, "terminal shows:\n{screen}");
     assert!(screen.contains("ON-A-TTY"), "terminal shows:\n{screen:?}");
 }
+
+/// MCP servers run in the guest: with `[mcp.tmux-debug]`, `wrapix-serve` is there and answers.
+#[test]
+fn mcp_servers_run_in_the_guest() {
+    let Some(c) = case() else { return };
+    c.write(
+        &c.home.join(".config/wrapix/config.toml"),
+        "[mcp.tmux-debug]\n",
+    );
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let script = format!(
+        "printf '%s\\n' '{init}' | timeout 60 /run/wrapix/bin/wrapix-serve mcp tmux-debug | head -c 400"
+    );
+    let out = c.run(&args(&["sh", "-c", &script]));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("wrapix-tmux-debug"), "{out}");
+}
