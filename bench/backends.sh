@@ -36,7 +36,9 @@ fi
 # qemu: a whole VM per run. Under TCG (no usable KVM, as on the PVM test machine) it is
 # seconds per run; the boot's breakdown is printed once (WRAPIX_QEMU_TIMING=1).
 if command -v qemu-system-x86_64 >/dev/null 2>&1 && ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1; then
-  cases+=("qemu-none=$w run --backend qemu --network none -- true")
+  for net in none open; do
+    cases+=("qemu-$net=$w run --backend qemu --network $net -- true")
+  done
   WRAPIX_QEMU_TIMING=1 "$w" run --backend qemu --network none -- true </dev/null || true
 else
   echo "qemu: not measured (needs qemu-system-x86, linux-image-cloud-amd64, virtiofsd)"

@@ -214,9 +214,13 @@ pub struct SandboxArgs {
     /// The project folder (mounted at /workspace). Default: the current folder.
     #[arg(short = 'C', long = "project", value_name = "DIR")]
     pub project: Option<PathBuf>,
-    /// Backend: auto | bwrap | podman | none (none = NO sandbox).
+    /// Backend: auto | bwrap | podman | nspawn | qemu | none (none = NO sandbox).
     #[arg(long, value_name = "NAME", env = "WRAPIX_BACKEND")]
     pub backend: Option<String>,
+    /// With --backend qemu: refuse to run when KVM is not usable, instead of emulating the
+    /// VM with TCG (slow). Also `require_kvm = true` in a config file.
+    #[arg(long)]
+    pub require_kvm: bool,
     /// Profile: host | base | rust | python | browser | one of [profiles.NAME].
     #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,

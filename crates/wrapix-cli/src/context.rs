@@ -105,6 +105,7 @@ fn layers_for(
         project: ConfigFile::load_project(project)?,
         flags: Overrides {
             backend: args.backend.clone(),
+            require_kvm: args.require_kvm,
             profile: args.profile.clone(),
             network: args.network.clone(),
             env: args.env.clone(),

@@ -82,26 +82,6 @@ pub fn tun_check() -> Check {
     }
 }
 
-/// Backends of the design that this version does not run yet, reported for completeness.
-pub fn other_checks(path_env: Option<&str>) -> Vec<Check> {
-    let mut out = Vec::new();
-    let _ = path_env;
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm");
-    out.push(match kvm {
-        Ok(_) => Check::pass("KVM (qemu backend, not available yet)", "/dev/kvm usable").optional(),
-        Err(e) => Check::fail(
-            "KVM (qemu backend, not available yet)",
-            format!("/dev/kvm: {e}"),
-            "enable virtualisation and add yourself to the kvm group",
-        )
-        .optional(),
-    });
-    out
-}
-
 /// The image builder's tools.
 pub fn builder_checks(path_env: Option<&str>) -> Vec<Check> {
     let mut out = vec![match find_program("mmdebstrap", path_env) {

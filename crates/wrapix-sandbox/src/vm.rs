@@ -10,7 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 pub mod guest;
+mod guest_net;
+pub(crate) mod guest_tty;
 pub mod host;
+pub mod passt;
 
 /// Whether this process is PID 1 of the qemu backend's VM: the kernel started it as `/init`
 /// (from the initramfs). In other sandboxes wrapix's init is PID 1 under another name.
@@ -33,6 +36,8 @@ pub const PORTS: [&str; 5] = [
 ];
 /// The fd of the first port's socket in qemu.
 pub const FIRST_PORT_FD: i32 = 3;
+/// The fd of the NIC's socket in qemu (`-netdev socket,fd=…`), after the ports'.
+pub const NET_FD: i32 = FIRST_PORT_FD + PORTS.len() as i32;
 
 /// What PID 1 in the guest does, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -267,6 +267,8 @@ impl fmt::Display for Origin {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub backend: Option<String>,
+    /// `--require-kvm`.
+    pub require_kvm: bool,
     pub profile: Option<String>,
     pub network: Option<String>,
     /// `KEY=VALUE` strings, as typed.

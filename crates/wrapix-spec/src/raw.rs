@@ -11,6 +11,8 @@ use toml::Spanned;
 pub struct RawConfig {
     pub profile: Option<Spanned<String>>,
     pub backend: Option<Spanned<String>>,
+    /// The qemu backend refuses to run under TCG (emulation) when KVM is not usable.
+    pub require_kvm: Option<Spanned<bool>>,
     pub network: Option<Spanned<String>>,
     pub deploy_key: Option<Spanned<String>>,
     pub env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,

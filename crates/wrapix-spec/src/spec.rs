@@ -187,6 +187,9 @@ pub struct Spec {
     /// `[forward]` and `[[ports]]`: what of the host is forwarded (nothing by default).
     pub forward: crate::forward::Forward,
     pub user: HostUser,
+    /// `require_kvm` / `--require-kvm`: the qemu backend refuses TCG (other backends run no
+    /// VM and ignore it).
+    pub require_kvm: bool,
     /// Where each top-level value came from.
     pub origins: BTreeMap<&'static str, Origin>,
 }

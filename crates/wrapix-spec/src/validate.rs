@@ -150,6 +150,8 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         }
     };
 
+    let require_kvm = require_kvm(layers, &backend, &mut origins)?;
+
     let selected = pick_str(layers, &flags.profile, "--profile", |r| r.profile.as_ref()).map(|p| {
         origins.insert("profile", p.origin);
         (p.value.as_str(), p.location)
@@ -233,8 +235,41 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
         mcp,
         forward,
         user: host.user.clone(),
+        require_kvm,
         origins,
     })
+}
+
+/// `--require-kvm` or `require_kvm = true` in either file: any layer that asks for it gets it
+/// (a project file can make the run stricter, never laxer). The flag names the qemu backend's
+/// behaviour, so it needs that backend; the key, which a user config may set for every
+/// project, is ignored by the backends that run no VM.
+fn require_kvm(
+    layers: &Layers,
+    backend: &BackendKind,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<bool, SpecError> {
+    if layers.flags.require_kvm {
+        if *backend != BackendKind::Named("qemu") {
+            return Err(SpecError::invalid(
+                Location::Flag("--require-kvm".to_owned()),
+                "require_kvm",
+                format!("--require-kvm is for the qemu backend, and the backend is {backend}"),
+                "add --backend qemu, or drop --require-kvm",
+            ));
+        }
+        origins.insert("require_kvm", Origin::Flag("--require-kvm"));
+        return Ok(true);
+    }
+    for file in layers.files() {
+        if let Some(v) = &file.raw.require_kvm {
+            if *v.get_ref() {
+                origins.insert("require_kvm", file.origin());
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// A project file may narrow the sandbox freely; what widens it needs the user's trust in

@@ -31,6 +31,20 @@ const CASES: &[Bad] = &[
         line: Some(1),
     },
     Bad {
+        what: "require_kvm not a boolean",
+        config: Some("network = \"none\"\nrequire_kvm = \"yes\"\n"),
+        args: &["run", "--", "true"],
+        names: &["require_kvm"],
+        line: Some(2),
+    },
+    Bad {
+        what: "--require-kvm without the qemu backend",
+        config: None,
+        args: &["run", "--backend", "bwrap", "--require-kvm", "--", "true"],
+        names: &["--require-kvm"],
+        line: None,
+    },
+    Bad {
         what: "missing mount source (config)",
         config: Some("[[mounts]]\nsource = \"/nonexistent-wrapix-src\"\ndest = \"/data\"\n"),
         args: &["run", "--", "true"],

@@ -122,3 +122,99 @@ fn sigkill_of_wrapix_takes_the_vm_down() {
         left()
     );
 }
+
+/// `--network open`: passt serves the VM from a network namespace of its own (never the
+/// host's: the rules that keep the host's addresses out of reach are in that namespace, out of
+/// the guest's reach), and a killed wrapix leaves no passt, pasta, qemu or virtiofsd behind.
+#[test]
+fn open_network_passt_is_outside_the_hosts_namespace_and_dies_with_wrapix() {
+    let Some(c) = case() else { return };
+    let script = "touch /workspace/ready; while :; do sleep 0.1; done";
+    let run = c.spawn(&[
+        "run",
+        "--backend",
+        "qemu",
+        "--network",
+        "open",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    let ready = c.project.join("ready");
+    assert!(
+        wait_for(Duration::from_secs(120), || ready.exists()),
+        "the script never got ready"
+    );
+    let marker = c.root.to_string_lossy().into_owned();
+    let passt: Vec<(String, String)> = host_procs_with(&marker)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("passt") && cmd.contains("--fd"))
+        .filter(|(_, cmd)| !cmd.contains("__vm"))
+        .collect();
+    assert_eq!(passt.len(), 1, "{passt:?}");
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let theirs = ns(&passt[0].0);
+    assert!(theirs.is_some(), "cannot read passt's namespace");
+    assert_ne!(theirs, ns("self"), "passt runs in the host's namespace");
+    let pid = run.pid();
+    // pasta's PID file is named after wrapix's PID.
+    let pasta = format!("wrapix-pasta-{pid}-");
+    assert!(!host_procs_with(&pasta).is_empty(), "no pasta for {pid}");
+    kill(pid, Signal::SIGKILL).unwrap();
+    let _ = run.finish();
+    let left = || {
+        let mut l = host_procs_with(&marker);
+        l.extend(host_procs_with(&pasta));
+        l
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || left().is_empty()),
+        "processes left: {:?}",
+        left()
+    );
+}
+
+/// On a terminal, the command gets one (a pty in the guest, relayed raw through the executor's
+/// pty): job-control shells and full-screen agents work, and the exit code still comes back.
+#[test]
+fn on_a_terminal_the_command_gets_a_terminal() {
+    let Some(c) = case() else { return };
+    let bin = c.env.bin.to_string_lossy().into_owned();
+    let (out, screen) = super::escape_tty::on_pty(
+        &c,
+        c.env.user_argv(
+            &bin,
+            &[
+                "run",
+                "--backend",
+                "qemu",
+                "--network",
+                "none",
+                "--",
+                "sh",
+                "-c",
+                "test -t 0 && test -t 1 && echo ON-A-TTY; exit 5",
+            ],
+        ),
+    );
+    assert_eq!(out.code, 5, "terminal shows:\n{screen}");
+    assert!(screen.contains("ON-A-TTY"), "terminal shows:\n{screen:?}");
+}
+
+/// MCP servers run in the guest: with `[mcp.tmux-debug]`, `wrapix-serve` is there and answers.
+#[test]
+fn mcp_servers_run_in_the_guest() {
+    let Some(c) = case() else { return };
+    c.write(
+        &c.home.join(".config/wrapix/config.toml"),
+        "[mcp.tmux-debug]\n",
+    );
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let script = format!(
+        "printf '%s\\n' '{init}' | timeout 60 /run/wrapix/bin/wrapix-serve mcp tmux-debug | head -c 400"
+    );
+    let out = c.run(&args(&["sh", "-c", &script]));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("wrapix-tmux-debug"), "{out}");
+}

@@ -1,20 +1,24 @@
 //! The qemu backend: the sandbox is a micro-VM with a kernel of its own (`--backend qemu`).
 //!
 //! Isolation: a guest kernel (the Debian cloud kernel, `linux-image-cloud-amd64`) in
-//! `qemu-system-x86_64 -M microvm`, KVM when `/dev/kvm` works, else TCG (slow; refused with
-//! `WRAPIX_REQUIRE_KVM=1`). The guest sees only what is shared with it: each bind source (and
+//! `qemu-system-x86_64 -M pc`, KVM when `/dev/kvm` works, else TCG (slow; refused with
+//! `--require-kvm`, `require_kvm = true` or `WRAPIX_REQUIRE_KVM=1`). The guest sees only what is shared with it: each bind source (and
 //! each root folder) is a virtiofs share served by its own `virtiofsd` (the Rust one: it has
 //! `--readonly`, and runs unprivileged), read-only unless the bind is writable. PID 1 in the
 //! guest ([`crate::vm::guest`], from an initramfs built here and cached by content) mounts the
 //! shares, builds the root as bubblewrap's is built (read-only; tmpfs `/tmp`, `/run`, home),
 //! and runs wrapix's init there as the user's UID/GID with no capabilities, `no_new_privs`,
-//! wrapix's seccomp filter and the run's environment. No NIC for `network = "none"`.
+//! wrapix's seccomp filter and the run's environment. No NIC for `network = "none"`. For
+//! `open`, a virtio-net NIC whose other end is passt, running on the host in a network
+//! namespace of its own behind the same pasta as every other backend's, with the host's
+//! addresses prohibited there ([`crate::vm::passt`]): the guest reaches the outside, never the
+//! host's own addresses or services, even with its kernel compromised.
 //!
 //! The executor starts `wrapix-init __vm` ([`crate::vm::host`]), which starts virtiofsd and
 //! qemu (both die with it), relays stdio over virtio-serial ports, forwards signals as one byte
 //! on a port, and exits with the code the guest reports.
 //!
-//! Not yet (refused, never run unconfined): `network = "open"`, `[resources]`.
+//! Not yet (refused, never run unconfined): `[resources]`, published ports.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,7 +31,10 @@ use crate::plan::{LaunchPlan, SignalTarget};
 use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
-use crate::vm::{GuestConfig, GuestMount, GuestShare, CONFIG_FILE, FIRST_PORT_FD, PORTS, RUN_TAG};
+use crate::vm::{
+    GuestConfig, GuestMount, GuestNet, GuestShare, CONFIG_FILE, FIRST_PORT_FD, NET_FD, PORTS,
+    RUN_TAG,
+};
 
 pub mod initramfs;
 
@@ -36,6 +43,15 @@ const SMALL_FILE: u64 = 1 << 20;
 
 /// The guest's memory.
 const MEMORY_MB: u32 = 512;
+
+/// The supervisor's fd of the executor's release pipe (`network = "open"`), which it hands to
+/// the network holder.
+const NET_WAIT_FD: i32 = 3;
+/// The guest's address, prefix and gateway behind passt (passt translates them: neither is
+/// an address of the host's).
+const GUEST_ADDRESS: &str = "10.0.2.15";
+const GUEST_PREFIX: u8 = 24;
+const GUEST_GATEWAY: &str = "10.0.2.2";
 
 /// The kernel and its modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +65,9 @@ pub struct Kernel {
 pub struct Qemu {
     pub qemu: Option<PathBuf>,
     pub virtiofsd: Option<PathBuf>,
+    /// For `network = "open"`: pasta (in front of the holder's namespace) and passt.
+    pub pasta: Option<PathBuf>,
+    pub passt: Option<PathBuf>,
     /// The guest kernel, or why there is none.
     pub kernel: Result<Kernel, String>,
     /// `/dev/kvm` works (and is not the paravirtual `kvm_pvm`, on which stock kernels hang).
@@ -173,6 +192,8 @@ impl Qemu {
         Qemu {
             qemu: find_program("qemu-system-x86_64", path),
             virtiofsd,
+            pasta: find_program("pasta", path),
+            passt: find_program("passt", path),
             kernel: find_kernel(at.env, Path::new("/boot"), Path::new("/lib/modules")),
             kvm: kvm_usable(),
             require_kvm: at.env.get("WRAPIX_REQUIRE_KVM").is_some_and(|v| v == "1"),
@@ -200,6 +221,11 @@ impl Qemu {
 
     fn initramfs_link(&self) -> PathBuf {
         self.stage.join("initramfs")
+    }
+
+    /// The network holder's PID file ([`crate::vm::passt`]).
+    fn net_pid_file(&self) -> PathBuf {
+        self.stage.join("net.pid")
     }
 
     /// The kernel, or the refusal that says how to get one.
@@ -296,7 +322,11 @@ pub fn layout(run: &Prepared) -> Layout {
             cwd: wrapix_spec::Spec::WORKSPACE.into(),
             argv: Vec::new(),
             hostname: "wrapix".into(),
-            net: None,
+            net: (run.network == Network::Open).then(|| GuestNet {
+                address: GUEST_ADDRESS.into(),
+                prefix: GUEST_PREFIX,
+                gateway: GUEST_GATEWAY.into(),
+            }),
         },
     };
     let mut root = Vec::new();
@@ -412,7 +442,8 @@ impl Backend for Qemu {
         super::stage::private_dir(&self.stage)?;
         let kernel = self.kernel()?;
         // The initramfs, from the cache (built when its inputs changed).
-        let members = initramfs::members(Self::init_binary(run), &kernel.modules)?;
+        let init = initramfs::small_init(Self::init_binary(run), &self.cache)?;
+        let members = initramfs::members(&init, &kernel.modules)?;
         let key = initramfs::key(&members)?;
         let cached = self.cache.join(format!("initramfs-{key}.cpio"));
         if !cached.is_file() {
@@ -469,18 +500,39 @@ impl Backend for Qemu {
             )
         })?;
         let kernel = self.kernel()?;
-        if !self.kvm && self.require_kvm {
+        if !self.kvm && (self.require_kvm || run.spec.require_kvm) {
             return Err(Self::unavailable(
-                "KVM is not usable here (no /dev/kvm you can open, or the paravirtual kvm_pvm) and WRAPIX_REQUIRE_KVM=1 refuses TCG",
-                "enable virtualisation and join the kvm group, or unset WRAPIX_REQUIRE_KVM to run under TCG (slow)",
+                "KVM is not usable here (no /dev/kvm you can open, or the paravirtual kvm_pvm), and --require-kvm (require_kvm = true, or WRAPIX_REQUIRE_KVM=1) refuses TCG",
+                "enable virtualisation and join the kvm group, or drop --require-kvm / require_kvm / WRAPIX_REQUIRE_KVM to run under TCG (slow)",
             ));
         }
-        if run.network == Network::Open {
-            return Err(Self::unavailable(
-                "network = \"open\" is not implemented for the qemu backend yet (it would need passt in front of the VM)",
-                "run with --network none, or use the bwrap backend",
-            ));
-        }
+        // `open`: pasta attached by the executor to the holder's namespace, then passt there.
+        let network = match run.network {
+            Network::None => None,
+            Network::Open => {
+                let (Some(pasta), Some(passt)) = (self.pasta.clone(), self.passt.clone()) else {
+                    return Err(Self::unavailable(
+                        "network = \"open\" needs passt and pasta (the passt package), and they are not installed",
+                        "sudo apt-get install passt, or run with --network none",
+                    ));
+                };
+                if !run.spec.forward.ports.is_empty() {
+                    return Err(Self::unavailable(
+                        "published ports ([[ports]], -p) are not implemented for the qemu backend yet",
+                        "remove the ports, or use the bwrap backend",
+                    ));
+                }
+                Some((
+                    crate::network::pasta(
+                        pasta,
+                        run.dns_forward.as_deref(),
+                        run.spec.user.uid,
+                        &[],
+                    ),
+                    passt,
+                ))
+            }
+        };
         if run.spec.resources.any() {
             return Err(Self::unavailable(
                 "[resources] limits are not implemented for the qemu backend yet",
@@ -497,6 +549,44 @@ impl Backend for Qemu {
         for (tag, dir, ro) in &shares {
             a.push("--share".into());
             a.push(format!("{tag}:{}:{}", if *ro { "ro" } else { "rw" }, dir.display()).into());
+        }
+        if let Some((_, passt)) = &network {
+            a.push("--net-pid-file".into());
+            a.push(self.net_pid_file().into());
+            a.push("--net-wait-fd".into());
+            a.push(NET_WAIT_FD.to_string().into());
+            a.push("--passt".into());
+            a.push(passt.into());
+            // IPv4 only; no ports in, no gateway mapped to the host, no DHCP/NDP (the guest's
+            // address is fixed); passt's messages to a file in the stage.
+            for arg in [
+                "--foreground",
+                "--quiet",
+                "--one-off",
+                "--ipv4-only",
+                "--no-map-gw",
+                "--tcp-ports",
+                "none",
+                "--udp-ports",
+                "none",
+                "--no-dhcp",
+                "--no-dhcpv6",
+                "--no-ndp",
+                "--no-ra",
+                "--address",
+                GUEST_ADDRESS,
+                "--netmask",
+                &GUEST_PREFIX.to_string(),
+                "--gateway",
+                GUEST_GATEWAY,
+                "--log-file",
+                &format!("{stage}/passt.log"),
+                "--fd",
+                &crate::vm::passt::PASST_FD.to_string(),
+            ] {
+                a.push("--passt-arg".into());
+                a.push(arg.into());
+            }
         }
         if self.timing {
             a.push("--timing".into());
@@ -556,6 +646,17 @@ impl Backend for Qemu {
                 ],
             );
         }
+        if network.is_some() {
+            q(
+                &mut a,
+                &[
+                    "-netdev",
+                    &format!("socket,id=net0,fd={NET_FD}"),
+                    "-device",
+                    "virtio-net-pci,netdev=net0,romfile=",
+                ],
+            );
+        }
         for (tag, _, _) in &shares {
             q(
                 &mut a,
@@ -584,15 +685,16 @@ impl Backend for Qemu {
             info_fd: None,
             // The guest's init reports a command that cannot start (127/126) itself.
             not_started: None,
-            block_fd: None,
-            pid_file: None,
+            block_fd: network.as_ref().map(|_| NET_WAIT_FD),
+            pid_file: network.as_ref().map(|_| self.net_pid_file()),
             holder_in_child: None,
             release_fifo: None,
             guard_backend: false,
             pin_mounts: Vec::new(),
-            network: None,
-            // The VM has no terminal of its own: stdio is relayed as bytes.
-            terminal: false,
+            network: network.map(|(pasta, _)| pasta),
+            // On a terminal, a fresh pty for the supervisor, which relays it raw to a pty in the
+            // guest (never the user's own terminal, which qemu's process group could not read).
+            terminal: true,
             signals: SignalTarget::Process,
         })
     }

@@ -129,6 +129,15 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
     times.init = uptime_ms();
     let _ = std::fs::create_dir_all("/dev");
     let _ = mount("devtmpfs", "/dev", Some("devtmpfs"), 0, None);
+    // For the command's pty (/dev/ptmx finds its instance at /dev/pts).
+    let _ = std::fs::create_dir_all("/dev/pts");
+    let _ = mount(
+        "devpts",
+        "/dev/pts",
+        Some("devpts"),
+        0,
+        Some("ptmxmode=0666,mode=0620"),
+    );
     std::fs::create_dir_all("/proc").map_err(|e| format!("create /proc: {e}"))?;
     mount("proc", "/proc", Some("proc"), 0, None)?;
     std::fs::create_dir_all("/sys").map_err(|e| format!("create /sys: {e}"))?;
@@ -167,9 +176,7 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
         std::fs::create_dir_all(&at).map_err(|e| format!("create {}: {e}", at.display()))?;
         mount_virtiofs(&s.tag, &at, s.read_only)?;
     }
-    if config.net.is_some() {
-        return Err("networking inside the VM is not supported yet".into());
-    }
+    super::guest_net::configure(config.net.as_ref())?;
     let _ = nix::unistd::sethostname(&config.hostname);
     build_root(&config)?;
     times.mounted = uptime_ms();
@@ -178,14 +185,35 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
         .argv
         .split_first()
         .ok_or("the config has no command")?;
+    let (uid, gid) = (config.uid, config.gid);
+    // Nothing runs before the host says go (with `open`, only once the host's addresses are
+    // blocked); a signal first means the run was stopped before it started. A window size
+    // before it means wrapix runs on a terminal.
+    let mut signals = signals;
+    let size = match super::guest_tty::read_go(&mut signals) {
+        Ok(size) => size,
+        Err(Some(sig)) => return Ok(128 + i32::from(sig)),
+        Err(None) => return Err("the host never released the run".into()),
+    };
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .env_clear()
-        .env("PATH", crate::prepare::SANDBOX_PATH)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
-    let (uid, gid) = (config.uid, config.gid);
+        .env("PATH", crate::prepare::SANDBOX_PATH);
+    let mut pty = None;
+    let mut output = None;
+    match size {
+        Some(size) => {
+            let (master, slave) = super::guest_tty::open(size, uid, gid)?;
+            let dup = || slave.try_clone().map_err(|e| format!("dup the pty: {e}"));
+            cmd.stdin(dup()?).stdout(dup()?).stderr(slave);
+            output = Some(super::guest_tty::relay(&master, stdin, stdout)?);
+            drop(stderr);
+            pty = Some(master);
+        }
+        None => {
+            cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+        }
+    }
     let root = cstr(NEWROOT)?;
     let cwd = cstr(&config.cwd)?;
     drop_privileges_at_exec(&mut cmd, root, cwd, uid, gid);
@@ -193,13 +221,28 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {prog} in the sandbox: {e}"))?;
+    // Our copies of the pty's slave side: the relay ends once the sandbox's are closed.
+    drop(cmd);
     let pid = child.id() as i32;
     // Signals from the host: one byte each, the signal's number, to wrapix's init (which passes
-    // them on to the command's group).
+    // them on to the command's group); SIGWINCH carries the window size, set on the pty (whose
+    // kernel signals the foreground group) or, without one, passed on as a signal.
     std::thread::spawn(move || {
         let mut signals = signals;
         let mut b = [0u8; 1];
         while let Ok(1) = signals.read(&mut b) {
+            if i32::from(b[0]) == libc::SIGWINCH {
+                let mut rc = [0u8; 4];
+                if signals.read_exact(&mut rc).is_err() {
+                    break;
+                }
+                if let Some(master) = &pty {
+                    let r = u16::from_be_bytes([rc[0], rc[1]]);
+                    let c = u16::from_be_bytes([rc[2], rc[3]]);
+                    super::guest_tty::resize(master, (r, c));
+                    continue;
+                }
+            }
             // SAFETY: kill with integers.
             #[allow(unsafe_code)]
             unsafe {
@@ -207,6 +250,23 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
             }
         }
     });
+    let code = wait_for(pid)?;
+    if let Some(output) = output {
+        // What the terminal still holds reaches the user before the exit code: first nothing
+        // of the sandbox may keep the slave open.
+        // SAFETY: kill and reap with integer arguments (PID 1 is not signalled by -1).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-1, libc::SIGKILL);
+            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+        }
+        let _ = output.join();
+    }
+    Ok(code)
+}
+
+/// Reaps children until `pid` exits; its exit code (128+N for a signal).
+fn wait_for(pid: i32) -> Result<i32, String> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes into `status`.
@@ -233,6 +293,8 @@ fn drop_privileges_at_exec(cmd: &mut Command, root: CString, cwd: CString, uid: 
     unsafe {
         cmd.pre_exec(move || {
             let err = std::io::Error::last_os_error;
+            // A session of its own: wrapix's init takes a terminal it is given.
+            libc::setsid();
             if libc::chroot(root.as_ptr()) != 0 {
                 return Err(err());
             }

@@ -1,10 +1,14 @@
 //! `__vm`: the qemu backend's supervisor on the host, the process the executor starts and
-//! signals. `__vm --stage DIR --virtiofsd PROG [--share TAG:ro|rw:PATH]… [--timing] -- QEMU ARGS…`
+//! signals. `__vm --stage DIR --virtiofsd PROG [--share TAG:ro|rw:PATH]… [--timing]
+//! [--net-pid-file PATH --net-wait-fd N --passt PROG [--passt-arg ARG]…] -- QEMU ARGS…`
 //!
 //! It dies with wrapix (`PR_SET_PDEATHSIG`), and everything it starts dies with it (virtiofsd
 //! for each share, qemu): no VM outlives a killed wrapix. The command's stdio and exit code
 //! travel over virtio-serial ports ([`super::PORTS`]) whose host ends are sockets handed to qemu
-//! at fixed fds; a forwarded signal is one byte on the `wrapix.signal` port.
+//! at fixed fds; a forwarded signal is one byte on the `wrapix.signal` port. With `--passt`
+//! (`network = "open"`) it first starts the network holder ([`super::passt`]), which runs
+//! passt in a network namespace of its own once wrapix has attached pasta to it; the VM's NIC
+//! is a socket pair between qemu (at [`super::NET_FD`]) and passt.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -23,6 +27,9 @@ use crate::exec::FORWARDED;
 /// The exit code when the VM could not run the command.
 const FAILED: i32 = 125;
 
+/// The first byte on the signal port: the guest may run the command (no signal is 0).
+pub const GO: u8 = 0;
+
 struct Share {
     tag: String,
     read_only: bool,
@@ -34,7 +41,15 @@ struct Args {
     virtiofsd: PathBuf,
     shares: Vec<Share>,
     timing: bool,
+    /// `network = "open"`: the helper's PID file, the release fd it waits on, passt's argv.
+    net: Option<Net>,
     qemu: Vec<OsString>,
+}
+
+struct Net {
+    pid_file: PathBuf,
+    wait_fd: i32,
+    passt: Vec<OsString>,
 }
 
 fn parse(args: &[OsString]) -> Result<Args, String> {
@@ -43,8 +58,12 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         virtiofsd: PathBuf::new(),
         shares: Vec::new(),
         timing: false,
+        net: None,
         qemu: Vec::new(),
     };
+    let mut net_pid_file = None;
+    let mut net_wait_fd = None;
+    let mut passt: Vec<OsString> = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag:?} needs a value"));
@@ -52,6 +71,18 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
             Some("--stage") => a.stage = value()?.into(),
             Some("--virtiofsd") => a.virtiofsd = value()?.into(),
             Some("--timing") => a.timing = true,
+            Some("--net-pid-file") => net_pid_file = Some(PathBuf::from(value()?)),
+            Some("--net-wait-fd") => {
+                net_wait_fd = Some(
+                    value()?
+                        .to_str()
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .filter(|fd| *fd > 2 && *fd != super::passt::PASST_FD)
+                        .ok_or("--net-wait-fd needs a number above 2 (not passt's)")?,
+                )
+            }
+            Some("--passt") => passt.push(value()?),
+            Some("--passt-arg") => passt.push(value()?),
             Some("--tcg-notice") => eprintln!(
                 "wrapix: qemu: KVM is not usable here; the VM runs under TCG (emulated, slow)"
             ),
@@ -79,6 +110,15 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
     if a.qemu.is_empty() || a.stage.as_os_str().is_empty() {
         return Err("usage: __vm --stage DIR --virtiofsd PROG [--share …] -- QEMU ARGS…".into());
     }
+    a.net = match (net_pid_file, net_wait_fd, passt.is_empty()) {
+        (Some(pid_file), Some(wait_fd), false) => Some(Net {
+            pid_file,
+            wait_fd,
+            passt,
+        }),
+        (None, None, true) => None,
+        _ => return Err("--net-pid-file, --net-wait-fd and --passt go together".into()),
+    };
     Ok(a)
 }
 
@@ -107,6 +147,20 @@ pub fn main(args: &[OsString]) -> i32 {
     code
 }
 
+/// The window size of the terminal on stdin: (rows, columns).
+#[allow(unsafe_code)]
+fn window_size() -> Option<(u16, u16)> {
+    let mut ws = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: one TIOCGWINSZ ioctl on fd 0, writing into a Winsize we own.
+    let r = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// In the child between fork and exec: die with the supervisor.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
@@ -119,26 +173,78 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// Moves `fds` to FIRST_PORT_FD, FIRST_PORT_FD+1, … in the child.
+/// Moves `fds` to `first`, `first`+1, … in the child (without close-on-exec).
 #[allow(unsafe_code)]
-fn place_ports(cmd: &mut Command, fds: Vec<i32>) {
-    // SAFETY: fcntl/dup2 on integers, between fork and exec.
+fn place_fds(cmd: &mut Command, fds: Vec<i32>, first: i32) {
+    // SAFETY: fcntl/dup2 on integers, between fork and exec; the vector was allocated
+    // before the fork and is only read.
     unsafe {
         cmd.pre_exec(move || {
-            let mut high = [0i32; PORTS.len()];
+            let mut high = [0i32; 16];
+            if fds.len() > high.len() {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
             for (i, fd) in fds.iter().enumerate() {
                 high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
                 if high[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            for (i, fd) in high.iter().enumerate() {
-                if libc::dup2(*fd, FIRST_PORT_FD + i as i32) < 0 {
+            for (i, fd) in high.iter().take(fds.len()).enumerate() {
+                if libc::dup2(*fd, first + i as i32) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             Ok(())
         });
+    }
+}
+
+/// Starts the network holder ([`super::passt`]) with `release` (a pipe's read end; this
+/// process writes its byte once wrapix has released the run) at `net.wait_fd` and passt's end
+/// of the VM's network socket at [`super::passt::PASST_FD`].
+fn start_net(net: &Net, release: &OwnedFd, passt_end: &OwnedFd) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__vm-net")
+        .arg("--pid-file")
+        .arg(&net.pid_file)
+        .arg("--wait-fd")
+        .arg(net.wait_fd.to_string())
+        .arg("--")
+        .args(&net.passt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // wait_fd is never PASST_FD (parse): each placed at its own number.
+    place_fds(&mut cmd, vec![release.as_raw_fd()], net.wait_fd);
+    place_fds(
+        &mut cmd,
+        vec![passt_end.as_raw_fd()],
+        super::passt::PASST_FD,
+    );
+    cmd.spawn()
+        .map_err(|e| format!("start the network holder: {e}"))
+}
+
+/// The executor's release pipe (at `net.wait_fd` here), taken over with close-on-exec so that
+/// nothing this process starts inherits it.
+fn take_release(net: &Net) -> Result<std::fs::File, String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on an integer; the executor placed the pipe there for this process.
+    #[allow(unsafe_code)]
+    let dup = unsafe { libc::fcntl(net.wait_fd, libc::F_DUPFD_CLOEXEC, 10) };
+    if dup < 0 {
+        return Err(format!(
+            "the release pipe (fd {}): {}",
+            net.wait_fd,
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: closing the original number, which this process owns; `dup` is fresh.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::close(net.wait_fd);
+        Ok(std::fs::File::from_raw_fd(dup))
     }
 }
 
@@ -150,6 +256,22 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     }
     set.thread_block()
         .map_err(|e| format!("block signals: {e}"))?;
+    // The network first: the executor sets it up while the shares and the VM start. The
+    // guest runs nothing before the go byte ([`GO`]), which this process sends once the
+    // executor has released the run (`open`: pasta attached, the host's addresses blocked);
+    // it then passes the release on to the holder, which only then starts passt.
+    let mut qemu_fds: Vec<OwnedFd> = Vec::new();
+    let mut release = None;
+    if let Some(net) = &a.net {
+        let from_executor = take_release(net)?;
+        let (qemu_end, passt_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (to_holder_r, to_holder_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        children.push(start_net(net, &to_holder_r, &OwnedFd::from(passt_end))?);
+        drop(to_holder_r);
+        qemu_fds.push(qemu_end.into());
+        release = Some((from_executor, std::fs::File::from(to_holder_w)));
+    }
     let uid = nix::unistd::geteuid().as_raw();
     for s in &a.shares {
         let sock = a.stage.join(format!("{}.sock", s.tag));
@@ -206,11 +328,20 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     let mut cmd = Command::new(prog);
     cmd.args(qargs).stdin(Stdio::null()).stdout(Stdio::null());
     die_with_parent(&mut cmd);
-    place_ports(&mut cmd, theirs.iter().map(|f| f.as_raw_fd()).collect());
+    place_fds(
+        &mut cmd,
+        theirs
+            .iter()
+            .chain(qemu_fds.iter())
+            .map(|f| f.as_raw_fd())
+            .collect(),
+        FIRST_PORT_FD,
+    );
     let mut qemu = cmd
         .spawn()
         .map_err(|e| format!("start {}: {e}", Path::new(prog).display()))?;
     drop(theirs);
+    drop(qemu_fds);
 
     let mut ours = ours.into_iter();
     let (stdin_port, stdout_port, stderr_port, exit_port, signal_port) = match (
@@ -260,11 +391,43 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         let _ = port.read_to_string(&mut s);
         s
     });
-    // Forwarded signals: one byte each, into the guest.
+    // On a terminal (the executor's throw-away pty: `LaunchPlan::terminal`), raw bytes both
+    // ways; the guest opens a pty of its own for the command (see `guest_tty`).
+    let terminal =
+        nix::unistd::isatty(0).unwrap_or(false) && nix::unistd::isatty(1).unwrap_or(false);
+    if terminal {
+        let stdin = std::io::stdin();
+        if let Ok(mut t) = nix::sys::termios::tcgetattr(&stdin) {
+            nix::sys::termios::cfmakeraw(&mut t);
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &t);
+        }
+    }
+    let winsize =
+        move || super::guest_tty::winsize_message(if terminal { window_size() } else { None });
+    // The window size (on a terminal), the go byte once released, then forwarded signals: one
+    // byte each, into the guest (SIGWINCH with the size).
     std::thread::spawn(move || {
         let mut port = signal_port;
+        if terminal && port.write_all(&winsize()).is_err() {
+            return;
+        }
+        if let Some((mut from_executor, mut to_holder)) = release {
+            let mut b = [0u8; 1];
+            // End-of-file: wrapix gave up (it stops this process): never the go byte.
+            if !matches!(from_executor.read(&mut b), Ok(1)) || to_holder.write_all(&b).is_err() {
+                return;
+            }
+        }
+        if port.write_all(&[GO]).is_err() {
+            return;
+        }
         while let Ok(sig) = set.wait() {
-            if port.write_all(&[sig as i32 as u8]).is_err() {
+            let sent = if sig == Signal::SIGWINCH {
+                port.write_all(&winsize())
+            } else {
+                port.write_all(&[sig as i32 as u8])
+            };
+            if sent.is_err() {
                 break;
             }
         }

@@ -935,3 +935,47 @@ fn a_project_forward_needs_trust() {
         .unwrap_or_default();
     assert!(e.contains("forward.display"), "{e}");
 }
+
+#[test]
+fn require_kvm_from_any_layer_and_the_flag_needs_qemu() {
+    let f = Fixture::new();
+    // Off unless asked for; a project file can ask for it, and cannot take it back.
+    let spec = f
+        .run(None, None, Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!spec.require_kvm);
+    let spec = f
+        .run(
+            Some("require_kvm = true\n"),
+            Some("require_kvm = false\n"),
+            Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(spec.require_kvm);
+    let spec = f
+        .run(None, Some("require_kvm = true\n"), Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(spec.require_kvm);
+    // Bad input: not a boolean; the flag with another backend.
+    let e = f
+        .run(None, Some("require_kvm = 1\n"), Overrides::default())
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("wrapix.toml:1:") && e.contains("require_kvm"),
+        "{e}"
+    );
+    let e = f
+        .run(
+            None,
+            None,
+            Overrides {
+                backend: Some("bwrap".into()),
+                require_kvm: true,
+                ..Default::default()
+            },
+        )
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("--require-kvm") && e.contains("qemu"), "{e}");
+}

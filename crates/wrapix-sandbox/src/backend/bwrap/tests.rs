@@ -36,6 +36,7 @@ fn spec(network: Network, uid: u32) -> Spec {
             name: "ada".into(),
             home: "/home/ada".into(),
         },
+        require_kvm: false,
         origins: BTreeMap::new(),
     }
 }

@@ -40,6 +40,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
             name: "ada".into(),
             home: "/home/ada".into(),
         },
+        require_kvm: false,
         origins: BTreeMap::new(),
     };
     let bind = |s: &str, d: SandboxPath, mode| Bind {

@@ -1,8 +1,11 @@
 //! The qemu backend's initramfs: wrapix's init binary as `/init` (with the shared libraries it
 //! needs, found by the host's dynamic loader), the kernel modules the guest must load (virtio
 //! over MMIO, the console ports, virtiofs, with their dependencies from `modules.dep`), and the
-//! mount points. Written as an uncompressed cpio (newc) archive, cached by the SHA-256 of
-//! everything in it, so that a run with unchanged inputs only links the cached file.
+//! mount points. Written as an uncompressed cpio (newc) archive, cached by a SHA-256 over each
+//! member's name, path, size, inode and modification time (hashing the contents took longer
+//! than a boot's set-up), so that a run with unchanged inputs only links the cached file. A
+//! debug build's init (60 MB, nearly all debug info) goes in stripped ([`small_init`]): every
+//! byte of the archive is copied into the guest's memory and unpacked at each boot.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::error::SandboxError;
 
 /// The modules the guest loads (their dependencies come first).
-pub const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtiofs"];
+pub const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtiofs", "virtio_net"];
 
 /// The host's dynamic loader, which lists a binary's libraries (`ld.so --list`).
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -139,23 +142,79 @@ fn module_name(rel: &str) -> String {
         .replace('-', "_")
 }
 
-/// The cache key of an archive of `members`.
-pub fn key(members: &[Member]) -> Result<String, SandboxError> {
-    let mut h = Sha256::new();
-    h.update(b"wrapix-initramfs-1\0");
-    for m in members {
-        let data = std::fs::read(&m.source)
-            .map_err(|e| SandboxError::io(format!("read {}", m.source.display()), e))?;
-        h.update(m.dest.as_bytes());
-        h.update([0]);
-        h.update((data.len() as u64).to_le_bytes());
-        h.update(&data);
+/// What identifies a file's version without reading it: its path, size, inode and
+/// modification time.
+fn identity(h: &mut Sha256, path: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)
+        .map_err(|e| SandboxError::io(format!("stat {}", path.display()), e))?;
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    for n in [
+        m.len(),
+        m.dev(),
+        m.ino(),
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+    ] {
+        h.update(n.to_le_bytes());
     }
-    Ok(h.finalize()
+    Ok(())
+}
+
+fn hex(h: Sha256) -> String {
+    h.finalize()
         .iter()
         .take(12)
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
+}
+
+/// The cache key of an archive of `members`.
+pub fn key(members: &[Member]) -> Result<String, SandboxError> {
+    let mut h = Sha256::new();
+    h.update(b"wrapix-initramfs-2\0");
+    for m in members {
+        h.update(m.dest.as_bytes());
+        h.update([0]);
+        identity(&mut h, &m.source)?;
+    }
+    Ok(hex(h))
+}
+
+/// `init` without its debug sections, kept in `cache` (by `init`'s identity); `init` itself
+/// when `strip` is not installed or fails (a larger archive, a slower boot, nothing else).
+pub fn small_init(init: &Path, cache: &Path) -> Result<PathBuf, SandboxError> {
+    let mut h = Sha256::new();
+    h.update(b"wrapix-init-stripped-1\0");
+    identity(&mut h, init)?;
+    let out = cache.join(format!("init-{}", hex(h)));
+    if out.is_file() {
+        return Ok(out);
+    }
+    let Some(strip) = crate::backend::find_program("strip", Some("/usr/bin:/bin")) else {
+        return Ok(init.to_owned());
+    };
+    std::fs::create_dir_all(cache)
+        .map_err(|e| SandboxError::io(format!("create {}", cache.display()), e))?;
+    let tmp = cache.join(format!(".init.{}", std::process::id()));
+    let ok = std::process::Command::new(strip)
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(init)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(init.to_owned());
+    }
+    std::fs::rename(&tmp, &out)
+        .map_err(|e| SandboxError::io(format!("store {}", out.display()), e))?;
+    Ok(out)
 }
 
 /// The archive of `members`: the folders, `/dev/console`, the files.

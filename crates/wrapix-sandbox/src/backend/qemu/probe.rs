@@ -32,12 +32,21 @@ pub fn probe(q: &Qemu) -> Probe {
             "sudo apt-get install linux-image-cloud-amd64, or set WRAPIX_QEMU_KERNEL",
         ),
     });
+    checks.push(match (&q.passt, &q.pasta) {
+        (Some(p), Some(_)) => Check::pass("passt (network open)", p.display().to_string()),
+        _ => Check::fail(
+            "passt (network open)",
+            "passt and pasta are not installed: only --network none works",
+            "sudo apt-get install passt",
+        )
+        .optional(),
+    });
     let kvm = if q.kvm {
         Check::pass("KVM", "/dev/kvm usable")
     } else {
         Check::fail(
             "KVM",
-            "no usable /dev/kvm (or the paravirtual kvm_pvm): VMs run under TCG, slowly",
+            "no usable /dev/kvm (or the paravirtual kvm_pvm): VMs run under TCG, slowly (--require-kvm refuses that)",
             "enable virtualisation and join the kvm group",
         )
     };

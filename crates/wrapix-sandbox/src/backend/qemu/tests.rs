@@ -38,6 +38,8 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
             name: "ada".into(),
             home: "/home/ada".into(),
         },
+        forward: Default::default(),
+        require_kvm: false,
         origins: BTreeMap::new(),
     };
     let bind = |s: &str, d: SandboxPath, mode| Bind {
@@ -116,6 +118,8 @@ fn backend() -> Qemu {
     Qemu {
         qemu: Some("/usr/bin/qemu-system-x86_64".into()),
         virtiofsd: Some("/usr/local/bin/virtiofsd".into()),
+        pasta: Some("/usr/bin/pasta".into()),
+        passt: Some("/usr/bin/passt".into()),
         kernel: Ok(Kernel {
             image: "/boot/vmlinuz-6.1.0-57-cloud-amd64".into(),
             modules: "/lib/modules/6.1.0-57-cloud-amd64".into(),
@@ -156,6 +160,44 @@ fn plan_network_none() {
     let config = serde_json::to_string_pretty(&layout(&run).config).unwrap_or_default();
     assert!(!config.contains("sk-secret"), "{config}");
     insta::assert_snapshot!("guest_config", config);
+}
+
+#[test]
+fn plan_network_open() {
+    let run = prepared(Network::Open, Resources::default());
+    let p = backend().plan(&run).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    // pasta as for every backend (DNS forwarded, no ports, no gateway mapping), attached to
+    // the holder's namespace while it waits; the guest's address is fixed.
+    let net = p.network.clone().unwrap_or_else(|| panic!("no pasta"));
+    let pasta: Vec<String> = net
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    for want in ["--no-map-gw", "--dns-forward"] {
+        assert!(pasta.iter().any(|a| a == want), "{pasta:?}");
+    }
+    assert_eq!(p.block_fd, Some(NET_WAIT_FD));
+    assert_eq!(
+        p.pid_file,
+        Some(PathBuf::from("/run/user/1000/wrapix-1000/qemu-42/net.pid"))
+    );
+    let a: Vec<String> = p
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert!(a.iter().any(|x| x == "socket,id=net0,fd=8"), "{a:?}");
+    let config = layout(&run).config;
+    assert_eq!(
+        config.net,
+        Some(GuestNet {
+            address: "10.0.2.15".into(),
+            prefix: 24,
+            gateway: "10.0.2.2".into()
+        })
+    );
 }
 
 #[test]
@@ -208,9 +250,25 @@ fn refusals_name_the_fix() {
         &none,
     );
     assert!(e.contains("apt-get install linux-image-cloud-amd64"), "{e}");
-    // Not implemented yet: refused, never run unconfined.
-    let e = err(backend(), &prepared(Network::Open, Resources::default()));
-    assert!(e.contains("--network none"), "{e}");
+    // `open` without passt, or with published ports (not implemented): refused, never run
+    // unconfined.
+    let open = prepared(Network::Open, Resources::default());
+    let e = err(
+        Qemu {
+            passt: None,
+            ..backend()
+        },
+        &open,
+    );
+    assert!(e.contains("apt-get install passt"), "{e}");
+    let mut ported = open.clone();
+    ported.spec.forward.ports.push(wrapix_spec::Port {
+        host_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+        host: 8080,
+        sandbox: 80,
+    });
+    let e = err(backend(), &ported);
+    assert!(e.contains("published ports"), "{e}");
     let limits = Resources {
         cpus: Some(1),
         memory_mb: None,
