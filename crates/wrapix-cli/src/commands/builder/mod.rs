@@ -262,7 +262,14 @@ fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
         )
     })?;
     ensure_keys(ctx)?;
-    create_private_dir(&ctx.paths.store)?;
+    // 0755: the login user inside must traverse /nix (the folder above is private).
+    std::fs::create_dir_all(&ctx.paths.store)
+        .and_then(|()| {
+            std::fs::set_permissions(&ctx.paths.store, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| {
+            Failure::failed(format!("cannot create {}: {e}", ctx.paths.store.display()))
+        })?;
     let rootfs = super::images::ensure_builder_image(&ctx.env)?;
     let argv = plan::podman_run(&podman, &rootfs, &ctx.paths, port);
     run_checked(

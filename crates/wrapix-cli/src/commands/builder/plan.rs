@@ -122,17 +122,18 @@ pub fn podman_run(podman: &Path, rootfs: &Path, paths: &Paths, port: u16) -> Vec
         "no-new-privileges",
         "--publish",
         &format!("127.0.0.1:{port}:22"),
-        "--rootfs",
     ] {
         a.push(s.into());
     }
-    a.push(root);
     a.push("--volume".into());
     a.push(bind(&paths.store, "/nix", false));
     a.push("--volume".into());
     a.push(bind(&paths.host_key, HOST_KEY, true));
     a.push("--volume".into());
     a.push(bind(&Paths::public(&paths.user_key), AUTHORIZED_KEYS, true));
+    // `--rootfs` makes the first operand the root folder instead of an image.
+    a.push("--rootfs".into());
+    a.push(root);
     for s in ["/bin/sh", "-c", ENTRY] {
         a.push(s.into());
     }
