@@ -117,6 +117,12 @@ pub enum Cmd {
         state_dir: Option<PathBuf>,
         id: String,
     },
+    /// The Linux builder for Nix remote builds: a container with sshd and a Nix daemon
+    /// (docs/builder.md).
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCmd,
+    },
     /// (internal) Report this process's PID as `{"child-pid": N}` on FD, then exec COMMAND.
     #[command(name = "__exec-info", hide = true)]
     ExecInfo {
@@ -200,6 +206,34 @@ pub enum ProfileCmd {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCmd {
+    /// Start the builder (building its image on first use): sshd on 127.0.0.1:PORT only.
+    Start {
+        /// The host port sshd is published on (127.0.0.1 only). Default: the last one, else 2222.
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1024..))]
+        port: Option<u16>,
+    },
+    /// Stop the builder; its store and keys stay.
+    Stop,
+    /// Whether it runs, its port, store size and key fingerprints.
+    Status {
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log in to the builder, or run COMMAND (after `--`) there.
+    Ssh {
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Print the nix.conf `builders` line, the /etc/nix/machines entry, the nix-darwin
+    /// `nix.buildMachines` snippet and the SSH Host block.
+    Config,
+    /// Add the Host block to ~/.ssh/config (a backup beside it) and print what needs sudo.
+    Setup,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
+mod builder;
 mod doctor;
 mod images;
 pub(crate) mod launch;
@@ -143,6 +144,7 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Profile { command }) => images::profile(command),
         Some(Cmd::ExecInfo { fd, command }) => images::exec_info(fd, &command),
         Some(Cmd::Ralph { command }) => crate::ralph::run(command),
+        Some(Cmd::Builder { command }) => builder::builder(command),
     }
 }
 

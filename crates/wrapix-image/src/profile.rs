@@ -118,6 +118,20 @@ const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// The image of `wrapix builder` (docs/builder.md): sshd and Debian's Nix (`nix-daemon`,
+/// `nix-store`). Not a sandbox profile: it is not in [`builtin_names`] and `--profile` cannot
+/// select it.
+pub fn builder_image() -> ImageSpec {
+    ImageSpec {
+        profile: "builder".to_owned(),
+        packages: ["openssh-server", "nix-bin", "ca-certificates"]
+            .iter()
+            .filter_map(|p| Package::parse(p).ok())
+            .collect(),
+        env: BTreeMap::new(),
+    }
+}
+
 /// Names of the built-in profiles, `host` first.
 pub fn builtin_names() -> Vec<&'static str> {
     std::iter::once(HOST)

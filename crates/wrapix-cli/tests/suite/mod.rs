@@ -3,6 +3,7 @@
 
 mod apple;
 mod badinput;
+mod builder;
 mod claude;
 mod config;
 mod desktop;
