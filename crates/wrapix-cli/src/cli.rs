@@ -199,9 +199,15 @@ pub struct SandboxArgs {
     /// Profile: host | base | rust | python | one of [profiles.NAME].
     #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,
-    /// Network: open | none.
+    /// Network: open | none (an allowlist comes from `network = { allow = [...] }` or
+    /// --allow-host).
     #[arg(long, value_name = "POLICY")]
     pub network: Option<String>,
+    /// Allow this host through wrapix's egress proxy (repeatable): `github.com`,
+    /// `*.example.org` (subdomains only), an IP address, or `@SET`. Adds to the config's
+    /// allowlist, or makes one: everything else is refused.
+    #[arg(long = "allow-host", value_name = "DOMAIN")]
+    pub allow_hosts: Vec<String>,
     /// Set an environment variable in the sandbox (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

@@ -508,7 +508,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         files,
         env,
         command,
-        network: spec.network,
+        network: spec.network.clone(),
         dns_forward,
         terminal: host.interactive,
         self_exe: host.self_exe.clone(),

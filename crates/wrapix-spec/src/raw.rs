@@ -11,7 +11,11 @@ use toml::Spanned;
 pub struct RawConfig {
     pub profile: Option<Spanned<String>>,
     pub backend: Option<Spanned<String>>,
-    pub network: Option<Spanned<String>>,
+    /// `"open"`, `"none"`, or a table (`allow`, `deny`, `sets`, `notify_denied`,
+    /// `credentials`): checked in validation ([`crate::validate`]'s `network`).
+    /// Not `Spanned`: serde has no span for a table made of `[network.sets]` headers
+    /// ([`crate::layer::ConfigFile::at_key`] finds the line).
+    pub network: Option<toml::Value>,
     pub deploy_key: Option<Spanned<String>>,
     pub env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]

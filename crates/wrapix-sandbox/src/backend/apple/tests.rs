@@ -21,7 +21,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         project: "/Users/ada/proj".into(),
         backend: BackendKind::Named("apple"),
         profile: Profile::Host,
-        network,
+        network: network.clone(),
         env: BTreeMap::new(),
         mounts: vec![],
         deploy_key: None,
@@ -123,7 +123,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         ]
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
-        network,
+        network: network.clone(),
         dns_forward: None,
         terminal: true,
         self_exe: "/opt/homebrew/bin/wrapix".into(),
