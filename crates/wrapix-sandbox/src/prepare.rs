@@ -478,6 +478,13 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
             fix: "report this bug".into(),
         });
     }
+    if matches!(spec.network, Network::Filtered(_)) && !host.forwarded.egress {
+        // Fail closed: an allowlist is never run without the proxy that enforces it.
+        return Err(SandboxError::Missing {
+            what: "a network allowlist was asked for and its egress proxy was not set up".into(),
+            fix: "report this bug".into(),
+        });
+    }
     binds.extend(host.forwarded.binds.iter().cloned());
     files.extend(host.forwarded.files.iter().cloned());
     env.extend(host.forwarded.env.clone());
