@@ -67,6 +67,11 @@ pub enum Cmd {
     },
     /// List the running sandboxes that forward something (a display, an agent, ports).
     Ps,
+    /// The egress proxy of network allowlists: its decisions.
+    Net {
+        #[command(subcommand)]
+        command: NetCmd,
+    },
     /// Manage deploy keys (~/.ssh/deploy_keys/NAME) for `git push` from the sandbox.
     DeployKey {
         #[command(subcommand)]
@@ -102,6 +107,17 @@ pub enum Cmd {
         fd: i32,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Print the egress decisions (one JSON line each: time, sandbox, host, port, verdict,
+    /// rule, kind, bytes_up, bytes_down) from wrapix's state folder.
+    Log {
+        /// Keep printing new decisions as they are made.
+        #[arg(short, long)]
+        follow: bool,
     },
 }
 

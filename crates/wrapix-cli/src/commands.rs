@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use wrapix_sandbox::{RunMode, SandboxError};
 use wrapix_spec::{Spec, SpecError};
 
-use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
+use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, NetCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
 mod doctor;
 mod images;
 pub(crate) mod launch;
+mod net;
 mod screenshot;
 mod tripwire;
 mod trust;
@@ -125,6 +126,9 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
             screenshot::screenshot(output.as_deref(), sandbox.as_deref())
         }
         Some(Cmd::Ps) => screenshot::ps(),
+        Some(Cmd::Net {
+            command: NetCmd::Log { follow },
+        }) => net::log(follow),
         Some(Cmd::Mcp {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)
