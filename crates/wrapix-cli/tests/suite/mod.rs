@@ -8,6 +8,7 @@ mod config;
 mod desktop;
 mod dns;
 mod doctor;
+mod egress;
 mod escape;
 mod escape_attack;
 mod escape_attack2;

@@ -5,9 +5,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why `addr` is not a public address, or `None` when it is one.
 pub fn private(addr: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
-    if own.contains(&addr) {
-        return Some("an address of this host");
-    }
+    let kind = kind(addr, own);
+    kind.or(own.contains(&addr).then_some("an address of this host"))
+}
+
+fn kind(addr: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
     match addr {
         IpAddr::V4(a) => v4(a),
         IpAddr::V6(a) => {
