@@ -67,6 +67,11 @@ pub enum Cmd {
     },
     /// List the running sandboxes that forward something (a display, an agent, ports).
     Ps,
+    /// The egress proxy of network allowlists: its decisions.
+    Net {
+        #[command(subcommand)]
+        command: NetCmd,
+    },
     /// Manage deploy keys (~/.ssh/deploy_keys/NAME) for `git push` from the sandbox.
     DeployKey {
         #[command(subcommand)]
@@ -129,6 +134,17 @@ pub enum Cmd {
         fd: i32,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Print the egress decisions (one JSON line each: time, sandbox, host, port, verdict,
+    /// rule, kind, bytes_up, bytes_down) from wrapix's state folder.
+    Log {
+        /// Keep printing new decisions as they are made.
+        #[arg(short, long)]
+        follow: bool,
     },
 }
 
@@ -258,9 +274,15 @@ pub struct SandboxArgs {
     /// Profile: host | base | rust | python | browser | one of [profiles.NAME].
     #[arg(long, value_name = "NAME", env = "WRAPIX_PROFILE")]
     pub profile: Option<String>,
-    /// Network: open | none.
+    /// Network: open | none (an allowlist comes from `network = { allow = [...] }` or
+    /// --allow-host).
     #[arg(long, value_name = "POLICY")]
     pub network: Option<String>,
+    /// Allow this host through wrapix's egress proxy (repeatable): `github.com`,
+    /// `*.example.org` (subdomains only), an IP address, or `@SET`. Adds to the config's
+    /// allowlist, or makes one: everything else is refused.
+    #[arg(long = "allow-host", value_name = "DOMAIN")]
+    pub allow_hosts: Vec<String>,
     /// Set an environment variable in the sandbox (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

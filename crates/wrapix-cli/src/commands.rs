@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use wrapix_sandbox::{RunMode, SandboxError};
 use wrapix_spec::{Spec, SpecError};
 
-use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, SandboxArgs};
+use crate::cli::{Cli, Cmd, ConfigCmd, DeployKeyCmd, McpCmd, NetCmd, SandboxArgs};
 use crate::context::{host_env, host_user, load_spec};
 use crate::{EXIT_NO_SANDBOX, EXIT_USAGE};
 
@@ -14,6 +14,7 @@ mod doctor;
 mod images;
 pub(crate) mod launch;
 mod manager;
+mod net;
 mod screenshot;
 mod tripwire;
 mod trust;
@@ -133,6 +134,9 @@ pub fn run<const SERVE: bool>(cli: Cli) -> Result<i32, Failure> {
         Some(Cmd::Remote(a)) => crate::remote::run(a),
         Some(Cmd::ManagerProxy { state_dir, info }) => crate::remote::proxy(state_dir, info),
         Some(Cmd::ManagerAttach { state_dir, id }) => crate::remote::attach_here(state_dir, &id),
+        Some(Cmd::Net {
+            command: NetCmd::Log { follow },
+        }) => net::log(follow),
         Some(Cmd::Mcp {
             command: McpCmd::TmuxDebug(args),
         }) => wrapix_mcp::run_tmux_debug(&args)

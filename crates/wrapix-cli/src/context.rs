@@ -108,6 +108,7 @@ fn layers_for(
             require_kvm: args.require_kvm,
             profile: args.profile.clone(),
             network: args.network.clone(),
+            allow_hosts: args.allow_hosts.clone(),
             env: args.env.clone(),
             mounts: args.mounts.clone(),
             deploy_key: args.deploy_key.clone(),

@@ -263,6 +263,24 @@ fn run_with(argv: &[OsString], env: Option<&[(OsString, OsString)]>) -> i32 {
         eprintln!("wrapix: init: cannot block signals: {e}");
         return 125;
     }
+    // An allowlist: the loopback relay to the host's egress proxy, ready before the command
+    // starts (its threads inherit the blocked signals, which only this thread waits for).
+    let egress = match env {
+        Some(env) => env
+            .iter()
+            .find(|(k, _)| k == crate::egress::SOCKET_ENV)
+            .map(|(_, v)| v.clone()),
+        None => std::env::var_os(crate::egress::SOCKET_ENV),
+    };
+    if let Some(sock) = egress {
+        if let Err(e) = crate::egress::relay::start(sock.into()) {
+            eprintln!(
+                "wrapix: init: cannot start the egress relay on 127.0.0.1:{}: {e}",
+                crate::egress::PORT
+            );
+            return 125;
+        }
+    }
     let mut cmd = Command::new(prog);
     cmd.args(args).process_group(0);
     if let Some(env) = env {

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod deploy_key;
 pub mod dns;
 pub mod doctor;
+pub mod egress;
 pub mod error;
 pub mod exec;
 pub mod forward;

@@ -484,6 +484,13 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
             fix: "report this bug".into(),
         });
     }
+    if matches!(spec.network, Network::Filtered(_)) && !host.forwarded.egress {
+        // Fail closed: an allowlist is never run without the proxy that enforces it.
+        return Err(SandboxError::Missing {
+            what: "a network allowlist was asked for and its egress proxy was not set up".into(),
+            fix: "report this bug".into(),
+        });
+    }
     binds.extend(host.forwarded.binds.iter().cloned());
     let devices = host.forwarded.devices.clone();
     files.extend(host.forwarded.files.iter().cloned());
@@ -516,7 +523,7 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         files,
         env,
         command,
-        network: spec.network,
+        network: spec.network.clone(),
         dns_forward,
         terminal: host.interactive,
         self_exe: host.self_exe.clone(),

@@ -91,6 +91,26 @@ impl ConfigFile {
         }
     }
 
+    /// The location of the first line that sets the top-level `key` (`key =`, `[key]`,
+    /// `[key.sub]`, `[[key.sub]]`), or the file alone: for values read without a span (serde
+    /// gives none for a table made of `[key.sub]` headers).
+    pub fn at_key(&self, key: &str) -> Location {
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim_start().trim_start_matches('[').trim_start();
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with(['=', '.', ']']) {
+                    return self.at(offset..offset);
+                }
+            }
+            offset += line.len();
+        }
+        Location::File {
+            path: self.path.clone(),
+            line: None,
+        }
+    }
+
     /// The location of a span in this file.
     pub fn at(&self, span: Range<usize>) -> Location {
         Location::File {
@@ -271,6 +291,8 @@ pub struct Overrides {
     pub require_kvm: bool,
     pub profile: Option<String>,
     pub network: Option<String>,
+    /// `--allow-host DOMAIN` strings, as typed.
+    pub allow_hosts: Vec<String>,
     /// `KEY=VALUE` strings, as typed.
     pub env: Vec<String>,
     /// `SRC:DEST[:ro|rw]` strings, as typed.
@@ -321,9 +343,9 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_line_and_key() {
-        let e = err("network = 3\n");
+        let e = err("profile = 3\n");
         assert!(
-            e.starts_with("wrapix.toml:1:11: key `network`: invalid type"),
+            e.starts_with("wrapix.toml:1:11: key `profile`: invalid type"),
             "{e}"
         );
         let e = err("[agent]\nhome = 3\n");

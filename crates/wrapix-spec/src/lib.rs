@@ -4,6 +4,7 @@
 //! → [`layer`] (user < project < flag, each value remembering where it came from) → [`validate`]
 //! → [`Spec`], a type that cannot hold a bad value. Everything downstream takes a [`Spec`].
 
+pub mod egress;
 pub mod error;
 pub mod forward;
 pub mod layer;
@@ -17,6 +18,7 @@ pub mod trust;
 pub mod types;
 pub mod validate;
 
+pub use egress::{Decision, Egress, Host, HostPattern};
 pub use error::{Location, SpecError};
 pub use forward::{Display, Forward, Port, SshAgent};
 pub use layer::{ConfigFile, Layers, Origin, Overrides};

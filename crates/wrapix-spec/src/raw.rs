@@ -13,7 +13,11 @@ pub struct RawConfig {
     pub backend: Option<Spanned<String>>,
     /// The qemu backend refuses to run under TCG (emulation) when KVM is not usable.
     pub require_kvm: Option<Spanned<bool>>,
-    pub network: Option<Spanned<String>>,
+    /// `"open"`, `"none"`, or a table (`allow`, `deny`, `sets`, `notify_denied`,
+    /// `credentials`): checked in validation ([`crate::validate`]'s `network`).
+    /// Not `Spanned`: serde has no span for a table made of `[network.sets]` headers
+    /// ([`crate::layer::ConfigFile::at_key`] finds the line).
+    pub network: Option<toml::Value>,
     pub deploy_key: Option<Spanned<String>>,
     pub env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]

@@ -77,20 +77,34 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     /// Outbound TCP/UDP through userspace networking; no inbound, no host loopback.
     Open,
     /// Loopback only.
     None,
+    /// Loopback only, plus wrapix's host-side proxy, which lets through what the allowlist
+    /// allows (`network = { allow = [...] }`, `--allow-host`).
+    Filtered(crate::egress::Egress),
+}
+
+impl Network {
+    /// The allowlist, for `Filtered`.
+    pub fn egress(&self) -> Option<&crate::egress::Egress> {
+        match self {
+            Network::Filtered(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Network::Open => "open",
-            Network::None => "none",
-        })
+        match self {
+            Network::Open => f.write_str("open"),
+            Network::None => f.write_str("none"),
+            Network::Filtered(e) => write!(f, "{e}"),
+        }
     }
 }
 

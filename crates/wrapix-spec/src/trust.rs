@@ -53,15 +53,7 @@ pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Wi
     let Some(user) = user else {
         return out;
     };
-    let user_net = user.network.as_ref().map(|n| n.get_ref().as_str());
-    if user_net == Some("none") {
-        if let Some(v) = project
-            .get("network")
-            .filter(|v| v.as_str() != Some("none"))
-        {
-            push(&mut out, "network".into(), v, WHY_NETWORK_OVER_USER);
-        }
-    }
+    network_over(&project, user.network.as_ref(), &mut out);
     // The host profile (the host's own /usr and /etc) over the user's choice of an image.
     let user_profile = user.profile.as_ref().map(|p| p.get_ref().as_str());
     if let (Some(up), Some(v)) = (user_profile, project.get("profile")) {
@@ -113,6 +105,46 @@ pub fn widening_over(text: &str, user: Option<&crate::raw::RawConfig>) -> Vec<Wi
     out
 }
 
+/// The project's `network` over the user's: a project may keep or narrow the user's policy,
+/// not widen it. Over `none`: anything but `none` widens. Over an allowlist: `open`, or an
+/// allow entry the user's list does not have (compared as written, `@set` by name), widens.
+fn network_over(project: &toml::Table, user: Option<&Value>, out: &mut Vec<Widening>) {
+    let (Some(theirs), Some(mine)) = (project.get("network"), user) else {
+        return;
+    };
+    if mine.as_str() == Some("none") {
+        let keeps = theirs.as_str() == Some("none")
+            || theirs.as_table().is_some_and(|t| !t.contains_key("allow"));
+        if !keeps {
+            push(out, "network".into(), theirs, WHY_NETWORK_OVER_USER);
+        }
+        return;
+    }
+    let Some(user_allow) = mine.get("allow").and_then(Value::as_array) else {
+        return;
+    };
+    if theirs.as_str() == Some("open") {
+        push(out, "network".into(), theirs, WHY_NETWORK_OVER_USER);
+        return;
+    }
+    let Some(allow) = theirs.get("allow").and_then(Value::as_array) else {
+        return;
+    };
+    let wider: Vec<Value> = allow
+        .iter()
+        .filter(|a| !user_allow.contains(a))
+        .cloned()
+        .collect();
+    if !wider.is_empty() {
+        push(
+            out,
+            "network.allow".into(),
+            &Value::Array(wider),
+            WHY_ALLOW_OVER_USER,
+        );
+    }
+}
+
 /// `[ralph]` decides when the agent's work counts as done, so a project file may add to
 /// that verification but not weaken what the user's config (or ralph's default) asks for:
 /// another `check` than the user's, or `require_clean = false` where the user's config leaves
@@ -159,6 +191,13 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
         // defines is judged under `profiles`), the open network (the default) or none, limits.
         "profile" if value.is_str() => {}
         "network" if matches!(s, Some("open" | "none")) => {}
+        // An allowlist narrows the open default (over the user's own policy: `network_over`);
+        // `@set` names a set of the user's config. Credentials widen: they hand a secret to
+        // traffic the agent drives. Sets are refused in a project by validation.
+        "network" => judge_table(key, value, out, |k, _| match k {
+            "allow" | "deny" | "notify_denied" => Some(()),
+            _ => None,
+        }),
         "resources" if value.is_table() => {}
         // Every backend wrapix has is a sandbox; `none` is refused outright by validation, and
         // a name that is no backend of this build is refused there too.
@@ -252,6 +291,7 @@ fn judge_table(
                 ("agent", "home") => WHY_AGENT_HOME,
                 ("agent", "forward_api_key") => WHY_API_KEY,
                 ("workspace", "unprotect") => WHY_UNPROTECT,
+                ("network", "credentials") => WHY_CREDENTIALS,
                 _ => WHY_OTHER,
             };
             push(out, format!("{name}.{k}"), v, why);
@@ -313,7 +353,11 @@ const WHY_UNPROTECT: &str =
 const WHY_MCP: &str = "registers an MCP server command with the agent";
 const WHY_BACKEND: &str = "chooses a backend wrapix does not know to be a sandbox";
 const WHY_OTHER: &str = "a setting wrapix does not know to be safe";
-const WHY_NETWORK_OVER_USER: &str = "opens the network that your user config sets to \"none\"";
+const WHY_CREDENTIALS: &str =
+    "hands a secret of yours to requests the agent makes (credential injection)";
+const WHY_ALLOW_OVER_USER: &str = "allows a host that the allowlist of your user config does not";
+const WHY_NETWORK_OVER_USER: &str =
+    "opens the network that your user config sets to \"none\" or limits to an allowlist";
 const WHY_RESOURCES_OVER_USER: &str = "raises a limit that your user config sets";
 const WHY_PROFILE_OVER_USER: &str =
     "runs on the host's own /usr and /etc instead of the image your user config chooses";

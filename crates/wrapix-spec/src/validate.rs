@@ -10,7 +10,7 @@ use crate::layer::{ConfigFile, Layers, Origin};
 use crate::problem::{BackendError, DeployKeyError, DestError, SourceError};
 use crate::raw::RawConfig;
 use crate::spec::{
-    Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Network, Profile, Spec,
+    Agent, AgentHome, BackendKind, BackendName, DeployKey, HostUser, Mount, Profile, Spec,
 };
 use crate::types::{
     check_env_value, check_key_name, parse_project_relative, split_env_flag, split_mount_flag,
@@ -159,24 +159,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
     let profile = profiles::resolve(layers, selected, &mut origins)?;
     let resources = profiles::resources(layers, &mut origins)?;
 
-    let network = match pick_str(layers, &flags.network, "--network", |r| r.network.as_ref()) {
-        None => Network::Open,
-        Some(p) => {
-            origins.insert("network", p.origin);
-            match p.value.as_str() {
-                "open" => Network::Open,
-                "none" => Network::None,
-                other => {
-                    return Err(SpecError::invalid(
-                        p.location,
-                        "network",
-                        format!("unknown network policy {other:?}"),
-                        "use \"open\" or \"none\"",
-                    ))
-                }
-            }
-        }
-    };
+    let network = network::network(layers, &mut origins)?;
 
     let mut env = env(layers, &mut origins)?;
     if let Profile::Image(img) = &profile {
@@ -203,7 +186,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
     };
 
     let agent = agent(layers, &mut origins)?;
-    let forward = forward::forward(layers, &host.user.home, network, &mut origins)?;
+    let forward = forward::forward(layers, &host.user.home, &network, &mut origins)?;
     let protect = protect(layers, &mut origins)?;
     let mcp = mcp::servers(layers, &host.user.sandbox_home(), &mut origins)?;
     let mut profile = profile;
@@ -628,6 +611,7 @@ fn protect(
 
 mod forward;
 mod mcp;
+mod network;
 mod profiles;
 pub use profiles::{user_profiles, UserProfile};
 

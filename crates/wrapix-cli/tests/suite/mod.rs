@@ -10,6 +10,7 @@ mod desktop;
 mod desktop_more;
 mod dns;
 mod doctor;
+mod egress;
 mod escape;
 mod escape_attack;
 mod escape_attack2;

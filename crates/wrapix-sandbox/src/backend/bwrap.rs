@@ -320,7 +320,9 @@ impl Backend for Bwrap {
         arg(&mut a, &[&"--json-status-fd", &info_fd.to_string()]);
 
         let (block_fd, network) = match run.network {
-            Network::None => (None, None),
+            // An allowlist: loopback only, like `none`; the way out is the proxy's socket
+            // (bound by prepare) and the init's loopback relay to it.
+            Network::None | Network::Filtered(_) => (None, None),
             Network::Open => {
                 let pasta = self.pasta.clone().ok_or_else(|| {
                     Self::unavailable(

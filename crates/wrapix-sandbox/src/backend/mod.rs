@@ -112,6 +112,15 @@ pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, Sandbox
     if !backend.forwards() {
         refuse_forwards(backend.name(), run)?;
     }
+    // Fail closed: only bubblewrap has the egress proxy's relay wired so far; elsewhere an
+    // allowlist would have to become `open` (too wide) or `none` (not what was asked).
+    if matches!(run.network, wrapix_spec::Network::Filtered(_)) && backend.name() != "bwrap" {
+        return Err(SandboxError::Unavailable {
+            backend: backend.name(),
+            problem: "a network allowlist (network = { allow = [...] }, --allow-host) is enforced by wrapix's egress proxy, which this wrapix wires only into the bubblewrap backend".into(),
+            fix: "use --backend bwrap, or network = \"none\" / \"open\" with this backend".into(),
+        });
+    }
     backend.plan(run)
 }
 

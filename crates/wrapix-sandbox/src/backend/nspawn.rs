@@ -578,7 +578,8 @@ impl Backend for Nspawn {
         );
 
         let network = match run.network {
-            Network::None => None,
+            // Refused before planning (backend::plan): only bubblewrap runs the proxy relay.
+            Network::None | Network::Filtered(_) => None,
             Network::Open => {
                 let pasta = self.pasta.clone().ok_or_else(|| {
                     Self::unavailable(

@@ -285,7 +285,8 @@ impl Backend for Podman {
         let user = &run.spec.user;
         // `open`: pasta, attached by the executor while the init waits on BLOCK_FD.
         let network = match run.network {
-            Network::None => None,
+            // Refused before planning (backend::plan): only bubblewrap runs the proxy relay.
+            Network::None | Network::Filtered(_) => None,
             Network::Open => {
                 let pasta = self.pasta.clone().ok_or_else(|| {
                     Self::unavailable(

@@ -509,6 +509,13 @@ impl Backend for Qemu {
         // `open`: pasta attached by the executor to the holder's namespace, then passt there.
         let network = match run.network {
             Network::None => None,
+            // Refused before planning (backend::plan); never run a VM without the proxy.
+            Network::Filtered(_) => {
+                return Err(Self::unavailable(
+                    "an egress allowlist (network = { allow = [...] }) is not implemented for the qemu backend yet",
+                    "use the bwrap backend, or network = \"open\" / \"none\"",
+                ))
+            }
             Network::Open => {
                 let (Some(pasta), Some(passt)) = (self.pasta.clone(), self.passt.clone()) else {
                     return Err(Self::unavailable(

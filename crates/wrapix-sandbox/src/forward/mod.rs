@@ -47,6 +47,9 @@ pub struct Provided {
     /// Set by [`start`] when the spec forwards anything: [`crate::prepare`] refuses a spec
     /// with forwards that never went through it.
     pub started: bool,
+    /// Set when the egress proxy of an allowlist runs ([`crate::egress`]): [`crate::prepare`]
+    /// refuses an allowlist without it.
+    pub egress: bool,
 }
 
 /// The helpers started for a run (and its private folder), stopped and removed on drop.
@@ -56,6 +59,8 @@ pub struct Helpers {
     /// Pipes whose closing tells a helper to exit (`xdg-dbus-proxy --fd`): closed after the
     /// helpers are killed.
     fds: Vec<std::os::fd::OwnedFd>,
+    /// The egress proxy (stopped before the run's folder goes).
+    pub egress: Option<crate::egress::Proxy>,
     pub run_dir: Option<runtime::RunDir>,
 }
 
@@ -67,6 +72,7 @@ impl Helpers {
 
 impl Drop for Helpers {
     fn drop(&mut self) {
+        self.egress.take();
         for (what, child) in &mut self.children {
             if let Err(e) = child.kill() {
                 tracing::debug!("stopping {what}: {e}");
@@ -101,16 +107,32 @@ pub fn start(
     let fw = &spec.forward;
     let mut helpers = Helpers::default();
     let mut out = Provided::default();
-    if !fw.any() {
+    let egress = spec.network.egress();
+    if !fw.any() && egress.is_none() {
         return Ok((helpers, out));
     }
-    out.started = true;
+    out.started = fw.any();
     let needs_dir = fw.display == Some(Display::Xvfb)
         || matches!(fw.ssh_agent, Some(SshAgent::Keys(_)))
         || !fw.ports.is_empty()
-        || !fw.dbus.is_empty();
+        || !fw.dbus.is_empty()
+        || egress.is_some();
     if needs_dir {
         helpers.run_dir = Some(runtime::RunDir::create(env, &spec.project, dry_run)?);
+    }
+    if let Some(egress) = egress {
+        let dir = run_dir(&helpers)?;
+        let sock_dir = dir.subdir("egress")?;
+        if !dry_run {
+            let log = crate::egress::log::path(&spec.user.home, env);
+            helpers.egress = Some(crate::egress::start(egress, &dir.id, &sock_dir, &log, env)?);
+        }
+        crate::egress::provide(&mut out, &sock_dir);
+        if egress.notify_denied {
+            out.notices.push(
+                "[network] notify_denied: desktop notifications of denied requests are not built yet; see `wrapix net log`".into(),
+            );
+        }
     }
     match fw.display {
         None => {}

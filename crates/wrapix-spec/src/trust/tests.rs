@@ -164,3 +164,48 @@ sandbox = 3000
     let w = widening("[forward]\naudio = true\n");
     assert!(w[0].why.contains("microphone"), "{w:?}");
 }
+
+#[test]
+fn an_allowlist_narrows_and_credentials_widen() {
+    assert_eq!(
+        keys("network = { allow = [\"github.com\", \"@work\"], deny = [\"x.org\"] }\n"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        keys("[network]\nallow = [\"a.org\"]\nnotify_denied = true\n"),
+        Vec::<String>::new()
+    );
+    let text = "[network]\nallow = [\"a.org\"]\n[[network.credentials]]\nhost = \"a.org\"\n";
+    assert_eq!(keys(text), ["network.credentials"]);
+}
+
+#[test]
+fn a_project_allowlist_may_not_widen_the_users() {
+    let user = |t: &str| {
+        crate::layer::ConfigFile::parse(
+            std::path::Path::new("config.toml"),
+            t.to_owned(),
+            crate::layer::FileKind::User,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let over = |u: &str, p: &str| -> Vec<String> {
+        widening_over(p, Some(&user(u).raw))
+            .into_iter()
+            .map(|w| w.key)
+            .collect()
+    };
+    let none = "network = \"none\"\n";
+    assert_eq!(
+        over(none, "network = { allow = [\"a.org\"] }\n"),
+        ["network"]
+    );
+    assert!(over(none, "network = { notify_denied = true }\n").is_empty());
+    let list = "network = { allow = [\"a.org\", \"@work\"] }\n";
+    assert!(over(list, "network = { allow = [\"a.org\"] }\n").is_empty());
+    assert_eq!(over(list, "network = \"open\"\n"), ["network"]);
+    assert_eq!(
+        over(list, "network = { allow = [\"a.org\", \"b.org\"] }\n"),
+        ["network.allow"]
+    );
+}

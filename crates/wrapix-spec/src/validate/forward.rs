@@ -15,7 +15,7 @@ use crate::spec::Network;
 pub fn forward(
     layers: &Layers,
     host_home: &Path,
-    network: Network,
+    network: &Network,
     origins: &mut BTreeMap<&'static str, Origin>,
 ) -> Result<Forward, SpecError> {
     let mut out = Forward::default();
@@ -139,7 +139,7 @@ pub fn forward(
         push_port(&mut out.ports, port, loc.clone(), "ports")?;
         origins.insert("ports", Origin::Flag("-p"));
     }
-    if !out.ports.is_empty() && network == Network::None {
+    if !out.ports.is_empty() && *network != Network::Open {
         let origin = origins.get("ports").cloned().unwrap_or(Origin::Default);
         return Err(SpecError::invalid(
             Location::Flag(format!("ports (from {origin})")),

@@ -2,6 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::layer::{FileKind, Overrides};
+use crate::spec::Network;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -978,4 +979,132 @@ fn require_kvm_from_any_layer_and_the_flag_needs_qemu() {
         .err()
         .unwrap_or_default();
     assert!(e.contains("--require-kvm") && e.contains("qemu"), "{e}");
+}
+
+mod network {
+    use super::*;
+    use crate::egress::{Decision, HostPattern};
+
+    fn allow_of(spec: &Spec) -> Vec<String> {
+        match &spec.network {
+            Network::Filtered(e) => e.allow.iter().map(|p| p.to_string()).collect(),
+            other => panic!("not an allowlist: {other}"),
+        }
+    }
+
+    fn ok(user: Option<&str>, project: Option<&str>, flags: Overrides) -> Spec {
+        Fixture::new()
+            .run(user, project, flags)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(user: Option<&str>, project: Option<&str>, flags: Overrides) -> String {
+        match Fixture::new().run(user, project, flags) {
+            Ok(s) => panic!("accepted: {}", s.network),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn an_allowlist_with_sets_and_deny() {
+        let user = "[network.sets]\nwork = [\"github.com\", \"*.githubusercontent.com\"]\n";
+        let project = "network = { allow = [\"@work\", \"crates.io\"], deny = [\"evil.githubusercontent.com\"] }\n";
+        let spec = ok(Some(user), Some(project), Overrides::default());
+        assert_eq!(
+            allow_of(&spec),
+            ["github.com", "*.githubusercontent.com", "crates.io"]
+        );
+        let e = spec.network.egress().unwrap();
+        assert_eq!(
+            e.deny,
+            [HostPattern::parse("evil.githubusercontent.com").unwrap()]
+        );
+        assert!(matches!(
+            e.decide(&crate::egress::normalise_host("evil.githubusercontent.com").unwrap()),
+            Decision::Deny(_)
+        ));
+        assert_eq!(
+            spec.origin("network"),
+            &Origin::Project("wrapix.toml".into())
+        );
+    }
+
+    #[test]
+    fn allow_host_flags_add_or_make_a_list() {
+        let flags = Overrides {
+            allow_hosts: vec!["example.org".into()],
+            ..Default::default()
+        };
+        let spec = ok(None, None, flags.clone());
+        assert_eq!(allow_of(&spec), ["example.org"]);
+        assert_eq!(spec.origin("network"), &Origin::Flag("--allow-host"));
+        let spec = ok(
+            None,
+            Some("network = { allow = [\"github.com\"] }\n"),
+            flags.clone(),
+        );
+        assert_eq!(allow_of(&spec), ["github.com", "example.org"]);
+        let both = Overrides {
+            network: Some("open".into()),
+            ..flags
+        };
+        assert!(err(None, None, both).contains("--allow-host"));
+    }
+
+    #[test]
+    fn an_empty_allowlist_is_none_and_deny_adds_up() {
+        let spec = ok(
+            None,
+            Some("network = { allow = [] }\n"),
+            Overrides::default(),
+        );
+        assert_eq!(spec.network, Network::None);
+        let user = "[network]\nallow = [\"*.example.org\"]\ndeny = [\"bad.example.org\"]\nnotify_denied = true\n";
+        let project = "network = { allow = [\"*.example.org\"] }\n";
+        let spec = ok(Some(user), Some(project), Overrides::default());
+        let e = spec.network.egress().unwrap();
+        assert_eq!(
+            e.deny.len(),
+            1,
+            "the user's deny is kept under the project's allowlist"
+        );
+        assert!(e.notify_denied);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let cases: &[(Option<&str>, &str, &str)] = &[
+            (None, "network = { allow = [\"*\"] }\n", "wildcard"),
+            (None, "network = { allow = [\"https://github.com\"] }\n", "not a URL"),
+            (None, "network = { allow = [\"a..b\"] }\n", "not a host name"),
+            (None, "network = { allow = [\"*.com\"] }\n", "two labels"),
+            (None, "network = { allow = [\"@nope\"] }\n", "unknown host set \"@nope\""),
+            (None, "network = { allow = \"github.com\" }\n", "list of strings"),
+            (None, "network = { allow = [3] }\n", "list of strings"),
+            (None, "network = { deny = [\"x.org\"] }\n", "no `allow`"),
+            (None, "network = { allow = [\"x.org\"], allwo = 1 }\n", "unknown key"),
+            (None, "network = 3\n", "expected \"open\", \"none\" or a table"),
+            (None, "network = \"maybe\"\n", "unknown network policy"),
+            (
+                None,
+                "[network]\nallow = [\"x.org\"]\n[network.sets]\nw = [\"y.org\"]\n",
+                "user config",
+            ),
+            (
+                Some("[network.sets]\nw = [\"@v\"]\n"),
+                "network = { allow = [\"@w\"] }\n",
+                "not other sets",
+            ),
+            (
+                None,
+                "[network]\nallow = [\"api.anthropic.com\"]\n[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"x-api-key\"\nfrom_env = \"K\"\n",
+                "not built",
+            ),
+        ];
+        for (user, project, want) in cases {
+            let e = err(*user, Some(project), Overrides::default());
+            assert!(e.contains(want), "{project:?}: {e}");
+            assert!(e.contains("fix:"), "{e}");
+        }
+    }
 }

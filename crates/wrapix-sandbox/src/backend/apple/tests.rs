@@ -21,7 +21,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         project: "/Users/ada/proj".into(),
         backend: BackendKind::Named("apple"),
         profile: Profile::Host,
-        network,
+        network: network.clone(),
         env: BTreeMap::new(),
         mounts: vec![],
         deploy_key: None,
@@ -32,6 +32,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         },
         protect: vec![".git/hooks".into()],
         forward: Default::default(),
+        require_kvm: false,
         resources,
         mcp: Default::default(),
         user: HostUser {
@@ -124,7 +125,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         ]
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
-        network,
+        network: network.clone(),
         dns_forward: None,
         terminal: true,
         self_exe: "/opt/homebrew/bin/wrapix".into(),

@@ -50,7 +50,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         mode,
     };
     Prepared {
-        spec: spec(network, uid),
+        spec: spec(network.clone(), uid),
         root: RootFs {
             name: "host".into(),
             entries: vec![
@@ -118,7 +118,7 @@ fn prepared(network: Network, uid: u32) -> Prepared {
         ]
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
-        network,
+        network: network.clone(),
         dns_forward: None,
         terminal: false,
         self_exe: "/opt/wrapix/bin/wrapix".into(),
@@ -275,7 +275,7 @@ fn args(p: &LaunchPlan) -> Vec<String> {
 #[test]
 fn never_shares_the_host_network_or_keeps_capabilities() {
     for net in [Network::None, Network::Open] {
-        let a = args(&plan(net, 1000));
+        let a = args(&plan(net.clone(), 1000));
         for must in [
             "--unshare-net",
             "--unshare-user",

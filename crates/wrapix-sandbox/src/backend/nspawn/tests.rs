@@ -19,7 +19,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         project: "/home/ada/proj".into(),
         backend: BackendKind::Named("nspawn"),
         profile: Profile::Host,
-        network,
+        network: network.clone(),
         env: BTreeMap::new(),
         mounts: vec![],
         deploy_key: None,
@@ -101,7 +101,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         ]
         .into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
-        network,
+        network: network.clone(),
         dns_forward: (network == Network::Open).then(|| "169.254.1.53".to_owned()),
         terminal: false,
         self_exe: "/usr/bin/wrapix".into(),

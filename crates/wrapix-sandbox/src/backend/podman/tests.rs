@@ -21,7 +21,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         project: "/home/ada/proj".into(),
         backend: BackendKind::Named("podman"),
         profile: Profile::Host,
-        network,
+        network: network.clone(),
         env: BTreeMap::new(),
         mounts: vec![],
         deploy_key: None,
@@ -92,7 +92,7 @@ fn prepared(network: Network, resources: Resources) -> Prepared {
         ],
         env: [("HOME".to_owned(), "/home/ada".to_owned())].into(),
         command: vec!["claude".into(), "--dangerously-skip-permissions".into()],
-        network,
+        network: network.clone(),
         // As prepare does: a loopback host resolver, forwarded by pasta.
         dns_forward: (network == Network::Open).then(|| "169.254.1.53".to_owned()),
         terminal: false,
@@ -155,7 +155,7 @@ fn isolation_flags_are_always_there() {
     for net in [Network::Open, Network::None] {
         let a = args(
             &backend(false)
-                .plan(&prepared(net, Resources::default()))
+                .plan(&prepared(net.clone(), Resources::default()))
                 .unwrap_or_else(|e| panic!("{e}")),
         );
         for must in [
