@@ -144,6 +144,19 @@ impl Manager {
     pub fn create(&self, req: &CreateRequest) -> Result<Session, ApiError> {
         let new = validate::request(req, self.cfg.uid, &self.cfg.roots)
             .map_err(|e| ApiError::unprocessable(e.0))?;
+        // The manager's own sockets (its door and every session's tmux server) run commands
+        // on the host: a sandbox whose project holds the state folder could connect to them.
+        // (The default state folder is hidden in every sandbox; one named by --state-dir may
+        // be anywhere.)
+        let state = std::fs::canonicalize(&self.cfg.state_dir)
+            .unwrap_or_else(|_| self.cfg.state_dir.clone());
+        if state.starts_with(&new.project_dir) {
+            return Err(ApiError::unprocessable(format!(
+                "project_dir: {} contains the manager's state folder {} (its sockets control every session); choose a folder that does not",
+                new.project_dir.display(),
+                state.display()
+            )));
+        }
         let _one = self
             .create
             .lock()

@@ -298,10 +298,13 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         mode: MountMode::ReadWrite,
     }];
     // wrapix's own folders inside the project (a project that is, or contains, the home
-    // folder): its config and state (trust records, agent state), the image store and the
-    // assembled /etc every later sandbox runs from. Read-only, created first when missing, so
-    // that no run can change what later runs trust or run on.
-    let mut protect = spec.protect.clone();
+    // folder): its config and state (trust records, agent state, the manager's sockets), the
+    // image store and the assembled /etc every later sandbox runs from. Hidden behind an empty
+    // read-only folder (created first when missing, so that there is a mount point): no run
+    // can change what later runs trust or run on, nor connect to a socket wrapix keeps there
+    // (a read-only mount still lets a Unix socket be connected to).
+    let protect = spec.protect.clone();
+    let mut hidden = Vec::new();
     for own in own_folders(&spec.user.home, &host.env) {
         // Compared as the kernel sees them: HOME or an XDG variable may name them through a
         // link (`/home -> /data/home`), the project path has none.
@@ -309,13 +312,13 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         let Ok(rel) = own.strip_prefix(&spec.project) else {
             continue;
         };
-        if rel.as_os_str().is_empty() || protect.iter().any(|p| p == rel) {
+        if rel.as_os_str().is_empty() || hidden.iter().any(|h: &PathBuf| h == rel) {
             continue;
         }
         if !host.dry_run {
             wrapix_hostfs::Dir::open(&spec.project)?.create_dir_all(rel, 0o700)?;
         }
-        protect.push(rel.to_owned());
+        hidden.push(rel.to_owned());
     }
     let (protected, mut pinned) = protect_binds(
         &spec.project,
@@ -325,6 +328,21 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         &mut notices,
     )?;
     binds.extend(protected);
+    if !hidden.is_empty() {
+        let empty = if host.dry_run {
+            crate::forward::runtime::base(&host.env).with_file_name("empty")
+        } else {
+            crate::forward::runtime::empty_dir(&host.env)?
+        };
+        let ws = SandboxPath::from_static(Spec::WORKSPACE);
+        for rel in &hidden {
+            binds.push(Bind {
+                source: empty.clone(),
+                dest: ws.join(&rel.to_string_lossy()),
+                mode: MountMode::ReadOnly,
+            });
+        }
+    }
     for m in &spec.mounts {
         // A source in the project was checked for links when the spec was validated; another
         // sandbox of the project could swap it for one before the backend mounts it. Held

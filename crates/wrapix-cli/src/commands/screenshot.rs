@@ -5,6 +5,7 @@
 //! `wrapix ps`: the running sandboxes that forward something, with their display and ports.
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use wrapix_sandbox::forward::runtime::{running, Record};
@@ -53,7 +54,18 @@ pub fn screenshot(output: Option<&Path>, sandbox: Option<&str>) -> Result<i32, F
     let out = output
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from(format!("{}.png", record.id)));
-    std::fs::File::create(&out)
+    // The current folder is often the project, which the agent writes: a link planted under
+    // the file's name is never followed, and the default name is never an existing file.
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .mode(0o644);
+    if output.is_some() {
+        open.create(true).truncate(true);
+    } else {
+        open.create_new(true);
+    }
+    open.open(&out)
         .and_then(|mut f| f.write_all(&png))
         .map_err(|e| {
             Failure::failed(format!("cannot write {}: {e}", out.display())).caused_by(e)

@@ -1011,7 +1011,20 @@ fn a_project_that_is_the_home_cannot_change_wrapix_config_or_state() {
     let config = c.project.join(".config/wrapix/config.toml");
     let user_config = super::harness::ESCAPE_PROFILE_CONFIG;
     c.write(&config, user_config);
+    // A Unix socket wrapix keeps in its state folder (the manager's, a session's tmux
+    // server): a read-only mount would still let the sandbox connect to it. Hidden instead.
+    let sock_dir = c.project.join(".local/state/wrapix/manager");
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(sock_dir.join("manager.sock")).unwrap();
+    c.give(&c.project.join(".local"));
     let c = c.host_env("HOME", &project);
+    let seen = c.sh("ls -A .local/state/wrapix .config/wrapix; test -e .local/state/wrapix/manager/manager.sock && echo SOCKET-SEEN; echo done");
+    assert!(seen.ok().ends_with("done\n"), "{seen}");
+    assert!(!seen.ok().contains("SOCKET-SEEN"), "{seen}");
+    assert!(
+        !seen.ok().contains("manager"),
+        "wrapix's state is listed inside: {seen}"
+    );
     let out = c.sh(
         "mkdir -p .config/wrapix 2>/dev/null; \
          echo 'backend = \"none\"' > .config/wrapix/config.toml 2>/dev/null && echo CONFIG-WRITTEN; \

@@ -533,3 +533,36 @@ async fn openapi_document_lists_the_paths() {
     assert_eq!(st, StatusCode::OK);
     assert!(json(&b)["memory_total_bytes"].as_u64().unwrap() > 0);
 }
+
+/// A project folder that holds the manager's state folder is refused: a sandbox there could
+/// connect to the manager's socket and to every session's tmux server.
+#[tokio::test]
+async fn a_project_holding_the_state_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let opts = Options {
+        listen: None,
+        state_dir: root.join("p/.manager"),
+        roots: vec![root.clone()],
+        static_dir: None,
+    };
+    let (mgr, lock) = open(&opts, Arc::new(Fake)).unwrap();
+    let t = T {
+        _dir: dir,
+        root: root.clone(),
+        outside: root.clone(),
+        mgr,
+        _lock: lock,
+    };
+    for project in [root.join("p"), root.clone()] {
+        let b = serde_json::json!({"name": "x", "project_dir": project}).to_string();
+        let msg = refused(
+            &t,
+            sock("POST", "/api/sandboxes", &b, Some(me())),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(msg.contains("state folder"), "{msg}");
+    }
+}

@@ -244,6 +244,9 @@ fn check_tls(first: &[u8], host: &Host, port: u16) -> Result<(), String> {
         )),
         (Hello::Tls(None), Host::Address(_)) => Ok(()),
         (Hello::Tls(None), Host::Name(_)) => Err("TLS without a server name (SNI)".into()),
+        (Hello::Unreadable, _) => Err(format!(
+            "a TLS handshake on port {port} whose server name cannot be read (a ClientHello split over records, or malformed)"
+        )),
         (Hello::NotTls, _) if port != 443 => Ok(()),
         (Hello::NotTls | Hello::Incomplete, _) => {
             Err(format!("not a TLS ClientHello on port {port}"))

@@ -10,6 +10,10 @@ pub enum Hello {
     NotTls,
     /// A ClientHello, with its server name if it has one.
     Tls(Option<String>),
+    /// A TLS handshake record that is not one whole ClientHello (split over records, or
+    /// malformed): its name cannot be checked, so it is refused on every port (a fragmented
+    /// ClientHello would otherwise carry another name past the check).
+    Unreadable,
 }
 
 /// A TLS record is at most 16 KiB plus its 5-byte header.
@@ -34,7 +38,7 @@ pub fn parse(buf: &[u8]) -> Hello {
     }
     match client_hello(&buf[5..5 + len]) {
         Some(sni) => Hello::Tls(sni),
-        None => Hello::NotTls,
+        None => Hello::Unreadable,
     }
 }
 
@@ -151,14 +155,36 @@ mod tests {
     }
 
     #[test]
-    fn lies_in_lengths_are_not_tls() {
+    fn lies_in_lengths_are_never_a_name() {
         let mut rec = hello_with_sni(Some("a.example"));
         // The extension list claims more than the record has.
         let n = rec.len();
         rec[n - 16] = 0xff;
-        assert!(matches!(parse(&rec), Hello::NotTls | Hello::Tls(_)));
+        // Never a name the check would accept by mistake: unreadable (refused), or the
+        // name parsed from what is really there.
+        assert!(matches!(
+            parse(&rec),
+            Hello::Unreadable | Hello::Tls(None) | Hello::Tls(Some(_))
+        ));
+        assert_ne!(parse(&rec), Hello::NotTls);
         for cut in 0..rec.len() {
             let _ = parse(&rec[..cut]);
         }
+    }
+}
+
+#[cfg(test)]
+mod fragment_tests {
+    use super::*;
+
+    /// A handshake record holding only the start of a ClientHello (the rest would follow in
+    /// a second record) is unreadable, not "not TLS".
+    #[test]
+    fn a_fragmented_client_hello_is_unreadable() {
+        // Handshake header says 200 bytes of ClientHello, the record carries 8.
+        let body = [1u8, 0, 0, 200, 3, 3, 0, 0];
+        let mut rec = vec![0x16, 0x03, 0x01, 0, body.len() as u8];
+        rec.extend_from_slice(&body);
+        assert_eq!(parse(&rec), Hello::Unreadable);
     }
 }

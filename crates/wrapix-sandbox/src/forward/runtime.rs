@@ -46,6 +46,35 @@ pub fn base(env: &BTreeMap<String, String>) -> PathBuf {
         .join("sandboxes")
 }
 
+/// An empty, read-only folder of this user's (`$XDG_RUNTIME_DIR/wrapix/empty`, or
+/// `/tmp/wrapix-<uid>/empty`), mounted over wrapix's own folders when a project contains them:
+/// hidden, not just read-only, since a Unix socket in a read-only folder can still be
+/// connected to (a manager's or a tmux server's would run commands on the host). Anything in
+/// it is an error: it must show nothing.
+pub fn empty_dir(env: &BTreeMap<String, String>) -> Result<PathBuf, SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let sandboxes = base(env);
+    let path = sandboxes
+        .parent()
+        .map(|p| p.join("empty"))
+        .unwrap_or_else(|| sandboxes.join("empty"));
+    private_dir(&path)?;
+    let entries = std::fs::read_dir(&path)
+        .map_err(|e| SandboxError::io(format!("list {}", path.display()), e))?;
+    if entries.count() != 0 {
+        return Err(super::missing(
+            format!(
+                "{} must be empty (wrapix mounts it over its own folders)",
+                path.display()
+            ),
+            "remove what is in it and run again",
+        ));
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500))
+        .map_err(|e| SandboxError::io(format!("chmod {}", path.display()), e))?;
+    Ok(path)
+}
+
 /// Creates `path` (and its missing parents) 0700 unless it exists, and checks that it is a
 /// folder of this user's (not a symlink) that nobody else can write.
 fn private_dir(path: &Path) -> Result<(), SandboxError> {
