@@ -198,7 +198,7 @@ fn print_sessions(list: &[serde_json::Value]) {
         "ID", "NAME", "STATUS", "BACKEND"
     );
     for s in list {
-        let t = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
+        let t = |k: &str| wrapix_spec::error::escape_controls(s[k].as_str().unwrap_or("-"));
         println!(
             "{:<36}  {:<20} {:<9} {:<8} {}",
             t("id"),
@@ -346,7 +346,8 @@ fn print_metrics(v: &serde_json::Value) {
             g["output_tokens"],
             g["cache_read_input_tokens"],
             g["cache_creation_input_tokens"],
-            g["model"].as_str().unwrap_or("-"),
+            // Written by the agent (its transcripts): no terminal controls reach the screen.
+            wrapix_spec::error::escape_controls(g["model"].as_str().unwrap_or("-")),
             g["tool_uses"]
         );
     }

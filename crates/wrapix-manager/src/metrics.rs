@@ -77,6 +77,10 @@ pub struct Metrics {
 const READ_LIMIT: u64 = 4 << 20;
 /// A line longer than this is skipped (a partial line is kept up to it).
 const LINE_LIMIT: usize = 4 << 20;
+/// Transcript files followed per session (the agent writes that folder: it could make many).
+const FILE_LIMIT: usize = 256;
+/// Partial lines kept per session, all files together.
+const PARTIAL_BUDGET: usize = 16 << 20;
 
 impl Metrics {
     fn with_sys<T>(&self, f: impl FnOnce(&mut sysinfo::System) -> T) -> T {
@@ -164,7 +168,15 @@ impl Metrics {
 impl Transcripts {
     /// Reads what is new in `dir/*/*.jsonl` (Claude Code's `projects/<cwd>/<session>.jsonl`).
     fn update(&mut self, dir: &Path) {
-        let Ok(root) = wrapix_hostfs::Dir::open(dir) else {
+        // `dir` is `<state>/claude/projects`: the `claude` folder is wrapix's, its contents the
+        // agent's, so `projects` is opened below it without following a link.
+        let (Some(parent), Some(leaf)) = (dir.parent(), dir.file_name()) else {
+            return;
+        };
+        let Ok(claude) = wrapix_hostfs::Dir::open(parent) else {
+            return;
+        };
+        let Ok(Some(root)) = claude.open_dir(Path::new(leaf)) else {
             return;
         };
         let Ok(projects) = root.entries() else { return };
@@ -181,6 +193,9 @@ impl Transcripts {
                     continue;
                 }
                 let key = dir.join(&name).join(&f);
+                if !self.files.contains_key(&key) && self.files.len() >= FILE_LIMIT {
+                    continue;
+                }
                 let st = self.files.entry(key).or_default();
                 if let Ok(Some((file, meta))) = sub.open_file(Path::new(&f)) {
                     if meta.size < st.offset {
@@ -190,6 +205,16 @@ impl Transcripts {
                     read_new(file, st, &mut self.totals);
                 }
             }
+        }
+        // Partial lines over the budget are dropped, largest first (their records go
+        // uncounted; memory stays bounded whatever the agent writes).
+        let mut total: usize = self.files.values().map(|f| f.partial.len()).sum();
+        while total > PARTIAL_BUDGET {
+            let Some(big) = self.files.values_mut().max_by_key(|f| f.partial.len()) else {
+                break;
+            };
+            total -= big.partial.len();
+            big.partial = Vec::new();
         }
     }
 }

@@ -239,8 +239,11 @@ pub(crate) fn open(arg: Option<&Path>) -> Result<Project, Failure> {
 
 /// Whether this ralph runs inside a sandbox (wrapix sets WRAPIX=1): there it is the agent's
 /// tracker, with no access to ralph's record on the host.
+/// Inside a wrapix sandbox: `WRAPIX` set *and* wrapix's own folder mounted (`/run/wrapix/bin`,
+/// which every backend provides and a host does not have), so that a host shell exporting
+/// `WRAPIX` cannot make ralph skip its host-side record or run `bd` outside a sandbox.
 fn in_sandbox() -> bool {
-    std::env::var_os("WRAPIX").is_some()
+    std::env::var_os("WRAPIX").is_some() && std::path::Path::new("/run/wrapix/bin/wrapix").exists()
 }
 
 /// ralph's record of what it decided about the tasks of `p`, in wrapix's state folder for the
