@@ -212,6 +212,25 @@ fn xvfb_forward_is_private_and_wrapix_screenshot_captures_it() {
         .filter(|p| p.ends_with("x11/X0"))
         .collect();
     assert_eq!(sockets.len(), 1, "{sockets:?}");
+    // The X server parses what clients send it (fonts through SetFontPath): it sees neither
+    // the project nor the home, only read-only system folders and its own socket folder.
+    let xvfbs: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "Xvfb")
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*run.to_string_lossy()))
+        })
+        .collect();
+    assert_eq!(xvfbs.len(), 1, "{xvfbs:?}");
+    let inside = |p: &std::path::Path| {
+        PathBuf::from(format!("/proc/{}/root", xvfbs[0])).join(p.strip_prefix("/").unwrap())
+    };
+    assert!(inside(std::path::Path::new("/usr/bin")).exists(), "control");
+    assert!(!inside(&c.project).exists(), "Xvfb sees the project");
+    assert!(!inside(&c.home).exists(), "Xvfb sees the home");
 
     nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = running.finish_within(Duration::from_secs(20));

@@ -164,25 +164,43 @@ pub fn start_xvfb(
     dir.write("Xauthority", &auth)?;
     let (read, write) = nix::unistd::pipe().map_err(|e| SandboxError::sys("pipe", e))?;
     let mut cmd = Command::new(&bwrap);
-    cmd.args(["--dev-bind", "/", "/", "--tmpfs", "/tmp", "--bind"])
-        .arg(&sockets)
-        .arg(X11_DIR)
-        .args([
-            "--unshare-net",
-            "--unshare-ipc",
-            "--die-with-parent",
-            "--new-session",
-            "--",
-        ])
-        .arg(&xvfb)
-        .args([":0", "-nolisten", "tcp", "-noreset", "-screen", "0"])
-        .arg(XVFB_SCREEN)
-        .arg("-auth")
-        .arg(dir.join("Xauthority"))
-        .args(["-displayfd", &write.as_raw_fd().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    // Only what Xvfb needs, read-only, besides its socket folder: an X client (the agent)
+    // can make it parse files (fonts, through SetFontPath), so it sees neither the home nor
+    // the project nor anything it could write outside its own folder.
+    cmd.args(["--ro-bind", "/usr", "/usr"]);
+    for top in [
+        "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc",
+    ] {
+        cmd.args(["--ro-bind-try", top, top]);
+    }
+    let auth_file = dir.join("Xauthority");
+    cmd.args([
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind",
+    ])
+    .arg(&sockets)
+    .arg(X11_DIR)
+    .arg("--ro-bind")
+    .arg(&auth_file)
+    .arg(&auth_file)
+    .args([
+        "--chdir",
+        "/",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--new-session",
+        "--",
+    ])
+    .arg(&xvfb)
+    .args([":0", "-nolisten", "tcp", "-noreset", "-screen", "0"])
+    .arg(XVFB_SCREEN)
+    .arg("-auth")
+    .arg(&auth_file)
+    .args(["-displayfd", &write.as_raw_fd().to_string()])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     keep_fd(&mut cmd, &write);
     crate::network::tie_to_wrapix(&mut cmd);
     let mut child = cmd
