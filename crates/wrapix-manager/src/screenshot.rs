@@ -14,6 +14,8 @@ use crate::service::{Manager, Shot};
 use crate::ApiError;
 
 /// Xauthority files are small.
+/// How long one capture may take (the display is the agent's: it can stall it).
+const CAPTURE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 const XAUTH_LIMIT: u64 = 64 * 1024;
 
 /// The session's newest screenshot, taken now unless one is younger than `fresh`.
@@ -81,6 +83,20 @@ pub fn capture(socket: &Path, xauthority: &Path) -> Result<Vec<u8>, String> {
         .ok_or("the display's Xauthority file has no cookie")?;
     let stream = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+    // The X server is the agent's to drive: a client holding a server grab would make the
+    // capture wait forever. A watchdog shuts the connection down after CAPTURE_DEADLINE, which
+    // wakes x11rb's wait with an error.
+    let watchdog = stream
+        .try_clone()
+        .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+    let (_done, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            done_rx.recv_timeout(CAPTURE_DEADLINE)
+        {
+            let _ = watchdog.shutdown(std::net::Shutdown::Both);
+        }
+    });
     let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(stream)
         .map_err(|e| e.to_string())?;
     let conn = x11rb::rust_connection::RustConnection::connect_to_stream_with_auth_info(

@@ -386,9 +386,10 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         }
     });
     let exit = std::thread::spawn(move || {
-        let mut port = exit_port;
+        // The guest's word (untrusted under the qemu threat model: a compromised guest
+        // kernel writes what it wants): an exit code is a few bytes.
         let mut s = String::new();
-        let _ = port.read_to_string(&mut s);
+        let _ = exit_port.take(4096).read_to_string(&mut s);
         s
     });
     // On a terminal (the executor's throw-away pty: `LaunchPlan::terminal`), raw bytes both
@@ -460,7 +461,17 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         Some(c) => Ok(c),
         None => {
             let log = a.stage.join("console.log");
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            // Only the end of the console (the guest decides how much it writes there).
+            let tail = std::fs::File::open(&log)
+                .and_then(|mut f| {
+                    use std::io::Seek;
+                    let len = f.metadata()?.len();
+                    f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 * 1024)))?;
+                    let mut b = Vec::new();
+                    f.read_to_end(&mut b)?;
+                    Ok(String::from_utf8_lossy(&b).into_owned())
+                })
+                .unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             Err(format!(
