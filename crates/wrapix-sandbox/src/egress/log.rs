@@ -41,7 +41,12 @@ pub fn path(host_home: &Path, env: &BTreeMap<String, String>) -> PathBuf {
 #[derive(Debug)]
 pub struct Log {
     file: Mutex<std::fs::File>,
+    /// Bytes this run may still append (the sandbox drives how many lines there are).
+    budget: std::sync::atomic::AtomicU64,
 }
+
+/// What one run may write into the log; past it, one line says so and the rest is dropped.
+const RUN_BUDGET: u64 = 64 << 20;
 
 impl Log {
     /// Opens (creates, 0600, in a 0700 folder) the log for appending.
@@ -61,6 +66,7 @@ impl Log {
             .open(path)?;
         Ok(Log {
             file: Mutex::new(file),
+            budget: std::sync::atomic::AtomicU64::new(RUN_BUDGET),
         })
     }
 
@@ -70,6 +76,23 @@ impl Log {
             return;
         };
         line.push(b'\n');
+        use std::sync::atomic::Ordering;
+        let left = self.budget.load(Ordering::Relaxed);
+        if left == 0 {
+            return;
+        }
+        if (line.len() as u64) >= left {
+            self.budget.store(0, Ordering::Relaxed);
+            line = format!(
+                "{{\"time\":{:?},\"sandbox\":{},\"verdict\":\"log-full\",\"rule\":\"this run wrote {} MiB of decisions; later ones are not logged\"}}\n",
+                now(),
+                serde_json::to_string(&entry.sandbox).unwrap_or_default(),
+                RUN_BUDGET >> 20
+            )
+            .into_bytes();
+        } else {
+            self.budget.fetch_sub(line.len() as u64, Ordering::Relaxed);
+        }
         let Ok(mut f) = self.file.lock() else { return };
         if let Err(e) = f.write_all(&line) {
             tracing::warn!("egress log: {e}");

@@ -35,11 +35,23 @@ pub struct Shared {
     pub notify: Option<fn(&str, &str)>,
 }
 
+/// Connections served at once; more wait for a free slot (the sandbox cannot make the host
+/// process run out of descriptors or memory).
+const MAX_CONNECTIONS: usize = 256;
+
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((conn, _)) => {
-                tokio::spawn(handle(conn, shared.clone()));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    handle(conn, shared).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!("egress proxy: accept: {e}");
