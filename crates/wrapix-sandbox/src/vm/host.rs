@@ -272,7 +272,6 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         qemu_fds.push(qemu_end.into());
         release = Some((from_executor, std::fs::File::from(to_holder_w)));
     }
-    let uid = nix::unistd::geteuid().as_raw();
     for s in &a.shares {
         let sock = a.stage.join(format!("{}.sock", s.tag));
         let _ = std::fs::remove_file(&sock);
@@ -282,9 +281,10 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
             .arg("--shared-dir")
             .arg(&s.path)
             .args(["--cache", "auto", "--log-level", "error"])
-            // Unprivileged, virtiofsd cannot sandbox itself (nor switch credentials: what the
-            // guest creates belongs to the user); as root it does both.
-            .args(["--sandbox", if uid == 0 { "namespace" } else { "none" }])
+            // Its own mount namespace with the shared folder as `/` (a user namespace too when
+            // unprivileged), so that a FUSE lookup of `..` from a compromised guest kernel
+            // ends at the share: without a sandbox virtiofsd resolves it on the host.
+            .args(["--sandbox", "namespace"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if s.read_only {
