@@ -19,7 +19,9 @@ pub fn ps() -> Result<i32, Failure> {
         "{:<28} {:>8}  {:<8} {:<30} PROJECT",
         "ID", "PID", "DISPLAY", "PORTS"
     );
-    for r in records {
+    let mut listed: Vec<u32> = Vec::new();
+    for r in &records {
+        listed.push(r.pid);
         println!(
             "{:<28} {:>8}  {:<8} {:<30} {}",
             r.id,
@@ -33,7 +35,96 @@ pub fn ps() -> Result<i32, Failure> {
             r.project.display()
         );
     }
+    // Sandboxes without a runtime record (nothing forwarded): the user's own `wrapix`
+    // processes that run one, found in /proc (no launch pays for a record).
+    for (pid, project) in launchers() {
+        if listed.contains(&pid) {
+            continue;
+        }
+        let name: String = project
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        println!(
+            "{:<28} {:>8}  {:<8} {:<30} {}",
+            format!("{name}-{pid}"),
+            pid,
+            "-",
+            "-",
+            wrapix_spec::error::escape_controls(&project.display().to_string())
+        );
+    }
     Ok(0)
+}
+
+/// This user's `wrapix` processes on this host (same mount namespace: not the `wrapix`
+/// inside a sandbox) that start sandboxes (`wrapix`, `run`, `shell`, `ralph`), with their
+/// project folder (`-C`/`--project`, else their working folder).
+fn launchers() -> Vec<(u32, PathBuf)> {
+    let me = std::process::id();
+    let uid = nix::unistd::getuid().as_raw();
+    let my_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let dir = e.path();
+        let owned = std::os::unix::fs::MetadataExt::uid(&match std::fs::metadata(&dir) {
+            Ok(m) => m,
+            Err(_) => continue,
+        }) == uid;
+        if !owned
+            || !std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "wrapix")
+            || std::fs::read_link(dir.join("ns/mnt")).ok() != my_ns
+        {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let sub = args.get(1).map(String::as_str).unwrap_or("");
+        if !(sub.is_empty() || sub.starts_with('-') || ["run", "shell", "ralph"].contains(&sub)) {
+            continue;
+        }
+        let flag = args
+            .iter()
+            .position(|a| a == "-C" || a == "--project")
+            .and_then(|i| args.get(i + 1).cloned())
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix("--project=").map(str::to_owned))
+            });
+        let cwd = std::fs::read_link(dir.join("cwd")).unwrap_or_default();
+        let project = match flag {
+            Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
+            Some(p) => cwd.join(p),
+            None => cwd,
+        };
+        out.push((pid, project));
+    }
+    out.sort();
+    out
 }
 
 pub fn screenshot(output: Option<&Path>, sandbox: Option<&str>) -> Result<i32, Failure> {

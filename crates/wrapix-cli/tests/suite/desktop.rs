@@ -391,3 +391,34 @@ fn a_published_port_is_reached_on_loopback_only() {
         "{out}"
     );
 }
+
+/// `wrapix ps` lists every running sandbox of the user, also one that forwards nothing (it
+/// has no runtime record), and only while it runs.
+#[test]
+fn ps_lists_a_sandbox_without_forwards() {
+    let Some(c) = Case::new() else { return };
+    let started = c.project.join("started");
+    let running = c.spawn(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /workspace/started && sleep 60",
+    ]);
+    wait_for("the sandbox to start", || started.exists());
+    let ps = c.run(&["ps"]);
+    assert_eq!(ps.code, 0, "{ps}");
+    let id = format!("-{}", running.pid());
+    assert!(
+        ps.stdout
+            .lines()
+            .any(|l| l.contains(&id) && l.ends_with(&*c.project.to_string_lossy())),
+        "{ps}"
+    );
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = running.finish_within(Duration::from_secs(20));
+    let ps = c.run(&["ps"]);
+    assert!(!ps.stdout.contains(&id), "{ps}");
+}
