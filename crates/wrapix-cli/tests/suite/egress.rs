@@ -286,3 +286,62 @@ fn config_show_and_bad_allowlists() {
     ]);
     assert_ne!(out.code, 0, "{out}");
 }
+
+/// `[network] notify_denied = true`: a denied request reaches the user's real `wrapix
+/// notifyd` (its `--command` appends each message to a file), at most once per 10 s however
+/// many the sandbox makes.
+#[test]
+fn denied_requests_are_notified_once_in_a_while() {
+    let Some(c) = case() else { return };
+    let run = c.root.join("run");
+    let out_dir = c.root.join("out");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::create_dir(&out_dir).unwrap();
+    c.give(&run);
+    c.give(&out_dir);
+    let c = c
+        .host_env("XDG_RUNTIME_DIR", &run.to_string_lossy())
+        .host_env("WRAPIX_NOTIFY_ALWAYS", "1");
+    let got = out_dir.join("got.txt");
+    let got_s = got.to_string_lossy().into_owned();
+    let daemon = c.spawn(&[
+        "notifyd",
+        "--command",
+        "/bin/sh",
+        "-c",
+        "{ cat; echo; } >> \"$1\"",
+        "sh",
+        &got_s,
+    ]);
+    let sock = run.join("wrapix/notify.sock");
+    assert!(
+        super::harness::wait_for(std::time::Duration::from_secs(10), || sock.exists()),
+        "notifyd did not start"
+    );
+    c.config("network = { allow = [\"good.test\"], notify_denied = true }\n");
+    let s = server();
+    let p = s.port;
+    let out = c.run(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "for i in 1 2 3; do curl -sS --max-time 10 -o /dev/null -w '%{{http_code}} ' http://evil.test:{p}/; done"
+        ),
+    ]);
+    assert_eq!(out.ok().trim(), "403 403 403", "{out}");
+    let arrived = || {
+        std::fs::read_to_string(&got)
+            .unwrap_or_default()
+            .contains("denied evil.test")
+    };
+    let ok = super::harness::wait_for(std::time::Duration::from_secs(10), arrived);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let text = std::fs::read_to_string(&got).unwrap_or_default();
+    let _ = nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM);
+    let _ = daemon.finish_within(std::time::Duration::from_secs(10));
+    assert!(ok, "no notification arrived: {text:?}\n{out}");
+    assert_eq!(text.matches("denied evil.test").count(), 1, "{text}");
+}

@@ -136,7 +136,7 @@ pub fn start(
         log,
         own: addr::own(),
         hosts: hosts_override(env),
-        notify: None,
+        notify: egress.notify_denied.then(|| denied_notifier(env)),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,5 +164,38 @@ pub fn start(
     Ok(Proxy {
         stop: Some(stop),
         thread: Some(thread),
+    })
+}
+
+/// `[network] notify_denied`: a desktop notification through `wrapix notifyd` for a denied
+/// request, at most one every 10 s and 20 per run (the sandbox decides how many requests are
+/// denied: it must not flood the desktop), sent from a thread of its own so the proxy never
+/// waits for the daemon. Without a daemon the log still has every decision.
+fn denied_notifier(env: &BTreeMap<String, String>) -> proxy::Notify {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let target = wrapix_notify::client::Target::Unix(wrapix_notify::paths::host_socket(env));
+    let state: Mutex<(u32, Option<Instant>)> = Mutex::new((0, None));
+    Arc::new(move |sandbox: &str, message: &str| {
+        let Ok(mut s) = state.lock() else { return };
+        let now = Instant::now();
+        if s.0 >= 20
+            || s.1
+                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        s.0 += 1;
+        s.1 = Some(now);
+        let frame = wrapix_notify::frame::Frame::new(
+            &format!("wrapix: {sandbox}"),
+            &wrapix_spec::error::escape_controls(message),
+        );
+        let target = target.clone();
+        let _ = std::thread::Builder::new()
+            .name("egress-notify".into())
+            .spawn(move || {
+                let _ = wrapix_notify::client::send(&frame, &target, Duration::from_secs(2));
+            });
     })
 }

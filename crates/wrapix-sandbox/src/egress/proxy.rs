@@ -21,7 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every connection shares.
-#[derive(Debug)]
 pub struct Shared {
     pub egress: Egress,
     pub sandbox: String,
@@ -32,12 +31,27 @@ pub struct Shared {
     /// still apply.
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
     /// Called with a one-line message for each denied request (`notify_denied`).
-    pub notify: Option<fn(&str, &str)>,
+    pub notify: Option<Notify>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("egress", &self.egress)
+            .field("sandbox", &self.sandbox)
+            .field("own", &self.own)
+            .field("hosts", &self.hosts)
+            .field("notify", &self.notify.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Connections served at once; more wait for a free slot (the sandbox cannot make the host
 /// process run out of descriptors or memory).
 const MAX_CONNECTIONS: usize = 256;
+
+/// What tells the user of a denied request (sandbox, message).
+pub type Notify = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -92,7 +106,7 @@ impl Record<'_> {
             bytes_down: down,
         });
         if verdict == "deny" {
-            if let Some(notify) = self.shared.notify {
+            if let Some(notify) = &self.shared.notify {
                 notify(
                     &self.shared.sandbox,
                     &format!("denied {}:{} ({rule})", self.host, self.port),

@@ -128,11 +128,6 @@ pub fn start(
             helpers.egress = Some(crate::egress::start(egress, &dir.id, &sock_dir, &log, env)?);
         }
         crate::egress::provide(&mut out, &sock_dir);
-        if egress.notify_denied {
-            out.notices.push(
-                "[network] notify_denied: desktop notifications of denied requests are not built yet; see `wrapix net log`".into(),
-            );
-        }
     }
     match fw.display {
         None => {}
