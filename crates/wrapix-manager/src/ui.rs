@@ -568,7 +568,7 @@ async fn detail(State(st): State<AppState>, Path(id): Path<String>) -> Response 
 </section>
 </div>
 <h2 id="log-title">Log</h2>
-<pre class="log" aria-labelledby="log-title" hx-get="/ui/sandboxes/{id}/log" hx-trigger="load, every 2s"></pre>
+<pre class="log" aria-labelledby="log-title" hx-get="/ui/sandboxes/{id}/log" hx-trigger="load, every 2s" hx-swap="innerHTML scroll:bottom"></pre>
 </div>"#,
         name = esc(&s.name),
         badge = badge(&s),
