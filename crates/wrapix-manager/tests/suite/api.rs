@@ -17,7 +17,7 @@ use wrapix_manager::daemon::{open, Options};
 use wrapix_manager::model::NewSession;
 use wrapix_manager::{Launcher, Manager};
 
-struct Fake;
+pub(super) struct Fake;
 
 impl Launcher for Fake {
     fn check(&self, s: &NewSession) -> Result<(), String> {
@@ -34,11 +34,11 @@ impl Launcher for Fake {
     }
 }
 
-struct T {
+pub(super) struct T {
     _dir: tempfile::TempDir,
-    root: PathBuf,
+    pub(super) root: PathBuf,
     outside: PathBuf,
-    mgr: Arc<Manager>,
+    pub(super) mgr: Arc<Manager>,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -48,7 +48,7 @@ impl Drop for T {
     }
 }
 
-fn setup() -> T {
+pub(super) fn setup() -> T {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("projects");
     let outside = dir.path().join("outside");
@@ -71,12 +71,12 @@ fn setup() -> T {
     }
 }
 
-fn me() -> u32 {
+pub(super) fn me() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
 /// A request through the socket door from `uid`.
-fn sock(method: &str, uri: &str, body: &str, uid: Option<u32>) -> Request<Body> {
+pub(super) fn sock(method: &str, uri: &str, body: &str, uid: Option<u32>) -> Request<Body> {
     let mut r = Request::builder()
         .method(method)
         .uri(uri)
@@ -88,7 +88,7 @@ fn sock(method: &str, uri: &str, body: &str, uid: Option<u32>) -> Request<Body> 
     r
 }
 
-async fn call(
+pub(super) async fn call(
     t: &T,
     door: Door,
     req: Request<Body>,
@@ -113,7 +113,7 @@ fn json(b: &[u8]) -> serde_json::Value {
 }
 
 /// Nothing was recorded or started.
-fn untouched(t: &T) {
+pub(super) fn untouched(t: &T) {
     assert!(t.mgr.list().unwrap().is_empty(), "a session was recorded");
     let tmux = t.mgr.cfg.state_dir.join("tmux");
     let socks: Vec<_> = std::fs::read_dir(&tmux)
@@ -409,7 +409,7 @@ async fn wrong_host_foreign_origin_and_other_users_are_refused() {
     assert_eq!(st, StatusCode::OK);
 }
 
-fn tcp(method: &str, uri: &str, body: &str) -> Request<Body> {
+pub(super) fn tcp(method: &str, uri: &str, body: &str) -> Request<Body> {
     Request::builder()
         .method(method)
         .uri(uri)
