@@ -275,16 +275,19 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     for s in &a.shares {
         let sock = a.stage.join(format!("{}.sock", s.tag));
         let _ = std::fs::remove_file(&sock);
+        let uid = nix::unistd::geteuid().as_raw();
         let mut cmd = Command::new(&a.virtiofsd);
         cmd.arg("--socket-path")
             .arg(&sock)
             .arg("--shared-dir")
             .arg(&s.path)
             .args(["--cache", "auto", "--log-level", "error"])
-            // Its own mount namespace with the shared folder as `/` (a user namespace too when
-            // unprivileged), so that a FUSE lookup of `..` from a compromised guest kernel
-            // ends at the share: without a sandbox virtiofsd resolves it on the host.
-            .args(["--sandbox", "namespace"])
+            // As root: its own mount namespace with the shared folder as `/`, so that a FUSE
+            // lookup of `..` from a compromised guest kernel ends at the share. Unprivileged,
+            // virtiofsd's namespace sandbox forks a child that outlives the parent wrapix
+            // kills (holding the run's pipes open), so it runs without one there: a known
+            // limit against a compromised guest kernel (docs/security.md).
+            .args(["--sandbox", if uid == 0 { "namespace" } else { "none" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if s.read_only {
