@@ -136,10 +136,17 @@ pub fn main(args: &[OsString]) -> i32 {
         }
     };
     let mut children: Vec<Child> = Vec::new();
-    let code = run(&args, &mut children).unwrap_or_else(|e| {
+    let mut groups: Vec<nix::unistd::Pid> = Vec::new();
+    let code = run(&args, &mut children, &mut groups).unwrap_or_else(|e| {
         eprintln!("wrapix: vm: {e}");
         FAILED
     });
+    // Each virtiofsd's whole group: its namespace sandbox forks a child that is PID 1 of a
+    // namespace of its own, which ignores the SIGTERM its parent's death sends it (and keeps
+    // the run's stdio open); SIGKILL from here reaches it.
+    for g in &groups {
+        let _ = nix::sys::signal::killpg(*g, Signal::SIGKILL);
+    }
     for c in &mut children {
         let _ = c.kill();
         let _ = c.wait();
@@ -248,7 +255,11 @@ fn take_release(net: &Net) -> Result<std::fs::File, String> {
     }
 }
 
-fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
+fn run(
+    a: &Args,
+    children: &mut Vec<Child>,
+    groups: &mut Vec<nix::unistd::Pid>,
+) -> Result<i32, String> {
     let start = Instant::now();
     let mut set = SigSet::empty();
     for s in FORWARDED {
@@ -275,19 +286,19 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
     for s in &a.shares {
         let sock = a.stage.join(format!("{}.sock", s.tag));
         let _ = std::fs::remove_file(&sock);
-        let uid = nix::unistd::geteuid().as_raw();
         let mut cmd = Command::new(&a.virtiofsd);
         cmd.arg("--socket-path")
             .arg(&sock)
             .arg("--shared-dir")
             .arg(&s.path)
             .args(["--cache", "auto", "--log-level", "error"])
-            // As root: its own mount namespace with the shared folder as `/`, so that a FUSE
-            // lookup of `..` from a compromised guest kernel ends at the share. Unprivileged,
-            // virtiofsd's namespace sandbox forks a child that outlives the parent wrapix
-            // kills (holding the run's pipes open), so it runs without one there: a known
-            // limit against a compromised guest kernel (docs/security.md).
-            .args(["--sandbox", if uid == 0 { "namespace" } else { "none" }])
+            // Its own mount namespace (a user namespace too when unprivileged) with the
+            // shared folder as `/`, so that a FUSE lookup of `..` from a compromised guest
+            // kernel ends at the share. The sandbox forks a child that stays when its parent
+            // is killed: each virtiofsd gets a process group of its own, which `main` kills
+            // whole.
+            .args(["--sandbox", "namespace"])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if s.read_only {
@@ -297,6 +308,7 @@ fn run(a: &Args, children: &mut Vec<Child>) -> Result<i32, String> {
         let child = cmd
             .spawn()
             .map_err(|e| format!("start {}: {e}", a.virtiofsd.display()))?;
+        groups.push(nix::unistd::Pid::from_raw(child.id() as i32));
         children.push(child);
     }
     // Every socket before qemu, which connects at its start.
