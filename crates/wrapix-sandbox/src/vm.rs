@@ -54,6 +54,35 @@ pub struct GuestConfig {
     pub hostname: String,
     /// Bring up `eth0` with this address/prefix and default gateway (`network = "open"`).
     pub net: Option<GuestNet>,
+    /// `[resources]` that the guest's kernel enforces on the command (a cgroup of its own);
+    /// `cpus` is the VM's number of vCPUs instead.
+    #[serde(default)]
+    pub limits: GuestLimits,
+    /// Published ports: a second NIC, qemu's user-mode network with `restrict=on` (nothing
+    /// out, only its `hostfwd` listeners in), found by its MAC.
+    #[serde(default)]
+    pub ports_nic: Option<GuestNic>,
+}
+
+/// A NIC the guest finds by its MAC address and gives an address, without a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNic {
+    pub mac: String,
+    pub address: String,
+    pub prefix: u8,
+}
+
+/// The command's cgroup in the guest: `memory.max` (no swap) and `pids.max`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestLimits {
+    pub memory_mb: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+impl GuestLimits {
+    pub fn any(&self) -> bool {
+        self.memory_mb.is_some() || self.pids.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

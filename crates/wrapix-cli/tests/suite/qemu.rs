@@ -218,3 +218,118 @@ fn mcp_servers_run_in_the_guest() {
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("wrapix-tmux-debug"), "{out}");
 }
+
+/// `[resources]` in the VM: `cpus` are its vCPUs, `pids` and `memory_mb` a cgroup in the guest
+/// around the command (a fork past the limit fails, an allocation past it is OOM-killed).
+#[test]
+fn resources_are_enforced_in_the_guest() {
+    let Some(c) = case() else { return };
+    c.config("[resources]\ncpus = 2\nmemory_mb = 64\npids = 16\n");
+    let script = r#"import os, time
+print("cpus=%d" % os.cpu_count(), flush=True)
+pids = []
+try:
+    for i in range(40):
+        p = os.fork()
+        if p == 0:
+            time.sleep(30)
+            os._exit(0)
+        pids.append(p)
+except OSError:
+    pass
+print("forks=%d" % len(pids), flush=True)
+for p in pids:
+    os.kill(p, 9)
+    os.waitpid(p, 0)
+b = b"x" * (200 << 20)
+print("allocated", flush=True)
+"#;
+    let out = c.run(&args(&["python3", "-c", script]));
+    // SIGKILL from the OOM killer: 128 + 9.
+    assert_eq!(out.code, 137, "{out}");
+    assert!(out.stdout.contains("cpus=2"), "{out}");
+    assert!(!out.stdout.contains("allocated"), "{out}");
+    let forks: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("forks="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(forks < 16, "{forks} processes past pids = 16: {out}");
+}
+
+/// `-p HOST:SANDBOX` with qemu: qemu's restricted user-mode NIC listens on the host's loopback
+/// only, the guest's first bytes arrive, nothing goes out through that NIC, and the port closes
+/// with the run.
+#[test]
+fn a_published_port_reaches_the_guest_on_loopback_only() {
+    let Some(c) = case() else { return };
+    let port = 21000 + (std::process::id() % 9000) as u16;
+    // The server speaks first (as SSH or SMTP do). Before it serves, it tries the ports NIC's
+    // host side (the user-mode network's gateway and DNS): `restrict=on` lets nothing out.
+    let server = r#"import socket
+out = []
+for addr in [("10.0.3.2", 22), ("10.0.3.2", 80), ("10.0.3.3", 53)]:
+    try:
+        socket.create_connection(addr, timeout=2).close()
+        out.append("reached %s:%d" % addr)
+    except OSError:
+        out.append("blocked")
+open("/workspace/probe", "w").write("\n".join(out))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 3000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall(b"hello-from-the-vm")
+    c.close()
+"#;
+    let flag = format!("{port}:3000");
+    let run = c.spawn(&[
+        "run",
+        "--backend",
+        "qemu",
+        "--network",
+        "open",
+        "-p",
+        &flag,
+        "--",
+        "python3",
+        "-c",
+        server,
+    ]);
+    let read = |addr: std::net::IpAddr| -> Option<String> {
+        use std::io::Read;
+        let mut s =
+            std::net::TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(2))
+                .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).ok()?;
+        Some(got)
+    };
+    let lo: std::net::IpAddr = [127, 0, 0, 1].into();
+    if !wait_for(Duration::from_secs(120), || {
+        read(lo).as_deref() == Some("hello-from-the-vm")
+    }) {
+        kill(run.pid(), Signal::SIGTERM).unwrap();
+        panic!("the published port never answered: {}", run.finish());
+    }
+    let others = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .unwrap();
+    for a in String::from_utf8_lossy(&others.stdout).split_whitespace() {
+        let addr: std::net::IpAddr = a.parse().unwrap();
+        assert_eq!(read(addr), None, "reached through {addr}");
+    }
+    let probe = std::fs::read_to_string(c.project.join("probe")).unwrap_or_default();
+    assert_eq!(
+        probe, "blocked\nblocked\nblocked",
+        "from the guest: {probe}"
+    );
+    kill(run.pid(), Signal::SIGTERM).unwrap();
+    let _ = run.finish();
+    assert_eq!(read(lo), None, "the port stayed open after the run");
+}

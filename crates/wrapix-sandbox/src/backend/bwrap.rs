@@ -139,7 +139,7 @@ impl Backend for Bwrap {
         "bwrap"
     }
 
-    fn forwards(&self) -> bool {
+    fn forwards(&self, _: &str) -> bool {
         true
     }
 

@@ -98,10 +98,12 @@ pub trait Backend {
     fn needs_image(&self) -> bool {
         false
     }
-    /// Whether [`Backend::plan`] carries out `[forward]` and ports. Off unless a backend says
-    /// so: [`plan`] refuses a run that asks for them on any other backend, so a new backend
-    /// cannot drop them silently.
-    fn forwards(&self) -> bool {
+    /// Whether [`Backend::plan`] carries out the `[forward]` key or `ports` named `forward`
+    /// (as [`wrapix_spec::Forward::names`] names them). Off unless a backend says so: [`plan`]
+    /// refuses a run that asks for one on a backend that does not, so a new backend cannot drop
+    /// them silently.
+    fn forwards(&self, forward: &str) -> bool {
+        let _ = forward;
         false
     }
 }
@@ -109,9 +111,7 @@ pub trait Backend {
 /// The backend's plan for `run`, refused when the run asks for forwards the backend does not
 /// carry out (fail closed: never a run without what the config asked for).
 pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
-    if !backend.forwards() {
-        refuse_forwards(backend.name(), run)?;
-    }
+    refuse_forwards(backend, run)?;
     // Fail closed: only bubblewrap has the egress proxy's relay wired so far; elsewhere an
     // allowlist would have to become `open` (too wide) or `none` (not what was asked).
     if matches!(run.network, wrapix_spec::Network::Filtered(_)) && backend.name() != "bwrap" {
@@ -201,13 +201,20 @@ impl Drop for Staged<'_> {
     }
 }
 
-/// `[forward]` and `[[ports]]` are built and tested for bubblewrap only: another backend
-/// refuses a run that asks for any of them (fail closed), naming them.
-pub fn refuse_forwards(backend: &'static str, run: &Prepared) -> Result<(), SandboxError> {
-    let names = run.spec.forward.names();
+/// `[forward]` and `[[ports]]` are built for bubblewrap (and ports for qemu): a backend
+/// refuses a run that asks for one it does not carry out (fail closed), naming them.
+pub fn refuse_forwards(backend: &dyn Backend, run: &Prepared) -> Result<(), SandboxError> {
+    let names: Vec<&str> = run
+        .spec
+        .forward
+        .names()
+        .into_iter()
+        .filter(|f| !backend.forwards(f))
+        .collect();
     if names.is_empty() {
         return Ok(());
     }
+    let backend = backend.name();
     Err(SandboxError::Unavailable {
         backend,
         problem: format!(

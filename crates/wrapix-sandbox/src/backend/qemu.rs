@@ -18,7 +18,11 @@
 //! qemu (both die with it), relays stdio over virtio-serial ports, forwards signals as one byte
 //! on a port, and exits with the code the guest reports.
 //!
-//! Not yet (refused, never run unconfined): `[resources]`, published ports.
+//! `[resources]`: `cpus` are the VM's vCPUs, `memory_mb` and `pids` a cgroup in the guest
+//! for the command (the VM's memory is the limit plus room for the guest's kernel and root).
+//! Published ports: a second NIC, qemu's user-mode network with `restrict=on` (the guest
+//! reaches nothing through it) whose `hostfwd` listeners on the host's address are the only way
+//! in (passt's inbound forwarding in Debian 12 loses the guest's first bytes).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -32,8 +36,8 @@ use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOT
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
 use crate::vm::{
-    GuestConfig, GuestMount, GuestNet, GuestShare, CONFIG_FILE, FIRST_PORT_FD, NET_FD, PORTS,
-    RUN_TAG,
+    GuestConfig, GuestLimits, GuestMount, GuestNet, GuestNic, GuestShare, CONFIG_FILE,
+    FIRST_PORT_FD, NET_FD, PORTS, RUN_TAG,
 };
 
 pub mod initramfs;
@@ -42,7 +46,43 @@ pub mod initramfs;
 const SMALL_FILE: u64 = 1 << 20;
 
 /// The guest's memory.
-const MEMORY_MB: u32 = 512;
+const MEMORY_MB: u64 = 512;
+/// With `[resources] memory_mb`: the guest's memory is the limit plus this, for its kernel,
+/// init and the tmpfs root (the limit itself is the command's cgroup in the guest).
+const MEMORY_OVERHEAD_MB: u64 = 192;
+
+/// Published ports' NIC: its MAC (the guest finds it by it), the guest's address on it and
+/// the user-mode network's subnet (not the passt NIC's).
+const PORTS_MAC: &str = "52:54:00:77:70:01";
+const PORTS_ADDRESS: &str = "10.0.3.15";
+const PORTS_NET: &str = "10.0.3.0/24";
+const PORTS_HOST: &str = "10.0.3.2";
+
+/// The published ports' netdev: `user` with `restrict=on` (nothing out; no DNS, no DHCP use)
+/// and one `hostfwd` per port on the host's address; `None` without ports.
+fn ports_netdev(run: &Prepared) -> Result<Option<String>, SandboxError> {
+    let ports = &run.spec.forward.ports;
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let mut s = format!("user,id=ports,restrict=on,ipv6=off,net={PORTS_NET},host={PORTS_HOST}");
+    for p in ports {
+        let std::net::IpAddr::V4(addr) = p.host_address else {
+            return Err(Qemu::unavailable(
+                &format!(
+                    "a published port on the IPv6 address {} is not supported by the qemu backend (its forwarder listens on IPv4)",
+                    p.host_address
+                ),
+                "publish it on 127.0.0.1 or another IPv4 address of the host, or use the bwrap backend",
+            ));
+        };
+        s.push_str(&format!(
+            ",hostfwd=tcp:{addr}:{}-{PORTS_ADDRESS}:{}",
+            p.host, p.sandbox
+        ));
+    }
+    Ok(Some(s))
+}
 
 /// The supervisor's fd of the executor's release pipe (`network = "open"`), which it hands to
 /// the network holder.
@@ -327,6 +367,15 @@ pub fn layout(run: &Prepared) -> Layout {
                 prefix: GUEST_PREFIX,
                 gateway: GUEST_GATEWAY.into(),
             }),
+            limits: GuestLimits {
+                memory_mb: run.spec.resources.memory_mb,
+                pids: run.spec.resources.pids,
+            },
+            ports_nic: (!run.spec.forward.ports.is_empty()).then(|| GuestNic {
+                mac: PORTS_MAC.into(),
+                address: PORTS_ADDRESS.into(),
+                prefix: 24,
+            }),
         },
     };
     let mut root = Vec::new();
@@ -434,6 +483,11 @@ impl Backend for Qemu {
         "qemu"
     }
 
+    /// Published ports (through passt); the desktop forwards are bubblewrap's.
+    fn forwards(&self, forward: &str) -> bool {
+        forward == "ports"
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }
@@ -523,12 +577,6 @@ impl Backend for Qemu {
                         "sudo apt-get install passt, or run with --network none",
                     ));
                 };
-                if !run.spec.forward.ports.is_empty() {
-                    return Err(Self::unavailable(
-                        "published ports ([[ports]], -p) are not implemented for the qemu backend yet",
-                        "remove the ports, or use the bwrap backend",
-                    ));
-                }
                 Some((
                     crate::network::pasta(
                         pasta,
@@ -540,12 +588,6 @@ impl Backend for Qemu {
                 ))
             }
         };
-        if run.spec.resources.any() {
-            return Err(Self::unavailable(
-                "[resources] limits are not implemented for the qemu backend yet",
-                "remove [resources], or use the bwrap backend",
-            ));
-        }
         let l = layout(run);
         let stage = self.stage.to_string_lossy().into_owned();
         let mut a: Vec<OsString> = vec!["__vm".into(), "--stage".into(), stage.clone().into()];
@@ -603,6 +645,13 @@ impl Backend for Qemu {
         }
         a.push("--".into());
         let accel = if self.kvm { "kvm" } else { "tcg" };
+        // `[resources]`: `cpus` as the VM's vCPUs; `memory_mb` and `pids` in the guest
+        // ([`GuestConfig::limits`]), with the VM's memory above the limit.
+        let res = &run.spec.resources;
+        let cpus = res.cpus.unwrap_or(1);
+        let memory = res
+            .memory_mb
+            .map_or(MEMORY_MB, |m| m.saturating_add(MEMORY_OVERHEAD_MB));
         let cpu = if self.kvm { "host" } else { "max" };
         let q = |v: &mut Vec<OsString>, items: &[&str]| v.extend(items.iter().map(OsString::from));
         a.push(qemu.into());
@@ -616,11 +665,11 @@ impl Backend for Qemu {
                 "-cpu",
                 cpu,
                 "-smp",
-                "1",
+                &cpus.to_string(),
                 "-m",
-                &format!("{MEMORY_MB}M"),
+                &format!("{memory}M"),
                 "-object",
-                &format!("memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on"),
+                &format!("memory-backend-memfd,id=mem,size={memory}M,share=on"),
                 "-nodefaults",
                 "-no-user-config",
                 "-display",
@@ -661,6 +710,17 @@ impl Backend for Qemu {
                     &format!("socket,id=net0,fd={NET_FD}"),
                     "-device",
                     "virtio-net-pci,netdev=net0,romfile=",
+                ],
+            );
+        }
+        if let Some(fwd) = ports_netdev(run)? {
+            q(
+                &mut a,
+                &[
+                    "-netdev",
+                    &fwd,
+                    "-device",
+                    &format!("virtio-net-pci,netdev=ports,mac={PORTS_MAC},romfile="),
                 ],
             );
         }

@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{GuestConfig, GuestMount, CONFIG_FILE, PORTS, RUN_TAG};
+use super::{GuestConfig, GuestLimits, GuestMount, CONFIG_FILE, PORTS, RUN_TAG};
 
 /// Where the shares are mounted in the initramfs, and where the command's root is built.
 const SHARES: &str = "/shares";
@@ -176,7 +176,7 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
         std::fs::create_dir_all(&at).map_err(|e| format!("create {}: {e}", at.display()))?;
         mount_virtiofs(&s.tag, &at, s.read_only)?;
     }
-    super::guest_net::configure(config.net.as_ref())?;
+    super::guest_net::configure(config.net.as_ref(), config.ports_nic.as_ref())?;
     let _ = nix::unistd::sethostname(&config.hostname);
     build_root(&config)?;
     times.mounted = uptime_ms();
@@ -216,6 +216,9 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
     }
     let root = cstr(NEWROOT)?;
     let cwd = cstr(&config.cwd)?;
+    if let Some(procs) = limits_cgroup(&config.limits)? {
+        join_cgroup_at_exec(&mut cmd, procs);
+    }
     drop_privileges_at_exec(&mut cmd, root, cwd, uid, gid);
     times.exec = uptime_ms();
     let child = cmd
@@ -263,6 +266,55 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
         let _ = output.join();
     }
     Ok(code)
+}
+
+/// `[resources]`: a cgroup for the command with the memory (no swap) and process limits; its
+/// `cgroup.procs`, open (close-on-exec) for the command to join itself before its exec.
+fn limits_cgroup(l: &GuestLimits) -> Result<Option<File>, String> {
+    if !l.any() {
+        return Ok(None);
+    }
+    let top = "/sys/fs/cgroup";
+    mount("cgroup2", top, Some("cgroup2"), 0, None)?;
+    let write = |p: &Path, v: &str| {
+        std::fs::write(p, v)
+            .map_err(|e| format!("[resources]: write {v:?} to {}: {e}", p.display()))
+    };
+    write(
+        &Path::new(top).join("cgroup.subtree_control"),
+        "+memory +pids",
+    )?;
+    let g = Path::new(top).join("sandbox");
+    std::fs::create_dir(&g).map_err(|e| format!("create {}: {e}", g.display()))?;
+    if let Some(mb) = l.memory_mb {
+        write(&g.join("memory.max"), &(mb * 1024 * 1024).to_string())?;
+        // The guest has no swap; where a kernel has some, none for the command.
+        let _ = std::fs::write(g.join("memory.swap.max"), "0");
+    }
+    if let Some(n) = l.pids {
+        write(&g.join("pids.max"), &n.to_string())?;
+    }
+    let procs = g.join("cgroup.procs");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&procs)
+        .map(Some)
+        .map_err(|e| format!("open {}: {e}", procs.display()))
+}
+
+/// Between fork and exec: the command moves itself into its cgroup ("0" is the writer).
+#[allow(unsafe_code)]
+fn join_cgroup_at_exec(cmd: &mut Command, procs: File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: one write(2) on an fd the closure owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Reaps children until `pid` exits; its exit code (128+N for a signal).

@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::GuestNet;
+use super::{GuestNet, GuestNic};
 
 /// `struct rtentry` of `<net/route.h>` (x86_64), which the libc crate lacks for glibc.
 #[repr(C)]
@@ -102,39 +102,34 @@ fn up(sock: &OwnedFd, name: &str) -> Result<(), String> {
 }
 
 /// `lo` up; with `net`, `eth0` (waiting, bounded, for the driver) with its address and the
-/// default route.
-pub fn configure(net: Option<&GuestNet>) -> Result<(), String> {
+/// default route; with `ports`, the published ports' NIC (found by its MAC) with its address
+/// and no route beyond its subnet.
+pub fn configure(net: Option<&GuestNet>, ports: Option<&GuestNic>) -> Result<(), String> {
     let sock = socket()?;
     up(&sock, "lo")?;
+    if let Some(nic) = ports {
+        let mac = nic.mac.to_ascii_lowercase();
+        let name = wait_for_nic(&format!("the published ports' interface ({mac})"), || {
+            std::fs::read_dir("/sys/class/net")
+                .ok()?
+                .flatten()
+                .find_map(|e| {
+                    let a = std::fs::read_to_string(e.path().join("address")).ok()?;
+                    (a.trim() == mac).then(|| e.file_name().to_string_lossy().into_owned())
+                })
+        })?;
+        set_address(&sock, &name, parse(&nic.address)?, nic.prefix)?;
+    }
     let Some(net) = net else { return Ok(()) };
-    let parse = |s: &str| {
-        s.parse::<Ipv4Addr>()
-            .map_err(|_| format!("{s:?} is not an IPv4 address"))
-    };
     let (addr, gateway) = (parse(&net.address)?, parse(&net.gateway)?);
-    if net.prefix > 32 {
-        return Err(format!("prefix /{} is not IPv4", net.prefix));
-    }
-    let mask = Ipv4Addr::from(
-        u32::MAX
-            .checked_shl(32 - u32::from(net.prefix))
-            .unwrap_or(0),
-    );
     let name = "eth0";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !std::path::Path::new("/sys/class/net").join(name).exists() {
-        if std::time::Instant::now() > deadline {
-            return Err("the VM's network interface eth0 did not appear".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let mut r = ifreq(name)?;
-    r.ifr_ifru.ifru_addr = sockaddr(addr);
-    ioctl(&sock, libc::SIOCSIFADDR, &mut r, "set eth0's address")?;
-    let mut r = ifreq(name)?;
-    r.ifr_ifru.ifru_netmask = sockaddr(mask);
-    ioctl(&sock, libc::SIOCSIFNETMASK, &mut r, "set eth0's netmask")?;
-    up(&sock, name)?;
+    wait_for_nic("the VM's network interface eth0", || {
+        std::path::Path::new("/sys/class/net")
+            .join(name)
+            .exists()
+            .then(|| name.to_owned())
+    })?;
+    set_address(&sock, name, addr, net.prefix)?;
     let dev = CString::new(name).map_err(|_| "interface name")?;
     let mut rt = RtEntry {
         rt_pad1: 0,
@@ -152,4 +147,48 @@ pub fn configure(net: Option<&GuestNet>) -> Result<(), String> {
         rt_irtt: 0,
     };
     ioctl(&sock, libc::SIOCADDRT, &mut rt, "add the default route")
+}
+
+fn parse(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse::<Ipv4Addr>()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))
+}
+
+/// The interface `find` names, waiting (bounded) for its driver.
+fn wait_for_nic(what: &str, find: impl Fn() -> Option<String>) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(name) = find() {
+            return Ok(name);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{what} did not appear"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `name`'s address and netmask, then up.
+fn set_address(sock: &OwnedFd, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), String> {
+    if prefix > 32 {
+        return Err(format!("prefix /{prefix} is not IPv4"));
+    }
+    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0));
+    let mut r = ifreq(name)?;
+    r.ifr_ifru.ifru_addr = sockaddr(addr);
+    ioctl(
+        sock,
+        libc::SIOCSIFADDR,
+        &mut r,
+        &format!("set {name}'s address"),
+    )?;
+    let mut r = ifreq(name)?;
+    r.ifr_ifru.ifru_netmask = sockaddr(mask);
+    ioctl(
+        sock,
+        libc::SIOCSIFNETMASK,
+        &mut r,
+        &format!("set {name}'s netmask"),
+    )?;
+    up(sock, name)
 }

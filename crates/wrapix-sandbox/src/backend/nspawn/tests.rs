@@ -394,7 +394,7 @@ fn forwards_are_refused_with_the_fix() {
     run.spec.forward.audio = true;
     run.spec.forward.gpu = true;
     run.spec.forward.display = Some(wrapix_spec::Display::Wayland);
-    let e = crate::backend::refuse_forwards("nspawn", &run)
+    let e = crate::backend::refuse_forwards(&backend(), &run)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

@@ -249,8 +249,7 @@ fn refusals_name_the_fix() {
         &none,
     );
     assert!(e.contains("apt-get install linux-image-cloud-amd64"), "{e}");
-    // `open` without passt, or with published ports (not implemented): refused, never run
-    // unconfined.
+    // `open` without passt: refused, never run unconfined.
     let open = prepared(Network::Open, Resources::default());
     let e = err(
         Qemu {
@@ -260,21 +259,92 @@ fn refusals_name_the_fix() {
         &open,
     );
     assert!(e.contains("apt-get install passt"), "{e}");
-    let mut ported = open.clone();
-    ported.spec.forward.ports.push(wrapix_spec::Port {
+}
+
+/// `[resources]`: vCPUs, the VM's memory above the limit, the limit itself and `pids` for the
+/// guest's cgroup; published ports through a NIC of their own.
+#[test]
+fn resources_and_published_ports() {
+    let limits = Resources {
+        cpus: Some(2),
+        memory_mb: Some(300),
+        pids: Some(64),
+    };
+    let mut run = prepared(Network::Open, limits);
+    run.spec.forward.ports.push(wrapix_spec::Port {
         host_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
         host: 8080,
-        sandbox: 80,
+        sandbox: 3000,
     });
-    let e = err(backend(), &ported);
-    assert!(e.contains("published ports"), "{e}");
-    let limits = Resources {
-        cpus: Some(1),
-        memory_mb: None,
-        pids: None,
-    };
-    let e = err(backend(), &prepared(Network::None, limits));
-    assert!(e.contains("[resources]"), "{e}");
+    let p = crate::backend::plan(&backend(), &run).unwrap_or_else(|e| panic!("{e}"));
+    let a: Vec<String> = p
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let pair = |k: &str, v: &str| a.windows(2).any(|w| w[0] == k && w[1] == v);
+    assert!(pair("-smp", "2"), "{a:?}");
+    assert!(pair("-m", "492M"), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|x| x.contains("memory-backend-memfd,id=mem,size=492M")),
+        "{a:?}"
+    );
+    // Ports through a restricted user-mode NIC of their own; passt and pasta forward nothing.
+    assert!(
+        pair(
+            "-netdev",
+            "user,id=ports,restrict=on,ipv6=off,net=10.0.3.0/24,host=10.0.3.2,hostfwd=tcp:127.0.0.1:8080-10.0.3.15:3000"
+        ),
+        "{a:?}"
+    );
+    assert!(pair("--passt-arg", "--tcp-ports"), "{a:?}");
+    assert!(!a.iter().any(|x| x.contains("8080:")), "{a:?}");
+    let pasta: Vec<String> = p
+        .network
+        .clone()
+        .unwrap_or_else(|| panic!("no pasta"))
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        pasta.windows(2).any(|w| w[0] == "-t" && w[1] == "none"),
+        "{pasta:?}"
+    );
+    // IPv6 host addresses: refused with the fix.
+    let mut v6 = run.clone();
+    v6.spec.forward.ports[0].host_address = "::1".parse().unwrap_or_else(|e| panic!("{e}"));
+    let e = backend()
+        .plan(&v6)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("IPv6") && e.contains("127.0.0.1"), "{e}");
+    let config = layout(&run).config;
+    assert_eq!(
+        config.ports_nic,
+        Some(crate::vm::GuestNic {
+            mac: "52:54:00:77:70:01".into(),
+            address: "10.0.3.15".into(),
+            prefix: 24
+        })
+    );
+    assert_eq!(
+        config.limits,
+        crate::vm::GuestLimits {
+            memory_mb: Some(300),
+            pids: Some(64)
+        }
+    );
+    // A config without limits (an older stage) still reads.
+    let mut v = serde_json::to_value(&config).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("limits");
+        o.remove("ports_nic");
+    }
+    let back: GuestConfig = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!back.limits.any());
 }
 
 #[test]
