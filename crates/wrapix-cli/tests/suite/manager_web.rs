@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use super::desktop::first_png_pixel;
 use super::harness::skip;
-use super::manager::{until, COLOUR, M};
+use super::manager::{until, COLOUR, M, PIXEL};
 use super::proc::{output_within, Out, Running};
 
 /// Skips with the reason; in CI (where install-deps installed the tool) fails instead.
@@ -162,10 +163,42 @@ fn schemathesis() -> Option<PathBuf> {
 }
 
 /// The checks every answer must pass. Not `positive_data_acceptance`: no project folder
-/// exists under the daemon's `--allow-root` here, so no create may succeed.
+/// exists under the daemon's `--allow-root` in the first run, so no create may succeed.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
     response_headers_conformance,response_schema_conformance,negative_data_rejection,\
-    missing_required_header,ignored_auth";
+    missing_required_header,ignored_auth,unsupported_method";
+
+/// One bounded schemathesis run against the daemon on `port`, with the config file `config`
+/// (given explicitly: none is looked for in the folders above) and more arguments.
+fn fuzz(st: &Path, work: &Path, port: u16, token: &str, config: &str, more: &[&str]) -> Out {
+    let file = work.join("schemathesis.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut cmd = Command::new(st);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", work)
+        .env("NO_COLOR", "1")
+        .arg("--config-file")
+        .arg(&file)
+        .args(["run", &format!("http://127.0.0.1:{port}/api/openapi.json")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", CHECKS])
+        // Bounded: a few seconds each on two cores; each answer within 5 s, none hangs.
+        .args(["--max-examples", "40", "--workers", "2"])
+        .args(["--max-response-time", "5", "--request-timeout", "10"])
+        .args([
+            "--generation-database",
+            "none",
+            "--output-truncate",
+            "false",
+        ])
+        .args(more);
+    let out = output_within(cmd, work, None, Duration::from_secs(180)).unwrap();
+    eprintln!("{}", out.stdout);
+    assert_eq!(out.code, 0, "schemathesis found failures:\n{out}");
+    assert!(out.stdout.contains("passed"), "{out}");
+    out
+}
 
 #[test]
 fn manager_api_survives_schemathesis_from_its_openapi_document() {
@@ -176,34 +209,54 @@ fn manager_api_survives_schemathesis_from_its_openapi_document() {
         );
         return;
     };
-    // Project folders must be under an empty folder: every generated create is refused
-    // before anything starts, so the fuzzing starts no sandbox.
-    let nothing = m.c.root.join("no-projects");
-    std::fs::create_dir(&nothing).unwrap();
-    m.c.give(&nothing);
+    // Project folders must be under a folder that is empty at first: every generated create
+    // is refused before anything starts, so the fuzzing starts no sandbox.
+    let roots = m.c.root.join("projects");
+    std::fs::create_dir(&roots).unwrap();
+    m.c.give(&roots);
     let port = free_port();
-    let d = m.daemon_with(&nothing, Some(port));
+    let d = m.daemon_with(&roots, Some(port));
     let work = m.c.root.join("schemathesis");
     std::fs::create_dir(&work).unwrap();
-    let mut cmd = Command::new(&st);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &work)
-        .env("NO_COLOR", "1")
-        .args(["run", &format!("http://127.0.0.1:{port}/api/openapi.json")])
-        .args(["--header", &format!("Authorization: Bearer {}", token(&m))])
-        .args(["--checks", CHECKS])
-        // Bounded: about 20 s on two cores; each answer within 5 s, none hangs.
-        .args(["--max-examples", "40", "--workers", "2"])
-        .args(["--max-response-time", "5", "--request-timeout", "10"])
-        .args(["--output-truncate", "false"]);
-    let out = output_within(cmd, &work, None, Duration::from_secs(180)).unwrap();
-    eprintln!("{}", out.stdout);
-    assert_eq!(out.code, 0, "schemathesis found failures:\n{out}");
-    assert!(out.stdout.contains("passed"), "{out}");
-    // No create got through.
+    let token = token(&m);
+    // 1. Every operation, ids and bodies generated.
+    fuzz(&st, &work, port, &token, "", &[]);
     let (s, v) = m.json("GET", "/api/sandboxes", "");
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v, serde_json::json!([]));
+    assert_eq!(v, serde_json::json!([]), "a generated create got through");
+    // 2. One real session's operations, against the document: its record, picture, metrics
+    // and log, then Stop (not the endless log stream, not delete, no other create).
+    let project = roots.join("p");
+    std::fs::create_dir(&project).unwrap();
+    m.c.give(&project);
+    let body = serde_json::json!({"name": "fz", "backend": "bwrap", "project_dir": project, "network": "none"});
+    let (s, v) = m.json("POST", "/api/sandboxes", &body.to_string());
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    until(
+        "the session's first picture",
+        Duration::from_secs(60),
+        || {
+            let (s, png) = m.api("GET", &format!("/api/sandboxes/{id}/screenshot"), "");
+            (s == 200 && first_png_pixel(&png) == PIXEL).then_some(())
+        },
+    );
+    fuzz(
+        &st,
+        &work,
+        port,
+        &token,
+        &format!("[parameters]\n\"path.id\" = \"{id}\"\n"),
+        &[
+            "--exclude-method",
+            "DELETE",
+            "--exclude-path-regex",
+            "stream|^/api/sandboxes$|^/api/metrics",
+        ],
+    );
+    let (s, v) = m.json("GET", "/api/sandboxes", "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["status"], "stopped", "{v}");
     shut_down(&m, d);
 }
