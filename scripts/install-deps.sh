@@ -30,7 +30,8 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # xdg-dbus-proxy and dbus-tests (dbus-test-tool, a service answering on a test bus): the dbus
 # forward test; weston: its headless backend is the compositor of the wayland display test;
 # chromium and fonts-liberation: the browser test (Chromium inside a host-profile sandbox,
-# headless to PNG and headed on a private Xvfb).
+# headless to PNG and headed on a private Xvfb), and the manager's dashboard test (headless
+# Chromium driven over the DevTools protocol on a pipe: no chromedriver needed).
 # (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
@@ -115,6 +116,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mcp' 2>/dev/nu
   say "creating $VENV with the MCP Python SDK (for the tests)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check mcp
+fi
+# schemathesis fuzzes the manager's JSON API from its own OpenAPI document
+# (crates/wrapix-cli/tests/suite/manager_web.rs looks for target/py-schemathesis/bin/schemathesis).
+ST_VENV="$(cd "$(dirname "$0")/.." && pwd)/target/py-schemathesis"
+ST_VERSION=4.32.5
+if [ "$("$ST_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != "$ST_VERSION" ]; then
+  say "creating $ST_VENV with schemathesis $ST_VERSION (the manager API's fuzz test)"
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi
 # A pinned Claude Code (a native binary from npm; no login needed) checks wrapix's agent wiring:
 # `claude doctor` must list no invalid settings (crates/wrapix-cli/tests/suite/claude.rs).

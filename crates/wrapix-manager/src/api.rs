@@ -77,6 +77,7 @@ struct Security;
 impl utoipa::Modify for Security {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let c = api.components.get_or_insert_with(Default::default);
         c.add_security_scheme(
             "token",
@@ -86,6 +87,32 @@ impl utoipa::Modify for Security {
             "token",
             Vec::<String>::new(),
         )]);
+        // The doors' refusals (crate::auth), possible on every operation.
+        let refusal = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in api.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let r = &mut op.responses.responses;
+                r.entry("401".into()).or_insert_with(|| {
+                    refusal("No token (the TCP door): `Authorization: Bearer TOKEN`").into()
+                });
+                r.entry("403".into()).or_insert_with(|| {
+                    refusal("A foreign Host or Origin, or another user on the socket").into()
+                });
+            }
+        }
     }
 }
 

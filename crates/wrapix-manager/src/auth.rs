@@ -63,19 +63,22 @@ fn host_ok(door: Door, listen: Option<std::net::SocketAddr>, host: &str) -> bool
 }
 
 /// A state-changing request must come from no browser page (no `Origin`) or from this
-/// manager's own pages (`Origin` = `http://` + the checked `Host`).
+/// manager's own pages: `Origin` = `http://` + the checked `Host`, or `Origin: null` with
+/// `Sec-Fetch-Site: same-origin`. Browsers send `null` for a form post from a page with
+/// `Referrer-Policy: no-referrer` (ours); `Sec-Fetch-Site` is set by the browser itself
+/// (a page cannot forge it), and a post from any other site or an opaque origin (a
+/// sandboxed frame, a `data:` page) says `cross-site` there.
 fn origin_ok(method: &Method, headers: &HeaderMap, host: &str) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return true;
     }
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if site == Some(b"cross-site") {
         return false;
     }
     match headers.get(header::ORIGIN) {
         None => true,
+        Some(o) if o.as_bytes() == b"null" => site == Some(b"same-origin"),
         Some(o) => o
             .to_str()
             .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("http://{host}"))),
@@ -174,6 +177,41 @@ mod tests {
         assert!(host_ok(Door::Socket, None, "localhost"));
         assert!(host_ok(Door::Socket, None, "localhost:3000"));
         assert!(!host_ok(Door::Socket, None, "attacker.example"));
+    }
+
+    #[test]
+    fn origins() {
+        let post = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            origin_ok(&Method::POST, &h, "127.0.0.1:3000")
+        };
+        assert!(post(&[]));
+        assert!(post(&[("origin", "http://127.0.0.1:3000")]));
+        // What Chromium sends for the dashboard's forms (Referrer-Policy: no-referrer).
+        assert!(post(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!post(&[("origin", "null")]));
+        assert!(!post(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(!post(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-site")
+        ]));
+        assert!(!post(&[("origin", "http://evil.example")]));
+        assert!(!post(&[
+            ("origin", "http://127.0.0.1:3000"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        let mut h = HeaderMap::new();
+        h.insert("origin", "http://evil.example".parse().unwrap());
+        assert!(origin_ok(&Method::GET, &h, "127.0.0.1:3000"));
     }
 
     #[test]

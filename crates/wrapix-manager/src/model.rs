@@ -94,6 +94,8 @@ pub struct Session {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
+    /// Unique among the sessions; not `.` or `..`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: String,
     /// `auto`, `bwrap` (or `bubblewrap`), `podman`, … Default: `auto` (the project's config).
     #[serde(default)]
@@ -101,12 +103,30 @@ pub struct CreateRequest {
     pub project_dir: String,
     /// `true`/`"open"` or `false`/`"none"`. Default: the project's config.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = network_schema)]
     pub network: Option<serde_json::Value>,
     /// A profile (`host`, `base`, `rust`, `python`, or one of the config's). Default: the
     /// project's config.
     #[serde(default)]
     pub profile: Option<String>,
+}
+
+/// `network` as the API takes it: a boolean, `"open"`/`"none"`, or null (absent).
+fn network_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["open", "none"])),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "`true`/`\"open\"` or `false`/`\"none\"`. Default: the project's config.",
+        ))
+        .build()
+        .into()
 }
 
 /// A JSON error: `{"error": "..."}`.

@@ -150,6 +150,7 @@ fn page(title: &str, body: &str) -> String {
 <meta name="color-scheme" content="light dark">
 <meta name="htmx-config" content="{cfg}">
 <title>{title} · wrapix manager</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/style.css?v={v}">
 <script src="/assets/htmx.min.js?v={v}" defer></script>
 </head>

@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 use super::desktop::first_png_pixel;
 use super::harness::{skip, Case, Running};
 
-const COLOUR: &str = "#12ab34";
-const PIXEL: u32 = 0x12ab34;
+pub(super) const COLOUR: &str = "#12ab34";
+pub(super) const PIXEL: u32 = 0x12ab34;
 
-fn have(program: &str) -> bool {
+pub(super) fn have(program: &str) -> bool {
     ["/usr/bin", "/bin", "/usr/local/bin"]
         .iter()
         .any(|d| Path::new(d).join(program).exists())
 }
 
-fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -33,13 +33,13 @@ fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T 
     }
 }
 
-struct M {
-    c: Case,
-    state: PathBuf,
+pub(super) struct M {
+    pub(super) c: Case,
+    pub(super) state: PathBuf,
 }
 
 impl M {
-    fn new() -> Option<M> {
+    pub(super) fn new() -> Option<M> {
         let c = Case::new()?;
         if !have("Xvfb") || !have("xsetroot") || !have("tmux") {
             skip("Xvfb, xsetroot or tmux is missing (scripts/install-deps.sh --test installs xvfb, x11-xserver-utils and tmux)");
@@ -61,13 +61,19 @@ impl M {
     }
 
     fn daemon(&self) -> Running {
-        let d = self.c.spawn(&[
-            "manager",
-            "--state-dir",
-            &self.state.to_string_lossy(),
-            "--allow-root",
-            &self.c.home.to_string_lossy(),
-        ]);
+        self.daemon_with(&self.c.home, None)
+    }
+
+    /// The daemon with `--allow-root ROOT`, and `--listen 127.0.0.1:PORT` when given.
+    pub(super) fn daemon_with(&self, root: &Path, port: Option<u16>) -> Running {
+        let state = self.state.to_string_lossy();
+        let root = root.to_string_lossy();
+        let listen = port.map(|p| format!("127.0.0.1:{p}"));
+        let mut args = vec!["manager", "--state-dir", &state, "--allow-root", &root];
+        if let Some(l) = &listen {
+            args.extend(["--listen", l.as_str()]);
+        }
+        let d = self.c.spawn(&args);
         let sock = self.state.join("manager.sock");
         // (A socket file left by a killed daemon refuses connections until the new one binds.)
         until("the manager's socket", Duration::from_secs(20), || {
@@ -75,11 +81,18 @@ impl M {
                 .ok()
                 .map(drop)
         });
+        if let Some(p) = port {
+            until("the manager's TCP port", Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", p))
+                    .ok()
+                    .map(drop)
+            });
+        }
         d
     }
 
     /// One request through `wrapix __manager-proxy` as the test user: (status, body).
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    pub(super) fn api(&self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
         let mut cmd = self.c.command(&[
             "__manager-proxy",
             "--state-dir",
@@ -110,7 +123,7 @@ impl M {
         (status, o[end + 4..].to_vec())
     }
 
-    fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    pub(super) fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         let (s, b) = self.api(method, path, body);
         (
             s,

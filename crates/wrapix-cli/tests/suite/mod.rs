@@ -22,6 +22,7 @@ mod escape_tty;
 mod harness;
 mod images;
 mod manager;
+mod manager_web;
 mod mcp;
 mod nix;
 mod notify_restart;

@@ -14,13 +14,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8(b.to_vec()).unwrap()
 }
 
-/// A form post through the socket door, as the dashboard's own page sends it.
+/// A form post through the socket door, as the dashboard's own page sends it: Chromium
+/// sends `Origin: null` (the pages' `Referrer-Policy: no-referrer`) and
+/// `Sec-Fetch-Site: same-origin`.
 fn form(uri: &str, body: &str) -> Request<Body> {
     let mut r = Request::builder()
         .method("POST")
         .uri(uri)
         .header(header::HOST, "localhost")
-        .header(header::ORIGIN, "http://localhost")
+        .header(header::ORIGIN, "null")
+        .header("sec-fetch-site", "same-origin")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(body.to_owned()))
         .unwrap();
@@ -194,8 +197,21 @@ async fn the_form_creates_through_the_service_and_shows_refusals_inline() {
     let mut r = form(&format!("/sandboxes/{}/stop", s.id), "");
     r.headers_mut()
         .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    r.headers_mut().remove("sec-fetch-site");
     let (st, _, _) = call(&t, Door::Socket, r).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    // Nor an opaque origin (a sandboxed frame, a data: page) without the browser's word
+    // that it is this site.
+    for site in [None, Some("cross-site"), Some("same-site")] {
+        let mut r = form(&format!("/sandboxes/{}/stop", s.id), "");
+        r.headers_mut().remove("sec-fetch-site");
+        if let Some(site) = site {
+            r.headers_mut()
+                .insert("sec-fetch-site", site.parse().unwrap());
+        }
+        let (st, _, _) = call(&t, Door::Socket, r).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{site:?}");
+    }
     assert_eq!(t.mgr.find(&s.id).unwrap().status.as_str(), "running");
 
     // Stop, then delete, through the page's forms.
