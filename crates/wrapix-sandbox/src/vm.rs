@@ -27,12 +27,13 @@ pub const RUN_TAG: &str = "wrapix";
 pub const CONFIG_FILE: &str = "vm.json";
 /// The virtio-serial ports, by name (`/sys/class/virtio-ports/*/name` in the guest), in the
 /// order of the fds the supervisor hands qemu (3, 4, …).
-pub const PORTS: [&str; 5] = [
+pub const PORTS: [&str; 6] = [
     "wrapix.stdin",
     "wrapix.stdout",
     "wrapix.stderr",
     "wrapix.exit",
     "wrapix.signal",
+    "wrapix.notify",
 ];
 /// The fd of the first port's socket in qemu.
 pub const FIRST_PORT_FD: i32 = 3;
@@ -133,6 +134,12 @@ pub enum GuestMount {
     },
     /// A minimal `/dev`: null, zero, full, random, urandom, tty, pts, shm.
     Dev {
+        dest: String,
+    },
+    /// The notification socket's folder: PID 1 listens on `dest/notify.sock` (the user's, 0600)
+    /// and relays each frame (one JSON line per connection, as `wrapix notify` sends it) over
+    /// the `wrapix.notify` port to the supervisor, which hands it to the host's daemon.
+    NotifyRelay {
         dest: String,
     },
 }

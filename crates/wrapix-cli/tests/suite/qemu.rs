@@ -333,3 +333,61 @@ while True:
     let _ = run.finish();
     assert_eq!(read(lo), None, "the port stayed open after the run");
 }
+
+/// `wrapix notify` in the guest reaches the host's real `wrapix notifyd` (its `--command`
+/// appends each message to a file): PID 1 relays the frame over a virtio-serial port, the
+/// supervisor decodes it and hands it to the daemon's socket. A frame past the limit and a
+/// connection that never writes do not stop the next one.
+#[test]
+fn notifications_from_the_guest_reach_the_hosts_daemon() {
+    let Some(c) = case() else { return };
+    let run = c.root.join("run");
+    let out_dir = c.root.join("out");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::create_dir(&out_dir).unwrap();
+    c.give(&run);
+    c.give(&out_dir);
+    let c = c
+        .host_env("XDG_RUNTIME_DIR", &run.to_string_lossy())
+        .host_env("WRAPIX_NOTIFY_ALWAYS", "1");
+    let got = out_dir.join("got.txt");
+    let got_s = got.to_string_lossy().into_owned();
+    let daemon = c.spawn(&[
+        "notifyd",
+        "--command",
+        "/bin/sh",
+        "-c",
+        "{ cat; echo; } >> \"$1\"",
+        "sh",
+        &got_s,
+    ]);
+    let sock = run.join("wrapix/notify.sock");
+    assert!(
+        wait_for(Duration::from_secs(10), || sock.exists()),
+        "notifyd did not start"
+    );
+    let script = "python3 - <<'EOF'\n\
+import socket\n\
+idle = socket.socket(socket.AF_UNIX); idle.connect('/run/wrapix/notify.sock')\n\
+big = socket.socket(socket.AF_UNIX); big.connect('/run/wrapix/notify.sock')\n\
+big.sendall(b'{\"title\":\"' + b'x' * 40000 + b'\"}\\n'); big.close()\n\
+EOF\n\
+wrapix-notify --title 'from the vm' 'hello from the guest'; echo sent=$?";
+    let out = c.run(&args(&["sh", "-c", script]));
+    let arrived = || {
+        std::fs::read_to_string(&got)
+            .unwrap_or_default()
+            .contains("hello from the guest")
+    };
+    let ok = wait_for(Duration::from_secs(15), arrived);
+    let text = std::fs::read_to_string(&got).unwrap_or_default();
+    let _ = kill(daemon.pid(), Signal::SIGTERM);
+    let _ = daemon.finish_within(Duration::from_secs(10));
+    assert!(out.stdout.contains("sent=0"), "{out}");
+    assert!(ok, "no notification arrived: {text:?}\n{out}");
+    assert!(
+        !text.contains("xxxx"),
+        "the oversized frame got through: {text}"
+    );
+}

@@ -32,7 +32,9 @@ use wrapix_spec::{MountMode, Network};
 use super::{find_program, Backend, Probe};
 use crate::error::SandboxError;
 use crate::plan::{LaunchPlan, SignalTarget};
-use crate::prepare::{Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET};
+use crate::prepare::{
+    Prepared, SANDBOX_BIN_DIR, SANDBOX_NOTIFY_DIR, SANDBOX_NOTIFY_LINK, SANDBOX_NOTIFY_SOCKET,
+};
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
 use crate::vm::{
@@ -290,6 +292,9 @@ pub struct Layout {
     /// (tag, host folder, read-only), besides the run's own share.
     pub shares: Vec<(String, PathBuf, bool)>,
     pub config: GuestConfig,
+    /// The host's notification socket (in the published folder), which the supervisor sends
+    /// the guest's frames to: a socket does not cross virtiofs.
+    pub notify_socket: Option<PathBuf>,
 }
 
 impl Layout {
@@ -353,6 +358,7 @@ const ENV_INSIDE: &str = "/run/wrapix/env";
 pub fn layout(run: &Prepared) -> Layout {
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let mut l = Layout {
+        notify_socket: None,
         shares: Vec::new(),
         config: GuestConfig {
             shares: Vec::new(),
@@ -418,6 +424,13 @@ pub fn layout(run: &Prepared) -> Layout {
         });
     }
     for b in &run.binds {
+        if b.dest.as_path() == Path::new(SANDBOX_NOTIFY_DIR) {
+            l.notify_socket = Some(b.source.join(wrapix_notify::paths::PUBLISHED_NAME));
+            root.push(GuestMount::NotifyRelay {
+                dest: b.dest.to_string(),
+            });
+            continue;
+        }
         let m = l.bind(&b.source, b.dest.as_path(), b.mode == MountMode::ReadOnly);
         root.push(m);
     }
@@ -636,6 +649,10 @@ impl Backend for Qemu {
                 a.push("--passt-arg".into());
                 a.push(arg.into());
             }
+        }
+        if let Some(sock) = &l.notify_socket {
+            a.push("--notify".into());
+            a.push(sock.into());
         }
         if self.timing {
             a.push("--timing".into());

@@ -41,6 +41,8 @@ struct Args {
     virtiofsd: PathBuf,
     shares: Vec<Share>,
     timing: bool,
+    /// The host's notification socket, for the frames the guest relays.
+    notify: Option<PathBuf>,
     /// `network = "open"`: the helper's PID file, the release fd it waits on, passt's argv.
     net: Option<Net>,
     qemu: Vec<OsString>,
@@ -58,6 +60,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         virtiofsd: PathBuf::new(),
         shares: Vec::new(),
         timing: false,
+        notify: None,
         net: None,
         qemu: Vec::new(),
     };
@@ -71,6 +74,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
             Some("--stage") => a.stage = value()?.into(),
             Some("--virtiofsd") => a.virtiofsd = value()?.into(),
             Some("--timing") => a.timing = true,
+            Some("--notify") => a.notify = Some(PathBuf::from(value()?)),
             Some("--net-pid-file") => net_pid_file = Some(PathBuf::from(value()?)),
             Some("--net-wait-fd") => {
                 net_wait_fd = Some(
@@ -255,6 +259,49 @@ fn take_release(net: &Net) -> Result<std::fs::File, String> {
     }
 }
 
+/// The frames the guest relays (one line each, untrusted: a compromised guest kernel writes
+/// what it wants): each decoded as the daemon would and sent to the host's socket as a
+/// sandbox's `wrapix notify` would; a line past the frame limit is skipped whole. Without a
+/// socket (no daemon published one), drained.
+fn relay_notifications(port: UnixStream, socket: Option<PathBuf>) {
+    use std::io::BufRead;
+    use wrapix_notify::frame::MAX_FRAME;
+    let mut r = std::io::BufReader::new(port);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r)
+            .take(MAX_FRAME as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            // Too long: skip to the end of this line.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut r).take(64 * 1024).read_until(b'\n', &mut rest) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+            continue;
+        }
+        line.pop();
+        let (Some(socket), Ok(frame)) = (&socket, wrapix_notify::Frame::decode(&line)) else {
+            continue;
+        };
+        let _ = wrapix_notify::client::send(
+            &frame,
+            &wrapix_notify::client::Target::Unix(socket.clone()),
+            Duration::from_secs(2),
+        );
+    }
+}
+
 fn run(
     a: &Args,
     children: &mut Vec<Child>,
@@ -359,16 +406,19 @@ fn run(
     drop(qemu_fds);
 
     let mut ours = ours.into_iter();
-    let (stdin_port, stdout_port, stderr_port, exit_port, signal_port) = match (
+    let (stdin_port, stdout_port, stderr_port, exit_port, signal_port, notify_port) = match (
+        ours.next(),
         ours.next(),
         ours.next(),
         ours.next(),
         ours.next(),
         ours.next(),
     ) {
-        (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
+        (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)) => (a, b, c, d, e, f),
         _ => return Err("internal: ports".into()),
     };
+    let notify = a.notify.clone();
+    std::thread::spawn(move || relay_notifications(notify_port, notify));
     // stdin: copied until it ends (a terminal may never end: the thread dies with us).
     std::thread::spawn(move || {
         let mut port = stdin_port;

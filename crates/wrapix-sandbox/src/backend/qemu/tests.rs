@@ -187,7 +187,7 @@ fn plan_network_open() {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    assert!(a.iter().any(|x| x == "socket,id=net0,fd=8"), "{a:?}");
+    assert!(a.iter().any(|x| x == "socket,id=net0,fd=9"), "{a:?}");
     let config = layout(&run).config;
     assert_eq!(
         config.net,
@@ -276,6 +276,13 @@ fn resources_and_published_ports() {
         host: 8080,
         sandbox: 3000,
     });
+    // The notification folder: no share (a socket does not cross virtiofs), a relay in the
+    // guest and the host's socket for the supervisor.
+    run.binds.push(Bind {
+        source: "/run/user/1000/wrapix/notify.d".into(),
+        dest: SandboxPath::from_static(crate::prepare::SANDBOX_NOTIFY_DIR),
+        mode: MountMode::ReadOnly,
+    });
     let p = crate::backend::plan(&backend(), &run).unwrap_or_else(|e| panic!("{e}"));
     let a: Vec<String> = p
         .args
@@ -283,6 +290,21 @@ fn resources_and_published_ports() {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let pair = |k: &str, v: &str| a.windows(2).any(|w| w[0] == k && w[1] == v);
+    assert!(
+        pair("--notify", "/run/user/1000/wrapix/notify.d/notify.sock"),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter()
+            .any(|x| x.ends_with(":/run/user/1000/wrapix/notify.d")),
+        "{a:?}"
+    );
+    assert!(
+        layout(&run).config.root.contains(&GuestMount::NotifyRelay {
+            dest: "/run/wrapix/notify.d".into()
+        }),
+        "no relay"
+    );
     assert!(pair("-smp", "2"), "{a:?}");
     assert!(pair("-m", "492M"), "{a:?}");
     assert!(
