@@ -71,7 +71,7 @@ fn ports_netdev(run: &Prepared) -> Result<Option<String>, SandboxError> {
     for p in ports {
         let std::net::IpAddr::V4(addr) = p.host_address else {
             return Err(Qemu::unavailable(
-                &format!(
+                format!(
                     "a published port on the IPv6 address {} is not supported by the qemu backend (its forwarder listens on IPv4)",
                     p.host_address
                 ),
