@@ -163,6 +163,10 @@ fn the_proxy_adds_the_header_and_the_sandbox_never_holds_the_secret() {
          grep -rIl -- 'PRIVATE KEY' /run /tmp \"$HOME\" 2>/dev/null | wc -l
          echo \"vars $SSL_CERT_FILE $NODE_EXTRA_CA_CERTS $ALL_PROXY\"
          test -r /run/wrapix/egress-ca.pem && echo ca-visible
+         # HTTP/2: only http/1.1 is offered, so curl falls back and a client that wants h2 only fails.
+         curl -sS --max-time 10 --http2 https://creds.test:{p}/h2; echo
+         echo | openssl s_client -proxy 127.0.0.1:3128 -connect creds.test:{p} -servername creds.test -alpn h2 2>&1 \
+           | grep -c 'ALPN protocol: h2'
          echo done"
     );
     let out = c.run(&["run", "--", "/bin/sh", "-c", &script]);
@@ -191,6 +195,8 @@ fn the_proxy_adds_the_header_and_the_sandbox_never_holds_the_secret() {
         "vars /run/wrapix/ca-bundle.pem /run/wrapix/egress-ca.pem socks5h://127.0.0.1:3128"
     );
     assert_eq!(lines[11], "ca-visible");
+    assert_eq!(lines[12], BODY, "{out}");
+    assert_eq!(lines[13], "0", "h2 was negotiated: {out}");
 
     // The origin got the header on each request to creds.test, never on plain.test, and
     // never the sandbox's own value.
@@ -202,7 +208,7 @@ fn the_proxy_adds_the_header_and_the_sandbox_never_holds_the_secret() {
             .unwrap_or_else(|| panic!("no request for {path}: {heads:?}"))
             .to_ascii_lowercase()
     };
-    for path in ["/a", "/b", "/socks"] {
+    for path in ["/a", "/b", "/socks", "/h2"] {
         let h = with(path);
         assert!(h.contains(&format!("x-api-key: {secret}")), "{h}");
         assert_eq!(h.matches("x-api-key").count(), 1, "{h}");
@@ -229,6 +235,13 @@ fn the_proxy_adds_the_header_and_the_sandbox_never_holds_the_secret() {
     assert!(
         creds.iter().any(|l| l["kind"] == "socks5+credential"),
         "{log:?}"
+    );
+    assert!(
+        creds
+            .iter()
+            .any(|l| l["verdict"] == "error"
+                && l["rule"].as_str().unwrap().contains("known protocol")),
+        "the h2-only handshake: {log:?}"
     );
     // The CA's key stays in wrapix's state folder, private.
     let ca = c.home.join(".local/state/wrapix/egress-ca/ca.pem");

@@ -229,6 +229,8 @@ struct Upstream {
     first: Mutex<Option<TcpStream>>,
     sender: Mutex<Option<SendRequest<Incoming>>>,
     sent: AtomicU64,
+    /// Requests answered by the proxy itself (another site's `Host`, an upgrade).
+    refused: AtomicU64,
     error: Mutex<Option<String>>,
 }
 
@@ -237,6 +239,7 @@ struct Upstream {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub requests: u64,
+    pub refused: u64,
     pub error: Option<String>,
 }
 
@@ -258,14 +261,14 @@ where
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             return Outcome {
-                requests: 0,
                 error: Some(format!("TLS with the sandbox's client failed: {e}")),
+                ..Outcome::default()
             }
         }
         Err(_) => {
             return Outcome {
-                requests: 0,
                 error: Some("TLS with the sandbox's client timed out".into()),
+                ..Outcome::default()
             }
         }
     };
@@ -275,6 +278,7 @@ where
         first: Mutex::new(Some(upstream)),
         sender: Mutex::new(None),
         sent: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
         error: Mutex::new(None),
     });
     let svc_up = up.clone();
@@ -290,6 +294,7 @@ where
     }
     Outcome {
         requests: up.sent.load(Ordering::Relaxed),
+        refused: up.refused.load(Ordering::Relaxed),
         error,
     }
 }
@@ -330,20 +335,18 @@ fn strip_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
-/// Whether the request is for the credential's own host (`Host` and an absolute URL's
-/// authority, with no port or the tunnel's port).
-fn for_host(req: &Request<Incoming>, inj: &Injector) -> bool {
+/// Whether a request (its headers and target) is for the credential's own host: one `Host`
+/// header and an absolute URL's authority, each the host with no port or the tunnel's port.
+fn for_host(headers: &hyper::HeaderMap, uri: &hyper::Uri, host: &str, port: u16) -> bool {
     let names = |a: &str| -> bool {
         let (h, p) = match a.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (a, None),
         };
         let h = h.strip_suffix('.').unwrap_or(h);
-        h.eq_ignore_ascii_case(&inj.host)
-            && p.is_none_or(|p| p.parse::<u16>().ok() == Some(inj.port))
+        h.eq_ignore_ascii_case(host) && p.is_none_or(|p| p.parse::<u16>().ok() == Some(port))
     };
-    let hosts: Vec<&str> = req
-        .headers()
+    let hosts: Vec<&str> = headers
         .get_all(header::HOST)
         .iter()
         .map(|v| v.to_str().unwrap_or("\0"))
@@ -352,13 +355,14 @@ fn for_host(req: &Request<Incoming>, inj: &Injector) -> bool {
         return false;
     }
     hosts.iter().all(|h| names(h))
-        && req.uri().authority().is_none_or(|a| names(a.as_str()))
-        && (!hosts.is_empty() || req.uri().authority().is_some())
+        && uri.authority().is_none_or(|a| names(a.as_str()))
+        && (!hosts.is_empty() || uri.authority().is_some())
 }
 
 async fn forward(req: Request<Incoming>, up: Arc<Upstream>) -> Result<Response<Body>, Infallible> {
     let inj = &up.inj;
-    if !for_host(&req, inj) {
+    if !for_host(req.headers(), req.uri(), &inj.host, inj.port) {
+        up.refused.fetch_add(1, Ordering::Relaxed);
         return Ok(reply(
             StatusCode::MISDIRECTED_REQUEST,
             &format!(
@@ -368,6 +372,7 @@ async fn forward(req: Request<Incoming>, up: Arc<Upstream>) -> Result<Response<B
         ));
     }
     if req.headers().contains_key(header::UPGRADE) {
+        up.refused.fetch_add(1, Ordering::Relaxed);
         return Ok(reply(
             StatusCode::NOT_IMPLEMENTED,
             "protocol upgrades (WebSocket) are not forwarded to a credential's host",
@@ -461,4 +466,48 @@ async fn sender(up: &Upstream) -> Result<SendRequest<Incoming>, String> {
         .await
         .map_err(|e| format!("HTTP with {}: {e}", up.inj.host))?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(host_headers: &[&str], target: &str) -> bool {
+        let mut h = hyper::HeaderMap::new();
+        for v in host_headers {
+            h.append(header::HOST, HeaderValue::from_str(v).unwrap());
+        }
+        for_host(&h, &target.parse().unwrap(), "api.example", 443)
+    }
+
+    #[test]
+    fn only_the_credentials_host_gets_the_secret() {
+        assert!(ok(&["api.example"], "/v1"));
+        assert!(ok(&["API.example:443"], "/v1"));
+        assert!(ok(&["api.example."], "/v1"));
+        assert!(ok(&[], "https://api.example/v1"));
+        assert!(!ok(&["evil.example"], "/v1"));
+        assert!(!ok(&["api.example:8443"], "/v1"));
+        assert!(!ok(&["api.example.evil.example"], "/v1"));
+        assert!(!ok(&["api.example", "evil.example"], "/v1"));
+        assert!(!ok(&["api.example"], "https://evil.example/v1"));
+        assert!(!ok(&[], "/v1"));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut h = hyper::HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
 }

@@ -90,12 +90,14 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// The first variable of `env` whose value holds a secret, with the credential's host.
+    /// The first variable of `env` whose value holds a secret, with the credential's host. A
+    /// secret shorter than 8 characters counts only as the whole value (as a part it would
+    /// match by chance).
     pub fn leaked_in<'a>(&self, env: &'a BTreeMap<String, String>) -> Option<(&'a str, &str)> {
         env.iter().find_map(|(k, v)| {
             self.0
                 .iter()
-                .find(|(_, s)| v.contains(s.as_str()))
+                .find(|(_, s)| v == s || (s.len() >= 8 && v.contains(s.as_str())))
                 .map(|(host, _)| (k.as_str(), host.as_str()))
         })
     }
@@ -284,4 +286,26 @@ fn denied_notifier(env: &BTreeMap<String, String>) -> proxy::Notify {
                 let _ = wrapix_notify::client::send(&frame, &target, Duration::from_secs(2));
             });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_in_the_environment_is_found_and_named() {
+        let s = Secrets(vec![
+            ("api.example".into(), "sk-0123456789".into()),
+            ("short.example".into(), "abc".into()),
+        ]);
+        let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(
+            s.leaked_in(&env("KEY", "Bearer sk-0123456789")),
+            Some(("KEY", "api.example"))
+        );
+        assert_eq!(s.leaked_in(&env("K", "abc")), Some(("K", "short.example")));
+        assert_eq!(s.leaked_in(&env("PATH", "/usr/abc/bin")), None);
+        assert_eq!(s.leaked_in(&env("K", "placeholder")), None);
+        assert_eq!(format!("{s:?}"), "Secrets(2 hidden)");
+    }
 }

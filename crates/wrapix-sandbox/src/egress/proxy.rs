@@ -19,6 +19,8 @@ use super::stream::{Counts, Prefixed};
 
 /// The request head (request line and headers) is at most this long.
 const MAX_HEAD: usize = 16 * 1024;
+/// The relay's buffer each way (tokio's default of 8 KiB halved a download's throughput).
+const COPY_BUF: usize = super::relay::CHUNK;
 pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -175,8 +177,8 @@ async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
         Ok(o) => o,
         Err(refused) => {
             let (code, why) = match refused {
-                Refused::Denied => (403, format!("wrapix: {} is not allowed", req.host)),
-                Refused::Unreachable => (502, format!("wrapix: cannot reach {}", req.host)),
+                Refused::Denied(why) => (403, why),
+                Refused::Unreachable(why) => (502, why),
                 Refused::ConnectFailed(_) => (502, "cannot connect".to_owned()),
             };
             let _ = conn.write_all(&response(code, &why)).await;
@@ -201,19 +203,20 @@ async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
     }
     let up = out.len() as u64;
     // Bytes counted only for a connection that ends cleanly (an error loses the count).
-    let (a, b) = tokio::io::copy_bidirectional(&mut conn, &mut upstream)
-        .await
-        .unwrap_or_default();
+    let (a, b) =
+        tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
+            .await
+            .unwrap_or_default();
     rec.write("allow", &rule, up + a, b);
 }
 
 /// Why [`open`] refused (its log line is written).
 #[derive(Debug)]
 pub(super) enum Refused {
-    /// No rule allows it, or it resolves to an address no rule names.
-    Denied,
-    /// The name does not resolve.
-    Unreachable,
+    /// No rule allows it, or it resolves to an address no rule names (the reason).
+    Denied(String),
+    /// The name does not resolve (the reason).
+    Unreachable(String),
     ConnectFailed(std::io::ErrorKind),
 }
 
@@ -231,7 +234,10 @@ pub(super) async fn open(rec: &Record<'_>, host: &Host, port: u16) -> Result<Ope
     let rule = match shared.egress.decide(host) {
         Decision::Deny(rule) => {
             rec.write("deny", &rule, 0, 0);
-            return Err(Refused::Denied);
+            return Err(Refused::Denied(format!(
+                "wrapix: {} is not allowed ({rule})",
+                rec.host
+            )));
         }
         Decision::Allow(rule) => rule,
     };
@@ -241,9 +247,9 @@ pub(super) async fn open(rec: &Record<'_>, host: &Host, port: u16) -> Result<Ope
             let denied = why.starts_with("address");
             rec.write(if denied { "deny" } else { "error" }, &why, 0, 0);
             return Err(if denied {
-                Refused::Denied
+                Refused::Denied(why)
             } else {
-                Refused::Unreachable
+                Refused::Unreachable(why)
             });
         }
     };
@@ -301,6 +307,9 @@ pub(super) async fn tunnel(
             "credential"
         };
         let mut why = format!("{rule}; {header} set on {} requests", out.requests);
+        if out.refused > 0 {
+            why.push_str(&format!("; {} refused", out.refused));
+        }
         if let Some(e) = &out.error {
             why.push_str(&format!("; {e}"));
         }
@@ -317,9 +326,10 @@ pub(super) async fn tunnel(
         return;
     }
     // Bytes counted only for a tunnel that ends cleanly (an error loses the count).
-    let (a, b) = tokio::io::copy_bidirectional(&mut conn, &mut upstream)
-        .await
-        .unwrap_or_default();
+    let (a, b) =
+        tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
+            .await
+            .unwrap_or_default();
     rec.write("allow", &rule, first.len() as u64 + a, b);
 }
 

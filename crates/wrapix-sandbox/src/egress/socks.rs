@@ -171,8 +171,8 @@ pub async fn handle(mut conn: UnixStream, shared: Arc<Shared>, mut buf: Vec<u8>)
         Ok(o) => o,
         Err(refused) => {
             let code = match refused {
-                super::proxy::Refused::Denied => reply::NOT_ALLOWED,
-                super::proxy::Refused::Unreachable => reply::HOST_UNREACHABLE,
+                super::proxy::Refused::Denied(_) => reply::NOT_ALLOWED,
+                super::proxy::Refused::Unreachable(_) => reply::HOST_UNREACHABLE,
                 super::proxy::Refused::ConnectFailed(kind) => {
                     if kind == std::io::ErrorKind::ConnectionRefused {
                         reply::REFUSED
