@@ -103,7 +103,10 @@ fn as_root_the_command_cannot_write_the_guests_sysctls() {
     let out = super::proc::output(cmd, &c.project, None).unwrap();
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.lines().next(), Some("0"), "{out}");
-    assert!(!out.stdout.contains("wrote"), "a sysctl was writable: {out}");
+    assert!(
+        !out.stdout.contains("wrote"),
+        "a sysctl was writable: {out}"
+    );
     assert!(!out.stdout.contains("|/bin/false"), "{out}");
 }
 
