@@ -59,9 +59,10 @@ fn stamp(p: &Path) -> String {
 }
 
 /// The cache of git's answer: `$XDG_CACHE_HOME/wrapix/git-identity.json` (the user's own
-/// folder, hidden from sandboxes like every wrapix folder).
+/// folder, hidden from sandboxes like every wrapix folder). A relative value is ignored, as
+/// the XDG rules say: it would name a folder below the working one, often the project.
 fn cache_file(env: &BTreeMap<String, String>) -> Option<PathBuf> {
-    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| env.get(k).map(PathBuf::from).filter(|p| p.is_absolute());
     let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))?;
     Some(cache.join("wrapix/git-identity.json"))
 }
@@ -77,17 +78,28 @@ struct Cached {
 /// another file (`include` or `includeIf`, whose `gitdir:` conditions depend on the project),
 /// and each is small enough to check.
 fn cacheable(files: &[PathBuf]) -> bool {
-    files.iter().all(|f| match std::fs::File::open(f) {
-        Ok(file) => {
-            let mut text = Vec::new();
-            file.take(MAX_OUTPUT + 1)
-                .read_to_end(&mut text)
-                .is_ok_and(|n| n as u64 <= MAX_OUTPUT)
-                && !String::from_utf8_lossy(&text)
-                    .to_ascii_lowercase()
-                    .contains("include")
+    use std::os::unix::fs::OpenOptionsExt;
+    files.iter().all(|f| {
+        // Without waiting (a FIFO planted there would wait for a writer), and regular files
+        // only.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(f);
+        match opened {
+            Ok(file) => {
+                let mut text = Vec::new();
+                file.metadata().is_ok_and(|m| m.is_file())
+                    && file
+                        .take(MAX_OUTPUT + 1)
+                        .read_to_end(&mut text)
+                        .is_ok_and(|n| n as u64 <= MAX_OUTPUT)
+                    && !String::from_utf8_lossy(&text)
+                        .to_ascii_lowercase()
+                        .contains("include")
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     })
 }
 
@@ -392,6 +404,45 @@ mod tests {
         std::fs::write(home.join(".cache/wrapix/git-identity.json"), "{not json").unwrap();
         assert!(ran(Some("Di")));
         assert!(!ran(Some("Di")));
+    }
+
+    /// A relative `XDG_CACHE_HOME` (or `HOME`) would put the cache below wrapix's working
+    /// folder, usually the project, where the sandbox writes the identity of later runs: none
+    /// (the XDG rule, and what `own_folders` hides).
+    #[test]
+    fn a_relative_cache_folder_is_not_used() {
+        let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            cache_file(&env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "cache")])),
+            Some(PathBuf::from("/home/u/.cache/wrapix/git-identity.json"))
+        );
+        assert_eq!(cache_file(&env(&[("HOME", "home")])), None);
+        assert_eq!(
+            cache_file(&env(&[("XDG_CACHE_HOME", "/c")])),
+            Some(PathBuf::from("/c/wrapix/git-identity.json"))
+        );
+    }
+
+    /// A FIFO as a config file is never cached, and checking it does not wait for a writer.
+    #[test]
+    fn a_fifo_is_not_cacheable_and_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(".gitconfig");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cacheable(&[fifo]));
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(false));
     }
 
     #[test]

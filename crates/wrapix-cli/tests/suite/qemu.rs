@@ -76,6 +76,40 @@ fn the_command_has_no_capabilities_and_no_network_device() {
     );
 }
 
+/// When wrapix runs as root the command is uid 0 in the guest, without capabilities. The
+/// kernel lets uid 0 write sysctls by its UID alone: `kernel.core_pattern = |/newroot/…` would
+/// run a program of the agent's as the guest's root with every capability, outside the chroot,
+/// the seccomp filter and the `[resources]` cgroup, able to lift the protected paths that only
+/// the guest keeps read-only. `/proc/sys` and the other files bubblewrap covers are read-only.
+#[test]
+fn as_root_the_command_cannot_write_the_guests_sysctls() {
+    let Some(c) = case() else { return };
+    if !super::harness::is_root() {
+        super::harness::not_applicable("the command is uid 0 only when wrapix runs as root");
+        return;
+    }
+    // wrapix itself as root (not the test user), in the case's home and project.
+    let mut cmd = std::process::Command::new(&c.env.bin);
+    cmd.args(args(&[
+        "sh",
+        "-c",
+        "id -u; for f in /proc/sys/kernel/core_pattern /proc/sys/kernel/modprobe /proc/sysrq-trigger; do \
+           if printf '' > $f; then echo \"wrote $f\"; fi; done 2>/dev/null; \
+         if echo '|/bin/false' > /proc/sys/kernel/core_pattern; then echo wrote-pattern; fi 2>/dev/null; \
+         cat /proc/sys/kernel/core_pattern",
+    ]));
+    c.clean_env(&mut cmd);
+    cmd.env("USER", "root");
+    let out = super::proc::output(cmd, &c.project, None).unwrap();
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.lines().next(), Some("0"), "{out}");
+    assert!(
+        !out.stdout.contains("wrote"),
+        "a sysctl was writable: {out}"
+    );
+    assert!(!out.stdout.contains("|/bin/false"), "{out}");
+}
+
 #[test]
 fn sigterm_reaches_the_command_and_nothing_is_left() {
     let Some(c) = case() else { return };

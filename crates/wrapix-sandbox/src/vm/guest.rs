@@ -684,6 +684,17 @@ fn build_root(c: &GuestConfig) -> Result<Option<std::os::unix::net::UnixListener
                     libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                     None,
                 )?;
+                // The kernel lets uid 0 write sysctls by its UID alone, capabilities or not:
+                // with wrapix run as root, the command (uid 0, no capabilities) could set
+                // `kernel.core_pattern` to a program of its own, run as the guest's root with
+                // every capability outside the root, the seccomp filter and the cgroup. The
+                // same files bubblewrap covers are read-only.
+                for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+                    let q = p.join(sub);
+                    if std::fs::symlink_metadata(&q).is_ok() {
+                        bind(&q, &q, true)?;
+                    }
+                }
             }
             GuestMount::Dev { dest } => make_dev(&in_root(dest))?,
             GuestMount::NotifyRelay { dest } => {
