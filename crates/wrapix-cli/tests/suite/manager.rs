@@ -16,13 +16,13 @@ use super::harness::{skip, Case, Running};
 const COLOUR: &str = "#12ab34";
 const PIXEL: u32 = 0x12ab34;
 
-fn have(program: &str) -> bool {
+pub(super) fn have(program: &str) -> bool {
     ["/usr/bin", "/bin", "/usr/local/bin"]
         .iter()
         .any(|d| Path::new(d).join(program).exists())
 }
 
-fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -33,13 +33,14 @@ fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T 
     }
 }
 
-struct M {
-    c: Case,
-    state: PathBuf,
+/// A test's manager: its case (the agent of [`COLOUR`] in the user config) and state folder.
+pub(super) struct M {
+    pub(super) c: Case,
+    pub(super) state: PathBuf,
 }
 
 impl M {
-    fn new() -> Option<M> {
+    pub(super) fn new() -> Option<M> {
         let c = Case::new()?;
         if !have("Xvfb") || !have("xsetroot") || !have("tmux") {
             skip("Xvfb, xsetroot or tmux is missing (scripts/install-deps.sh --test installs xvfb, x11-xserver-utils and tmux)");
@@ -61,13 +62,16 @@ impl M {
     }
 
     fn daemon(&self) -> Running {
-        let d = self.c.spawn(&[
-            "manager",
-            "--state-dir",
-            &self.state.to_string_lossy(),
-            "--allow-root",
-            &self.c.home.to_string_lossy(),
-        ]);
+        self.daemon_with(&[])
+    }
+
+    /// The daemon with more flags (`--listen ADDR`), once its socket answers.
+    pub(super) fn daemon_with(&self, extra: &[&str]) -> Running {
+        let state = self.state.to_string_lossy();
+        let home = self.c.home.to_string_lossy();
+        let mut args = vec!["manager", "--state-dir", &state, "--allow-root", &home];
+        args.extend_from_slice(extra);
+        let d = self.c.spawn(&args);
         let sock = self.state.join("manager.sock");
         // (A socket file left by a killed daemon refuses connections until the new one binds.)
         until("the manager's socket", Duration::from_secs(20), || {
@@ -133,7 +137,7 @@ impl M {
     }
 }
 
-fn kill9(d: Running) {
+pub(super) fn kill9(d: Running) {
     nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = d.finish_within(Duration::from_secs(10));
 }

@@ -29,5 +29,6 @@ mod nspawn;
 mod proc;
 mod qemu;
 mod ralph;
+mod remote;
 mod run;
 mod testhost;
