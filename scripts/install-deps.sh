@@ -32,12 +32,14 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # chromium and fonts-liberation: the browser test (Chromium inside a host-profile sandbox,
 # headless to PNG and headed on a private Xvfb). openssh-server: `wrapix remote` is tested
 # against a real sshd that the test starts itself on a loopback port (remote.rs); the
-# package's own service is kept from starting (below).
+# package's own service is kept from starting (below). wrk and x11-apps (xwd): bench/manager.sh
+# (the API under load, and a screenshot against xwd of the same display).
 # (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
 test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
   linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin pulseaudio pulseaudio-utils sox
-  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation openssh-server)
+  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation openssh-server
+  wrk x11-apps)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 
