@@ -32,11 +32,16 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # chromium and fonts-liberation: the browser test (Chromium inside a host-profile sandbox,
 # headless to PNG and headed on a private Xvfb), and the manager's dashboard test (headless
 # Chromium driven over the DevTools protocol on a pipe: no chromedriver needed).
+# openssh-server: `wrapix remote` is tested against a real sshd that the test starts itself on
+# a loopback port (remote.rs); the package's own service is kept from starting (below). wrk and
+# x11-apps (xwd): bench/manager.sh (the API under load, and a screenshot against xwd of the
+# same display).
 # (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
 test_pkgs=(curl git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
   linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin pulseaudio pulseaudio-utils sox
-  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation)
+  pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation openssh-server
+  wrk x11-apps)
 want=("${runtime[@]}")
 [ "$tests" -eq 1 ] && want+=("${test_pkgs[@]}")
 
@@ -44,6 +49,14 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /etc/ssh/sshd_not_to_be_run ]; then
+  # Debian's ssh service (init script and systemd unit) does not start while this file
+  # exists: the tests need only the sshd binary, not a server on port 22 of every address.
+  # Remove the file to run the system's sshd.
+  say "creating /etc/ssh/sshd_not_to_be_run before installing openssh-server: the tests start their own sshd, and the package would start one on port 22"
+  $SUDO mkdir -p /etc/ssh
+  $SUDO touch /etc/ssh/sshd_not_to_be_run
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -25,6 +25,15 @@ pub struct RemoteArgs {
     /// Extra options for ssh (repeatable), e.g. `--ssh-option Port=2222`.
     #[arg(long = "ssh-option", global = true, value_name = "KEY=VALUE")]
     pub ssh_options: Vec<String>,
+    /// An ssh client config file used instead of ~/.ssh/config and /etc/ssh/ssh_config
+    /// (ssh's `-F FILE`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "WRAPIX_REMOTE_SSH_CONFIG"
+    )]
+    pub ssh_config: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -66,6 +75,10 @@ pub enum RemoteCmd {
         /// Open the URL in the browser too.
         #[arg(long)]
         open: bool,
+        /// The local port (on 127.0.0.1) the dashboard is forwarded to (default 3000; also
+        /// CLAUDE_REMOTE_PORT).
+        #[arg(long, value_name = "PORT", env = "WRAPIX_REMOTE_PORT")]
+        port: Option<u16>,
     },
 }
 
@@ -95,15 +108,45 @@ fn remote_wrapix(a: &RemoteArgs) -> String {
     sh_quote(a.remote_wrapix.as_deref().unwrap_or("wrapix"))
 }
 
-fn ssh(a: &RemoteArgs, tty: bool) -> Result<Command, Failure> {
+/// `ssh -t|-T [-F FILE] [-o OPT]… OPTIONS -- HOST`; the remote command line follows.
+fn ssh(a: &RemoteArgs, tty: bool, options: &[String]) -> Result<Command, Failure> {
     let host = host(a)?;
     let mut c = Command::new("ssh");
     c.arg(if tty { "-t" } else { "-T" });
+    c.args(options);
+    if let Some(f) = &a.ssh_config {
+        c.arg("-F").arg(f);
+    }
     for o in &a.ssh_options {
         c.arg("-o").arg(o);
     }
     c.arg("--").arg(host);
     Ok(c)
+}
+
+/// The exit status of `__manager-proxy` and `__manager-attach` when no manager answers.
+const EXIT_NOT_RUNNING: i32 = 69;
+
+/// Why a remote command gave no answer, from ssh's exit status; ssh's own message and the
+/// remote side's went to stderr (above).
+fn no_answer(a: &RemoteArgs, status: std::process::ExitStatus) -> Failure {
+    let host = a.host.clone().unwrap_or_default();
+    let wrapix = a.remote_wrapix.as_deref().unwrap_or("wrapix");
+    match status.code() {
+        Some(255) => Failure::failed(format!(
+            "ssh to {host} failed (its message is above): check the host name and your keys with `ssh {host} true`"
+        )),
+        Some(EXIT_NOT_RUNNING) => Failure::new(
+            EXIT_NOT_RUNNING,
+            format!("the wrapix manager is not running on {host}: start it there with `wrapix manager`"),
+        ),
+        Some(126 | 127) => Failure::failed(format!(
+            "{host} cannot run `{wrapix}`: install wrapix there, or give its path with --remote-wrapix PATH (WRAPIX_REMOTE_WRAPIX)"
+        )),
+        _ => Failure::failed(format!(
+            "no answer from the manager on {host} (ssh exited with {status}; its message is above)"
+        )),
+    }
 }
 
 fn ssh_failed(e: std::io::Error) -> Failure {
@@ -117,7 +160,7 @@ fn request(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, Vec<u8>), Failure> {
-    let mut c = ssh(a, false)?;
+    let mut c = ssh(a, false, &[])?;
     c.arg(format!("{} __manager-proxy", remote_wrapix(a)));
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().map_err(ssh_failed)?;
@@ -135,9 +178,7 @@ fn request(
     }
     let status = child.wait().map_err(ssh_failed)?;
     if out.is_empty() {
-        return Err(Failure::failed(format!(
-            "no answer from the manager over ssh (ssh exited with {status}; its message is above)"
-        )));
+        return Err(no_answer(a, status));
     }
     parse_response(&out)
 }
@@ -300,16 +341,20 @@ pub fn run(a: RemoteArgs) -> Result<i32, Failure> {
             println!();
         }
         RemoteCmd::Attach { id } => {
-            let mut c = ssh(&a, true)?;
+            let mut c = ssh(&a, true, &[])?;
             c.arg(format!(
                 "{} __manager-attach {}",
                 remote_wrapix(&a),
                 sh_quote(key(id)?)
             ));
             let st = c.status().map_err(ssh_failed)?;
-            return Ok(st.code().unwrap_or(1));
+            return match st.code() {
+                Some(0) => Ok(0),
+                Some(255 | 126 | 127 | EXIT_NOT_RUNNING) => Err(no_answer(&a, st)),
+                code => Ok(code.unwrap_or(1)),
+            };
         }
-        RemoteCmd::Ui { open } => return ui(&a, *open),
+        RemoteCmd::Ui { open, port } => return ui(&a, *open, *port),
     }
     Ok(0)
 }
@@ -355,7 +400,7 @@ fn print_metrics(v: &serde_json::Value) {
 
 /// `logs -f`: the SSE stream, printed as it comes.
 fn follow_logs(a: &RemoteArgs, path: &str) -> Result<i32, Failure> {
-    let mut c = ssh(a, false)?;
+    let mut c = ssh(a, false, &[])?;
     c.arg(format!("{} __manager-proxy", remote_wrapix(a)));
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().map_err(ssh_failed)?;
@@ -367,11 +412,18 @@ fn follow_logs(a: &RemoteArgs, path: &str) -> Result<i32, Failure> {
     };
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let mut head = true;
+    let mut answered = false;
     let out = std::io::stdout();
     while let Some(Ok(line)) = lines.next() {
+        answered = true;
         if head {
             if line.starts_with("HTTP/") && !line.contains(" 200 ") {
-                return Err(Failure::failed(format!("the manager refused: {line}")));
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failure::failed(format!(
+                    "the manager refused: {}",
+                    wrapix_spec::error::escape_controls(line.trim_end())
+                )));
             }
             head = !line.is_empty();
             continue;
@@ -381,20 +433,38 @@ fn follow_logs(a: &RemoteArgs, path: &str) -> Result<i32, Failure> {
             let _ = writeln!(o, "{d}");
         }
     }
-    let _ = child.wait();
+    let status = child.wait().map_err(ssh_failed)?;
+    if !answered {
+        return Err(no_answer(a, status));
+    }
     Ok(0)
 }
 
-/// `ui`: the manager's TCP door, forwarded to a local port over ssh; the login URL printed.
-fn ui(a: &RemoteArgs, open: bool) -> Result<i32, Failure> {
-    let mut c = ssh(a, false)?;
+/// `ui`: the manager's TCP door, forwarded to a local port over ssh; the login URL printed
+/// once the forward accepts connections.
+fn ui(a: &RemoteArgs, open: bool, port: Option<u16>) -> Result<i32, Failure> {
+    let port = port
+        .or_else(|| {
+            std::env::var("CLAUDE_REMOTE_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+        })
+        .unwrap_or(3000);
+    // Taken here, ssh would fail (ExitOnForwardFailure) only after logging in; and a
+    // listener that is not ours must never receive the token.
+    drop(
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).map_err(|e| {
+            Failure::usage(format!(
+                "cannot use 127.0.0.1:{port} on this machine for the dashboard ({e}): choose another with --port PORT (WRAPIX_REMOTE_PORT)"
+            ))
+        })?,
+    );
+    let mut c = ssh(a, false, &[])?;
     c.arg(format!("{} __manager-proxy --info", remote_wrapix(a)));
+    c.stderr(Stdio::inherit());
     let out = c.output().map_err(ssh_failed)?;
     if !out.status.success() {
-        return Err(Failure::failed(format!(
-            "cannot ask the manager over ssh: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(no_answer(a, out.status));
     }
     let info = json_value(&out.stdout)?;
     let (Some(listen), Some(token)) = (info["listen"].as_str(), info["token"].as_str()) else {
@@ -402,23 +472,40 @@ fn ui(a: &RemoteArgs, open: bool) -> Result<i32, Failure> {
             "the manager does not listen on TCP: start it with `wrapix manager --listen 127.0.0.1:3000` for the dashboard",
         ));
     };
-    let port: u16 = std::env::var("WRAPIX_REMOTE_PORT")
-        .or_else(|_| std::env::var("CLAUDE_REMOTE_PORT"))
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Failure::failed("the manager's token file is not a token"));
+    }
     let listen: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| Failure::failed("the manager's address is not ADDR:PORT"))?;
-    let mut fwd = ssh(a, false)?;
+    let target = match listen.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
     // The forward binds the laptop's loopback only; the dashboard still needs the token.
-    fwd.args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-        .arg(format!(
-            "127.0.0.1:{port}:{}:{}",
-            listen.ip(),
-            listen.port()
-        ));
+    // (Before the host: after it, ssh would take them for the remote command.)
+    let forward = [
+        "-N".to_owned(),
+        "-o".to_owned(),
+        "ExitOnForwardFailure=yes".to_owned(),
+        "-L".to_owned(),
+        format!("127.0.0.1:{port}:{target}:{}", listen.port()),
+    ];
+    let mut fwd = ssh(a, false, &forward)?;
     let mut child = fwd.spawn().map_err(ssh_failed)?;
+    // Ready when the forward accepts (ssh binds it after logging in); a password prompt may
+    // take the user any time, so no deadline.
+    loop {
+        if let Some(st) = child.try_wait().map_err(ssh_failed)? {
+            return Err(Failure::failed(format!(
+                "the ssh forward to the dashboard ended ({st}; its message is above)"
+            )));
+        }
+        if std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let url = format!("http://localhost:{port}/login?token={token}");
     println!("{url}");
     let _ = std::io::stdout().flush();
@@ -442,7 +529,7 @@ fn manager_dir(state_dir: Option<PathBuf>) -> PathBuf {
 
 fn not_running(sock: &std::path::Path, e: std::io::Error) -> Failure {
     Failure::new(
-        69,
+        EXIT_NOT_RUNNING,
         format!(
             "the wrapix manager is not running on this host (no answer on {}: {e}): start it with `wrapix manager` (as a service: `wrapix manager --print-systemd-unit`)",
             sock.display()
@@ -533,6 +620,45 @@ mod tests {
                 .output()
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+
+    fn args(host: &str) -> RemoteArgs {
+        RemoteArgs {
+            host: Some(host.into()),
+            remote_wrapix: None,
+            ssh_options: vec!["Port=2222".into()],
+            ssh_config: Some(PathBuf::from("/etc/wrapix/ssh config")),
+            json: false,
+            command: RemoteCmd::List,
+        }
+    }
+
+    #[test]
+    fn ssh_options_come_before_the_host() {
+        let a = args("me@server");
+        let forward = ["-N".into(), "-L".into(), "127.0.0.1:1:h:2".into()];
+        let c = ssh(&a, false, &forward).unwrap();
+        let argv: Vec<_> = c.get_args().map(|s| s.to_string_lossy()).collect();
+        assert_eq!(
+            argv,
+            [
+                "-T",
+                "-N",
+                "-L",
+                "127.0.0.1:1:h:2",
+                "-F",
+                "/etc/wrapix/ssh config",
+                "-o",
+                "Port=2222",
+                "--",
+                "me@server"
+            ]
+        );
+        let c = ssh(&a, true, &[]).unwrap();
+        assert_eq!(c.get_args().next().unwrap(), "-t");
+        for bad in ["-oProxyCommand=x", "a b", ""] {
+            assert!(ssh(&args(bad), false, &[]).is_err(), "{bad:?}");
         }
     }
 

@@ -138,11 +138,31 @@ fn bind_socket(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
+/// The longest path a Unix socket address holds (Linux: 108 bytes with the final NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// Refuses a state folder whose sessions' tmux sockets (`DIR/tmux/UUID.sock`) would not fit
+/// a socket address: found at start, not as a failed session after each create.
+fn check_socket_room(state_dir: &Path) -> Result<(), String> {
+    let longest = state_dir
+        .join("tmux")
+        .join("00000000-0000-0000-0000-000000000000.sock");
+    let len = longest.as_os_str().len();
+    if len > SOCKET_PATH_MAX {
+        return Err(format!(
+            "the state folder {} is too long: a session's tmux socket there ({len} bytes) would not fit a Unix socket address ({SOCKET_PATH_MAX} bytes); give a shorter --state-dir (or MANAGER_STATE_DIR)",
+            state_dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The manager of `opts.state_dir`, opened (locked, reconciled) but not serving.
 pub fn open(
     opts: &Options,
     launcher: Arc<dyn Launcher>,
 ) -> Result<(Arc<Manager>, nix::fcntl::Flock<std::fs::File>), String> {
+    check_socket_room(&opts.state_dir)?;
     private_dir(&opts.state_dir)?;
     let lock = lock(&opts.state_dir)?;
     let token = token(&opts.state_dir)?;
@@ -161,6 +181,7 @@ pub fn open(
 
 /// `wrapix manager --stop-all`.
 pub fn stop_all(opts: &Options, launcher: Arc<dyn Launcher>) -> Result<usize, String> {
+    check_socket_room(&opts.state_dir)?;
     private_dir(&opts.state_dir)?;
     let cfg = Config {
         state_dir: opts.state_dir.clone(),

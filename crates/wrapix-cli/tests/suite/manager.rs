@@ -33,6 +33,7 @@ pub(super) fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Optio
     }
 }
 
+/// A test's manager: its case (the agent of [`COLOUR`] in the user config) and state folder.
 pub(super) struct M {
     pub(super) c: Case,
     pub(super) state: PathBuf,
@@ -146,7 +147,7 @@ impl M {
     }
 }
 
-fn kill9(d: Running) {
+pub(super) fn kill9(d: Running) {
     nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = d.finish_within(Duration::from_secs(10));
 }

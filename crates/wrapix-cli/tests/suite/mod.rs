@@ -31,5 +31,6 @@ mod nspawn;
 mod proc;
 mod qemu;
 mod ralph;
+mod remote;
 mod run;
 mod testhost;

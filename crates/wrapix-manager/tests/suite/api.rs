@@ -71,6 +71,26 @@ pub(super) fn setup() -> T {
     }
 }
 
+#[test]
+fn a_state_folder_too_long_for_the_tmux_sockets_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s".repeat(120));
+    let opts = Options {
+        listen: None,
+        state_dir: state.clone(),
+        roots: vec![dir.path().to_path_buf()],
+        static_dir: None,
+    };
+    let Err(e) = open(&opts, Arc::new(Fake)) else {
+        panic!(
+            "a state folder of {} bytes was accepted",
+            state.as_os_str().len()
+        );
+    };
+    assert!(e.contains("--state-dir") && e.contains("too long"), "{e}");
+    assert!(!state.exists(), "nothing is created");
+}
+
 pub(super) fn me() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
