@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on its own on a fresh Debian machine (as root or as a user with sudo):
 # installs what the tests need, then formatting, lints, unit, snapshot, property and integration
-# tests. The escape suite runs five times: as an unprivileged user against bubblewrap (as root:
-# as the user $WRAPIX_TEST_USER, default `ci`, created if missing), as root against bubblewrap
+# tests. The escape suite (with the network allowlist tests) runs five times: as an unprivileged
+# user against bubblewrap (as root: as the user $WRAPIX_TEST_USER, default `ci`, created if
+# missing), as root against bubblewrap
 # (WRAPIX_TEST_AS_ROOT=1) and against systemd-nspawn (WRAPIX_TEST_BACKEND=nspawn, root only),
 # against rootless podman (WRAPIX_TEST_BACKEND=podman, from an image built once per machine
 # into /tmp/wrapix-test-images) and against the qemu micro-VM as the user
@@ -30,7 +31,9 @@ log="$(mktemp)"
 skips="$(mktemp)"
 trap 'rm -f "$log" "$skips"' EXIT
 export WRAPIX_TEST_SKIP_LOG="$skips"
-escape_filter=(escape testhost dns)
+# `egress::`: the allowlist tests of the sandbox's side run in every backend's pass (the
+# proxy's own decisions only in bubblewrap's; not `egress_…` modules).
+escape_filter=(escape testhost dns egress::)
 status=0
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
@@ -85,7 +88,7 @@ if [ -n "$missing" ]; then
 else
   start=$SECONDS
   # `--workspace --test all` reuses the first pass's build (`-p wrapix-cli` resolves features
-  # differently and recompiles); only wrapix-cli's escape, testhost and dns modules match.
+  # differently and recompiles); only wrapix-cli's escape, testhost, dns and egress modules match.
   WRAPIX_TEST_BACKEND=podman cargo test --workspace --locked --test all -- "${escape_filter[@]}" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   echo "podman escape pass: $((SECONDS - start)) s"
