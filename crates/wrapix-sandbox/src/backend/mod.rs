@@ -279,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn every_backend_with_a_network_namespace_enforces_allowlists() {
+        let env = std::collections::BTreeMap::new();
+        for e in REGISTRY {
+            let b = (e.locate)(&at(&env));
+            assert_eq!(
+                b.filters_egress(),
+                e.name.name != "apple",
+                "{}",
+                e.name.name
+            );
+        }
+    }
+
+    #[test]
     fn select_locates_the_named_backend_and_none_is_no_backend() {
         let env = std::collections::BTreeMap::new();
         for e in REGISTRY {
