@@ -14,7 +14,7 @@ say() { echo "install-deps: $*"; }
 # iproute2 and util-linux (nsenter): the routes that keep the host's addresses out of reach;
 # openssh-client: deploy keys; ca-certificates: TLS inside the sandbox.
 runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
-# The tests: git, perl, python3 (probes), hyperfine (benchmarks); podman runc slirp4netns uidmap
+# The tests: curl (the egress proxy tests and bench/egress.sh), git, perl, python3 (probes), hyperfine (benchmarks); podman runc slirp4netns uidmap
 # fuse-overlayfs: the rootless podman backend; mmdebstrap: the image builder (npm, for Claude
 # Code in images, comes with Node.js); dbus, xvfb, i3-wm, tmux: notifications (a private
 # session bus, X11 focus under a real window manager, tmux pane focus) and the MCP server;
@@ -33,7 +33,7 @@ runtime=(bubblewrap passt iproute2 util-linux openssh-client ca-certificates)
 # headless to PNG and headed on a private Xvfb), and the manager's dashboard test (headless
 # Chromium driven over the DevTools protocol on a pipe: no chromedriver needed).
 # (wrapix needs xdg-dbus-proxy at run time only for dbus = [...]; doctor says so.)
-test_pkgs=(git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
+test_pkgs=(curl git perl python3 python3-venv hyperfine podman runc slirp4netns uidmap fuse-overlayfs
   mmdebstrap dbus xvfb i3-wm tmux systemd-container x11-xserver-utils qemu-system-x86
   linux-image-cloud-amd64 libseccomp-dev libcap-ng-dev nix-bin pulseaudio pulseaudio-utils sox
   pipewire-bin xdg-dbus-proxy dbus-tests weston chromium fonts-liberation)

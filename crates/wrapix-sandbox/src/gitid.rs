@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,16 +19,114 @@ const MAX_OUTPUT: u64 = 64 * 1024;
 /// the git process runs beside the rest of the preparation.
 pub struct Lookup {
     child: Option<Child>,
+    /// The answer from the cache (the files git reads unchanged since it was stored).
+    cached: Option<(Option<String>, Option<String>)>,
+    /// Where to store git's answer, and under which key.
+    store: Option<(PathBuf, Vec<String>, Vec<PathBuf>)>,
+}
+
+/// The files `git config --global` reads: `$GIT_CONFIG_GLOBAL`, else
+/// `$XDG_CONFIG_HOME/git/config` (or `~/.config/git/config`) and `~/.gitconfig`.
+fn global_files(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(g) = var("GIT_CONFIG_GLOBAL") {
+        return vec![g];
+    }
+    let home = var("HOME");
+    let xdg = var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")));
+    xdg.map(|x| x.join("git/config"))
+        .into_iter()
+        .chain(home.map(|h| h.join(".gitconfig")))
+        .collect()
+}
+
+/// What identifies a file's content without reading it (links followed, as git does).
+fn stamp(p: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "{}:{}:{}:{}.{}:{}.{}",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ),
+        Err(e) => format!("absent:{:?}", e.kind()),
+    }
+}
+
+/// The cache of git's answer: `$XDG_CACHE_HOME/wrapix/git-identity.json` (the user's own
+/// folder, hidden from sandboxes like every wrapix folder).
+fn cache_file(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))?;
+    Some(cache.join("wrapix/git-identity.json"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    key: Vec<String>,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+/// Whether git's answer from these files can be reused in any project: none of them includes
+/// another file (`include` or `includeIf`, whose `gitdir:` conditions depend on the project),
+/// and each is small enough to check.
+fn cacheable(files: &[PathBuf]) -> bool {
+    files.iter().all(|f| match std::fs::File::open(f) {
+        Ok(file) => {
+            let mut text = Vec::new();
+            file.take(MAX_OUTPUT + 1)
+                .read_to_end(&mut text)
+                .is_ok_and(|n| n as u64 <= MAX_OUTPUT)
+                && !String::from_utf8_lossy(&text)
+                    .to_ascii_lowercase()
+                    .contains("include")
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    })
 }
 
 /// Starts `git config --global --includes --get-regexp` in the project (for `gitdir:`
 /// conditions). Only global files are read: the repository's own config, which the sandbox
 /// can see and change, is not. `git config` runs no hooks and no fsmonitor. Without git on
 /// the host there is no identity.
+///
+/// Git's answer is cached while the files it read are unchanged (same inode, size, times) and
+/// include no other file: a launch then starts no git at all.
 pub fn start(env: &BTreeMap<String, String>, project: &Path) -> Lookup {
     let Some(git) = crate::backend::find_program("git", env.get("PATH").map(String::as_str)) else {
-        return Lookup { child: None };
+        return Lookup {
+            child: None,
+            cached: None,
+            store: None,
+        };
     };
+    let files = global_files(env);
+    let mut key = vec![git.display().to_string()];
+    for k in ["GIT_CONFIG_GLOBAL", "HOME", "XDG_CONFIG_HOME"] {
+        key.push(format!("{k}={}", env.get(k).map_or("", String::as_str)));
+    }
+    for f in &files {
+        key.push(format!("{}={}", f.display(), stamp(f)));
+    }
+    let cache = cache_file(env);
+    if let Some(c) = cache
+        .as_deref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|d| serde_json::from_slice::<Cached>(&d).ok())
+        .filter(|c| c.key == key)
+    {
+        return Lookup {
+            child: None,
+            cached: Some((c.name, c.email)),
+            store: None,
+        };
+    }
     let child = Command::new(git)
         .args([
             "config",
@@ -48,19 +146,28 @@ pub fn start(env: &BTreeMap<String, String>, project: &Path) -> Lookup {
         .stderr(Stdio::null())
         .spawn()
         .ok();
-    Lookup { child }
+    Lookup {
+        child,
+        cached: None,
+        store: cache.map(|c| (c, key, files)),
+    }
 }
 
 impl Lookup {
     /// The identity (`None` for what is not set), waiting at most [`GIT_TIMEOUT`] for git.
     pub fn finish(self) -> (Option<String>, Option<String>) {
+        if let Some(found) = self.cached {
+            return found;
+        }
         let Some(mut child) = self.child else {
             return (None, None);
         };
         let start = Instant::now();
-        let done = loop {
+        // An answer: success, or exit 1 (`--get-regexp` found nothing: no identity). Not one:
+        // any other failure, or git killed after the timeout.
+        let answered = loop {
             match child.try_wait() {
-                Ok(Some(status)) => break status.success(),
+                Ok(Some(status)) => break status.success() || status.code() == Some(1),
                 Ok(None) if start.elapsed() < GIT_TIMEOUT => {
                     std::thread::sleep(Duration::from_micros(200))
                 }
@@ -75,10 +182,36 @@ impl Lookup {
         if let Some(stdout) = child.stdout.take() {
             let _ = stdout.take(MAX_OUTPUT).read_to_end(&mut out);
         }
-        if !done {
+        if !answered {
             return (None, None);
         }
-        parse(&out)
+        let found = parse(&out);
+        if let Some((path, key, files)) = self.store {
+            if cacheable(&files) {
+                store(&path, key, &found);
+            }
+        }
+        found
+    }
+}
+
+/// Writes the cache (a temporary file renamed over it; any failure only means no cache).
+fn store(path: &Path, key: Vec<String>, found: &(Option<String>, Option<String>)) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let c = Cached {
+        key,
+        name: found.0.clone(),
+        email: found.1.clone(),
+    };
+    let Ok(data) = serde_json::to_vec(&c) else {
+        return;
+    };
+    let tmp = dir.join(format!(".git-identity.{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, data).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -207,6 +340,58 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(start(&empty, &other).finish(), (None, None));
+    }
+
+    /// Git's answer is reused while the files are unchanged and include nothing; a change, or
+    /// an include, runs git again.
+    #[test]
+    fn the_answer_is_cached_while_the_files_are_unchanged() {
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: git is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let env: BTreeMap<String, String> = [
+            ("HOME".to_owned(), home.display().to_string()),
+            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = home.join(".gitconfig");
+        let ran = |want: Option<&str>| {
+            let l = start(&env, dir.path());
+            let ran = l.child.is_some();
+            assert_eq!(l.finish().0.as_deref(), want);
+            ran
+        };
+        // No config: git runs once, then the "no identity" answer is reused.
+        assert!(ran(None));
+        assert!(!ran(None));
+        std::fs::write(&cfg, "[user]\n\tname = Ada\n").unwrap();
+        assert!(ran(Some("Ada")));
+        assert!(!ran(Some("Ada")));
+        // Same size, other content: the times and inode tell.
+        std::fs::write(home.join("new"), "[user]\n\tname = Bob\n").unwrap();
+        std::fs::rename(home.join("new"), &cfg).unwrap();
+        assert!(ran(Some("Bob")));
+        assert!(!ran(Some("Bob")));
+        // An include: never reused (its file, or a gitdir: condition, may change the answer).
+        std::fs::write(home.join("inc"), "[user]\n\tname = Cy\n").unwrap();
+        std::fs::write(&cfg, "[Include]\n\tpath = inc\n").unwrap();
+        assert!(ran(Some("Cy")));
+        assert!(ran(Some("Cy")));
+        // A corrupt cache is only a miss.
+        std::fs::write(&cfg, "[user]\n\tname = Di\n").unwrap();
+        assert!(ran(Some("Di")));
+        std::fs::write(home.join(".cache/wrapix/git-identity.json"), "{not json").unwrap();
+        assert!(ran(Some("Di")));
+        assert!(!ran(Some("Di")));
     }
 
     #[test]

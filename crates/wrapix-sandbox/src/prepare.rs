@@ -519,6 +519,21 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
     for (k, v) in &spec.env {
         env.insert(k.to_string(), v.clone());
     }
+    if let Some(ca) = &host.forwarded.egress_ca {
+        files.extend(ca_files(&root, ca));
+    }
+    // Credential injection keeps the secret on the host: a run whose environment would
+    // carry it anyway ([env], agent.forward_api_key) does not start.
+    if let Some((var, cred_host)) = host.forwarded.secrets.leaked_in(&env) {
+        return Err(SandboxError::Network {
+            detail: format!(
+                "the sandbox's variable {var} would hold the secret of the [[network.credentials]] entry for {cred_host}, which the proxy adds on the way out so that the sandbox never holds it"
+            ),
+            fix: format!(
+                "drop {var} from [env] (or set it to a placeholder such as \"injected-by-wrapix\"), and set agent.forward_api_key = false if it is ANTHROPIC_API_KEY"
+            ),
+        });
+    }
 
     // Mount points the backend must create inside a read-only bound folder of the root (a user
     // mount at /opt/x of an image that has /opt).
@@ -551,6 +566,45 @@ pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared
         notices,
         after_exit,
     })
+}
+
+/// Credential injection's CA inside: the certificate alone ([`egress::SANDBOX_CA`], for
+/// `NODE_EXTRA_CA_CERTS`), and the sandbox's own system bundle plus the certificate, at
+/// [`egress::SANDBOX_BUNDLE`] and over the system bundle itself when the root has one (for
+/// tools that ignore the variables). All read-only.
+fn ca_files(root: &RootFs, ca: &str) -> Vec<GeneratedFile> {
+    use crate::egress;
+    let system_path = root.host_path(Path::new(egress::SYSTEM_BUNDLE));
+    // The root is the host's or a wrapix image's, never a folder the sandbox writes.
+    let system = system_path
+        .as_ref()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .and_then(|p| {
+            use std::io::Read;
+            let mut s = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(16 << 20).read_to_end(&mut s))
+                .ok()
+                .map(|_| s)
+        });
+    let mut bundle = system.clone().unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(ca.as_bytes());
+    let file = |dest: &'static str, contents: Vec<u8>| GeneratedFile {
+        dest: SandboxPath::from_static(dest),
+        contents,
+        writable: false,
+    };
+    let mut out = vec![
+        file(egress::SANDBOX_CA, ca.as_bytes().to_vec()),
+        file(egress::SANDBOX_BUNDLE, bundle.clone()),
+    ];
+    if system.is_some() {
+        out.push(file(egress::SYSTEM_BUNDLE, bundle));
+    }
+    out
 }
 
 /// The `host` profile's `/etc` with `passwd` and `group`, assembled in the user's cache

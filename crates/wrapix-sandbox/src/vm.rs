@@ -38,8 +38,10 @@ pub const PORTS: [&str; 6] = [
 ];
 /// The fd of the first port's socket in qemu.
 pub const FIRST_PORT_FD: i32 = 3;
-/// The fd of the NIC's socket in qemu (`-netdev socket,fd=…`), after the ports'.
-pub const NET_FD: i32 = FIRST_PORT_FD + PORTS.len() as i32;
+/// The fd of the serial console's socket in qemu (the kernel's messages), after the ports'.
+pub const CONSOLE_FD: i32 = FIRST_PORT_FD + PORTS.len() as i32;
+/// The fd of the NIC's socket in qemu (`-netdev socket,fd=…`), after the console's.
+pub const NET_FD: i32 = CONSOLE_FD + 1;
 
 /// What PID 1 in the guest does, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

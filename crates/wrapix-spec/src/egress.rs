@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// One entry of `allow` or `deny`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +147,60 @@ pub struct Egress {
     pub deny: Vec<HostPattern>,
     /// `[network] notify_denied = true`: denied requests also go to desktop notifications.
     pub notify_denied: bool,
+    /// `[[network.credentials]]`: headers the proxy adds to HTTPS requests to these hosts
+    /// (each host allowed by `allow`, one entry per host and port).
+    pub credentials: Vec<Credential>,
+}
+
+/// One `[[network.credentials]]` entry: the proxy terminates TLS for `host:port` (and only
+/// there), sets `header: <prefix><secret>` on every request, and forwards it over verified
+/// TLS. The secret is read on the host when the proxy starts; the spec names only where from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// An exact host name (lower-case), never a pattern or an address.
+    pub host: String,
+    /// 443 unless `port` says otherwise.
+    pub port: u16,
+    /// The header's name, lower-case (`x-api-key`, `authorization`).
+    pub header: String,
+    /// Put before the secret (`"Bearer "`); empty by default.
+    pub prefix: String,
+    pub source: SecretSource,
+    /// PEM certificates trusted for the upstream besides the system's (a corporate or test
+    /// CA): `ca_file = "~/corp-ca.pem"`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where a credential's secret comes from (read by the host-side proxy when it starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `from_env = "NAME"`: the variable of the `wrapix` process.
+    Env(String),
+    /// `from_file = "~/.config/…"`: the file's text, without surrounding white space.
+    File(PathBuf),
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} {} ", self.host, self.port, self.header)?;
+        match &self.source {
+            SecretSource::Env(n) => write!(f, "from_env {n}"),
+            SecretSource::File(p) => write!(f, "from_file {}", p.display()),
+        }
+    }
+}
+
+impl Egress {
+    /// The credential for a tunnel to `host:port`, if one is configured.
+    pub fn credential(&self, host: &Host, port: u16) -> Option<&Credential> {
+        match host {
+            Host::Name(n) => self
+                .credentials
+                .iter()
+                .find(|c| c.host == *n && c.port == port),
+            Host::Address(_) => None,
+        }
+    }
 }
 
 /// What the proxy decided about a host, and the rule that decided it.
@@ -184,6 +239,10 @@ impl fmt::Display for Egress {
         }
         if self.notify_denied {
             f.write_str(" notify_denied")?;
+        }
+        if !self.credentials.is_empty() {
+            let list: Vec<String> = self.credentials.iter().map(|c| c.to_string()).collect();
+            write!(f, " credentials [{}]", list.join(", "))?;
         }
         Ok(())
     }
@@ -243,6 +302,7 @@ mod tests {
             ],
             deny: vec![HostPattern::parse("evil.githubusercontent.com").unwrap()],
             notify_denied: false,
+            credentials: Vec::new(),
         };
         assert!(matches!(e.decide(&host("GITHUB.com.")), Decision::Allow(_)));
         assert!(matches!(
@@ -274,6 +334,7 @@ mod tests {
             allow: vec![HostPattern::parse("127.0.0.1").unwrap()],
             deny: vec![],
             notify_denied: false,
+            credentials: Vec::new(),
         };
         assert!(e.names_address("127.0.0.1".parse().unwrap()));
         assert!(!e.names_address("127.0.0.2".parse().unwrap()));

@@ -159,7 +159,7 @@ pub fn validate(layers: &Layers, host: &HostContext) -> Result<Spec, SpecError> 
     let profile = profiles::resolve(layers, selected, &mut origins)?;
     let resources = profiles::resources(layers, &mut origins)?;
 
-    let network = network::network(layers, &mut origins)?;
+    let network = network::network(layers, &host.user.home, &host.project, &mut origins)?;
 
     let mut env = env(layers, &mut origins)?;
     if let Profile::Image(img) = &profile {

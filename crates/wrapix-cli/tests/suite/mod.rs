@@ -11,6 +11,7 @@ mod desktop_more;
 mod dns;
 mod doctor;
 mod egress;
+mod egress_creds;
 mod escape;
 mod escape_attack;
 mod escape_attack2;

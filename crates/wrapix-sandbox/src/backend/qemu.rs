@@ -44,7 +44,7 @@ use crate::prepare::{
 use crate::root::RootEntry;
 use crate::seccomp::{default_filter_bytes, SeccompOptions};
 use crate::vm::{
-    GuestConfig, GuestLimits, GuestMount, GuestNet, GuestNic, GuestShare, CONFIG_FILE,
+    GuestConfig, GuestLimits, GuestMount, GuestNet, GuestNic, GuestShare, CONFIG_FILE, CONSOLE_FD,
     FIRST_PORT_FD, NET_FD, PORTS, RUN_TAG,
 };
 
@@ -728,6 +728,10 @@ impl Backend for Qemu {
         if self.timing {
             a.push("--timing".into());
         }
+        if self.keep_stage {
+            a.push("--console-log".into());
+            a.push(format!("{stage}/console.log").into());
+        }
         if !self.kvm {
             a.push("--tcg-notice".into());
         }
@@ -774,7 +778,9 @@ impl Backend for Qemu {
                     "console=ttyS0 quiet loglevel=3 panic=-1 reboot=t"
                 },
                 "-serial",
-                &format!("file:{stage}/console.log"),
+                "chardev:console",
+                "-chardev",
+                &format!("socket,id=console,fd={CONSOLE_FD}"),
                 "-device",
                 "virtio-serial-pci,max_ports=8",
             ],

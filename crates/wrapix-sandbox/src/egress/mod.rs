@@ -2,11 +2,14 @@
 //! namespace with loopback only, and one way out, wrapix's proxy on the host.
 //!
 //! ```text
-//! sandbox: tool ──HTTP(S)_PROXY──▶ 127.0.0.1:3128 (init's relay, relay.rs)
-//!              ──▶ /run/wrapix/egress/proxy.sock (bind mount of the run's private folder)
-//! host:    proxy.rs (a thread of the wrapix process running the sandbox): decide on the name
-//!          asked for, resolve it here, refuse private/loopback/own addresses no rule names,
-//!          check the TLS SNI against the CONNECT host, connect, log one JSON line (log.rs)
+//! sandbox: tool ──HTTP(S)_PROXY (http://), ALL_PROXY (socks5h://)──▶ 127.0.0.1:3128
+//!              (init's relay, relay.rs) ──▶ /run/wrapix/egress/proxy.sock (bind mount of the
+//!              run's private folder)
+//! host:    proxy.rs (a thread of the wrapix process running the sandbox; SOCKS5 in socks.rs):
+//!          decide on the name asked for, resolve it here, refuse private/loopback/own
+//!          addresses no rule names, check the TLS SNI against the requested host, connect,
+//!          log one JSON line (log.rs); for a `[[network.credentials]]` host, end TLS with a
+//!          certificate of the user's CA (ca.rs) and set the header (mitm.rs)
 //! ```
 //! A tool that ignores the proxy variables reaches nothing: there is no route and no DNS
 //! server inside. The proxy is started before the sandbox and stops when [`Proxy`] is dropped.
@@ -22,10 +25,14 @@ use crate::error::SandboxError;
 use crate::prepare::Bind;
 
 pub mod addr;
+pub mod ca;
 pub mod log;
+pub mod mitm;
 pub mod proxy;
 pub mod relay;
 pub mod sni;
+pub mod socks;
+pub mod stream;
 
 /// The loopback port of the relay inside the sandbox.
 pub const PORT: u16 = 3128;
@@ -40,11 +47,60 @@ pub const SOCKET_ENV: &str = "WRAPIX_EGRESS_SOCKET";
 /// cannot set.
 pub const HOSTS_ENV: &str = "WRAPIX_EGRESS_HOSTS";
 
+/// Where the CA certificate of credential injection appears inside the sandbox (alone).
+pub const SANDBOX_CA: &str = "/run/wrapix/egress-ca.pem";
+/// The sandbox's CA bundle: its system bundle plus the CA; also mounted over
+/// [`SYSTEM_BUNDLE`], so that tools which ignore the variables trust it too.
+pub const SANDBOX_BUNDLE: &str = "/run/wrapix/ca-bundle.pem";
+/// The system bundle of Debian-like roots (the images wrapix builds, and the host's).
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Variables that name a CA bundle, for the tools that read them (whole bundles, not extras).
+const BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "PIP_CERT",
+    "npm_config_cafile",
+    "AWS_CA_BUNDLE",
+    "DENO_CERT",
+];
+
 /// The running proxy; stops (and its socket goes) when dropped.
 #[derive(Debug)]
 pub struct Proxy {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The CA certificate (PEM) when credentials are injected: what the sandbox trusts.
+    pub ca_pem: Option<String>,
+    /// The secrets of the credentials, for the check that none reaches the sandbox.
+    pub secrets: Secrets,
+}
+
+/// Secrets the sandbox must never get (compared with its environment before it starts).
+/// Printed as a count only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// The first variable of `env` whose value holds a secret, with the credential's host. A
+    /// secret shorter than 8 characters counts only as the whole value (as a part it would
+    /// match by chance).
+    pub fn leaked_in<'a>(&self, env: &'a BTreeMap<String, String>) -> Option<(&'a str, &str)> {
+        env.iter().find_map(|(k, v)| {
+            self.0
+                .iter()
+                .find(|(_, s)| v == s || (s.len() >= 8 && v.contains(s.as_str())))
+                .map(|(host, _)| (k.as_str(), host.as_str()))
+        })
+    }
 }
 
 impl Drop for Proxy {
@@ -58,8 +114,10 @@ impl Drop for Proxy {
     }
 }
 
-/// What the sandbox gets: the socket's folder and the proxy variables.
-pub fn provide(out: &mut crate::forward::Provided, dir: &Path) {
+/// What the sandbox gets: the socket's folder and the proxy variables; with credentials, the
+/// CA certificate (`ca_pem`) and the variables that make tools trust it ([`crate::prepare`]
+/// writes the bundle, from the sandbox's own system bundle).
+pub fn provide(out: &mut crate::forward::Provided, dir: &Path, ca_pem: Option<&str>) {
     out.binds.push(Bind {
         source: dir.to_owned(),
         dest: SandboxPath::from_static(SANDBOX_DIR),
@@ -69,14 +127,27 @@ pub fn provide(out: &mut crate::forward::Provided, dir: &Path) {
     for k in [
         "HTTP_PROXY",
         "HTTPS_PROXY",
-        "ALL_PROXY",
         "http_proxy",
         "https_proxy",
-        "all_proxy",
         "npm_config_proxy",
         "npm_config_https_proxy",
     ] {
         out.env.insert(k.into(), url.clone());
+    }
+    // The same listener speaks SOCKS5 (told apart by the first byte); `h`: names are
+    // resolved by the proxy.
+    for k in ["ALL_PROXY", "all_proxy"] {
+        out.env
+            .insert(k.into(), format!("socks5h://127.0.0.1:{PORT}"));
+    }
+    if let Some(pem) = ca_pem {
+        out.egress_ca = Some(pem.to_owned());
+        for k in BUNDLE_VARS {
+            out.env.insert((*k).into(), SANDBOX_BUNDLE.into());
+        }
+        // Node (and Claude Code) add this to their own list.
+        out.env
+            .insert("NODE_EXTRA_CA_CERTS".into(), SANDBOX_CA.into());
     }
     for k in ["NO_PROXY", "no_proxy"] {
         out.env.insert(k.into(), "localhost,127.0.0.1,::1".into());
@@ -111,13 +182,27 @@ pub fn hosts_override(env: &BTreeMap<String, String>) -> BTreeMap<String, Vec<Ip
 
 /// Binds the proxy's socket at `dir/proxy.sock` and serves it on a thread of its own, logging
 /// to `log_path`. Returns once the socket accepts connections.
+/// With credentials: the user's CA in `ca_dir` (created on first use), and every secret read
+/// now, so that a missing one stops the run before the sandbox starts.
 pub fn start(
     egress: &Egress,
     sandbox: &str,
     dir: &Path,
     log_path: &Path,
+    ca_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Proxy, SandboxError> {
+    let mut injectors = Vec::new();
+    let mut secrets = Secrets::default();
+    let mut ca_pem = None;
+    if !egress.credentials.is_empty() {
+        let ca = ca::load_or_create(ca_dir)?;
+        for c in &egress.credentials {
+            secrets.0.push((c.host.clone(), mitm::secret(c, env)?));
+            injectors.push(Arc::new(mitm::Injector::new(c, env, &ca)?));
+        }
+        ca_pem = Some(ca.cert_pem.clone());
+    }
     let fail = |what: String, e: std::io::Error| SandboxError::Network {
         detail: format!("egress proxy: {what}: {e}"),
         fix: "check that the folder is writable, or run with --network none".into(),
@@ -137,6 +222,7 @@ pub fn start(
         own: addr::own(),
         hosts: hosts_override(env),
         notify: egress.notify_denied.then(|| denied_notifier(env)),
+        injectors,
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,6 +250,8 @@ pub fn start(
     Ok(Proxy {
         stop: Some(stop),
         thread: Some(thread),
+        ca_pem,
+        secrets,
     })
 }
 
@@ -198,4 +286,26 @@ fn denied_notifier(env: &BTreeMap<String, String>) -> proxy::Notify {
                 let _ = wrapix_notify::client::send(&frame, &target, Duration::from_secs(2));
             });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_in_the_environment_is_found_and_named() {
+        let s = Secrets(vec![
+            ("api.example".into(), "sk-0123456789".into()),
+            ("short.example".into(), "abc".into()),
+        ]);
+        let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(
+            s.leaked_in(&env("KEY", "Bearer sk-0123456789")),
+            Some(("KEY", "api.example"))
+        );
+        assert_eq!(s.leaked_in(&env("K", "abc")), Some(("K", "short.example")));
+        assert_eq!(s.leaked_in(&env("PATH", "/usr/abc/bin")), None);
+        assert_eq!(s.leaked_in(&env("K", "placeholder")), None);
+        assert_eq!(format!("{s:?}"), "Secrets(2 hidden)");
+    }
 }

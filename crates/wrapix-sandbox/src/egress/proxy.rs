@@ -1,5 +1,6 @@
-//! The host-side proxy: HTTP CONNECT and plain-HTTP forwarding on a Unix socket, deciding on
-//! the name the client asked for. Everything the sandbox sends is untrusted input: the head is
+//! The host-side proxy: HTTP CONNECT, plain-HTTP forwarding and SOCKS5 ([`super::socks`]) on a
+//! Unix socket, deciding on the name the client asked for; tunnels to a credential's host go
+//! through [`super::mitm`]. Everything the sandbox sends is untrusted input: the head is
 //! bounded, every wait has a timeout, and anything that is not understood is refused.
 
 use std::collections::BTreeMap;
@@ -12,11 +13,15 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 use wrapix_spec::egress::{normalise_host, Decision, Egress, Host};
 
 use super::log::{now, Entry, Log};
+use super::mitm::Injector;
 use super::sni::{self, Hello};
+use super::stream::{Counts, Prefixed};
 
 /// The request head (request line and headers) is at most this long.
 const MAX_HEAD: usize = 16 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The relay's buffer each way (tokio's default of 8 KiB halved a download's throughput).
+const COPY_BUF: usize = super::relay::CHUNK;
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -32,6 +37,18 @@ pub struct Shared {
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
     /// Called with a one-line message for each denied request (`notify_denied`).
     pub notify: Option<Notify>,
+    /// One per `[[network.credentials]]` entry.
+    pub injectors: Vec<Arc<Injector>>,
+}
+
+impl Shared {
+    fn injector(&self, host: &Host, port: u16) -> Option<Arc<Injector>> {
+        let Host::Name(n) = host else { return None };
+        self.injectors
+            .iter()
+            .find(|i| i.host == *n && i.port == port)
+            .cloned()
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -42,6 +59,7 @@ impl std::fmt::Debug for Shared {
             .field("own", &self.own)
             .field("hosts", &self.hosts)
             .field("notify", &self.notify.is_some())
+            .field("injectors", &self.injectors)
             .finish_non_exhaustive()
     }
 }
@@ -85,15 +103,15 @@ struct Request {
     upstream_head: Vec<u8>,
 }
 
-struct Record<'a> {
-    shared: &'a Shared,
-    host: String,
-    port: u16,
-    kind: &'static str,
+pub(super) struct Record<'a> {
+    pub shared: &'a Shared,
+    pub host: String,
+    pub port: u16,
+    pub kind: &'static str,
 }
 
 impl Record<'_> {
-    fn write(&self, verdict: &str, rule: &str, up: u64, down: u64) {
+    pub(super) fn write(&self, verdict: &str, rule: &str, up: u64, down: u64) {
         self.shared.log.write(&Entry {
             time: now(),
             sandbox: self.shared.sandbox.clone(),
@@ -117,7 +135,16 @@ impl Record<'_> {
 }
 
 async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
-    let Ok(Ok((head, rest))) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn)).await
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HEAD_TIMEOUT, conn.read(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    if first[0] == super::socks::VERSION {
+        return super::socks::handle(conn, shared, first.to_vec()).await;
+    }
+    let Ok(Ok((head, rest))) =
+        tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn, first.to_vec())).await
     else {
         let _ = conn
             .write_all(&response(400, "bad or incomplete request"))
@@ -131,7 +158,7 @@ async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
             return;
         }
     };
-    let rec = Record {
+    let mut rec = Record {
         shared: &shared,
         host: req.host.clone(),
         port: req.port,
@@ -142,42 +169,22 @@ async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
         let _ = conn.write_all(&response(403, "not a host name")).await;
         return;
     };
-    let rule = match shared.egress.decide(&host) {
-        Decision::Deny(rule) => {
-            rec.write("deny", &rule, 0, 0);
-            let _ = conn
-                .write_all(&response(
-                    403,
-                    &format!("wrapix: {} is not allowed ({rule})", req.host),
-                ))
-                .await;
-            return;
-        }
-        Decision::Allow(rule) => rule,
-    };
-    let addrs = match resolve(&shared, &host, req.port).await {
-        Ok(a) => a,
-        Err(why) => {
-            let verdict = if why.starts_with("address") {
-                "deny"
-            } else {
-                "error"
+    let Opened {
+        rule,
+        addrs,
+        mut upstream,
+    } = match open(&rec, &host, req.port).await {
+        Ok(o) => o,
+        Err(refused) => {
+            let (code, why) = match refused {
+                Refused::Denied(why) => (403, why),
+                Refused::Unreachable(why) => (502, why),
+                Refused::ConnectFailed(_) => (502, "cannot connect".to_owned()),
             };
-            rec.write(verdict, &why, 0, 0);
-            let code = if verdict == "deny" { 403 } else { 502 };
             let _ = conn.write_all(&response(code, &why)).await;
             return;
         }
     };
-    let mut upstream = match connect(&addrs).await {
-        Ok(s) => s,
-        Err(e) => {
-            rec.write("error", &format!("{rule}; connect failed: {e}"), 0, 0);
-            let _ = conn.write_all(&response(502, "cannot connect")).await;
-            return;
-        }
-    };
-    let mut up = 0u64;
     if req.connect {
         if conn
             .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -186,41 +193,148 @@ async fn handle(mut conn: UnixStream, shared: Arc<Shared>) {
         {
             return;
         }
-        let first = match tokio::time::timeout(HELLO_TIMEOUT, first_bytes(&mut conn, rest)).await {
-            Ok(Ok(b)) => b,
-            _ => {
-                rec.write("deny", "no data from the client", 0, 0);
-                return;
-            }
-        };
-        if let Err(why) = check_tls(&first, &host, req.port) {
-            rec.write("deny", &why, 0, 0);
-            return;
-        }
-        if upstream.write_all(&first).await.is_err() {
-            rec.write("error", &format!("{rule}; upstream closed"), 0, 0);
-            return;
-        }
-        up += first.len() as u64;
-    } else {
-        let mut out = req.upstream_head.clone();
-        out.extend_from_slice(&rest);
-        if upstream.write_all(&out).await.is_err() {
-            rec.write("error", &format!("{rule}; upstream closed"), 0, 0);
-            return;
-        }
-        up += out.len() as u64;
+        return tunnel(conn, rest, &mut rec, &host, req.port, rule, upstream, addrs).await;
     }
-    // Bytes counted only for a tunnel that ends cleanly (an error loses the count).
-    let (a, b) = tokio::io::copy_bidirectional(&mut conn, &mut upstream)
-        .await
-        .unwrap_or_default();
+    let mut out = req.upstream_head.clone();
+    out.extend_from_slice(&rest);
+    if upstream.write_all(&out).await.is_err() {
+        rec.write("error", &format!("{rule}; upstream closed"), 0, 0);
+        return;
+    }
+    let up = out.len() as u64;
+    // Bytes counted only for a connection that ends cleanly (an error loses the count).
+    let (a, b) =
+        tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
+            .await
+            .unwrap_or_default();
     rec.write("allow", &rule, up + a, b);
 }
 
+/// Why [`open`] refused (its log line is written).
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// No rule allows it, or it resolves to an address no rule names (the reason).
+    Denied(String),
+    /// The name does not resolve (the reason).
+    Unreachable(String),
+    ConnectFailed(std::io::ErrorKind),
+}
+
+/// An allowed, connected upstream.
+pub(super) struct Opened {
+    pub rule: String,
+    pub addrs: Vec<SocketAddr>,
+    pub upstream: TcpStream,
+}
+
+/// Decides on `host`, resolves it here, refuses private addresses no rule names, and
+/// connects. Refusals are logged.
+pub(super) async fn open(rec: &Record<'_>, host: &Host, port: u16) -> Result<Opened, Refused> {
+    let shared = rec.shared;
+    let rule = match shared.egress.decide(host) {
+        Decision::Deny(rule) => {
+            rec.write("deny", &rule, 0, 0);
+            return Err(Refused::Denied(format!(
+                "wrapix: {} is not allowed ({rule})",
+                rec.host
+            )));
+        }
+        Decision::Allow(rule) => rule,
+    };
+    let addrs = match resolve(shared, host, port).await {
+        Ok(a) => a,
+        Err(why) => {
+            let denied = why.starts_with("address");
+            rec.write(if denied { "deny" } else { "error" }, &why, 0, 0);
+            return Err(if denied {
+                Refused::Denied(why)
+            } else {
+                Refused::Unreachable(why)
+            });
+        }
+    };
+    match connect(&addrs).await {
+        Ok(upstream) => Ok(Opened {
+            rule,
+            addrs,
+            upstream,
+        }),
+        Err(e) => {
+            rec.write("error", &format!("{rule}; connect failed: {e}"), 0, 0);
+            Err(Refused::ConnectFailed(e.kind()))
+        }
+    }
+}
+
+/// A tunnel once the client was told it is open (CONNECT's 200, SOCKS5's success): its first
+/// bytes are checked (TLS must name the host), then relayed, or served by [`super::mitm`]
+/// when a credential is configured for this host and port. One log line when it ends.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn tunnel(
+    mut conn: UnixStream,
+    rest: Vec<u8>,
+    rec: &mut Record<'_>,
+    host: &Host,
+    port: u16,
+    rule: String,
+    mut upstream: TcpStream,
+    addrs: Vec<SocketAddr>,
+) {
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, first_bytes(&mut conn, rest)).await {
+        Ok(Ok(b)) => b,
+        _ => {
+            rec.write("deny", "no data from the client", 0, 0);
+            return;
+        }
+    };
+    if let Err(why) = check_tls(&first, host, port) {
+        rec.write("deny", &why, 0, 0);
+        return;
+    }
+    if let Some(inj) = rec.shared.injector(host, port) {
+        if !matches!(sni::parse(&first), Hello::Tls(_)) {
+            rec.write("deny", "a credential's host is reached over TLS only", 0, 0);
+            return;
+        }
+        let counts = Arc::new(Counts::default());
+        let client = Prefixed::new(first, conn, counts.clone());
+        let header = inj.header_name().to_owned();
+        let out = super::mitm::serve(client, upstream, inj, addrs).await;
+        let (up, down) = counts.get();
+        rec.kind = if rec.kind == "socks5" {
+            "socks5+credential"
+        } else {
+            "credential"
+        };
+        let mut why = format!("{rule}; {header} set on {} requests", out.requests);
+        if out.refused > 0 {
+            why.push_str(&format!("; {} refused", out.refused));
+        }
+        if let Some(e) = &out.error {
+            why.push_str(&format!("; {e}"));
+        }
+        let verdict = if out.error.is_some() && out.requests == 0 {
+            "error"
+        } else {
+            "allow"
+        };
+        rec.write(verdict, &why, up, down);
+        return;
+    }
+    if upstream.write_all(&first).await.is_err() {
+        rec.write("error", &format!("{rule}; upstream closed"), 0, 0);
+        return;
+    }
+    // Bytes counted only for a tunnel that ends cleanly (an error loses the count).
+    let (a, b) =
+        tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
+            .await
+            .unwrap_or_default();
+    rec.write("allow", &rule, first.len() as u64 + a, b);
+}
+
 /// Reads until the end of the head; returns it and what came after it.
-async fn read_head(conn: &mut UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
+async fn read_head(conn: &mut UnixStream, mut buf: Vec<u8>) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -312,7 +426,7 @@ async fn resolve(shared: &Shared, host: &Host, port: u16) -> Result<Vec<SocketAd
     Ok(ok)
 }
 
-async fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+pub(super) async fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     let mut last = std::io::Error::other("no address");
     for a in addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {

@@ -50,6 +50,12 @@ pub struct Provided {
     /// Set when the egress proxy of an allowlist runs ([`crate::egress`]): [`crate::prepare`]
     /// refuses an allowlist without it.
     pub egress: bool,
+    /// The CA certificate the sandbox trusts when credentials are injected (PEM; empty in a
+    /// dry run): [`crate::prepare`] writes the bundle.
+    pub egress_ca: Option<String>,
+    /// The credentials' secrets: [`crate::prepare`] refuses a sandbox environment that
+    /// holds one.
+    pub secrets: crate::egress::Secrets,
 }
 
 /// The helpers started for a run (and its private folder), stopped and removed on drop.
@@ -123,11 +129,16 @@ pub fn start(
     if let Some(egress) = egress {
         let dir = run_dir(&helpers)?;
         let sock_dir = dir.subdir("egress")?;
+        let mut ca_pem = (!egress.credentials.is_empty()).then(String::new);
         if !dry_run {
             let log = crate::egress::log::path(&spec.user.home, env);
-            helpers.egress = Some(crate::egress::start(egress, &dir.id, &sock_dir, &log, env)?);
+            let ca_dir = crate::egress::ca::dir(&wrapix_spec::state::root(&spec.user.home, env));
+            let proxy = crate::egress::start(egress, &dir.id, &sock_dir, &log, &ca_dir, env)?;
+            ca_pem = proxy.ca_pem.clone();
+            out.secrets = proxy.secrets.clone();
+            helpers.egress = Some(proxy);
         }
-        crate::egress::provide(&mut out, &sock_dir);
+        crate::egress::provide(&mut out, &sock_dir, ca_pem.as_deref());
     }
     match fw.display {
         None => {}

@@ -21,11 +21,16 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
-use super::{FIRST_PORT_FD, PORTS};
+use super::{CONSOLE_FD, FIRST_PORT_FD, NET_FD, PORTS};
 use crate::exec::FORWARDED;
 
 /// The exit code when the VM could not run the command.
 const FAILED: i32 = 125;
+
+/// The end of the console kept in memory, for the message when the VM stops without an exit.
+const CONSOLE_TAIL: usize = 64 * 1024;
+/// The console file's limit (`WRAPIX_QEMU_KEEP=1`): the guest decides how much it writes.
+const CONSOLE_FILE_MAX: u64 = 16 << 20;
 
 /// The first byte on the signal port: the guest may run the command (no signal is 0).
 pub const GO: u8 = 0;
@@ -43,6 +48,8 @@ struct Args {
     timing: bool,
     /// The host's notification socket, for the frames the guest relays.
     notify: Option<PathBuf>,
+    /// `WRAPIX_QEMU_KEEP=1`: the console also goes to this file (at most [`CONSOLE_FILE_MAX`]).
+    console_log: Option<PathBuf>,
     /// `network = "open"`: the helper's PID file, the release fd it waits on, passt's argv.
     net: Option<Net>,
     qemu: Vec<OsString>,
@@ -61,6 +68,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         shares: Vec::new(),
         timing: false,
         notify: None,
+        console_log: None,
         net: None,
         qemu: Vec::new(),
     };
@@ -75,6 +83,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
             Some("--virtiofsd") => a.virtiofsd = value()?.into(),
             Some("--timing") => a.timing = true,
             Some("--notify") => a.notify = Some(PathBuf::from(value()?)),
+            Some("--console-log") => a.console_log = Some(PathBuf::from(value()?)),
             Some("--net-pid-file") => net_pid_file = Some(PathBuf::from(value()?)),
             Some("--net-wait-fd") => {
                 net_wait_fd = Some(
@@ -259,6 +268,42 @@ fn take_release(net: &Net) -> Result<std::fs::File, String> {
     }
 }
 
+/// The serial console (the guest kernel's and PID 1's early messages): its last
+/// [`CONSOLE_TAIL`] bytes, returned at its end; with `log`, also written there up to
+/// [`CONSOLE_FILE_MAX`] (a guest cannot fill the host's disk).
+fn read_console(mut console: UnixStream, log: Option<PathBuf>) -> Vec<u8> {
+    let mut file = log.and_then(|p| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(p)
+            .ok()
+    });
+    let mut written = 0u64;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match console.read(&mut buf) {
+            Ok(0) | Err(_) => return tail,
+            Ok(n) => n,
+        };
+        if let Some(f) = &mut file {
+            let room = CONSOLE_FILE_MAX.saturating_sub(written) as usize;
+            let part = &buf[..n.min(room)];
+            if f.write_all(part).is_err() || part.len() < n {
+                let _ = f.write_all(b"\n[wrapix: the console log stops here: 16 MiB]\n");
+                file = None;
+            }
+            written += part.len() as u64;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * CONSOLE_TAIL {
+            tail.drain(..tail.len() - CONSOLE_TAIL);
+        }
+    }
+}
+
 /// The frames the guest relays (one line each, untrusted: a compromised guest kernel writes
 /// what it wants): each decoded as the daemon would and sent to the host's socket as a
 /// sandbox's `wrapix notify` would; a line past the frame limit is skipped whole. Without a
@@ -386,6 +431,13 @@ fn run(
         ours.push(o);
         theirs.push(t.into());
     }
+    let (console_ours, console_theirs) =
+        UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    theirs.push(console_theirs.into());
+    debug_assert_eq!(FIRST_PORT_FD + theirs.len() as i32, NET_FD);
+    debug_assert_eq!(FIRST_PORT_FD + PORTS.len() as i32, CONSOLE_FD);
+    let console_log = a.console_log.clone();
+    let console = std::thread::spawn(move || read_console(console_ours, console_log));
     let (prog, qargs) = a.qemu.split_first().ok_or("no qemu command")?;
     let mut cmd = Command::new(prog);
     cmd.args(qargs).stdin(Stdio::null()).stdout(Stdio::null());
@@ -525,18 +577,8 @@ fn run(
     match code {
         Some(c) => Ok(c),
         None => {
-            let log = a.stage.join("console.log");
-            // Only the end of the console (the guest decides how much it writes there).
-            let tail = std::fs::File::open(&log)
-                .and_then(|mut f| {
-                    use std::io::Seek;
-                    let len = f.metadata()?.len();
-                    f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 * 1024)))?;
-                    let mut b = Vec::new();
-                    f.read_to_end(&mut b)?;
-                    Ok(String::from_utf8_lossy(&b).into_owned())
-                })
-                .unwrap_or_default();
+            // qemu has exited: the console's end is in.
+            let tail = String::from_utf8_lossy(&console.join().unwrap_or_default()).into_owned();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             Err(format!(
@@ -544,5 +586,39 @@ fn run(
                 tail.join("\n")
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest that writes without end: the kept tail and the console file stay bounded, and
+    /// the tail holds the last bytes written.
+    #[test]
+    fn the_console_is_bounded_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("console.log");
+        let (mut guest, host) = UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || read_console(host, Some(log)))
+        };
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..20 {
+            guest.write_all(&chunk).unwrap_or_else(|e| panic!("{e}"));
+        }
+        guest
+            .write_all(b"the end\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(guest);
+        let tail = reader.join().unwrap_or_default();
+        assert!(tail.len() <= 2 * CONSOLE_TAIL, "{}", tail.len());
+        assert!(tail.ends_with(b"the end\n"));
+        let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            (CONSOLE_FILE_MAX..CONSOLE_FILE_MAX + 100).contains(&size),
+            "{size}"
+        );
     }
 }

@@ -1075,15 +1075,39 @@ mod network {
     fn bad_input_is_named() {
         let cases: &[(Option<&str>, &str, &str)] = &[
             (None, "network = { allow = [\"*\"] }\n", "wildcard"),
-            (None, "network = { allow = [\"https://github.com\"] }\n", "not a URL"),
-            (None, "network = { allow = [\"a..b\"] }\n", "not a host name"),
+            (
+                None,
+                "network = { allow = [\"https://github.com\"] }\n",
+                "not a URL",
+            ),
+            (
+                None,
+                "network = { allow = [\"a..b\"] }\n",
+                "not a host name",
+            ),
             (None, "network = { allow = [\"*.com\"] }\n", "two labels"),
-            (None, "network = { allow = [\"@nope\"] }\n", "unknown host set \"@nope\""),
-            (None, "network = { allow = \"github.com\" }\n", "list of strings"),
+            (
+                None,
+                "network = { allow = [\"@nope\"] }\n",
+                "unknown host set \"@nope\"",
+            ),
+            (
+                None,
+                "network = { allow = \"github.com\" }\n",
+                "list of strings",
+            ),
             (None, "network = { allow = [3] }\n", "list of strings"),
             (None, "network = { deny = [\"x.org\"] }\n", "no `allow`"),
-            (None, "network = { allow = [\"x.org\"], allwo = 1 }\n", "unknown key"),
-            (None, "network = 3\n", "expected \"open\", \"none\" or a table"),
+            (
+                None,
+                "network = { allow = [\"x.org\"], allwo = 1 }\n",
+                "unknown key",
+            ),
+            (
+                None,
+                "network = 3\n",
+                "expected \"open\", \"none\" or a table",
+            ),
             (None, "network = \"maybe\"\n", "unknown network policy"),
             (
                 None,
@@ -1095,16 +1119,96 @@ mod network {
                 "network = { allow = [\"@w\"] }\n",
                 "not other sets",
             ),
-            (
-                None,
-                "[network]\nallow = [\"api.anthropic.com\"]\n[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"x-api-key\"\nfrom_env = \"K\"\n",
-                "not built",
-            ),
         ];
         for (user, project, want) in cases {
             let e = err(*user, Some(project), Overrides::default());
             assert!(e.contains(want), "{project:?}: {e}");
             assert!(e.contains("fix:"), "{e}");
         }
+    }
+
+    const CRED: &str = "[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"X-Api-Key\"\nfrom_env = \"ANTHROPIC_API_KEY\"\n";
+
+    #[test]
+    fn credentials_parse_add_up_and_show_no_secret() {
+        let user = format!("[network]\nallow = [\"api.anthropic.com\", \"git.example\"]\n{CRED}");
+        let project = "[network]\nallow = [\"api.anthropic.com\", \"git.example\"]\n\
+            [[network.credentials]]\nhost = \"git.example\"\nport = 8443\nheader = \"authorization\"\n\
+            prefix = \"Bearer \"\nfrom_file = \"~/.config/git-token\"\nca_file = \"/etc/corp.pem\"\n";
+        let spec = ok(Some(&user), Some(project), Overrides::default());
+        let e = spec.network.egress().unwrap();
+        assert_eq!(e.credentials.len(), 2, "{:?}", e.credentials);
+        let a = &e.credentials[0];
+        assert_eq!(
+            (a.host.as_str(), a.port, a.header.as_str()),
+            ("api.anthropic.com", 443, "x-api-key")
+        );
+        assert_eq!(
+            a.source,
+            crate::egress::SecretSource::Env("ANTHROPIC_API_KEY".into())
+        );
+        let g = &e.credentials[1];
+        assert_eq!((g.port, g.prefix.as_str()), (8443, "Bearer "));
+        assert!(
+            matches!(&g.source, crate::egress::SecretSource::File(p) if p.ends_with("home/.config/git-token"))
+        );
+        assert_eq!(g.ca_file.as_deref(), Some(Path::new("/etc/corp.pem")));
+        assert!(e
+            .credential(&crate::Host::Name("git.example".into()), 8443)
+            .is_some());
+        assert!(e
+            .credential(&crate::Host::Name("git.example".into()), 443)
+            .is_none());
+        let shown = spec.network.to_string();
+        assert!(
+            shown.contains(
+                "credentials [api.anthropic.com:443 x-api-key from_env ANTHROPIC_API_KEY"
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_credentials_are_named() {
+        let allow = "[network]\nallow = [\"api.anthropic.com\"]\n";
+        let cases: &[(String, &str)] = &[
+            (CRED.to_owned(), "the network is open"),
+            (format!("[network]\nallow = [\"x.org\"]\n{CRED}"), "is not allowed by the allowlist"),
+            (format!("[network]\nallow = [\"*.anthropic.com\"]\ndeny = [\"api.anthropic.com\"]\n{CRED}"), "deny api.anthropic.com"),
+            (format!("{allow}[[network.credentials]]\nhost = \"*.anthropic.com\"\nheader = \"a\"\nfrom_env = \"K\"\n"), "not one host name"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\n"), "exactly one of from_env and from_file"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\nfrom_env = \"K\"\nfrom_file = \"/k\"\n"), "exactly one of"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"x key\"\nfrom_env = \"K\"\n"), "not a header name"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"Host\"\nfrom_env = \"K\"\n"), "frames or routes"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\nfrom_file = \"key.txt\"\n"), "network.credentials.from_file"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\nfrom_env = \"K\"\nport = 0\n"), "not a port"),
+            (format!("{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\nfrom_env = \"K\"\nsecret = \"x\"\n"), "unknown key \"secret\""),
+            (format!("{allow}{CRED}{CRED}"), "two credentials"),
+        ];
+        for (project, want) in cases {
+            let e = err(None, Some(project), Overrides::default());
+            assert!(e.contains(want), "{project:?}: {e}");
+            assert!(e.contains("fix:"), "{e}");
+        }
+        // A secret file in the project is one the sandbox reads.
+        let f = Fixture::new();
+        let project = format!(
+            "{allow}[[network.credentials]]\nhost = \"api.anthropic.com\"\nheader = \"a\"\nfrom_file = \"{}\"\n",
+            f.dir.path().join("project/key").display()
+        );
+        let e = f
+            .run(None, Some(&project), Overrides::default())
+            .unwrap_err();
+        assert!(e.contains("is in the project"), "{e}");
+    }
+
+    #[test]
+    fn a_project_asking_for_credentials_needs_trust() {
+        let project = format!("[network]\nallow = [\"api.anthropic.com\"]\n{CRED}");
+        let e = Fixture::untrusted()
+            .run(None, Some(&project), Overrides::default())
+            .unwrap_err();
+        assert!(e.contains("network.credentials"), "{e}");
+        assert!(e.contains("wrapix trust"), "{e}");
     }
 }

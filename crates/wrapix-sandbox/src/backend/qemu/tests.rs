@@ -187,7 +187,11 @@ fn plan_network_open() {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    assert!(a.iter().any(|x| x == "socket,id=net0,fd=9"), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|x| *x == format!("socket,id=net0,fd={NET_FD}")),
+        "{a:?}"
+    );
     let config = layout(&run).config;
     assert_eq!(
         config.net,
