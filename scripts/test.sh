@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on its own on a fresh Debian machine (as root or as a user with sudo):
 # installs what the tests need, then formatting, lints, unit, snapshot, property and integration
-# tests. The escape suite (with the network allowlist tests) runs five times: as an unprivileged
-# user against bubblewrap (as root: as the user $WRAPIX_TEST_USER, default `ci`, created if
-# missing), as root against bubblewrap
+# tests. The escape suite, with the network allowlist tests, runs five times (and the qemu
+# backend's own and network tests once more, as root): as an unprivileged user against
+# bubblewrap (as root: as the user $WRAPIX_TEST_USER, default `ci`, created if missing), as
+# root against bubblewrap
 # (WRAPIX_TEST_AS_ROOT=1) and against systemd-nspawn (WRAPIX_TEST_BACKEND=nspawn, root only),
 # against rootless podman (WRAPIX_TEST_BACKEND=podman, from an image built once per machine
 # into /tmp/wrapix-test-images) and against the qemu micro-VM as the user
@@ -73,6 +74,19 @@ if [ -n "$bin" ]; then
   else
     echo "nspawn escape pass: skipped: systemd-nspawn is not installed (sudo apt-get install systemd-container)"
     echo "[nspawn, as root] (the whole nspawn pass): systemd-nspawn is not installed" >> "$skips"
+    [ "${CI:-}" = "true" ] && status=1
+  fi
+  # The qemu backend as root: its own tests, the network escape and allowlist tests (the
+  # whole suite runs against qemu as the user below; as root the network holder and virtiofsd
+  # differ).
+  if command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -x /usr/local/bin/virtiofsd ]; then
+    start=$SECONDS
+    (cd crates/wrapix-cli && "${as_root[@]}" env WRAPIX_TEST_AS_ROOT=1 WRAPIX_TEST_BACKEND=qemu "$bin" escape_net testhost egress:: qemu::) 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    echo "qemu root pass: $((SECONDS - start)) s"
+  else
+    echo "qemu root pass: skipped: qemu or virtiofsd is not installed (scripts/install-deps.sh --test)"
+    echo "[qemu, as root] (the qemu root pass): qemu or virtiofsd is not installed" >> "$skips"
     [ "${CI:-}" = "true" ] && status=1
   fi
 fi

@@ -3,7 +3,7 @@
 //!
 //! passt never runs in the host's network namespace. This helper (started by the supervisor,
 //! [`super::host`]) first moves into a network namespace of its own (with a user namespace
-//! of its own when unprivileged, mapping only the user), writes its PID to `--pid-file`
+//! of its own, mapping only the user, also root), writes its PID to `--pid-file`
 //! (the executor waits for it, [`crate::plan::LaunchPlan::pid_file`]) and waits on
 //! `--wait-fd`. Meanwhile the executor attaches the same pasta as for every other backend to
 //! that namespace (no port forwarding, `--no-map-gw`) and adds a `prohibit` route and rule for
@@ -98,18 +98,15 @@ fn run(args: &[OsString]) -> Result<std::convert::Infallible, String> {
     Err(format!("start {}: {e}", prog.to_string_lossy()))
 }
 
-/// A network namespace of our own; unprivileged, in a user namespace of our own that maps
-/// only the user (and its group), as uid 0: wrapix joins it (same user) with
-/// `nsenter --preserve-credentials` to add the routes, and `ip` keeps the capabilities it
-/// needs across its exec only as uid 0 there. Nothing else of the host is mapped.
+/// A network namespace of our own, in a user namespace of our own that maps only the user
+/// (and its group) as uid 0: wrapix joins it (same user) with `nsenter --preserve-credentials`
+/// to add the routes, and `ip` keeps the capabilities it needs across its exec only as uid 0
+/// there. Nothing else of the host is mapped. Also as root (mapping root alone): pasta, which
+/// gives up its capabilities, may open a namespace whose user namespace it owns, but not one
+/// of a process holding root's full capabilities in the host's (the ptrace rule that the
+/// caller's capabilities cover the target's); and passt then has no capability on the host.
 fn unshare_net() -> Result<(), String> {
     use nix::sched::CloneFlags;
-    let root = nix::unistd::geteuid().is_root();
-    if root {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("create a network namespace: {e}"))?;
-        return Ok(());
-    }
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("create a user and network namespace: {e}"))?;
