@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on its own on a fresh Debian machine (as root or as a user with sudo):
 # installs what the tests need, then formatting, lints, unit, snapshot, property and integration
-# tests. The escape suite runs five times (and the qemu backend's own and network tests once
-# more, as root): as an unprivileged user against bubblewrap (as root:
-# as the user $WRAPIX_TEST_USER, default `ci`, created if missing), as root against bubblewrap
+# tests. The escape suite, with the network allowlist tests, runs five times (and the qemu
+# backend's own and network tests once more, as root): as an unprivileged user against
+# bubblewrap (as root: as the user $WRAPIX_TEST_USER, default `ci`, created if missing), as
+# root against bubblewrap
 # (WRAPIX_TEST_AS_ROOT=1) and against systemd-nspawn (WRAPIX_TEST_BACKEND=nspawn, root only),
 # against rootless podman (WRAPIX_TEST_BACKEND=podman, from an image built once per machine
 # into /tmp/wrapix-test-images) and against the qemu micro-VM as the user
@@ -31,7 +32,9 @@ log="$(mktemp)"
 skips="$(mktemp)"
 trap 'rm -f "$log" "$skips"' EXIT
 export WRAPIX_TEST_SKIP_LOG="$skips"
-escape_filter=(escape testhost dns)
+# `egress::`: the allowlist tests of the sandbox's side run in every backend's pass (the
+# proxy's own decisions only in bubblewrap's; not `egress_…` modules).
+escape_filter=(escape testhost dns egress::)
 status=0
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
@@ -73,11 +76,12 @@ if [ -n "$bin" ]; then
     echo "[nspawn, as root] (the whole nspawn pass): systemd-nspawn is not installed" >> "$skips"
     [ "${CI:-}" = "true" ] && status=1
   fi
-  # The qemu backend as root: its own tests and the network escape tests (the whole suite runs
-  # against qemu as the user below; as root the network holder and virtiofsd differ).
+  # The qemu backend as root: its own tests, the network escape and allowlist tests (the
+  # whole suite runs against qemu as the user below; as root the network holder and virtiofsd
+  # differ).
   if command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -x /usr/local/bin/virtiofsd ]; then
     start=$SECONDS
-    (cd crates/wrapix-cli && "${as_root[@]}" env WRAPIX_TEST_AS_ROOT=1 WRAPIX_TEST_BACKEND=qemu "$bin" escape_net testhost qemu::) 2>&1 | tee -a "$log"
+    (cd crates/wrapix-cli && "${as_root[@]}" env WRAPIX_TEST_AS_ROOT=1 WRAPIX_TEST_BACKEND=qemu "$bin" escape_net testhost egress:: qemu::) 2>&1 | tee -a "$log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     echo "qemu root pass: $((SECONDS - start)) s"
   else
@@ -98,7 +102,7 @@ if [ -n "$missing" ]; then
 else
   start=$SECONDS
   # `--workspace --test all` reuses the first pass's build (`-p wrapix-cli` resolves features
-  # differently and recompiles); only wrapix-cli's escape, testhost and dns modules match.
+  # differently and recompiles); only wrapix-cli's escape, testhost, dns and egress modules match.
   WRAPIX_TEST_BACKEND=podman cargo test --workspace --locked --test all -- "${escape_filter[@]}" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   echo "podman escape pass: $((SECONDS - start)) s"

@@ -29,7 +29,10 @@ pub fn main<const SERVE: bool>() -> ! {
     if wrapix_sandbox::vm::is_guest_init(args.first().map(|a| a.as_os_str())) {
         wrapix_sandbox::vm::guest::main();
     }
-    if args.get(1).is_some_and(|a| a == "__vm" || a == "__vm-net") {
+    if args
+        .get(1)
+        .is_some_and(|a| a == "__vm" || a == "__vm-net" || a == "__vm-egress")
+    {
         std::process::exit(wrapix_sandbox::init::main(&args[1..]));
     }
     if args.get(1).map(|a| a == "__init").unwrap_or(false) {

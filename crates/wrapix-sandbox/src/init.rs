@@ -43,6 +43,9 @@ pub fn main(args: &[OsString]) -> i32 {
     if args.first().is_some_and(|a| a == "__vm-net") {
         return crate::vm::passt::main(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "__vm-egress") {
+        return crate::vm::egress::host_main(&args[1..]);
+    }
     // Not dumpable: the agent runs as the same user, and could otherwise ptrace this PID 1,
     // read or write its memory through /proc/1/mem, and hang or take over its own run. The
     // command gets the default back when it execs.

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod egress;
 pub mod guest;
 mod guest_net;
 pub(crate) mod guest_tty;
@@ -61,8 +62,9 @@ pub struct GuestConfig {
     /// `cpus` is the VM's number of vCPUs instead.
     #[serde(default)]
     pub limits: GuestLimits,
-    /// Published ports: a second NIC, qemu's user-mode network with `restrict=on` (nothing
-    /// out, only its `hostfwd` listeners in), found by its MAC.
+    /// Published ports and a network allowlist: a second NIC, qemu's user-mode network with
+    /// `restrict=on` (nothing out but the egress proxy's forward, only its `hostfwd` listeners
+    /// in), found by its MAC.
     #[serde(default)]
     pub ports_nic: Option<GuestNic>,
 }
@@ -143,5 +145,12 @@ pub enum GuestMount {
     /// the `wrapix.notify` port to the supervisor, which hands it to the host's daemon.
     NotifyRelay {
         dest: String,
+    },
+    /// The egress proxy's socket (a network allowlist), where every sandbox has it: PID 1
+    /// listens there (the user's, 0600) and relays each connection to `to` (`ADDRESS:PORT`),
+    /// the proxy's forward on the user-mode NIC ([`egress`]).
+    EgressRelay {
+        socket: String,
+        to: String,
     },
 }

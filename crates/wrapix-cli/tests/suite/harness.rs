@@ -57,8 +57,9 @@ pub const IMAGE_STORE: &str = "/tmp/wrapix-test-images";
 /// The image profile of podman cases, in their user config (so a project `wrapix.toml` written
 /// by a test keeps it); `WRAPIX_PROFILE` selects it. Debian's essential packages bring what the
 /// probes run (sh, bash, coreutils, util-linux, perl-base with Socket); git is for the `.git`
-/// probes. A new package list means a new image build (a minute or two, once per machine).
-pub const ESCAPE_PROFILE_CONFIG: &str = "[profiles.escape]\npackages = [\"git\"]\n";
+/// probes, curl for the egress tests. A new package list means a new image build (a minute or
+/// two, once per machine).
+pub const ESCAPE_PROFILE_CONFIG: &str = "[profiles.escape]\npackages = [\"git\", \"curl\"]\n";
 const ESCAPE_PROFILE: &str = "escape";
 /// A cold image build (mmdebstrap) takes a minute or two; this bounds a hung one.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);

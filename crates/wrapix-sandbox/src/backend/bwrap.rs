@@ -143,6 +143,10 @@ impl Backend for Bwrap {
         true
     }
 
+    fn filters_egress(&self) -> bool {
+        true
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }

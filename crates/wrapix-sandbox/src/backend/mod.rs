@@ -106,19 +106,29 @@ pub trait Backend {
         let _ = forward;
         false
     }
+    /// Whether [`Backend::plan`] enforces a network allowlist (`network = { allow = [...] }`):
+    /// the sandbox in a network namespace of its own with no route out, and the egress proxy
+    /// ([`crate::egress`]) its only way out. Off unless a backend says so: [`plan`] refuses an
+    /// allowlist on a backend that does not (fail closed: never `open` instead, nor `none`).
+    fn filters_egress(&self) -> bool {
+        false
+    }
 }
 
 /// The backend's plan for `run`, refused when the run asks for forwards the backend does not
 /// carry out (fail closed: never a run without what the config asked for).
 pub fn plan(backend: &dyn Backend, run: &Prepared) -> Result<LaunchPlan, SandboxError> {
     refuse_forwards(backend, run)?;
-    // Fail closed: only bubblewrap has the egress proxy's relay wired so far; elsewhere an
-    // allowlist would have to become `open` (too wide) or `none` (not what was asked).
-    if matches!(run.network, wrapix_spec::Network::Filtered(_)) && backend.name() != "bwrap" {
+    // Fail closed: where the proxy is not wired, an allowlist would have to become `open`
+    // (too wide) or `none` (not what was asked).
+    if matches!(run.network, wrapix_spec::Network::Filtered(_)) && !backend.filters_egress() {
         return Err(SandboxError::Unavailable {
             backend: backend.name(),
-            problem: "a network allowlist (network = { allow = [...] }, --allow-host) is enforced by wrapix's egress proxy, which this wrapix wires only into the bubblewrap backend".into(),
-            fix: "use --backend bwrap, or network = \"none\" / \"open\" with this backend".into(),
+            problem: format!(
+                "a network allowlist (network = {{ allow = [...] }}, --allow-host) is enforced by wrapix's egress proxy, which the {} backend does not wire in (bubblewrap, podman, nspawn and qemu do)",
+                backend.name()
+            ),
+            fix: "use another --backend, or network = \"none\" / \"open\" with this backend".into(),
         });
     }
     backend.plan(run)
@@ -266,6 +276,20 @@ mod tests {
         }
         assert!(REGISTRY.iter().any(|e| e.name.name == DEFAULT));
         assert_eq!(names().len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn every_backend_with_a_network_namespace_enforces_allowlists() {
+        let env = std::collections::BTreeMap::new();
+        for e in REGISTRY {
+            let b = (e.locate)(&at(&env));
+            assert_eq!(
+                b.filters_egress(),
+                e.name.name != "apple",
+                "{}",
+                e.name.name
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Isolation: a user namespace of its own (`--private-users=pick`: a fresh 64 K range, so root
 //! inside is an unprivileged, unused UID outside), new mount, PID, IPC, UTS and network
-//! namespaces (`--private-network`: loopback only), every capability dropped
+//! namespaces (`--private-network`: loopback only; a network allowlist adds the egress proxy's
+//! socket folder and wrapix's init relays its loopback port to it, as with bubblewrap), every capability dropped
 //! (`--drop-capability=all`), `no_new_privs`, nspawn's own seccomp allow-list **and** wrapix's
 //! filter (installed by wrapix's init with `--seccomp`, since nspawn takes only syscall names),
 //! the root read-only, and wrapix's init as PID 1 (non-dumpable). The agent runs as the user's
@@ -341,6 +342,10 @@ impl Backend for Nspawn {
         "nspawn"
     }
 
+    fn filters_egress(&self) -> bool {
+        true
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }
@@ -422,6 +427,7 @@ impl Backend for Nspawn {
         // /run/wrapix: links, mount points, the filter, the environment, the release FIFO.
         let run_dir = self.run_dir();
         stage::run_dir(&run_dir, RUN_DIR_ENTRIES)?;
+        stage::run_dir_mount_points(&run_dir, SANDBOX_RUN_DIR, run)?;
         let seccomp = default_filter_bytes(SeccompOptions::default())?;
         stage::write_file(&run_dir.join("seccomp.bpf"), &seccomp, 0o444)?;
         // The user's own environment (the API key, when forwarded), readable by the user only.
@@ -578,7 +584,9 @@ impl Backend for Nspawn {
         );
 
         let network = match run.network {
-            // Refused before planning (backend::plan): only bubblewrap runs the proxy relay.
+            // An allowlist: loopback only (`--private-network`), like `none`; the way out is
+            // the proxy's socket folder (bound by prepare at /run/wrapix/egress) and the
+            // init's loopback relay to it, started from the env file (`WRAPIX_EGRESS_SOCKET`).
             Network::None | Network::Filtered(_) => None,
             Network::Open => {
                 let pasta = self.pasta.clone().ok_or_else(|| {

@@ -7,7 +7,9 @@
 //! Podman's default profile lets a container create user namespaces, use keyrings and
 //! `TIOCSTI`), new PID/IPC/UTS/mount/network namespaces, and wrapix's own init as PID 1.
 //!
-//! Network: always `--network=none`. For `open`, the executor attaches pasta to the container's
+//! Network: always `--network=none`. A network allowlist stays so (loopback only): the egress
+//! proxy's socket folder is bound at `/run/wrapix/egress` and wrapix's init relays its
+//! loopback port to it, as with bubblewrap ([`crate::egress`]). For `open`, the executor attaches pasta to the container's
 //! network namespace from outside, as for bubblewrap ([`crate::network`]: no port forwarding,
 //! `--no-map-gw`, a `prohibit` route for every host address, the DNS forward), while the
 //! container's init waits: Podman writes the init's host PID to `--pidfile` once the namespaces
@@ -29,8 +31,8 @@
 //! read-only; the environment goes in an `--env-file`, never on the command line. Podman cannot
 //! make symlinks either, so `/run/wrapix` is a staged folder too (bound read-only), holding the
 //! links `notify.sock -> notify.d/notify.sock` and `bin/wrapix-notify`, `bin/ralph -> wrapix` and the empty
-//! mount points the plan binds wrapix and the notification folder onto (Podman mounts parents
-//! before children).
+//! mount points the plan binds wrapix, the notification folder and anything else below
+//! `/run/wrapix` onto (the egress proxy's socket folder; Podman mounts parents before children).
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -217,6 +219,10 @@ impl Backend for Podman {
         "podman"
     }
 
+    fn filters_egress(&self) -> bool {
+        true
+    }
+
     fn probe(&self) -> Probe {
         probe::probe(self)
     }
@@ -237,6 +243,7 @@ impl Backend for Podman {
         super::stage::private_dir(&self.stage)?;
         let write = super::stage::write_file;
         self.stage_run_dir()?;
+        super::stage::run_dir_mount_points(&self.run_dir(), SANDBOX_RUN_DIR, run)?;
         let profile = seccomp::profile_json(std::env::consts::ARCH)?;
         write(&self.seccomp_file(), profile.as_bytes(), 0o600)?;
         for (i, f) in run.files.iter().enumerate() {
@@ -285,7 +292,9 @@ impl Backend for Podman {
         let user = &run.spec.user;
         // `open`: pasta, attached by the executor while the init waits on BLOCK_FD.
         let network = match run.network {
-            // Refused before planning (backend::plan): only bubblewrap runs the proxy relay.
+            // An allowlist: loopback only, like `none`; the way out is the proxy's socket
+            // folder (bound by prepare at /run/wrapix/egress) and the init's loopback relay
+            // to it, started from the environment (`WRAPIX_EGRESS_SOCKET`).
             Network::None | Network::Filtered(_) => None,
             Network::Open => {
                 let pasta = self.pasta.clone().ok_or_else(|| {

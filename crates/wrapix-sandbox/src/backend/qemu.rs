@@ -8,7 +8,8 @@
 //! guest ([`crate::vm::guest`], from an initramfs built here and cached by content) mounts the
 //! shares, builds the root as bubblewrap's is built (read-only; tmpfs `/tmp`, `/run`, home),
 //! and runs wrapix's init there as the user's UID/GID with no capabilities, `no_new_privs`,
-//! wrapix's seccomp filter and the run's environment. No NIC for `network = "none"`. For
+//! wrapix's seccomp filter and the run's environment. No NIC for `network = "none"` (for an
+//! allowlist, only the user-mode NIC that leads to the egress proxy, below). For
 //! `open`, a virtio-net NIC whose other end is passt, running on the host in a network
 //! namespace of its own behind the same pasta as every other backend's, with the host's
 //! addresses prohibited there ([`crate::vm::passt`]): the guest reaches the outside, never the
@@ -23,6 +24,11 @@
 //! Published ports: a second NIC, qemu's user-mode network with `restrict=on` (the guest
 //! reaches nothing through it) whose `hostfwd` listeners on the host's address are the only way
 //! in (passt's inbound forwarding in Debian 12 loses the guest's first bytes).
+//!
+//! A network allowlist: no passt NIC; the user-mode NIC's one way out is a `guestfwd` to the
+//! egress proxy, whose relay qemu runs on the host per connection ([`crate::vm::egress`]); the
+//! sandbox's side is every backend's (the variables, wrapix's init relaying 127.0.0.1:3128 to
+//! `/run/wrapix/egress/proxy.sock`, where the guest's PID 1 listens).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -53,18 +59,21 @@ const MEMORY_MB: u64 = 512;
 /// init and the tmpfs root (the limit itself is the command's cgroup in the guest).
 const MEMORY_OVERHEAD_MB: u64 = 192;
 
-/// Published ports' NIC: its MAC (the guest finds it by it), the guest's address on it and
-/// the user-mode network's subnet (not the passt NIC's).
+/// The user-mode NIC (published ports in, the egress proxy's forward out): its MAC (the guest
+/// finds it by it), the guest's address on it and the user-mode network's subnet (not the
+/// passt NIC's).
 const PORTS_MAC: &str = "52:54:00:77:70:01";
 const PORTS_ADDRESS: &str = "10.0.3.15";
 const PORTS_NET: &str = "10.0.3.0/24";
 const PORTS_HOST: &str = "10.0.3.2";
 
-/// The published ports' netdev: `user` with `restrict=on` (nothing out; no DNS, no DHCP use)
-/// and one `hostfwd` per port on the host's address; `None` without ports.
-fn ports_netdev(run: &Prepared) -> Result<Option<String>, SandboxError> {
+/// The user-mode netdev: `user` with `restrict=on` (nothing out but its `guestfwd`; no DNS,
+/// no DHCP use), one `hostfwd` per published port on the host's address, and with a network
+/// allowlist the `guestfwd` that runs `egress` (the relay command, [`guestfwd_cmd`]) for each
+/// connection to the proxy's forward; `None` without either.
+fn user_netdev(run: &Prepared, egress: Option<&str>) -> Result<Option<String>, SandboxError> {
     let ports = &run.spec.forward.ports;
-    if ports.is_empty() {
+    if ports.is_empty() && egress.is_none() {
         return Ok(None);
     }
     let mut s = format!("user,id=ports,restrict=on,ipv6=off,net={PORTS_NET},host={PORTS_HOST}");
@@ -83,7 +92,34 @@ fn ports_netdev(run: &Prepared) -> Result<Option<String>, SandboxError> {
             p.host, p.sandbox
         ));
     }
+    if let Some(cmd) = egress {
+        s.push_str(&format!(
+            ",guestfwd=tcp:{}:{}-cmd:{cmd}",
+            crate::vm::egress::ADDRESS,
+            crate::egress::PORT
+        ));
+    }
     Ok(Some(s))
+}
+
+/// The command qemu runs for each connection to the egress forward, as `guestfwd=…-cmd:`
+/// takes it: one string that glib splits into words as a shell would (`g_shell_parse_argv`;
+/// no shell runs), each word single-quoted here, then every `,` doubled for qemu's option
+/// syntax. Words are wrapix's own paths; one with a control character is refused.
+fn guestfwd_cmd(words: &[&std::ffi::OsStr]) -> Result<String, SandboxError> {
+    let mut out = Vec::new();
+    for w in words {
+        let w = w.to_str().filter(|w| !w.chars().any(char::is_control)).ok_or_else(|| {
+            Qemu::unavailable(
+                format!(
+                    "the path {w:?} is not UTF-8 or has a control character, which qemu's guestfwd command cannot take (a network allowlist)"
+                ),
+                "move wrapix (or XDG_RUNTIME_DIR) to a plain path, or use the bwrap backend",
+            )
+        })?;
+        out.push(format!("'{}'", w.replace('\'', "'\\''")));
+    }
+    Ok(out.join(" ").replace(',', ",,"))
 }
 
 /// The supervisor's fd of the executor's release pipe (`network = "open"`), which it hands to
@@ -295,6 +331,9 @@ pub struct Layout {
     /// The host's notification socket (in the published folder), which the supervisor sends
     /// the guest's frames to: a socket does not cross virtiofs.
     pub notify_socket: Option<PathBuf>,
+    /// The egress proxy's socket on the host (a network allowlist), which the relay qemu runs
+    /// for each forwarded connection connects to ([`crate::vm::egress`]).
+    pub egress_socket: Option<PathBuf>,
 }
 
 impl Layout {
@@ -357,8 +396,10 @@ const ENV_INSIDE: &str = "/run/wrapix/env";
 /// Reads whether each bind source is a file (a file is shared through its folder).
 pub fn layout(run: &Prepared) -> Layout {
     let s = |p: &Path| p.to_string_lossy().into_owned();
+    let filtered = matches!(run.network, Network::Filtered(_));
     let mut l = Layout {
         notify_socket: None,
+        egress_socket: None,
         shares: Vec::new(),
         config: GuestConfig {
             shares: Vec::new(),
@@ -377,7 +418,7 @@ pub fn layout(run: &Prepared) -> Layout {
                 memory_mb: run.spec.resources.memory_mb,
                 pids: run.spec.resources.pids,
             },
-            ports_nic: (!run.spec.forward.ports.is_empty()).then(|| GuestNic {
+            ports_nic: (!run.spec.forward.ports.is_empty() || filtered).then(|| GuestNic {
                 mac: PORTS_MAC.into(),
                 address: PORTS_ADDRESS.into(),
                 prefix: 24,
@@ -428,6 +469,19 @@ pub fn layout(run: &Prepared) -> Layout {
             l.notify_socket = Some(b.source.join(wrapix_notify::paths::PUBLISHED_NAME));
             root.push(GuestMount::NotifyRelay {
                 dest: b.dest.to_string(),
+            });
+            continue;
+        }
+        // The egress proxy's socket folder: PID 1 listens on the socket inside and relays to
+        // the forward on the user-mode NIC (a socket does not cross virtiofs either).
+        if filtered && b.dest.as_path() == Path::new(crate::egress::SANDBOX_DIR) {
+            let name = Path::new(crate::egress::SANDBOX_SOCKET)
+                .strip_prefix(crate::egress::SANDBOX_DIR)
+                .unwrap_or(Path::new("proxy.sock"));
+            l.egress_socket = Some(b.source.join(name));
+            root.push(GuestMount::EgressRelay {
+                socket: crate::egress::SANDBOX_SOCKET.into(),
+                to: format!("{}:{}", crate::vm::egress::ADDRESS, crate::egress::PORT),
             });
             continue;
         }
@@ -499,6 +553,10 @@ impl Backend for Qemu {
     /// Published ports (through passt); the desktop forwards are bubblewrap's.
     fn forwards(&self, forward: &str) -> bool {
         forward == "ports"
+    }
+
+    fn filters_egress(&self) -> bool {
+        true
     }
 
     fn probe(&self) -> Probe {
@@ -573,16 +631,31 @@ impl Backend for Qemu {
                 "enable virtualisation and join the kvm group, or drop --require-kvm / require_kvm / WRAPIX_REQUIRE_KVM to run under TCG (slow)",
             ));
         }
+        let l = layout(run);
+        let stage = self.stage.to_string_lossy().into_owned();
+        // An allowlist: no NIC but the user-mode one, whose only way out is the proxy's
+        // forward (its relay command, run by qemu per connection).
+        let egress = match run.network {
+            Network::Filtered(_) => {
+                let socket = l.egress_socket.as_ref().ok_or_else(|| {
+                    Self::unavailable(
+                        "a network allowlist was asked for and the egress proxy's socket folder is not bound",
+                        "report this bug",
+                    )
+                })?;
+                Some(guestfwd_cmd(&[
+                    Self::init_binary(run).as_os_str(),
+                    "__vm-egress".as_ref(),
+                    "--slots".as_ref(),
+                    self.stage.as_os_str(),
+                    socket.as_os_str(),
+                ])?)
+            }
+            Network::None | Network::Open => None,
+        };
         // `open`: pasta attached by the executor to the holder's namespace, then passt there.
         let network = match run.network {
-            Network::None => None,
-            // Refused before planning (backend::plan); never run a VM without the proxy.
-            Network::Filtered(_) => {
-                return Err(Self::unavailable(
-                    "an egress allowlist (network = { allow = [...] }) is not implemented for the qemu backend yet",
-                    "use the bwrap backend, or network = \"open\" / \"none\"",
-                ))
-            }
+            Network::None | Network::Filtered(_) => None,
             Network::Open => {
                 let (Some(pasta), Some(passt)) = (self.pasta.clone(), self.passt.clone()) else {
                     return Err(Self::unavailable(
@@ -601,8 +674,6 @@ impl Backend for Qemu {
                 ))
             }
         };
-        let l = layout(run);
-        let stage = self.stage.to_string_lossy().into_owned();
         let mut a: Vec<OsString> = vec!["__vm".into(), "--stage".into(), stage.clone().into()];
         a.push("--virtiofsd".into());
         a.push(virtiofsd.into());
@@ -736,7 +807,7 @@ impl Backend for Qemu {
                 ],
             );
         }
-        if let Some(fwd) = ports_netdev(run)? {
+        if let Some(fwd) = user_netdev(run, egress.as_deref())? {
             q(
                 &mut a,
                 &[

@@ -89,3 +89,52 @@ pub fn run_dir(dir: &Path, entries: &[(&str, RunDirEntry)]) -> Result<(), Sandbo
     }
     Ok(())
 }
+
+/// Mount points in a staged `/run/wrapix` (at `dir`, for the sandbox's `run_dir`) for every
+/// bind and generated file of `run` whose destination is below it (the notification folder,
+/// the egress proxy's socket folder, …): the staged folder is bound read-only, so the runtime
+/// cannot make them itself. Folders for folders, empty files for files; what exists stays.
+pub fn run_dir_mount_points(
+    dir: &Path,
+    run_dir: &str,
+    run: &crate::prepare::Prepared,
+) -> Result<(), SandboxError> {
+    let io = |what: &str, p: &Path, e| SandboxError::io(format!("{what} {}", p.display()), e);
+    let points = run
+        .binds
+        .iter()
+        .map(|b| (b.dest.as_path(), b.source.is_dir()))
+        .chain(run.files.iter().map(|f| (f.dest.as_path(), false)));
+    for (dest, is_dir) in points {
+        let Ok(rel) = dest.strip_prefix(run_dir) else {
+            continue;
+        };
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if rel.as_os_str().is_empty() || !plain {
+            continue;
+        }
+        let p = dir.join(rel);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
+        let mut parent = dir.to_owned();
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(c);
+            if std::fs::symlink_metadata(&parent).is_err() {
+                std::fs::create_dir(&parent).map_err(|e| io("create", &parent, e))?;
+                std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| io("protect", &parent, e))?;
+            }
+        }
+        if is_dir {
+            std::fs::create_dir(&p).map_err(|e| io("create", &p, e))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io("protect", &p, e))?;
+        } else {
+            std::fs::write(&p, b"").map_err(|e| io("create", &p, e))?;
+        }
+    }
+    Ok(())
+}

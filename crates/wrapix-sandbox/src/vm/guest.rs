@@ -179,8 +179,12 @@ fn run(ports: &mut Ports, times: &mut Times) -> Result<i32, String> {
     }
     super::guest_net::configure(config.net.as_ref(), config.ports_nic.as_ref())?;
     let _ = nix::unistd::sethostname(&config.hostname);
-    if let Some(listener) = build_root(&config)? {
+    let listeners = build_root(&config)?;
+    if let Some(listener) = listeners.notify {
         std::thread::spawn(move || relay_notifications(&listener, notify));
+    }
+    if let Some((listener, to)) = listeners.egress {
+        std::thread::spawn(move || super::egress::guest_relay(listener, to));
     }
     times.mounted = uptime_ms();
 
@@ -588,9 +592,17 @@ fn relay_notifications(listener: &std::os::unix::net::UnixListener, port: File) 
     }
 }
 
-/// Builds the command's root; the notification socket's listener when the root has one.
-fn build_root(c: &GuestConfig) -> Result<Option<std::os::unix::net::UnixListener>, String> {
-    let mut notify = None;
+/// The sockets PID 1 serves in the command's root.
+#[derive(Default)]
+struct Listeners {
+    notify: Option<std::os::unix::net::UnixListener>,
+    /// The egress proxy's socket, and where its connections go.
+    egress: Option<(std::os::unix::net::UnixListener, std::net::SocketAddr)>,
+}
+
+/// Builds the command's root; the listeners of the sockets it has.
+fn build_root(c: &GuestConfig) -> Result<Listeners, String> {
+    let mut listeners = Listeners::default();
     std::fs::create_dir_all(NEWROOT).map_err(|e| format!("create {NEWROOT}: {e}"))?;
     mount(
         "tmpfs",
@@ -706,7 +718,22 @@ fn build_root(c: &GuestConfig) -> Result<Option<std::os::unix::net::UnixListener
                 chown(&sock)?;
                 std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| format!("chmod {}: {e}", sock.display()))?;
-                notify = Some(l);
+                listeners.notify = Some(l);
+            }
+            GuestMount::EgressRelay { socket, to } => {
+                let to: std::net::SocketAddr = to
+                    .parse()
+                    .map_err(|_| format!("the egress forward {to:?} is not ADDRESS:PORT"))?;
+                let sock = in_root(socket);
+                if let Some(dir) = sock.parent() {
+                    mount_point(dir, true)?;
+                }
+                let l = std::os::unix::net::UnixListener::bind(&sock)
+                    .map_err(|e| format!("listen on {}: {e}", sock.display()))?;
+                chown(&sock)?;
+                std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("chmod {}: {e}", sock.display()))?;
+                listeners.egress = Some((l, to));
             }
         }
     }
@@ -717,7 +744,7 @@ fn build_root(c: &GuestConfig) -> Result<Option<std::os::unix::net::UnixListener
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
         None,
     )?;
-    Ok(notify)
+    Ok(listeners)
 }
 
 fn make_dev(p: &Path) -> Result<(), String> {

@@ -403,3 +403,38 @@ fn forwards_are_refused_with_the_fix() {
         "{e}"
     );
 }
+
+/// A network allowlist: `--private-network` (loopback only) with nothing to wait for, the
+/// egress proxy's socket folder bound (idmapped) where wrapix's init relays to, and the
+/// environment, with the relay's variable, in the env file.
+#[test]
+fn an_allowlist_is_loopback_only_with_the_proxy_socket_folder() {
+    let egress = wrapix_spec::Egress {
+        allow: vec![wrapix_spec::HostPattern::parse("github.com").unwrap_or_else(|e| panic!("{e}"))],
+        ..Default::default()
+    };
+    let mut run = prepared(Network::Filtered(egress), Resources::default());
+    run.binds.push(Bind {
+        source: "/run/user/1000/wrapix/sandboxes/p-1/egress".into(),
+        dest: SandboxPath::from_static(crate::egress::SANDBOX_DIR),
+        mode: MountMode::ReadOnly,
+    });
+    run.env.insert(
+        crate::egress::SOCKET_ENV.into(),
+        crate::egress::SANDBOX_SOCKET.into(),
+    );
+    let p = crate::backend::plan(&backend(), &run).unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p);
+    assert!(a.iter().any(|x| x == "--private-network"), "{a:?}");
+    assert!(
+        a.iter().any(|x| x
+            == "--bind-ro=/run/user/1000/wrapix/sandboxes/p-1/egress:/run/wrapix/egress:idmap"),
+        "{a:?}"
+    );
+    assert_eq!((&p.network, &p.release_fifo), (&None, &None));
+    assert!(!a.iter().any(|x| x == "--wait-file"), "{a:?}");
+    let env = Nspawn::env_file(&run);
+    assert!(env
+        .split(|c| *c == 0)
+        .any(|e| e == b"WRAPIX_EGRESS_SOCKET=/run/wrapix/egress/proxy.sock"));
+}

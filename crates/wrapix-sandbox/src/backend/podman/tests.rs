@@ -363,3 +363,38 @@ fn forwards_are_refused_with_the_fix() {
         assert!(e.contains(&format!("does not forward {key}")), "{e}");
     }
 }
+
+/// A network allowlist: `--network=none` (loopback only) with nothing to wait for, and the
+/// egress proxy's socket folder bound where wrapix's init relays to; staging makes its mount
+/// point in the read-only `/run/wrapix`.
+#[test]
+fn an_allowlist_is_loopback_only_with_the_proxy_socket_folder() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sock_dir = dir.path().join("egress");
+    std::fs::create_dir(&sock_dir).unwrap_or_else(|e| panic!("{e}"));
+    let egress = wrapix_spec::Egress {
+        allow: vec![wrapix_spec::HostPattern::parse("github.com").unwrap_or_else(|e| panic!("{e}"))],
+        ..Default::default()
+    };
+    let mut run = prepared(Network::Filtered(egress), Resources::default());
+    run.binds.push(Bind {
+        source: sock_dir.clone(),
+        dest: SandboxPath::from_static(crate::egress::SANDBOX_DIR),
+        mode: MountMode::ReadOnly,
+    });
+    let b = Podman {
+        stage: dir.path().join("wrapix-1000/wrapix-proj-42"),
+        ..backend(false)
+    };
+    let p = crate::backend::plan(&b, &run).unwrap_or_else(|e| panic!("{e}"));
+    let a = args(&p);
+    assert!(a.iter().any(|x| x == "--network=none"), "{a:?}");
+    assert_eq!((p.block_fd, &p.pid_file, &p.network), (None, &None, &None));
+    let volume = format!("--volume={}:/run/wrapix/egress:ro", sock_dir.display());
+    let run_dir = a.iter().position(|x| x.ends_with(":/run/wrapix:ro"));
+    let egress_at = a.iter().position(|x| *x == volume);
+    assert!(egress_at.is_some() && run_dir.is_some(), "{a:?}");
+    b.stage(&run).unwrap_or_else(|e| panic!("{e}"));
+    assert!(b.run_dir().join("egress").is_dir());
+    b.cleanup();
+}

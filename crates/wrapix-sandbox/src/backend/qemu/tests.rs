@@ -409,3 +409,81 @@ fn forwards_are_refused_with_the_fix() {
         .unwrap_or_default();
     assert!(e.contains("qemu backend does not forward ssh_agent"), "{e}");
 }
+
+fn filtered_run() -> Prepared {
+    let egress = wrapix_spec::Egress {
+        allow: vec![wrapix_spec::HostPattern::parse("github.com").unwrap_or_else(|e| panic!("{e}"))],
+        ..Default::default()
+    };
+    let mut run = prepared(Network::Filtered(egress), Resources::default());
+    run.binds.push(Bind {
+        source: "/run/user/1000/wrapix/sandboxes/p-1/egress".into(),
+        dest: SandboxPath::from_static(crate::egress::SANDBOX_DIR),
+        mode: MountMode::ReadOnly,
+    });
+    run
+}
+
+/// A network allowlist: no passt NIC and nothing to wait for; the user-mode NIC, restricted,
+/// whose one way out is the `guestfwd` that runs the relay to the proxy's socket on the host;
+/// in the guest, PID 1 listens where every sandbox has the proxy's socket (no share of the
+/// socket's folder: a socket does not cross virtiofs).
+#[test]
+fn plan_network_filtered() {
+    let run = filtered_run();
+    let p = crate::backend::plan(&backend(), &run).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(p.render());
+    let a: Vec<String> = p
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let pair = |k: &str, v: &str| a.windows(2).any(|w| w[0] == k && w[1] == v);
+    assert!(
+        pair(
+            "-netdev",
+            "user,id=ports,restrict=on,ipv6=off,net=10.0.3.0/24,host=10.0.3.2,guestfwd=tcp:10.0.3.4:3128-cmd:'/usr/bin/wrapix-init' '__vm-egress' '--slots' '/run/user/1000/wrapix-1000/qemu-42' '/run/user/1000/wrapix/sandboxes/p-1/egress/proxy.sock'"
+        ),
+        "{a:?}"
+    );
+    assert_eq!(a.iter().filter(|x| *x == "-netdev").count(), 1, "{a:?}");
+    assert!(
+        !a.iter().any(|x| x.contains("passt") || x.contains("net0")),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|x| x.contains("sandboxes/p-1/egress:")),
+        "{a:?}"
+    );
+    assert_eq!((p.block_fd, &p.pid_file, &p.network), (None, &None, &None));
+    let config = layout(&run).config;
+    assert_eq!(config.net, None);
+    assert!(config.ports_nic.is_some());
+    assert!(config.root.contains(&GuestMount::EgressRelay {
+        socket: "/run/wrapix/egress/proxy.sock".into(),
+        to: "10.0.3.4:3128".into(),
+    }));
+}
+
+#[test]
+fn the_guestfwd_command_quotes_each_word_and_doubles_commas() {
+    let words = ["/opt/my wrapix/it's,here", "__vm-egress"].map(std::ffi::OsStr::new);
+    assert_eq!(
+        guestfwd_cmd(&words).ok().as_deref(),
+        Some("'/opt/my wrapix/it'\\''s,,here' '__vm-egress'")
+    );
+    let bad = ["/opt/a\nb"].map(std::ffi::OsStr::new);
+    let e = guestfwd_cmd(&bad)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("control character"), "{e}");
+    // Without the socket's folder bound, no VM runs (fail closed).
+    let mut run = filtered_run();
+    run.binds.pop();
+    let e = crate::backend::plan(&backend(), &run)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("socket folder is not bound"), "{e}");
+}
