@@ -359,6 +359,12 @@ fn for_host(headers: &hyper::HeaderMap, uri: &hyper::Uri, host: &str, port: u16)
         && (!hosts.is_empty() || uri.authority().is_some())
 }
 
+/// Methods whose answer is the request itself (`TRACE`, and IIS's `TRACK`): with the secret
+/// header added, the agent would read it back.
+fn echoes_request(m: &hyper::Method) -> bool {
+    m == hyper::Method::TRACE || m.as_str().eq_ignore_ascii_case("TRACK")
+}
+
 async fn forward(req: Request<Incoming>, up: Arc<Upstream>) -> Result<Response<Body>, Infallible> {
     let inj = &up.inj;
     if !for_host(req.headers(), req.uri(), &inj.host, inj.port) {
@@ -376,6 +382,13 @@ async fn forward(req: Request<Incoming>, up: Arc<Upstream>) -> Result<Response<B
         return Ok(reply(
             StatusCode::NOT_IMPLEMENTED,
             "protocol upgrades (WebSocket) are not forwarded to a credential's host",
+        ));
+    }
+    if echoes_request(req.method()) {
+        up.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "TRACE and TRACK are not forwarded to a credential's host: the answer echoes the request, secret header included",
         ));
     }
     let (mut parts, body) = req.into_parts();
@@ -478,6 +491,21 @@ mod tests {
             h.append(header::HOST, HeaderValue::from_str(v).unwrap());
         }
         for_host(&h, &target.parse().unwrap(), "api.example", 443)
+    }
+
+    #[test]
+    fn methods_that_echo_the_request_are_refused() {
+        for m in ["TRACE", "TRACK", "track"] {
+            let m = hyper::Method::from_bytes(m.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(echoes_request(&m), "{m}");
+        }
+        for m in [
+            hyper::Method::GET,
+            hyper::Method::POST,
+            hyper::Method::OPTIONS,
+        ] {
+            assert!(!echoes_request(&m), "{m}");
+        }
     }
 
     #[test]
