@@ -109,8 +109,9 @@ fn cacheable(files: &[PathBuf]) -> bool {
 /// the host there is no identity.
 ///
 /// Git's answer is cached while the files it read are unchanged (same inode, size, times) and
-/// include no other file: a launch then starts no git at all.
-pub fn start(env: &BTreeMap<String, String>, project: &Path) -> Lookup {
+/// include no other file: a launch then starts no git at all. With `store` false (`--dry-run`,
+/// which changes nothing on the host), the cache is read but never written.
+pub fn start(env: &BTreeMap<String, String>, project: &Path, store: bool) -> Lookup {
     let Some(git) = crate::backend::find_program("git", env.get("PATH").map(String::as_str)) else {
         return Lookup {
             child: None,
@@ -161,7 +162,7 @@ pub fn start(env: &BTreeMap<String, String>, project: &Path) -> Lookup {
     Lookup {
         child,
         cached: None,
-        store: cache.map(|c| (c, key, files)),
+        store: cache.filter(|_| store).map(|c| (c, key, files)),
     }
 }
 
@@ -337,11 +338,11 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            start(&env, &work).finish(),
+            start(&env, &work, true).finish(),
             (Some("Ada Lovelace".into()), Some("ada@work.example".into()))
         );
         assert_eq!(
-            start(&env, &other).finish(),
+            start(&env, &other, true).finish(),
             (Some("Ada Lovelace".into()), Some("ada@home.example".into()))
         );
         // No config at all: nothing.
@@ -351,7 +352,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(start(&empty, &other).finish(), (None, None));
+        assert_eq!(start(&empty, &other, true).finish(), (None, None));
     }
 
     /// Git's answer is reused while the files are unchanged and include nothing; a change, or
@@ -377,7 +378,7 @@ mod tests {
         .collect();
         let cfg = home.join(".gitconfig");
         let ran = |want: Option<&str>| {
-            let l = start(&env, dir.path());
+            let l = start(&env, dir.path(), true);
             let ran = l.child.is_some();
             assert_eq!(l.finish().0.as_deref(), want);
             ran
@@ -404,6 +405,13 @@ mod tests {
         std::fs::write(home.join(".cache/wrapix/git-identity.json"), "{not json").unwrap();
         assert!(ran(Some("Di")));
         assert!(!ran(Some("Di")));
+        // `--dry-run` (store false) reads the cache but never writes it.
+        std::fs::remove_file(home.join(".cache/wrapix/git-identity.json")).unwrap();
+        assert_eq!(
+            start(&env, dir.path(), false).finish().0.as_deref(),
+            Some("Di")
+        );
+        assert!(!home.join(".cache/wrapix/git-identity.json").exists());
     }
 
     /// A relative `XDG_CACHE_HOME` (or `HOME`) would put the cache below wrapix's working

@@ -203,7 +203,7 @@ fn is_locale_var(name: &str) -> bool {
 
 pub fn prepare(spec: &Spec, mode: &RunMode, host: &HostFacts) -> Result<Prepared, SandboxError> {
     // git answers while the rest is prepared.
-    let git_identity = crate::gitid::start(&host.env, &spec.project);
+    let git_identity = crate::gitid::start(&host.env, &spec.project, !host.dry_run);
     let mut root = match &spec.profile {
         // Its /etc comes below, assembled or entry by entry.
         wrapix_spec::Profile::Host => RootFs::host_without_etc(Path::new("/")),
