@@ -9,7 +9,7 @@
 set -euo pipefail
 runs="${1:-20}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli --bin wrapix --bin wrapix-init
+"$root/scripts/build-release.sh" --quiet -p wrapix-cli --bin wrapix --bin wrapix-init
 work="$(mktemp -d /tmp/wrapix-bench-backends.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"

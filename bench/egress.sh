@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli --bin wrapix --bin wrapix-init
+"$root/scripts/build-release.sh" --quiet -p wrapix-cli --bin wrapix --bin wrapix-init
 work="$(mktemp -d /tmp/wrapix-bench-egress.XXXXXX)"
 ns="wrapix-be$$"
 veth="wxbe$$"

@@ -14,7 +14,7 @@
 set -euo pipefail
 runs="${1:-50}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli --bin wrapix --bin wrapix-init
+"$root/scripts/build-release.sh" --quiet -p wrapix-cli --bin wrapix --bin wrapix-init
 work="$(mktemp -d /tmp/wrapix-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"

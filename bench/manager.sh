@@ -25,7 +25,7 @@ for tool in bwrap tmux Xvfb xsetroot xwd wrk python3; do
     exit 1
   }
 done
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli --bin wrapix --bin wrapix-init --bin wrapix-serve
+"$root/scripts/build-release.sh" --quiet -p wrapix-cli --bin wrapix --bin wrapix-init --bin wrapix-serve
 work="$(mktemp -d /tmp/wrapix-bench-manager.XXXXXX)"
 chmod 755 "$work"
 target="${CARGO_TARGET_DIR:-$root/target}/release"

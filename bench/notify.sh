@@ -14,7 +14,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export LC_ALL=C
 cargo bench --quiet --manifest-path "$root/Cargo.toml" -p wrapix-notify --bench notify
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p wrapix-cli
+"$root/scripts/build-release.sh" --quiet -p wrapix-cli
 wrapix="$CARGO_TARGET_DIR/release/wrapix"
 work="$(mktemp -d /tmp/wrapix-notify-bench.XXXXXX)"
 daemon=""

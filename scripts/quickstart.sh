@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "quickstart: cargo is missing; install Rust from https://rustup.rs and run this again" >&2
   exit 1
 fi
-cargo build --release --locked --manifest-path "$here/Cargo.toml"
+"$here/scripts/build-release.sh"
 bin="${CARGO_TARGET_DIR:-$here/target}/release"
 "$bin/wrapix" doctor || true
 exec "$bin/wrapix" -C "${1:-$PWD}"

@@ -40,6 +40,21 @@ set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# The passes below run with wrapix-init linked statically, as the quick start builds it
+# (scripts/static-init.sh; the first pass ran the dynamic one that cargo links).
+static_init="$(mktemp -d)/wrapix-init"
+trap 'rm -f "$log" "$skips"; rm -rf "$(dirname "$static_init")"' EXIT
+if scripts/static-init.sh dev; then
+  cp "${CARGO_TARGET_DIR:-target}/debug/wrapix-init" "$static_init"
+  chmod 755 "$(dirname "$static_init")"
+  export WRAPIX_TEST_INIT="$static_init"
+  echo "the next passes use the static wrapix-init"
+else
+  echo "static wrapix-init: cannot be linked here; the next passes use the dynamic one"
+  echo "[all] (the static wrapix-init): scripts/static-init.sh failed" >> "$skips"
+  [ "${CI:-}" = "true" ] && status=1
+fi
+
 # The root pass: the same escape suite with wrapix itself running as root. The test binary is
 # run directly (as a user, through sudo: root's PATH has no cargo).
 bin="$(cargo test --workspace --locked --test all --no-run --message-format=json 2>/dev/null \
@@ -51,7 +66,7 @@ for l in sys.stdin:
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
   if sudo -n true 2>/dev/null; then
-    as_root=(sudo -n --preserve-env=WRAPIX_TEST_SKIP_LOG,WRAPIX_TEST_NO_SKIP)
+    as_root=(sudo -n --preserve-env=WRAPIX_TEST_SKIP_LOG,WRAPIX_TEST_NO_SKIP,WRAPIX_TEST_INIT)
   else
     as_root=()
     echo "root escape pass: skipped: sudo needs a password here (run scripts/test.sh as root, or with passwordless sudo)"

@@ -399,9 +399,15 @@ fn copy_binary() -> Result<PathBuf, String> {
     let bin = dir.join("wrapix");
     std::fs::copy(env!("CARGO_BIN_EXE_wrapix"), &bin).map_err(err)?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
-    // The small init, installed beside wrapix as it is by `cargo install` and the quick start.
+    // The small init, installed beside wrapix as it is by `cargo install` and the quick start;
+    // `WRAPIX_TEST_INIT=FILE` puts another build of it there (scripts/test.sh: the static one
+    // that scripts/static-init.sh links, so that the later passes run what the quick start
+    // installs).
     let init = dir.join("wrapix-init");
-    std::fs::copy(env!("CARGO_BIN_EXE_wrapix-init"), &init).map_err(err)?;
+    let init_src = std::env::var_os("WRAPIX_TEST_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wrapix-init")));
+    std::fs::copy(&init_src, &init).map_err(err)?;
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
     // And the servers' binary (`wrapix notifyd`, `wrapix mcp`).
     let serve = dir.join("wrapix-serve");
