@@ -47,7 +47,7 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
     let _ = opts;
     Err(SandboxError::Unavailable {
         backend: plan.backend,
-        problem: "starting a sandbox is Linux-only in this build: wrapix's executor does not run on macOS yet".into(),
+        problem: "the executor that starts it is Linux-only in this build of wrapix (a macOS one is not written yet)".into(),
         fix: "use `wrapix run --dry-run` to see the plan, or run wrapix on a Linux host".into(),
     })
 }
