@@ -9,6 +9,8 @@
   iproute2,
   util-linux,
   openssh,
+  pkg-config,
+  sqlite,
 }:
 let
   manifest = builtins.fromTOML (builtins.readFile ../Cargo.toml);
@@ -24,7 +26,9 @@ rustPlatform.buildRustPackage {
   ];
   # The tests start sandboxes (user namespaces, podman), which the Nix build sandbox cannot.
   doCheck = false;
-  nativeBuildInputs = [ makeWrapper ];
+  nativeBuildInputs = [ makeWrapper ] ++ lib.optionals stdenv.isDarwin [ pkg-config ];
+  # macOS: rusqlite links SQLite instead of compiling it in (crates/wrapix-manager/Cargo.toml).
+  buildInputs = lib.optionals stdenv.isDarwin [ sqlite ];
   # Linux: the runtime helpers of the default backend (scripts/install-deps.sh's list).
   postFixup = lib.optionalString stdenv.isLinux ''
     wrapProgram $out/bin/wrapix --suffix PATH : ${

@@ -25,21 +25,27 @@ pub const EXIT_NO_SANDBOX: i32 = 125;
 pub fn main<const SERVE: bool>() -> ! {
     // The in-sandbox init must start fast and touch nothing else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // (The internal entry points below are Linux-only: a macOS wrapix never runs in a
+    // sandbox, docs/macos.md.)
     // The qemu backend's VM's PID 1 and its supervisor (see wrapix_sandbox::vm).
+    #[cfg(target_os = "linux")]
     if wrapix_sandbox::vm::is_guest_init(args.first().map(|a| a.as_os_str())) {
         wrapix_sandbox::vm::guest::main();
     }
+    #[cfg(target_os = "linux")]
     if args
         .get(1)
         .is_some_and(|a| a == "__vm" || a == "__vm-net" || a == "__vm-egress")
     {
         std::process::exit(wrapix_sandbox::init::main(&args[1..]));
     }
+    #[cfg(target_os = "linux")]
     if args.get(1).map(|a| a == "__init").unwrap_or(false) {
         // `__init [--wait-fd FD] [--] COMMAND…`
         std::process::exit(wrapix_sandbox::init::main(&args[2..]));
     }
     // (internal) The sandbox's seccomp filter as raw BPF, for bench/launch.sh's raw bwrap.
+    #[cfg(target_os = "linux")]
     if args.get(1).map(|a| a == "__seccomp-bpf").unwrap_or(false) {
         use std::io::Write;
         let opts = wrapix_sandbox::seccomp::SeccompOptions::default();

@@ -146,10 +146,26 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
 
 /// A handle that only names a folder on the way (`O_PATH`): usable as the base of `*at`
 /// calls, never listed.
+#[cfg(target_os = "linux")]
 const PATH_FLAGS: OFlags = OFlags::PATH
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
+
+/// macOS has no `O_PATH`: a folder on the way is opened `O_SEARCH` (search only, never
+/// listed), which needs the search permission that git needs to go through it too.
+#[cfg(target_os = "macos")]
+const PATH_FLAGS: OFlags = SEARCH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// `O_SEARCH` (`O_EXEC | O_DIRECTORY`), which rustix does not name on macOS.
+#[cfg(target_os = "macos")]
+const SEARCH: OFlags = OFlags::from_bits_retain(libc::O_SEARCH as u32);
+
+/// `mode` as a [`Mode`]: `mode_t` is 32 bits on Linux and 16 on macOS, permission bits fit both.
+#[allow(clippy::unnecessary_cast)]
+pub fn mode_of(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode as rustix::fs::RawMode)
+}
 
 impl Dir {
     /// Opens a folder the user chose (the project, wrapix's state folder). Symlinks in
@@ -318,7 +334,7 @@ impl Dir {
         let mut walked = PathBuf::new();
         for name in names {
             walked.push(name);
-            match rustix::fs::mkdirat(&cur.fd, name, Mode::from_raw_mode(mode)) {
+            match rustix::fs::mkdirat(&cur.fd, name, mode_of(mode)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => {
                     return Err(HostFsError::io(
@@ -358,16 +374,33 @@ impl Dir {
     /// An `O_PATH` handle on `rel` itself (a file or a folder; a symlink there is an error),
     /// with what it is: for binding exactly the object that was checked, by fd, instead of a
     /// path that could be swapped in between. `Ok(None)` when it does not exist.
+    ///
+    /// macOS has no `O_PATH`: there a folder is opened `O_SEARCH` (it needs its search
+    /// permission) and a file `O_RDONLY | O_NONBLOCK | O_NOCTTY` (it needs its read
+    /// permission; a FIFO does not block, a terminal is not taken as the controlling one).
     pub fn open_path(&self, rel: &Path) -> Result<Option<(OwnedFd, Meta)>> {
         if self.names(rel)?.is_empty() {
-            let fd =
-                rustix::fs::openat(&self.fd, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| HostFsError::io("open", self.path.clone(), e))?;
+            #[cfg(target_os = "linux")]
+            let flags = OFlags::PATH | OFlags::CLOEXEC;
+            #[cfg(target_os = "macos")]
+            let flags = SEARCH | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(&self.fd, ".", flags, Mode::empty())
+                .map_err(|e| HostFsError::io("open", self.path.clone(), e))?;
             let st = rustix::fs::fstat(&fd)
                 .map_err(|e| HostFsError::io("stat", self.path.clone(), e))?;
             return Ok(Some((fd, Meta::from_stat(&st))));
         }
-        let Some((fd, meta)) = self.open_with(rel, OFlags::PATH)? else {
+        #[cfg(target_os = "linux")]
+        let opened = self.open_with(rel, OFlags::PATH)?;
+        #[cfg(target_os = "macos")]
+        let opened = match self.open_with(rel, SEARCH) {
+            // Not a folder (a symlink is `Symlink`, never this): open it as a file.
+            Err(HostFsError::NotDir { .. }) => {
+                self.open_with(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?
+            }
+            r => r?,
+        };
+        let Some((fd, meta)) = opened else {
             return Ok(None);
         };
         if meta.kind == Kind::Symlink {
@@ -434,10 +467,10 @@ impl Dir {
         let path = self.display_path(rel);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(parent.fd(), &tmp, flags, Mode::from_raw_mode(mode))
+        let fd = rustix::fs::openat(parent.fd(), &tmp, flags, mode_of(mode))
             .map_err(|e| HostFsError::io("create a temporary file beside", path.clone(), e))?;
         let result = (|| -> std::result::Result<(), (&'static str, Errno)> {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| ("chmod", e))?;
+            rustix::fs::fchmod(&fd, mode_of(mode)).map_err(|e| ("chmod", e))?;
             let mut f = std::fs::File::from(fd);
             f.write_all(bytes)
                 .map_err(|e| ("write", Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
@@ -469,7 +502,7 @@ impl Dir {
             | OFlags::NOFOLLOW
             | OFlags::CLOEXEC
             | OFlags::NONBLOCK;
-        let fd = rustix::fs::openat(parent.fd(), name, flags, Mode::from_raw_mode(mode))
+        let fd = rustix::fs::openat(parent.fd(), name, flags, mode_of(mode))
             .map_err(|e| self.classify(rel, e, "write"))?;
         let st = rustix::fs::fstat(&fd)
             .map_err(|e| HostFsError::io("stat", self.display_path(rel), e))?;
@@ -500,7 +533,7 @@ impl Dir {
         };
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(parent.fd(), name, flags, Mode::from_raw_mode(mode)) {
+        let fd = match rustix::fs::openat(parent.fd(), name, flags, mode_of(mode)) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => return Ok(false),
             Err(e) => return Err(HostFsError::io("create", self.display_path(rel), e)),
@@ -717,5 +750,8 @@ fn temp_name(name: &OsStr) -> OsString {
 
 mod owner;
 
+// Linux only: they use Linux calls (`mknodat`, `set_thread_res_uid`, /proc), and macOS
+// binaries cannot run here; the macOS code above is type-checked, not run (docs/macos.md).
 #[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests;

@@ -12,13 +12,27 @@
 //!   changes is that inode's, whatever happens to the names meanwhile;
 //! - adding owner bits only (`u+r`, `u+w`, `u+x`), never removing or touching group and others.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{rename_into, Dir, HostFsError, Result, DIR_FLAGS};
+use super::{mode_of, rename_into, Dir, HostFsError, Result, DIR_FLAGS};
+
+/// A handle that pins a folder (never a link) without needing its read permission: `O_PATH`
+/// on Linux, which needs no permission on it at all; `O_SEARCH` on macOS (no `O_PATH`
+/// there), which needs the owner's search bit, so a folder without it is not opened as the
+/// owner there (an `EACCES` error, as for anyone else's folder).
+#[cfg(target_os = "linux")]
+const PIN_FLAGS: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+#[cfg(target_os = "macos")]
+const PIN_FLAGS: OFlags = super::SEARCH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// The owner's read, write and search bits.
 const R: u32 = 0o400;
@@ -27,12 +41,13 @@ const X: u32 = 0o100;
 
 /// Sets the mode of the inode behind `fd` (a folder), also when `fd` is an `O_PATH` handle:
 /// then through its `/proc/self/fd` entry, which names exactly that inode.
+/// On macOS the handle is an `O_SEARCH` one, which `fchmod` takes.
 fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> std::result::Result<(), Errno> {
-    match rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)) {
-        Err(Errno::BADF) => rustix::fs::chmod(
-            format!("/proc/self/fd/{}", fd.as_raw_fd()),
-            Mode::from_raw_mode(mode),
-        ),
+    match rustix::fs::fchmod(fd, mode_of(mode)) {
+        #[cfg(target_os = "linux")]
+        Err(Errno::BADF) => {
+            rustix::fs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()), mode_of(mode))
+        }
         r => r,
     }
 }
@@ -74,12 +89,22 @@ fn open_child(parent: BorrowedFd<'_>, name: &Path) -> std::result::Result<OwnedF
         }
         // Pinned: a folder (O_DIRECTORY), never a link (O_NOFOLLOW); O_PATH needs no
         // permission on the folder itself.
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let pinned = rustix::fs::openat(parent, name, flags, Mode::empty())?;
+        let pinned = rustix::fs::openat(parent, name, PIN_FLAGS, Mode::empty())?;
         // Reopened through the pin's /proc entry: the same inode, never the name again.
+        #[cfg(target_os = "linux")]
         let reopen = || {
             rustix::fs::open(
                 format!("/proc/self/fd/{}", pinned.as_raw_fd()),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        // macOS has no /proc: the pin's own `.` is the same inode, never the name again.
+        #[cfg(target_os = "macos")]
+        let reopen = || {
+            rustix::fs::openat(
+                &pinned,
+                ".",
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -160,9 +185,18 @@ impl Dir {
                 Err(e) if e.is_permission_denied() => {}
                 r => return r,
             }
+            #[cfg(target_os = "linux")]
             let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let pinned = rustix::fs::openat(from_parent.fd(), from_name, flags, Mode::empty())
-                .map_err(|e| HostFsError::io("move", from_path.clone(), e))?;
+            // macOS: `O_SEARCH` pins folders only; anything else gets no bits anyway.
+            #[cfg(target_os = "macos")]
+            let flags = PIN_FLAGS;
+            let pinned = match rustix::fs::openat(from_parent.fd(), from_name, flags, Mode::empty())
+            {
+                Ok(fd) => fd,
+                #[cfg(target_os = "macos")]
+                Err(Errno::NOTDIR | Errno::LOOP) => return Err(first_again(&from_path)),
+                Err(e) => return Err(HostFsError::io("move", from_path.clone(), e)),
+            };
             with_bits(pinned.as_fd(), W, mv)
                 .map_err(|e| self.owner_error(rel, e))?
                 .unwrap_or(Err(first_again(&from_path)))

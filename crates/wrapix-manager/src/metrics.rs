@@ -103,11 +103,13 @@ impl Metrics {
                 s.used_memory(),
             )
         });
+        // The field types differ between Linux (u64) and macOS (u32 block counts).
+        #[allow(clippy::unnecessary_cast)]
         let (dt, du) = nix::sys::statvfs::statvfs(state_dir)
             .map(|v| {
-                let f = v.fragment_size();
-                let total = v.blocks() * f;
-                (total, total.saturating_sub(v.blocks_free() * f))
+                let f = v.fragment_size() as u64;
+                let total = v.blocks() as u64 * f;
+                (total, total.saturating_sub(v.blocks_free() as u64 * f))
             })
             .unwrap_or((0, 0));
         let l = sysinfo::System::load_average();

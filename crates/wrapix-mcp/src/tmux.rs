@@ -395,6 +395,9 @@ fn die_with_parent(cmd: &mut std::process::Command) {
     // (prctl, getppid) on values captured by copy; no allocation.
     unsafe {
         cmd.pre_exec(move || {
+            // Linux only: macOS has no parent-death signal; there the server is stopped by
+            // `kill-server` when the MCP server ends normally.
+            #[cfg(target_os = "linux")]
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

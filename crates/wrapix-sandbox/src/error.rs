@@ -25,6 +25,7 @@ pub enum SandboxError {
     #[error("could not set up the sandbox network: {detail} (fix: {fix})")]
     Network { detail: String, fix: String },
 
+    #[cfg(target_os = "linux")]
     #[error("seccomp filter: {0}")]
     Seccomp(#[from] crate::seccomp::SeccompError),
 

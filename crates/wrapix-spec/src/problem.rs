@@ -206,7 +206,7 @@ impl ProjectPathError {
 /// included.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("backend {name:?} is not available in this version of wrapix")]
+    #[error("backend {name:?} is not in this build of wrapix (bubblewrap, podman, nspawn and qemu are Linux-only: a macOS build has apple only)")]
     Later {
         name: String,
         known: Vec<&'static str>,
@@ -403,7 +403,7 @@ mod tests {
                     known: known.clone(),
                 }
                 .into(),
-                "backend \"qemu\" is not available in this version of wrapix",
+                "backend \"qemu\" is not in this build of wrapix (bubblewrap, podman, nspawn and qemu are Linux-only: a macOS build has apple only)",
                 "use one of: auto, bwrap, none",
             ),
             (

@@ -17,8 +17,9 @@ use crate::types::{
     EnvName, MountMode, SandboxPath,
 };
 
-/// Backends that exist in the design but are not built yet.
-const LATER_BACKENDS: &[&str] = &["nspawn", "qemu", "apple"];
+/// Backends (and aliases) wrapix has, which a build may lack: a macOS build has only `apple`
+/// (the others are Linux-only; `wrapix_sandbox::backend::REGISTRY`).
+const LATER_BACKENDS: &[&str] = &["bwrap", "bubblewrap", "podman", "nspawn", "qemu", "apple"];
 /// Paths that no mount may cover, replace or sit inside.
 const RESERVED_INSIDE: &[&str] = &["/workspace", "/proc", "/dev", "/sys", "/run/wrapix"];
 /// System folders that no mount may replace (a mount below them is allowed).

@@ -14,11 +14,11 @@
 //! The arguments come from `std::env::args_os`, which glibc hands to std before `main`.
 
 // (Not in the unit-test build, whose harness brings its own `main`.)
-#![cfg_attr(not(test), no_main)]
+#![cfg_attr(all(not(test), target_os = "linux"), no_main)]
 
 /// C's `main`: the process's entry point (no Rust runtime start-up, see above).
 // An exported symbol is `unsafe_code` to the lint: this one is the only entry point.
-#[cfg(not(test))]
+#[cfg(all(not(test), target_os = "linux"))]
 #[allow(unsafe_code)]
 #[no_mangle]
 extern "C" fn main(
@@ -31,4 +31,11 @@ extern "C" fn main(
     }
     let args: Vec<std::ffi::OsString> = args.collect();
     wrapix_sandbox::init::main(&args)
+}
+
+/// The sandbox's init runs in Linux sandboxes only; on macOS it is a binary that says so.
+#[cfg(not(any(test, target_os = "linux")))]
+fn main() {
+    eprintln!("wrapix-init: error: the sandbox's init is Linux-only (docs/macos.md)");
+    std::process::exit(125);
 }

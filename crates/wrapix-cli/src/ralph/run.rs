@@ -6,7 +6,9 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
 use nix::sys::signal::{SigSet, Signal as Sig};
+#[cfg(target_os = "linux")]
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use wrapix_ralph::signal::{self, Signal};
 use wrapix_ralph::template::{self, Kind};
@@ -226,6 +228,7 @@ fn print_argv(ctx: &Ctx) -> (Vec<String>, bool) {
 
 /// INT, TERM and HUP held for ralph (blocked in this thread before any other starts): read
 /// between runs; during a run the executor forwards them and reports them.
+#[cfg(target_os = "linux")]
 fn hold_signals() -> Result<SignalFd, Failure> {
     let mut set = SigSet::empty();
     for s in [Sig::SIGINT, Sig::SIGTERM, Sig::SIGHUP] {
@@ -237,8 +240,23 @@ fn hold_signals() -> Result<SignalFd, Failure> {
         .map_err(|e| Failure::failed(format!("create a signalfd: {e}")))
 }
 
+#[cfg(target_os = "linux")]
 fn pending(signals: &SignalFd) -> bool {
     matches!(signals.read_signal(), Ok(Some(_)))
+}
+
+/// macOS: ralph's runs start sandboxes, which this build cannot do there yet (the executor is
+/// Linux-only: docs/macos.md); refused before anything is claimed.
+#[cfg(not(target_os = "linux"))]
+fn hold_signals() -> Result<std::convert::Infallible, Failure> {
+    Err(Failure::failed(
+        "ralph's agent runs are Linux-only in this build: wrapix's executor does not run on macOS yet (run ralph on a Linux host)",
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pending(signals: &std::convert::Infallible) -> bool {
+    match *signals {}
 }
 
 /// One step, loop or ready per project at a time: a lock in wrapix's state folder for the

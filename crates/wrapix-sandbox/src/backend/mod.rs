@@ -2,10 +2,14 @@
 //! `probe` says whether this host can run the backend and, if not, what to do about it.
 
 pub mod apple;
+#[cfg(target_os = "linux")]
 pub mod bwrap;
 pub mod limits;
+#[cfg(target_os = "linux")]
 pub mod nspawn;
+#[cfg(target_os = "linux")]
 pub mod podman;
+#[cfg(target_os = "linux")]
 pub mod qemu;
 pub mod stage;
 
@@ -157,6 +161,7 @@ pub struct Entry {
 }
 
 /// Every backend this build has. Adding a backend is its module and one line here.
+#[cfg(target_os = "linux")]
 pub const REGISTRY: &[Entry] = &[
     bwrap::ENTRY,
     podman::ENTRY,
@@ -164,6 +169,10 @@ pub const REGISTRY: &[Entry] = &[
     qemu::ENTRY,
     apple::ENTRY,
 ];
+/// Elsewhere (macOS): the apple backend only, the others are Linux-only (a config that names
+/// one is refused by its validation, saying so).
+#[cfg(not(target_os = "linux"))]
+pub const REGISTRY: &[Entry] = &[apple::ENTRY];
 
 /// The backend `auto` means on this host: Apple's `container` on macOS.
 pub const DEFAULT: &str = if cfg!(target_os = "macos") {

@@ -16,22 +16,34 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::{path::PathBuf, sync::Arc};
 
-use wrapix_spec::{Egress, MountMode, SandboxPath};
+#[cfg(target_os = "linux")]
+use wrapix_spec::Egress;
+use wrapix_spec::{MountMode, SandboxPath};
 
+#[cfg(target_os = "linux")]
 use crate::error::SandboxError;
 use crate::prepare::Bind;
 
+#[cfg(target_os = "linux")]
 pub mod addr;
+#[cfg(target_os = "linux")]
 pub mod ca;
 pub mod log;
+#[cfg(target_os = "linux")]
 pub mod mitm;
+#[cfg(target_os = "linux")]
 pub mod proxy;
+#[cfg(target_os = "linux")]
 pub mod relay;
+#[cfg(target_os = "linux")]
 pub mod sni;
+#[cfg(target_os = "linux")]
 pub mod socks;
+#[cfg(target_os = "linux")]
 pub mod stream;
 
 /// The loopback port of the relay inside the sandbox.
@@ -184,6 +196,7 @@ pub fn hosts_override(env: &BTreeMap<String, String>) -> BTreeMap<String, Vec<Ip
 /// to `log_path`. Returns once the socket accepts connections.
 /// With credentials: the user's CA in `ca_dir` (created on first use), and every secret read
 /// now, so that a missing one stops the run before the sandbox starts.
+#[cfg(target_os = "linux")]
 pub fn start(
     egress: &Egress,
     sandbox: &str,
@@ -259,6 +272,7 @@ pub fn start(
 /// request, at most one every 10 s and 20 per run (the sandbox decides how many requests are
 /// denied: it must not flood the desktop), sent from a thread of its own so the proxy never
 /// waits for the daemon. Without a daemon the log still has every decision.
+#[cfg(target_os = "linux")]
 fn denied_notifier(env: &BTreeMap<String, String>) -> proxy::Notify {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};

@@ -10,21 +10,34 @@
 //! folder ([`runtime::RunDir`]), which also holds the record `wrapix screenshot` reads.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::process::Child;
 
-use wrapix_spec::{Display, MountMode, SandboxPath, Spec, SshAgent};
+use wrapix_spec::Spec;
+#[cfg(target_os = "linux")]
+use wrapix_spec::{Display, MountMode, SandboxPath, SshAgent};
 
 use crate::error::SandboxError;
 use crate::prepare::{Bind, GeneratedFile};
 
+// The helpers and the host's sockets and devices are Linux-only; macOS has no forwards (the
+// apple backend carries out none: `start` refuses them there).
+#[cfg(target_os = "linux")]
 pub mod audio;
+#[cfg(target_os = "linux")]
 pub mod dbus;
+#[cfg(target_os = "linux")]
 pub mod gpu;
+#[cfg(target_os = "linux")]
 pub mod nix;
 pub mod runtime;
+#[cfg(target_os = "linux")]
 pub mod ssh;
+#[cfg(target_os = "linux")]
 pub mod wayland;
+#[cfg(target_os = "linux")]
 pub mod x11;
 pub mod xauth;
 
@@ -70,6 +83,7 @@ pub struct Helpers {
     pub run_dir: Option<runtime::RunDir>,
 }
 
+#[cfg(target_os = "linux")]
 impl Helpers {
     fn adopt(&mut self, what: &str, child: Child) {
         self.children.push((what.to_owned(), child));
@@ -105,6 +119,7 @@ pub(crate) fn missing(what: impl Into<String>, fix: impl Into<String>) -> Sandbo
 
 /// Checks the host for each forward of `spec`, starts the helpers, and says what the sandbox
 /// gets. `dry_run`: starts nothing and writes nothing; the binds name where things would be.
+#[cfg(target_os = "linux")]
 pub fn start(
     spec: &Spec,
     env: &BTreeMap<String, String>,
@@ -198,6 +213,35 @@ pub fn start(
     Ok((helpers, out))
 }
 
+/// macOS: forwards and network allowlists are Linux-only (the helpers, the egress proxy; the
+/// apple backend carries out neither), refused before anything starts.
+#[cfg(not(target_os = "linux"))]
+pub fn start(
+    spec: &Spec,
+    env: &BTreeMap<String, String>,
+    dry_run: bool,
+) -> Result<(Helpers, Provided), SandboxError> {
+    let _ = (env, dry_run);
+    let mut asked: Vec<&str> = spec.forward.names();
+    if spec.network.egress().is_some() {
+        asked.push("a network allowlist");
+    }
+    if asked.is_empty() {
+        return Ok((Helpers::default(), Provided::default()));
+    }
+    Err(SandboxError::Unavailable {
+        backend: crate::backend::DEFAULT,
+        problem: format!(
+            "{} {} Linux-only: wrapix's helpers and egress proxy run on Linux hosts",
+            asked.join(", "),
+            if asked.len() == 1 { "is" } else { "are" }
+        ),
+        fix: "remove the [forward] keys, ports and allowlist from the config, or run on Linux"
+            .into(),
+    })
+}
+
+#[cfg(target_os = "linux")]
 fn run_dir(helpers: &Helpers) -> Result<&runtime::RunDir, SandboxError> {
     helpers.run_dir.as_ref().ok_or_else(|| {
         missing(
@@ -208,6 +252,7 @@ fn run_dir(helpers: &Helpers) -> Result<&runtime::RunDir, SandboxError> {
 }
 
 /// `git_config = true`: `~/.gitconfig` and `~/.config/git/` read-only, those that exist.
+#[cfg(target_os = "linux")]
 fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
     let mut found = false;
     for (rel, inside) in [(".gitconfig", ".gitconfig"), (".config/git", ".config/git")] {
@@ -230,6 +275,7 @@ fn git_config(host_home: &Path, home: &SandboxPath, out: &mut Provided) {
 }
 
 /// A check failed with `e`'s own problem and fix (a [`missing`] error), else `fix`.
+#[cfg(target_os = "linux")]
 fn failed(label: &str, e: SandboxError, fix: &str) -> crate::backend::Check {
     match e {
         SandboxError::Missing { what, fix } => crate::backend::Check::fail(label, what, fix),
@@ -238,7 +284,16 @@ fn failed(label: &str, e: SandboxError, fix: &str) -> crate::backend::Check {
 }
 
 /// `wrapix doctor`: what this host can forward (each optional: only a config that asks for
+/// a forward needs it). None on macOS, which has no forwards.
+#[cfg(not(target_os = "linux"))]
+pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Check> {
+    let _ = env;
+    Vec::new()
+}
+
+/// `wrapix doctor`: what this host can forward (each optional: only a config that asks for
 /// a forward needs it).
+#[cfg(target_os = "linux")]
 pub fn doctor_checks(env: &BTreeMap<String, String>) -> Vec<crate::backend::Check> {
     use crate::backend::{find_program, Check};
     let path = env.get("PATH").map(String::as_str);

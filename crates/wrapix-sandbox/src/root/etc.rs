@@ -38,7 +38,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::OFlags;
 use sha2::{Digest, Sha256};
 use wrapix_hostfs::{Dir, HostFsError, Kind, Meta};
 
@@ -428,10 +428,12 @@ fn open_cache_root(cache: &Path) -> Result<Dir, HostFsError> {
         });
     }
     if st.st_mode & 0o077 != 0 {
-        rustix::fs::fchmod(root.fd(), Mode::from_raw_mode(0o700)).map_err(|e| HostFsError::Io {
-            op: "chmod 0700",
-            path: cache.to_owned(),
-            source: e.into(),
+        rustix::fs::fchmod(root.fd(), wrapix_hostfs::mode_of(0o700)).map_err(|e| {
+            HostFsError::Io {
+                op: "chmod 0700",
+                path: cache.to_owned(),
+                source: e.into(),
+            }
         })?;
     }
     Ok(root)
@@ -470,11 +472,15 @@ fn build_into(
         }
         // Everything written reaches the disk before the rename makes it the folder to use:
         // one `syncfs` costs one journal commit, a `fsync` per file one each (~0.8 s here).
+        #[cfg(target_os = "linux")]
         rustix::fs::syncfs(out.fd()).map_err(|e| HostFsError::Io {
             op: "sync the filesystem of",
             path: out.path().to_owned(),
             source: e.into(),
         })?;
+        // macOS has no `syncfs` (and no `host` profile: the apple backend refuses it).
+        #[cfg(not(target_os = "linux"))]
+        rustix::fs::sync();
         match rustix::fs::renameat(root.fd(), tmp.as_str(), root.fd(), key) {
             Ok(()) => sync(root),
             // Another wrapix process built the same folder first: use theirs.
@@ -540,7 +546,7 @@ fn copy_entry(from: &Dir, to: &Dir, name: &OsStr) -> Result<(), HostFsError> {
 
 fn make_dir(parent: &Dir, name: &OsStr, mode: u32) -> Result<Dir, HostFsError> {
     let dir = parent.create_dir_all(Path::new(name), 0o700)?;
-    rustix::fs::fchmod(dir.fd(), Mode::from_raw_mode(mode)).map_err(|e| HostFsError::Io {
+    rustix::fs::fchmod(dir.fd(), wrapix_hostfs::mode_of(mode)).map_err(|e| HostFsError::Io {
         op: "chmod",
         path: dir.path().to_owned(),
         source: e.into(),
@@ -563,9 +569,9 @@ fn write_file(
         source,
     };
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir.fd(), name, flags, Mode::from_raw_mode(0o600))
+    let fd = rustix::fs::openat(dir.fd(), name, flags, wrapix_hostfs::mode_of(0o600))
         .map_err(|e| io("create", e.into()))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io("chmod", e.into()))?;
+    rustix::fs::fchmod(&fd, wrapix_hostfs::mode_of(mode)).map_err(|e| io("chmod", e.into()))?;
     let mut file = File::from(fd);
     std::io::copy(content, &mut file).map_err(|e| io("copy into", e))?;
     file.flush().map_err(|e| io("write", e))

@@ -128,5 +128,7 @@ pub fn neutralise(
     quarantine::neutralise(project, before, findings, quarantine)
 }
 
+// Linux only: they drop root with `set_thread_res_uid`; macOS binaries cannot run here.
 #[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests;

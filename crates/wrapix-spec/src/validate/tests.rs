@@ -296,7 +296,7 @@ fn bad_flags() {
                 backend: Some("qemu".into()),
                 ..Default::default()
             },
-            "--backend: key `backend`: backend \"qemu\" is not available",
+            "--backend: key `backend`: backend \"qemu\" is not in this build of wrapix (bubblewrap, podman, nspawn and qemu are Linux-only",
         ),
         (
             Overrides {
