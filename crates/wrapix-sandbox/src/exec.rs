@@ -303,42 +303,39 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
         None => None,
     };
     let stopped = Arc::new(Mutex::new(None));
-    match sandbox_pid {
-        Some(pid) => {
-            // pidfds: a signal never reaches another process that got a reused PID.
-            let by_pidfd = |pid: Option<i32>| match pid.and_then(pidfd) {
-                Some(fd) => Target::Process(fd),
-                // Already gone: nothing to forward to.
-                None => Target::Gone,
-            };
-            let target = match plan.signals {
-                SignalTarget::Process => by_pidfd(Some(pid)),
-                SignalTarget::Group => Target::Group(pid),
-                SignalTarget::Holder => by_pidfd(held_pid),
-            };
-            let backend = pidfd(child.id() as i32);
-            let sees_the_end = backend.is_some();
-            let forward = Forward {
-                signals,
-                target,
-                backend,
-                pty: resizer,
-                deadline,
-                interrupt_ends,
-                grace: grace.unwrap_or(STOP_GRACE),
-                stopped: stopped.clone(),
-            };
-            if sees_the_end {
-                // Here, until the backend's pidfd says it ended (no thread: starting one is
-                // ~0.1 ms of every launch); the wait below then reaps it at once.
-                forward.run();
-            } else {
-                // Without the backend's pidfd, `run` cannot see the end: a thread of its own,
-                // left running, while this one waits.
-                std::thread::spawn(move || forward.run());
-            }
+    if let Some(pid) = sandbox_pid {
+        // pidfds: a signal never reaches another process that got a reused PID.
+        let by_pidfd = |pid: Option<i32>| match pid.and_then(pidfd) {
+            Some(fd) => Target::Process(fd),
+            // Already gone: nothing to forward to.
+            None => Target::Gone,
+        };
+        let target = match plan.signals {
+            SignalTarget::Process => by_pidfd(Some(pid)),
+            SignalTarget::Group => Target::Group(pid),
+            SignalTarget::Holder => by_pidfd(held_pid),
+        };
+        let backend = pidfd(child.id() as i32);
+        let sees_the_end = backend.is_some();
+        let forward = Forward {
+            signals,
+            target,
+            backend,
+            pty: resizer,
+            deadline,
+            interrupt_ends,
+            grace: grace.unwrap_or(STOP_GRACE),
+            stopped: stopped.clone(),
+        };
+        if sees_the_end {
+            // Here, until the backend's pidfd says it ended (no thread: starting one is
+            // ~0.1 ms of every launch); the wait below then reaps it at once.
+            forward.run();
+        } else {
+            // Without the backend's pidfd, `run` cannot see the end: a thread of its own,
+            // left running, while this one waits.
+            std::thread::spawn(move || forward.run());
         }
-        None => {}
     }
     let status = child
         .wait()
