@@ -19,8 +19,11 @@ pub mod error;
 #[cfg(target_os = "linux")]
 pub mod exec;
 #[cfg(not(target_os = "linux"))]
-#[path = "exec_unsupported.rs"]
+#[path = "exec_posix.rs"]
 pub mod exec;
+/// The macOS executor, built and unit-tested on Linux too.
+#[cfg(all(test, target_os = "linux"))]
+mod exec_posix;
 pub mod forward;
 pub mod gitid;
 #[cfg(target_os = "linux")]

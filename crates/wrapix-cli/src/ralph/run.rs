@@ -6,7 +6,6 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
 use nix::sys::signal::{SigSet, Signal as Sig};
 #[cfg(target_os = "linux")]
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -245,18 +244,24 @@ fn pending(signals: &SignalFd) -> bool {
     matches!(signals.read_signal(), Ok(Some(_)))
 }
 
-/// macOS: ralph's runs start sandboxes, which this build cannot do there yet (the executor is
-/// Linux-only: docs/macos.md); refused before anything is claimed.
+/// INT, TERM and HUP held for ralph (as on Linux, without a signalfd): blocked in this thread
+/// before any other starts, and read between runs with `sigpending` + `sigwait`; during a run
+/// the executor's forwarder takes them and reports them.
 #[cfg(not(target_os = "linux"))]
-fn hold_signals() -> Result<std::convert::Infallible, Failure> {
-    Err(Failure::failed(
-        "ralph's agent runs are Linux-only in this build: wrapix's executor does not run on macOS yet (run ralph on a Linux host)",
-    ))
+fn hold_signals() -> Result<SigSet, Failure> {
+    let mut set = SigSet::empty();
+    for s in [Sig::SIGINT, Sig::SIGTERM, Sig::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()
+        .map_err(|e| Failure::failed(format!("block signals: {e}")))?;
+    Ok(set)
 }
 
+/// Whether one of the held signals arrived (and takes it).
 #[cfg(not(target_os = "linux"))]
-fn pending(signals: &std::convert::Infallible) -> bool {
-    match *signals {}
+fn pending(held: &SigSet) -> bool {
+    wrapix_sandbox::exec::take_pending(held)
 }
 
 /// One step, loop or ready per project at a time: a lock in wrapix's state folder for the
