@@ -112,3 +112,58 @@ fn escape_attack3_a_hooks_path_set_in_an_included_config_is_writable() {
          .gitconfig:\n{out}"
     );
 }
+
+/// A server on the host's loopback that answers every request with `BODY` (a database, a dev
+/// server, a Docker API: what `network = "open"` keeps out of every sandbox).
+fn loopback_server() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+                BODY.len()
+            );
+        }
+    });
+    port
+}
+
+const BODY: &str = "wrapix-attack3-host-loopback-service";
+
+/// Attack 3: a project's allowlist counts as narrowing (it needs no `wrapix trust`), but an
+/// address in it is what lets the host-side proxy connect to a private one: `allow =
+/// ["127.0.0.1"]` reaches every service on the host's loopback (and `169.254.169.254`, the
+/// LAN, the host's own addresses), which the default open network keeps out. A project with
+/// no wrapix.toml has none read-only, so the agent writes one, and the user's next plain run
+/// reaches the host's services.
+#[test]
+fn escape_attack3_an_untrusted_allowlist_naming_an_address_reaches_host_loopback() {
+    let Some(c) = Case::escape() else { return };
+    let port = loopback_server();
+    let probe = format!(
+        "curl -sS --max-time 5 --noproxy '' --proxy http://127.0.0.1:3128 http://127.0.0.1:{port}/; \
+         curl -sS --max-time 5 http://127.0.0.1:{port}/; echo probed"
+    );
+    // Control: the default (open) network does not reach the host's loopback.
+    let before = c.sh(&probe);
+    assert!(before.stdout.contains("probed"), "{before}");
+    assert!(
+        !before.stdout.contains(BODY),
+        "control: reached it:\n{before}"
+    );
+
+    let plant =
+        c.sh("printf 'network = { allow = [\"127.0.0.1\"] }\\n' > wrapix.toml && echo planted");
+    assert!(plant.stdout.contains("planted"), "{plant}");
+    let next = c.sh(&probe);
+    assert!(
+        !next.stdout.contains(BODY),
+        "the next run, with the agent's untrusted wrapix.toml, reached a service on the \
+         host's loopback:\n{next}"
+    );
+}
