@@ -955,3 +955,48 @@ fn resolve_existing(path: &Path) -> PathBuf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Includes are followed from `.git/config` and `.git/config.worktree` through every file
+    /// inside the project, each relative to the file that names it; a cycle ends; what is
+    /// outside the project is left alone.
+    #[test]
+    fn config_code_paths_follow_includes_in_turn() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = std::fs::canonicalize(t.path()).unwrap_or_else(|e| panic!("{e}"));
+        let w = |rel: &str, text: &str| {
+            let f = p.join(rel);
+            std::fs::create_dir_all(f.parent().unwrap_or(&p)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(f, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        w(".git/config", "[include]\n\tpath = ../conf/shared\n");
+        w(
+            "conf/shared",
+            "[include]\n\tpath = local\n[includeIf \"gitdir:/x/\"]\n\tpath = /etc/elsewhere\n\
+             [core]\n\thooksPath = .githooks\n",
+        );
+        w("conf/local", "[include]\n\tpath = ../.git/config\n");
+        w(".git/config.worktree", "[core]\n\thooksPath = .husky/_\n");
+        let dir = wrapix_hostfs::Dir::open(&p).unwrap_or_else(|e| panic!("{e}"));
+        let mut notices = Vec::new();
+        let mut got = config_code_paths(&dir, &p, Path::new("/home/u"), &mut notices)
+            .unwrap_or_else(|e| panic!("{e}"));
+        got.sort();
+        let want: Vec<(PathBuf, bool)> = [
+            (".git/config", false),
+            (".githooks", true),
+            (".husky", true),
+            (".husky/_", true),
+            ("conf/local", false),
+            ("conf/shared", false),
+        ]
+        .iter()
+        .map(|(r, d)| (PathBuf::from(r), *d))
+        .collect();
+        assert_eq!(got, want);
+        assert!(notices.is_empty(), "{notices:?}");
+    }
+}
