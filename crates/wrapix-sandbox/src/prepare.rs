@@ -807,58 +807,89 @@ fn protect_binds(
     Ok((out, pinned))
 }
 
-/// The places inside the project that the repository's `.git/config` makes git run hooks from
+/// How deep includes are followed (git's own limit is 10).
+const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// The places inside the project that the repository's config makes git run hooks from
 /// (`core.hooksPath`, e.g. husky's `.husky`) or read more config from (`include.path`,
 /// `includeIf.*.path`), project-relative, with whether each is a folder. They are protected
-/// like `.git/hooks`. Paths outside the project are not the agent's to write.
+/// like `.git/hooks`. The config is `.git/config` and `.git/config.worktree`, and, in turn,
+/// every file inside the project that they include (a committed `.gitconfig` that includes a
+/// `.gitconfig.local`, or sets `core.hooksPath`): git reads those too. Paths outside the
+/// project are not the agent's to write.
 fn config_code_paths(
     dir: &wrapix_hostfs::Dir,
     project: &Path,
     home: &Path,
     notices: &mut Vec<String>,
 ) -> Result<Vec<(PathBuf, bool)>, SandboxError> {
-    let Some(bytes) = dir.read(Path::new(".git/config"), 1024 * 1024)? else {
-        return Ok(Vec::new());
-    };
-    let paths = match crate::tripwire::config_code_paths(&bytes) {
-        Ok(p) => p,
-        Err(why) => {
-            notices.push(format!(
-                "{}/.git/config could not be read for hooks or includes inside the project ({why}); \
-                 if core.hooksPath or an include points into the project, add it to [workspace] protect",
-                project.display()
-            ));
-            return Ok(Vec::new());
+    let mut out: Vec<(PathBuf, bool)> = Vec::new();
+    // (config file, depth): each read once; a relative include is relative to the folder of
+    // the file that names it.
+    let mut todo: Vec<(PathBuf, usize)> = vec![
+        (PathBuf::from(".git/config"), 0),
+        (PathBuf::from(".git/config.worktree"), 0),
+    ];
+    let mut seen: Vec<PathBuf> = Vec::new();
+    while let Some((file, depth)) = todo.pop() {
+        if seen.contains(&file) || depth > MAX_INCLUDE_DEPTH {
+            continue;
         }
-    };
-    let mut out = Vec::new();
-    for (key, value) in paths {
-        let is_dir = key == "core.hooksPath";
-        let path = if value == "~" {
-            home.to_owned()
-        } else if let Some(rest) = value.strip_prefix("~/") {
-            home.join(rest)
-        } else if Path::new(&value).is_absolute() {
-            PathBuf::from(&value)
-        } else if is_dir {
-            project.join(&value)
-        } else {
-            project.join(".git").join(&value)
-        };
-        let Some(rel) = lexical_normal(&path)
-            .and_then(|p| p.strip_prefix(project).ok().map(Path::to_owned))
-            .filter(|r| !r.as_os_str().is_empty())
-        else {
+        seen.push(file.clone());
+        // Only a plain file is read; a link (or a link on the way) is refused by the
+        // protection of the path itself, which stops the run.
+        if !matches!(dir.meta(&file), Ok(Some(m)) if m.kind == wrapix_hostfs::Kind::File) {
+            continue;
+        }
+        let Some(bytes) = dir.read(&file, 1024 * 1024)? else {
             continue;
         };
-        // husky 9 sets core.hooksPath = .husky/_, whose hooks are shims that run
-        // .husky/<hook> one folder up: that folder is where the hooks really are.
-        if is_dir && rel.file_name() == Some(std::ffi::OsStr::new("_")) {
-            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                out.push((parent.to_owned(), true));
+        let paths = match crate::tripwire::config_code_paths(&bytes) {
+            Ok(p) => p,
+            Err(why) => {
+                notices.push(format!(
+                    "{}/{} could not be read for hooks or includes inside the project ({why}); \
+                     if core.hooksPath or an include points into the project, add it to [workspace] protect",
+                    project.display(),
+                    file.display()
+                ));
+                continue;
+            }
+        };
+        let base = project.join(file.parent().unwrap_or(Path::new("")));
+        for (key, value) in paths {
+            let is_dir = key == "core.hooksPath";
+            let path = if value == "~" {
+                home.to_owned()
+            } else if let Some(rest) = value.strip_prefix("~/") {
+                home.join(rest)
+            } else if Path::new(&value).is_absolute() {
+                PathBuf::from(&value)
+            } else if is_dir {
+                project.join(&value)
+            } else {
+                base.join(&value)
+            };
+            let Some(rel) = lexical_normal(&path)
+                .and_then(|p| p.strip_prefix(project).ok().map(Path::to_owned))
+                .filter(|r| !r.as_os_str().is_empty())
+            else {
+                continue;
+            };
+            // husky 9 sets core.hooksPath = .husky/_, whose hooks are shims that run
+            // .husky/<hook> one folder up: that folder is where the hooks really are.
+            if is_dir && rel.file_name() == Some(std::ffi::OsStr::new("_")) {
+                if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    out.push((parent.to_owned(), true));
+                }
+            }
+            if !is_dir {
+                todo.push((rel.clone(), depth + 1));
+            }
+            if !out.iter().any(|(r, _)| *r == rel) {
+                out.push((rel, is_dir));
             }
         }
-        out.push((rel, is_dir));
     }
     Ok(out)
 }
@@ -922,5 +953,50 @@ fn resolve_existing(path: &Path) -> PathBuf {
             }
             _ => return path.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Includes are followed from `.git/config` and `.git/config.worktree` through every file
+    /// inside the project, each relative to the file that names it; a cycle ends; what is
+    /// outside the project is left alone.
+    #[test]
+    fn config_code_paths_follow_includes_in_turn() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = std::fs::canonicalize(t.path()).unwrap_or_else(|e| panic!("{e}"));
+        let w = |rel: &str, text: &str| {
+            let f = p.join(rel);
+            std::fs::create_dir_all(f.parent().unwrap_or(&p)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(f, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        w(".git/config", "[include]\n\tpath = ../conf/shared\n");
+        w(
+            "conf/shared",
+            "[include]\n\tpath = local\n[includeIf \"gitdir:/x/\"]\n\tpath = /etc/elsewhere\n\
+             [core]\n\thooksPath = .githooks\n",
+        );
+        w("conf/local", "[include]\n\tpath = ../.git/config\n");
+        w(".git/config.worktree", "[core]\n\thooksPath = .husky/_\n");
+        let dir = wrapix_hostfs::Dir::open(&p).unwrap_or_else(|e| panic!("{e}"));
+        let mut notices = Vec::new();
+        let mut got = config_code_paths(&dir, &p, Path::new("/home/u"), &mut notices)
+            .unwrap_or_else(|e| panic!("{e}"));
+        got.sort();
+        let want: Vec<(PathBuf, bool)> = [
+            (".git/config", false),
+            (".githooks", true),
+            (".husky", true),
+            (".husky/_", true),
+            ("conf/local", false),
+            ("conf/shared", false),
+        ]
+        .iter()
+        .map(|(r, d)| (PathBuf::from(r), *d))
+        .collect();
+        assert_eq!(got, want);
+        assert!(notices.is_empty(), "{notices:?}");
     }
 }

@@ -194,8 +194,12 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
         // An allowlist narrows the open default (over the user's own policy: `network_over`);
         // `@set` names a set of the user's config. Credentials widen: they hand a secret to
         // traffic the agent drives. Sets are refused in a project by validation.
-        "network" => judge_table(key, value, out, |k, _| match k {
-            "allow" | "deny" | "notify_denied" => Some(()),
+        // An address in `allow` is not narrowing: it is what lets the host-side proxy connect
+        // to a private one (`127.0.0.1` reaches the host's loopback services, which the open
+        // default keeps out), so an allowlist narrows only when it names hosts by name.
+        "network" => judge_table(key, value, out, |k, v| match k {
+            "allow" if names_only(v) => Some(()),
+            "deny" | "notify_denied" => Some(()),
             _ => None,
         }),
         "resources" if value.is_table() => {}
@@ -273,6 +277,23 @@ fn judge_top(key: &str, value: &Value, out: &mut Vec<Widening>) {
     }
 }
 
+/// Whether an `allow` list names hosts by name only (`github.com`, `*.example.com`, or a set
+/// of the user's config, `@work`): no address, and nothing else that is not a plain pattern.
+fn names_only(allow: &Value) -> bool {
+    use crate::egress::HostPattern;
+    allow.as_array().is_some_and(|a| {
+        a.iter().all(|e| {
+            e.as_str().is_some_and(|s| {
+                s.starts_with('@')
+                    || matches!(
+                        HostPattern::parse(s),
+                        Ok(HostPattern::Exact(_) | HostPattern::Subdomains(_))
+                    )
+            })
+        })
+    })
+}
+
 /// Each key of the table `name`: safe when `safe` says so, else a widening.
 fn judge_table(
     name: &str,
@@ -292,6 +313,7 @@ fn judge_table(
                 ("agent", "forward_api_key") => WHY_API_KEY,
                 ("workspace", "unprotect") => WHY_UNPROTECT,
                 ("network", "credentials") => WHY_CREDENTIALS,
+                ("network", "allow") => WHY_ALLOW_ADDRESS,
                 _ => WHY_OTHER,
             };
             push(out, format!("{name}.{k}"), v, why);
@@ -355,6 +377,7 @@ const WHY_BACKEND: &str = "chooses a backend wrapix does not know to be a sandbo
 const WHY_OTHER: &str = "a setting wrapix does not know to be safe";
 const WHY_CREDENTIALS: &str =
     "hands a secret of yours to requests the agent makes (credential injection)";
+const WHY_ALLOW_ADDRESS: &str = "names an address, which the proxy then connects to even when it is this host's own, its loopback or on your LAN (the open network keeps those out)";
 const WHY_ALLOW_OVER_USER: &str = "allows a host that the allowlist of your user config does not";
 const WHY_NETWORK_OVER_USER: &str =
     "opens the network that your user config sets to \"none\" or limits to an allowlist";

@@ -15,6 +15,7 @@ mod egress_creds;
 mod escape;
 mod escape_attack;
 mod escape_attack2;
+mod escape_attack3;
 mod escape_git;
 mod escape_net;
 mod escape_nspawn;

@@ -175,6 +175,17 @@ fn an_allowlist_narrows_and_credentials_widen() {
         keys("[network]\nallow = [\"a.org\"]\nnotify_denied = true\n"),
         Vec::<String>::new()
     );
+    // An address lets the proxy reach a private one (the host's loopback): not narrowing.
+    for text in [
+        "network = { allow = [\"127.0.0.1\"] }\n",
+        "network = { allow = [\"a.org\", \"[::1]\"] }\n",
+        "network = { allow = [\"169.254.169.254\"] }\n",
+    ] {
+        let w = widening(text);
+        assert_eq!(w.len(), 1, "{text}: {w:?}");
+        assert_eq!(w[0].key, "network.allow");
+        assert!(w[0].why.contains("loopback"), "{w:?}");
+    }
     let text = "[network]\nallow = [\"a.org\"]\n[[network.credentials]]\nhost = \"a.org\"\n";
     assert_eq!(keys(text), ["network.credentials"]);
 }
