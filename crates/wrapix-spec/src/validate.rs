@@ -44,7 +44,20 @@ pub const DEFAULT_PROTECT: &[&str] = &[
     ".envrc",
     "mise.toml",
     ".mise.toml",
+    "mise.local.toml",
+    ".mise.local.toml",
+    ".mise",
     ".pre-commit-config.yaml",
+    ".husky",
+    "lefthook.yml",
+    ".lefthook.yml",
+    "lefthook-local.yml",
+    ".lefthook-local.yml",
+    ".lefthook",
+    ".zed",
+    ".helix",
+    ".nvim.lua",
+    ".exrc",
 ];
 
 /// Files and folders that host tools read from a project and can run commands from when they
@@ -77,8 +90,57 @@ pub const HOST_TOOL_CONFIGS: &[(&str, &str)] = &[
         "mise (hooks and env run when you cd into the project)",
     ),
     (
+        "mise.local.toml",
+        "mise (hooks and env run when you cd into the project)",
+    ),
+    (
+        ".mise.local.toml",
+        "mise (hooks and env run when you cd into the project)",
+    ),
+    (
+        ".mise",
+        "mise (hooks and env run when you cd into the project)",
+    ),
+    (
         ".pre-commit-config.yaml",
         "pre-commit (hooks it runs at your next commit)",
+    ),
+    (".husky", "husky (its hooks run at your next commit)"),
+    (
+        "lefthook.yml",
+        "lefthook (the commands it runs at your next commit)",
+    ),
+    (
+        ".lefthook.yml",
+        "lefthook (the commands it runs at your next commit)",
+    ),
+    (
+        "lefthook-local.yml",
+        "lefthook (the commands it runs at your next commit)",
+    ),
+    (
+        ".lefthook-local.yml",
+        "lefthook (the commands it runs at your next commit)",
+    ),
+    (
+        ".lefthook",
+        "lefthook (scripts it runs at your next commit)",
+    ),
+    (
+        ".zed",
+        "Zed (tasks and language-server commands of the project's settings)",
+    ),
+    (
+        ".helix",
+        "Helix (language-server commands in languages.toml)",
+    ),
+    (
+        ".nvim.lua",
+        "Neovim (exrc: run when the folder opens, once trusted)",
+    ),
+    (
+        ".exrc",
+        "Vim and Neovim (exrc: run when the folder opens, once trusted)",
     ),
 ];
 pub const DEFAULT_AGENT: &[&str] = &["claude", "--dangerously-skip-permissions"];

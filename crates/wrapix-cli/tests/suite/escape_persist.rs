@@ -1061,3 +1061,83 @@ fn a_project_that_is_the_home_cannot_change_wrapix_config_or_state() {
     let out = c.sh("echo x > .bashrc && echo WROTE");
     assert!(out.ok().contains("WROTE"), "{out}");
 }
+
+/// Every host tool's project config (`HOST_TOOL_CONFIGS`: editors' tasks, direnv, mise,
+/// pre-commit, husky, lefthook, exrc, …) that exists when the run starts is read-only inside:
+/// not written, appended to, added to, removed or renamed. One the sandbox creates is named
+/// after the run.
+#[test]
+fn host_tool_configs_are_read_only_and_new_ones_are_named() {
+    use wrapix_spec::validate::HOST_TOOL_CONFIGS;
+    let Some(c) = Case::escape() else { return };
+    // Folders get a file inside; files (a name with a dot after its first character, or a
+    // known file) get content.
+    let is_file = |n: &str| {
+        n.ends_with(".toml")
+            || n.ends_with(".yml")
+            || n.ends_with(".yaml")
+            || n.ends_with(".lua")
+            || n == ".envrc"
+            || n == ".exrc"
+    };
+    let mut script = String::new();
+    for (name, _) in HOST_TOOL_CONFIGS {
+        let path = c.project.join(name);
+        if is_file(name) {
+            c.write(&path, "original\n");
+            script.push_str(&format!(
+                "echo x > '{name}' && echo 'WRITTEN {name}'; echo x >> '{name}' && echo 'APPENDED {name}'; \
+                 rm -f '{name}' 2>/dev/null; [ -e '{name}' ] || echo 'REMOVED {name}'; \
+                 mv '{name}' moved 2>/dev/null && echo 'MOVED {name}'; "
+            ));
+        } else {
+            c.write(&path.join("keep"), "original\n");
+            script.push_str(&format!(
+                "echo x > '{name}/keep' && echo 'WRITTEN {name}'; touch '{name}/new' && echo 'ADDED {name}'; \
+                 rm -rf '{name}' 2>/dev/null; [ -e '{name}' ] || echo 'REMOVED {name}'; \
+                 mv '{name}' moved 2>/dev/null && echo 'MOVED {name}'; "
+            ));
+        }
+    }
+    script.push_str("echo done");
+    let out = c.sh(&script);
+    let stdout = out.ok();
+    assert!(stdout.contains("done"), "{out}");
+    for (name, _) in HOST_TOOL_CONFIGS {
+        for bad in ["WRITTEN", "APPENDED", "ADDED", "REMOVED", "MOVED"] {
+            assert!(
+                !stdout.contains(&format!("{bad} {name}\n")),
+                "{bad} {name}:\n{out}"
+            );
+        }
+        let kept = if is_file(name) {
+            c.project.join(name)
+        } else {
+            c.project.join(name).join("keep")
+        };
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            "original\n",
+            "{name}"
+        );
+    }
+
+    // In a project without them, each one the sandbox creates is named.
+    let Some(c) = Case::escape() else { return };
+    let mut script = String::new();
+    for (name, _) in HOST_TOOL_CONFIGS {
+        script.push_str(&if is_file(name) {
+            format!("echo x > '{name}'; ")
+        } else {
+            format!("mkdir '{name}'; ")
+        });
+    }
+    let out = c.sh(&script);
+    for (name, _) in HOST_TOOL_CONFIGS {
+        assert!(
+            out.stderr
+                .contains(&format!("the sandbox created {name} in")),
+            "{name}:\n{out}"
+        );
+    }
+}
