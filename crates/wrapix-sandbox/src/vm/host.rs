@@ -578,20 +578,50 @@ fn run(
         Some(c) => Ok(c),
         None => {
             // qemu has exited: the console's end is in.
-            let tail = String::from_utf8_lossy(&console.join().unwrap_or_default()).into_owned();
-            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let tail = console_tail(&console.join().unwrap_or_default());
             Err(format!(
-                "the VM stopped ({status}) without reporting the command's exit; the end of its console:\n{}",
-                tail.join("\n")
+                "the VM stopped ({status}) without reporting the command's exit; the end of its console:\n{tail}"
             ))
         }
     }
 }
 
+/// The console's last 15 lines for an error message. The guest wrote these bytes: control
+/// characters (terminal escapes) are shown escaped, never sent to the user's terminal.
+fn console_tail(console: &[u8]) -> String {
+    let text = String::from_utf8_lossy(console);
+    let mut tail: Vec<String> = text
+        .lines()
+        .rev()
+        .take(15)
+        .map(wrapix_spec::error::escape_controls)
+        .collect();
+    tail.reverse();
+    tail.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_tail_is_the_last_lines_with_controls_escaped() {
+        let mut console = String::new();
+        for i in 0..20 {
+            console.push_str(&format!("line {i}\n"));
+        }
+        console.push_str("\x1b]0;owned\x07\x1b[2J\rend\n");
+        let tail = console_tail(console.as_bytes());
+        assert!(
+            !tail.chars().any(|c| c.is_control() && c != '\n'),
+            "{tail:?}"
+        );
+        assert!(tail.starts_with("line 6\n"), "{tail:?}");
+        assert!(
+            tail.ends_with("\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rend"),
+            "{tail:?}"
+        );
+    }
 
     /// A guest that writes without end: the kept tail and the console file stay bounded, and
     /// the tail holds the last bytes written.
