@@ -253,10 +253,7 @@ pub fn start(
                         return;
                     }
                 };
-                tokio::select! {
-                    _ = proxy::serve(listener, shared) => {}
-                    _ = stopped => {}
-                }
+                proxy::serve(listener, shared, stopped).await;
             });
         })
         .map_err(|e| fail("start its thread".into(), e))?;

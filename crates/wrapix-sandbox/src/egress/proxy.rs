@@ -71,26 +71,46 @@ const MAX_CONNECTIONS: usize = 256;
 /// What tells the user of a denied request (sandbox, message).
 pub type Notify = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+/// How long the connections still open at the stop get to finish (and write their log
+/// lines): the sandbox has ended, so its ends are closed and they finish at once.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Serves until `stopped`, then lets the connections in flight finish (within [`DRAIN`]):
+/// a connection's log line is written when it ends, which may be just after the sandbox's
+/// own end.
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+            _ = &mut stopped => break,
         };
-        match listener.accept().await {
-            Ok((conn, _)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    handle(conn, shared).await;
-                    drop(slot);
-                });
-            }
-            Err(e) => {
-                tracing::warn!("egress proxy: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((conn, _)) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        handle(conn, shared).await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("egress proxy: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut stopped => break,
         }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(MAX_CONNECTIONS as u32)).await;
 }
 
 /// One request, as parsed from the head.
