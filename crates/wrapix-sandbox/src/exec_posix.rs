@@ -23,7 +23,7 @@
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,54 +31,8 @@ use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
 use crate::error::SandboxError;
+pub use crate::exec_api::{exit_code, ExecOptions, Outcome, Stopped, FORWARDED, STOP_GRACE};
 use crate::plan::{LaunchPlan, SignalTarget};
-
-/// Signals wrapix takes and passes on (as on Linux).
-pub const FORWARDED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
-
-/// How long a sandbox has to exit after an ending signal before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// How a run is wired and bounded beyond its plan (as on Linux, see `exec.rs`).
-#[derive(Debug, Default)]
-pub struct ExecOptions {
-    /// The backend's (and so the sandbox command's) stdio; `None` inherits wrapix's.
-    pub stdin: Option<Stdio>,
-    pub stdout: Option<Stdio>,
-    pub stderr: Option<Stdio>,
-    /// When the backend is killed, whatever it is doing.
-    pub deadline: Option<Instant>,
-    /// SIGINT ends the run as SIGTERM does (ralph's non-interactive runs).
-    pub interrupt_ends: bool,
-    /// How long the sandbox has to exit after an ending signal; default [`STOP_GRACE`].
-    pub grace: Option<Duration>,
-}
-
-/// Why a run ended early, besides its own exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// [`ExecOptions::deadline`] passed and the backend was killed.
-    Deadline,
-    /// wrapix received this signal (passed on to the backend).
-    Signal(Signal),
-}
-
-/// The result of [`execute_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    /// The exit code to pass on (128+N for a signal).
-    pub code: i32,
-    /// The first reason the run was stopped from outside, if any.
-    pub stopped: Option<Stopped>,
-}
 
 /// Runs the plan and waits for it; the exit code to pass on.
 pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
@@ -181,15 +135,6 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
         code: exit_code(status),
         stopped,
     })
-}
-
-/// 128+N for a signal, as shells report it.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
 }
 
 /// Whether one of `set`'s signals (blocked in this thread) is pending, for this thread or the

@@ -21,6 +21,7 @@ pub mod exec;
 #[cfg(not(target_os = "linux"))]
 #[path = "exec_posix.rs"]
 pub mod exec;
+mod exec_api;
 /// The macOS executor, built and unit-tested on Linux too.
 #[cfg(all(test, target_os = "linux"))]
 mod exec_posix;
