@@ -145,6 +145,7 @@ pub fn pasta(
         program,
         args,
         join_userns: false,
+        await_loopback: false,
     }
 }
 
@@ -322,6 +323,9 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
     let netns =
         File::open(&netns_path).map_err(|e| SandboxError::io(format!("open {netns_path}"), e))?;
     let userns = entry_userns(&netns)?;
+    if net.await_loopback {
+        wait_for_loopback(pid)?;
+    }
     // As root, pasta joins the network namespace from root's own user namespace, which holds
     // every namespace (it could not open wrapix's /proc/<pid>/fd/N once it has given up its
     // capabilities, and the sandbox's own /proc/PID/ns/user changes under it while bubblewrap
@@ -415,6 +419,33 @@ pub fn attach(net: &NetworkSetup, pid: i32) -> Result<Attached, SandboxError> {
     drop(userns);
     drop(netns);
     Ok(attached)
+}
+
+/// Waits until the loopback of `pid`'s network namespace has 127.0.0.1 (an address shows in
+/// the namespace's `fib_trie` as soon as it is added, before the link is up).
+fn wait_for_loopback(pid: i32) -> Result<(), SandboxError> {
+    let path = format!("/proc/{pid}/net/fib_trie");
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&path).map_err(|e| SandboxError::Network {
+            detail: format!("the sandbox ended before its network was set up (read {path}: {e})"),
+            fix: "the backend's own message above says why; `wrapix doctor` tries the open network"
+                .into(),
+        })?;
+        if text.lines().any(|l| l.trim() == "|-- 127.0.0.1") {
+            return Ok(());
+        }
+        if start.elapsed() >= NETWORK_TIMEOUT {
+            return Err(SandboxError::Network {
+                detail: format!(
+                    "the sandbox's loopback got no address within {} s",
+                    NETWORK_TIMEOUT.as_secs()
+                ),
+                fix: "run `wrapix doctor`, or run with --network none".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// pasta's process set-up: SIGKILL when wrapix dies (checked once more after setting it, in

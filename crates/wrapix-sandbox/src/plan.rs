@@ -47,6 +47,10 @@ pub struct NetworkSetup {
     /// Join the user namespace that owns the sandbox's network namespace even as root
     /// (systemd-nspawn's: pasta drops its capabilities before it opens the namespace).
     pub join_userns: bool,
+    /// Start pasta only once the namespace's loopback has its IPv4 address. pasta brings `lo`
+    /// up, which makes the kernel add 127.0.0.1 itself; bubblewrap sets up its loopback in
+    /// parallel with the executor and fails on an address that already exists.
+    pub await_loopback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

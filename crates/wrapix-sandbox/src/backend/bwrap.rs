@@ -336,15 +336,16 @@ impl Backend for Bwrap {
                 })?;
                 let block = next_fd;
                 arg(&mut a, &[&"--block-fd", &block.to_string()]);
-                (
-                    Some(block),
-                    Some(crate::network::pasta(
-                        pasta,
-                        run.dns_forward.as_deref(),
-                        user.uid,
-                        &run.spec.forward.ports,
-                    )),
-                )
+                let mut net = crate::network::pasta(
+                    pasta,
+                    run.dns_forward.as_deref(),
+                    user.uid,
+                    &run.spec.forward.ports,
+                );
+                // bubblewrap adds 127.0.0.1 itself after it reported the PID, and fails if
+                // pasta's bringing `lo` up has already added it.
+                net.await_loopback = true;
+                (Some(block), Some(net))
             }
         };
 
