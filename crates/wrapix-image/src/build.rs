@@ -6,15 +6,21 @@
 //! newuidmap) and `--mode=root` as root. npm and pip packages are installed by a
 //! `--customize-hook` script that reads validated package lists from files.
 //!
+//! Where mmdebstrap is missing (macOS), it runs in a throw-away Linux container started by
+//! Apple's `container` CLI ([`InContainer`]): the same arguments, the tar stream on the
+//! container's stdout, unpacked here exactly as a local build's. Nothing of the host but the
+//! staged hook folder (read-only) is shared with that container.
+//!
 //! Why a tar stream rather than `mmdebstrap … DIR`: in unshare mode a directory would be owned
 //! by the user's subordinate UIDs, so the user could neither hash nor export nor delete it
 //! without entering a user namespace. Unpacked from the stream, the files belong to the user,
 //! the manifest keeps the owners and modes as built (for the OCI export), and the sandbox
 //! sees the root read-only in every backend.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -26,12 +32,80 @@ use crate::store::{Image, Lookup, Metadata, Store, MANIFEST, ROOTFS};
 
 const CUSTOMIZE_HOOK: &str = include_str!("hooks/customize.sh");
 
+/// The Linux image a build container starts from when none is configured.
+pub const DEFAULT_BUILD_IMAGE: &str = "docker.io/library/debian:bookworm-slim";
+
+/// The build container's entry (`sh -c`, a constant: the hook folder is `$1`, mmdebstrap's
+/// arguments follow). It installs mmdebstrap (and npm when the image has npm packages) with
+/// apt unless the container image has them, keeps stdout for the tar stream alone, and runs
+/// mmdebstrap with exactly the arguments a local build uses.
+pub const CONTAINER_SCRIPT: &str = r#"set -eu
+hooks="$1"
+shift
+need=""
+command -v mmdebstrap >/dev/null 2>&1 || need="mmdebstrap"
+if [ -s "$hooks/npm.list" ] && ! command -v npm >/dev/null 2>&1; then need="$need npm"; fi
+if [ -n "$need" ]; then
+  echo "I: wrapix: installing$need in the build container" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends ca-certificates $need >&2
+fi
+exec mmdebstrap "$@"
+"#;
+
+/// A build in a throw-away Linux container: `CLI run --rm … IMAGE`, Docker-style arguments
+/// as Apple's `container` takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InContainer {
+    /// The container CLI (`container` on a Mac).
+    pub cli: PathBuf,
+    /// The image the container starts from ([`DEFAULT_BUILD_IMAGE`] unless configured).
+    pub image: String,
+}
+
+impl InContainer {
+    /// The CLI's arguments for a build with the hook folder `hooks` and mmdebstrap's
+    /// `args`. The container gets every capability: it is a VM of its own (Apple's
+    /// `container` runs each container in one), mmdebstrap's root mode mounts and makes
+    /// device nodes in its chroot, and the only host folder it sees is `hooks`, read-only.
+    pub fn argv(&self, hooks: &Path, args: &[OsString]) -> Result<Vec<OsString>, ImageError> {
+        let text = hooks.to_str().filter(|t| !t.contains([',', '='])).ok_or_else(|| {
+            ImageError::Build {
+                message: format!(
+                    "the build's temporary folder {} cannot be passed to --mount (it must be UTF-8 without `,` or `=`)",
+                    hooks.display()
+                ),
+                fix: "set TMPDIR to a plain folder such as /tmp".into(),
+            }
+        })?;
+        let mut out: Vec<OsString> = [
+            "run".to_owned(),
+            "--rm".to_owned(),
+            "--cap-add=ALL".to_owned(),
+            format!("--mount=type=bind,source={text},target={text},readonly"),
+            "--entrypoint=/bin/sh".to_owned(),
+            self.image.clone(),
+            "-c".to_owned(),
+            CONTAINER_SCRIPT.to_owned(),
+            "wrapix-image-build".to_owned(),
+            text.to_owned(),
+        ]
+        .map(OsString::from)
+        .into();
+        out.extend(args.iter().cloned());
+        Ok(out)
+    }
+}
+
 /// Host facts the builder needs (passed in; nothing here reads the environment).
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub mirror: String,
     /// `mmdebstrap` on the host.
     pub mmdebstrap: Option<PathBuf>,
+    /// Build in a container instead of with the host's mmdebstrap (the default on macOS).
+    pub in_container: Option<InContainer>,
     /// `npm` on the host (for `npm:` packages, installed with `--prefix` into the image).
     pub npm: Option<PathBuf>,
     /// A CA bundle trusted by npm and pip during the build (the host's, for TLS proxies).
@@ -113,46 +187,65 @@ fn build_locked(
     opts: &BuildOptions,
     progress: &Progress,
 ) -> Result<Image, ImageError> {
-    let mmdebstrap = opts.mmdebstrap.clone().ok_or(ImageError::MissingTool {
-        tool: "mmdebstrap",
-        fix: "sudo apt-get install mmdebstrap uidmap",
-    })?;
-    let npms = spec.npms();
-    if !npms.is_empty() && opts.npm.is_none() {
-        return Err(ImageError::MissingTool {
-            tool: "npm",
-            fix: "install Node.js and npm on the host (npm installs the image's npm: packages, including Claude Code)",
-        });
+    enum Runner<'a> {
+        Local(PathBuf),
+        Container(&'a InContainer),
     }
+    let runner = match &opts.in_container {
+        Some(c) if !c.cli.is_file() => {
+            return Err(ImageError::MissingTool {
+                tool: "container (Apple's container CLI, which runs the image build on macOS)",
+                fix: "install it from https://github.com/apple/container/releases and run `container system start`, or set WRAPIX_IMAGE_BUILDER=host where mmdebstrap is installed",
+            })
+        }
+        Some(c) => Runner::Container(c),
+        None => {
+            let mmdebstrap = opts.mmdebstrap.clone().ok_or(ImageError::MissingTool {
+                tool: "mmdebstrap",
+                fix: "sudo apt-get install mmdebstrap uidmap",
+            })?;
+            if !spec.npms().is_empty() && opts.npm.is_none() {
+                return Err(ImageError::MissingTool {
+                    tool: "npm",
+                    fix: "install Node.js and npm on the host (npm installs the image's npm: packages, including Claude Code)",
+                });
+            }
+            Runner::Local(mmdebstrap)
+        }
+    };
     let hooks = stage_hooks(spec, opts)?;
     let build = store.temp_dir(hash)?;
     let rootfs = build.path().join(ROOTFS);
     std::fs::create_dir(&rootfs).map_err(|e| ImageError::io("create", &rootfs, e))?;
 
-    let mut cmd = Command::new(&mmdebstrap);
-    cmd.arg(if opts.as_root {
-        "--mode=root"
-    } else {
-        "--mode=unshare"
-    })
-    .arg("--variant=apt")
-    .arg("--format=tar")
-    .arg(format!("--include={}", spec.debs().join(",")))
-    .arg(format!(
-        "--customize-hook={}",
-        hooks.path().join("customize").display()
-    ))
-    .arg(SUITE)
-    .arg("-")
-    .arg(&opts.mirror)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    if let Some(npm) = opts.npm.as_ref().and_then(|p| p.parent()) {
-        // The hook finds the same npm (and its node) first on PATH.
-        let path = std::env::var("PATH").unwrap_or_default();
-        cmd.env("PATH", format!("{}:{path}", npm.display()));
-    }
+    let mode = match (&opts.in_container, opts.as_root) {
+        // Root in the build container; `auto` also works where that container is not root.
+        (Some(_), _) => "--mode=auto",
+        (None, true) => "--mode=root",
+        (None, false) => "--mode=unshare",
+    };
+    let args = mmdebstrap_args(spec, &hooks.path().join("customize"), &opts.mirror, mode);
+    let (program, mut cmd) = match runner {
+        Runner::Container(c) => {
+            let mut cmd = Command::new(&c.cli);
+            cmd.args(c.argv(hooks.path(), &args)?);
+            (c.cli.clone(), cmd)
+        }
+        Runner::Local(mmdebstrap) => {
+            let mut cmd = Command::new(&mmdebstrap);
+            cmd.args(&args);
+            if let Some(npm) = opts.npm.as_ref().and_then(|p| p.parent()) {
+                // The hook finds the same npm (and its node) first on PATH.
+                let path = std::env::var("PATH").unwrap_or_default();
+                cmd.env("PATH", format!("{}:{path}", npm.display()));
+            }
+            (mmdebstrap, cmd)
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mmdebstrap = program;
     let started = std::time::Instant::now();
     progress.step("starting mmdebstrap");
     let mut child = cmd
@@ -220,6 +313,23 @@ fn build_locked(
     Store::write_metadata(build.path(), &meta)?;
     progress.step("moving the image into place");
     store.commit(build, hash)
+}
+
+/// mmdebstrap's arguments: the tar stream of a Debian `SUITE` root with the spec's packages on
+/// stdout, the customize hook at `hook`.
+pub fn mmdebstrap_args(spec: &ImageSpec, hook: &Path, mirror: &str, mode: &str) -> Vec<OsString> {
+    [
+        mode.to_owned(),
+        "--variant=apt".to_owned(),
+        "--format=tar".to_owned(),
+        format!("--include={}", spec.debs().join(",")),
+        format!("--customize-hook={}", hook.display()),
+        SUITE.to_owned(),
+        "-".to_owned(),
+        mirror.to_owned(),
+    ]
+    .map(OsString::from)
+    .into()
 }
 
 /// Removes a failed build folder (it contains read-only folders).
@@ -290,4 +400,149 @@ fn stage_hooks(spec: &ImageSpec, opts: &BuildOptions) -> Result<tempfile::TempDi
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(|e| ImageError::io("set the mode of", dir.path(), e))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn spec() -> ImageSpec {
+        crate::profile::builder_image()
+    }
+
+    #[test]
+    fn the_container_build_passes_mmdebstrap_the_local_arguments_after_a_constant_script() {
+        let c = InContainer {
+            cli: "/usr/local/bin/container".into(),
+            image: DEFAULT_BUILD_IMAGE.into(),
+        };
+        let hooks = Path::new("/var/folders/xy/T/wrapix-build-abc");
+        let args = mmdebstrap_args(
+            &spec(),
+            &hooks.join("customize"),
+            "http://deb.debian.org/debian",
+            "--mode=auto",
+        );
+        let argv = c.argv(hooks, &args).unwrap();
+        let text: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            text[..10],
+            [
+                "run",
+                "--rm",
+                "--cap-add=ALL",
+                "--mount=type=bind,source=/var/folders/xy/T/wrapix-build-abc,target=/var/folders/xy/T/wrapix-build-abc,readonly",
+                "--entrypoint=/bin/sh",
+                "docker.io/library/debian:bookworm-slim",
+                "-c",
+                CONTAINER_SCRIPT,
+                "wrapix-image-build",
+                "/var/folders/xy/T/wrapix-build-abc",
+            ]
+        );
+        assert_eq!(argv[10..], args[..]);
+        assert_eq!(
+            text[10..14],
+            [
+                "--mode=auto",
+                "--variant=apt",
+                "--format=tar",
+                &format!("--include={}", spec().debs().join(",")),
+            ]
+        );
+        assert_eq!(
+            text[14..],
+            [
+                "--customize-hook=/var/folders/xy/T/wrapix-build-abc/customize",
+                "bookworm",
+                "-",
+                "http://deb.debian.org/debian",
+            ]
+        );
+        for bad in ["/tmp/a,b", "/tmp/a=b"] {
+            let e = c.argv(Path::new(bad), &args).unwrap_err().to_string();
+            assert!(e.contains("cannot be passed to --mount"), "{e}");
+        }
+    }
+
+    /// The script run by `sh` as the container would: with a fake mmdebstrap it passes every
+    /// argument through unchanged and keeps stdout for mmdebstrap alone; without one it asks
+    /// apt for mmdebstrap (and npm only when the image has npm packages), on stderr.
+    #[test]
+    fn the_container_script_installs_what_is_missing_and_runs_mmdebstrap_with_the_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&hooks).unwrap();
+        // PATH is this folder alone: the host's own mmdebstrap or npm must not be found.
+        let log = dir.path().join("apt.log");
+        let write = |name: &str, text: String| {
+            let p = bin.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // apt-get logs its arguments and, on install, provides a fake mmdebstrap that prints
+        // each argument in <>.
+        let fake = dir.path().join("fake-mmdebstrap");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("/bin/cp", bin.join("cp")).unwrap();
+        write(
+            "apt-get",
+            format!(
+                "#!/bin/sh\necho \"apt-get $*\" >> '{log}'\n[ \"$1\" != install ] || cp '{fake}' '{bin}/mmdebstrap'\necho apt-output\n",
+                log = log.display(),
+                fake = fake.display(),
+                bin = bin.display()
+            ),
+        );
+        let run = |npm_list: &str| {
+            std::fs::write(hooks.join("npm.list"), npm_list).unwrap();
+            let out = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(CONTAINER_SCRIPT)
+                .arg("wrapix-image-build")
+                .arg(&hooks)
+                .args(["--include=a,b", "two words", "$(x)", "-"])
+                .env("PATH", &bin)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        // Nothing installed: apt installs mmdebstrap; stdout is mmdebstrap's alone.
+        let out = run("");
+        assert_eq!(out, "<--include=a,b><two words><$(x)><->");
+        let apt = std::fs::read_to_string(&log).unwrap();
+        assert!(apt.contains("apt-get update"), "{apt}");
+        assert!(
+            apt.contains("install -y -q --no-install-recommends ca-certificates mmdebstrap\n"),
+            "{apt}"
+        );
+        // mmdebstrap there now, npm packages wanted and no npm: npm alone is installed.
+        std::fs::remove_file(&log).unwrap();
+        let out = run("@anthropic-ai/claude-code@2\n");
+        assert_eq!(out, "<--include=a,b><two words><$(x)><->");
+        let apt = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            apt.contains("install -y -q --no-install-recommends ca-certificates npm\n"),
+            "{apt}"
+        );
+        assert!(!apt.contains("mmdebstrap"), "{apt}");
+        // Everything there: apt is not run at all.
+        std::fs::remove_file(&log).unwrap();
+        write("npm", "#!/bin/sh\n".into());
+        let out = run("@anthropic-ai/claude-code@2\n");
+        assert_eq!(out, "<--include=a,b><two words><$(x)><->");
+        assert!(!log.exists());
+    }
 }

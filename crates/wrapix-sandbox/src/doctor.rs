@@ -82,8 +82,22 @@ pub fn tun_check() -> Check {
     }
 }
 
-/// The image builder's tools.
-pub fn builder_checks(path_env: Option<&str>) -> Vec<Check> {
+/// The image builder's tools: the host's mmdebstrap and npm, or with `in_container` (the
+/// container CLI that runs the build, `WRAPIX_IMAGE_BUILDER=container`) that CLI alone.
+pub fn builder_checks(path_env: Option<&str>, in_container: Option<&Path>) -> Vec<Check> {
+    if let Some(cli) = in_container {
+        let name = "container (image builder: mmdebstrap in a Linux container)";
+        return vec![if cli.is_file() {
+            Check::pass(name, cli.display().to_string())
+        } else {
+            Check::fail(
+                name,
+                "not installed",
+                "install Apple's container CLI (https://github.com/apple/container/releases), or set WRAPIX_IMAGE_BUILDER=host where mmdebstrap is installed",
+            )
+            .optional()
+        }];
+    }
     let mut out = vec![match find_program("mmdebstrap", path_env) {
         Some(m) => Check::pass("mmdebstrap (image builder)", m.display().to_string()),
         None => Check::fail(

@@ -49,10 +49,7 @@ pub fn doctor(as_json: bool) -> i32 {
         .map(|(e, _, probe)| (format!("backend {}", e.summary), probe.checks.clone()))
         .collect();
     sections.extend([
-        (
-            "image builder".to_owned(),
-            wrapix_sandbox::doctor::builder_checks(path),
-        ),
+        ("image builder".to_owned(), builder_checks(&env, path)),
         ("wrapix install".to_owned(), install_checks()),
         (
             "forwards ([forward], ports)".to_owned(),
@@ -325,6 +322,24 @@ fn print_json(sections: &[(String, Vec<Check>)], trials: &[Trial], ready: bool) 
         .collect();
     let doc = json!({"ready": ready, "checks": checks, "sandboxes": sandboxes});
     println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+}
+
+/// The image builder's checks for the builder `WRAPIX_IMAGE_BUILDER` selects.
+fn builder_checks(
+    env: &std::collections::BTreeMap<String, String>,
+    path: Option<&str>,
+) -> Vec<Check> {
+    match super::images::options(env) {
+        Ok(opts) => wrapix_sandbox::doctor::builder_checks(
+            path,
+            opts.in_container.as_ref().map(|c| c.cli.as_path()),
+        ),
+        Err(f) => vec![Check::fail(
+            "WRAPIX_IMAGE_BUILDER",
+            f.message,
+            "unset WRAPIX_IMAGE_BUILDER, or set it to host or container",
+        )],
+    }
 }
 
 #[cfg(test)]

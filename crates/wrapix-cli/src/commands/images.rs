@@ -34,17 +34,48 @@ fn store(env: &BTreeMap<String, String>) -> Store {
     Store::from_env(env, &host_user(env).home)
 }
 
-fn options(env: &BTreeMap<String, String>) -> BuildOptions {
+/// Where images are built: `WRAPIX_IMAGE_BUILDER` is `host` (mmdebstrap here; the default on
+/// Linux) or `container` (mmdebstrap in a throw-away Linux container started by Apple's
+/// `container` CLI; the default on macOS, which has no mmdebstrap). `WRAPIX_BUILD_IMAGE`
+/// names that container's image.
+pub(crate) fn options(env: &BTreeMap<String, String>) -> Result<BuildOptions, Failure> {
     let path = env.get("PATH").map(String::as_str);
     let ca = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
-    BuildOptions {
+    let default = if cfg!(target_os = "macos") {
+        "container"
+    } else {
+        "host"
+    };
+    let in_container = match env
+        .get("WRAPIX_IMAGE_BUILDER")
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default)
+    {
+        "host" => None,
+        "container" => Some(build::InContainer {
+            cli: find_program("container", path).unwrap_or_else(|| PathBuf::from("container")),
+            image: env
+                .get("WRAPIX_BUILD_IMAGE")
+                .filter(|i| !i.is_empty())
+                .cloned()
+                .unwrap_or_else(|| build::DEFAULT_BUILD_IMAGE.to_owned()),
+        }),
+        other => {
+            return Err(Failure::usage(format!(
+                "WRAPIX_IMAGE_BUILDER={other:?} is not a builder (fix: \"host\" to build with this host's mmdebstrap, \"container\" to build in a Linux container started by Apple's container CLI, or unset it)"
+            )))
+        }
+    };
+    Ok(BuildOptions {
         mirror: build::mirror(env),
         mmdebstrap: find_program("mmdebstrap", path),
+        in_container,
         npm: find_program("npm", path),
         ca_bundle: ca.is_file().then_some(ca),
         as_root: nix::unistd::geteuid().is_root(),
         tmp: std::env::temp_dir(),
-    }
+    })
 }
 
 fn progress(label: String) -> Progress {
@@ -68,7 +99,7 @@ pub fn image_ready(args: &SandboxArgs, env: &BTreeMap<String, String>) -> Result
     let Profile::Image(img) = &spec.profile else {
         return Err("the profile is not an image profile".into());
     };
-    let hash = img.hash(&options(env).mirror);
+    let hash = img.hash(&build::mirror(env));
     match store(env).lookup(&hash) {
         wrapix_image::store::Lookup::Ready(_) => Ok(()),
         _ => Err(format!("the {} image is not built", img.profile)),
@@ -80,7 +111,7 @@ pub fn ensure_for_run(spec: &Spec, env: &BTreeMap<String, String>) -> Result<(),
         return Ok(());
     };
     let store = store(env);
-    let opts = options(env);
+    let opts = options(env)?;
     let hash = img.hash(&opts.mirror);
     if let wrapix_image::store::Lookup::Ready(_) = store.lookup(&hash) {
         return Ok(());
@@ -101,7 +132,7 @@ pub fn ensure_for_run(spec: &Spec, env: &BTreeMap<String, String>) -> Result<(),
 pub fn ensure_builder_image(env: &BTreeMap<String, String>) -> Result<PathBuf, Failure> {
     let img = wrapix_image::profile::builder_image();
     let store = store(env);
-    let opts = options(env);
+    let opts = options(env)?;
     let hash = img.hash(&opts.mirror);
     if let wrapix_image::store::Lookup::Ready(image) = store.lookup(&hash) {
         return Ok(image.rootfs());
@@ -119,7 +150,7 @@ pub fn image(cmd: ImageCmd) -> Result<i32, Failure> {
         ImageCmd::Build { sandbox } => {
             let spec = load_spec(&sandbox, &env)?;
             let img = image_spec(&spec)?;
-            let opts = options(&env);
+            let opts = options(&env)?;
             let p = progress(format!("image {}", img.profile));
             let (image, outcome) = build::ensure(&store, img, &opts, true, &p)?;
             p.finish("ready");
@@ -232,7 +263,7 @@ pub fn image(cmd: ImageCmd) -> Result<i32, Failure> {
         ImageCmd::Export { sandbox, output } => {
             let spec = load_spec(&sandbox, &env)?;
             let img = image_spec(&spec)?;
-            let opts = options(&env);
+            let opts = options(&env)?;
             let p = progress(format!("image {}", img.profile));
             let (image, _) = build::ensure(&store, img, &opts, false, &p)?;
             p.step("writing the OCI archive");
