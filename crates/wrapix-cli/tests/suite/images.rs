@@ -285,3 +285,106 @@ fn mounts_below_image_folders_work_and_leave_the_image_alone() {
         );
     }
 }
+
+/// A stand-in for Apple's `container` CLI: it accepts only the build's argument shape (a
+/// read-only folder mounted at its own path, every capability, `/bin/sh` as the entrypoint),
+/// logs the arguments, and runs the entrypoint on this host, where mmdebstrap is installed.
+const FAKE_CONTAINER: &str = r#"#!/bin/bash
+set -eu
+printf '%s\n' "$@" > "$HOME/container-argv.log"
+[ "$1" = run ] || { echo "fake container: only run" >&2; exit 64; }
+shift
+while :; do
+  case "$1" in
+    --rm|--cap-add=ALL) shift ;;
+    --mount=type=bind,source=*,target=*,readonly)
+      m="${1#--mount=type=bind,source=}"; src="${m%%,target=*}"; rest="${m#*,target=}"
+      [ "$src" = "${rest%,readonly}" ] || { echo "fake container: $src mounted elsewhere" >&2; exit 64; }
+      shift ;;
+    --entrypoint=/bin/sh) shift; break ;;
+    *) echo "fake container: unexpected $1" >&2; exit 64 ;;
+  esac
+done
+shift
+exec /bin/sh "$@"
+"#;
+
+/// `WRAPIX_IMAGE_BUILDER=container` (macOS's default): the same image, under the same hash,
+/// built by mmdebstrap in a container whose tar stream wrapix unpacks; it runs. A bad builder
+/// name and a missing CLI are refused with the fix, and nothing is cached.
+#[test]
+fn an_image_built_in_a_container_is_the_same_image_and_runs() {
+    let Some(shared) = tiny_case() else { return };
+    let host_built = build(&shared);
+    let Some(c) = Case::new() else { return };
+    let store = tempfile::Builder::new()
+        .prefix("wrapix-test-container-build-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    c.give(store.path());
+    let bin = c.home.join("fake-bin");
+    c.write(&bin.join("container"), FAKE_CONTAINER);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("container"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    c.config(TINY);
+
+    let bad = c
+        .command(&["image", "build"])
+        .env("WRAPIX_IMAGE_BUILDER", "docker")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("WRAPIX_IMAGE_BUILDER=\"docker\""),
+        "{stderr}"
+    );
+
+    let c = c
+        .host_env("XDG_DATA_HOME", &store.path().to_string_lossy())
+        .host_env("WRAPIX_IMAGE_BUILDER", "container")
+        .host_env("WRAPIX_BUILD_IMAGE", "example.test/debian:bookworm");
+    let missing = run_long(&c, &["image", "build"]);
+    assert_eq!(missing.code, 125, "{missing}");
+    assert!(
+        missing.stderr.contains("Apple's container CLI")
+            && missing.stderr.contains("WRAPIX_IMAGE_BUILDER=host"),
+        "{missing}"
+    );
+    let list = c.run(&["image", "list"]);
+    assert!(!list.stdout.contains("tiny"), "nothing is cached: {list}");
+
+    let c = c.host_env(
+        "PATH",
+        &format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+    );
+    let out = run_long(&c, &["image", "build"]);
+    assert_eq!(out.code, 0, "{out}");
+    let built = PathBuf::from(out.stdout.trim());
+    assert!(built.starts_with(store.path()), "{out}");
+    assert_eq!(
+        built.file_name(),
+        host_built.file_name(),
+        "the builder is not part of the image's hash"
+    );
+    let argv = std::fs::read_to_string(c.home.join("container-argv.log")).unwrap();
+    for want in [
+        "--cap-add=ALL",
+        "example.test/debian:bookworm",
+        "--mode=auto",
+        "--format=tar",
+    ] {
+        assert!(argv.lines().any(|l| l == want), "{want} missing:\n{argv}");
+    }
+    let out = c.sh_with(&["--network", "none"], "jq --version; touch /usr/x");
+    assert!(out.stdout.contains("jq-1.6"), "{out}");
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    // Its files match the manifest the unpacking wrote.
+    let out = run_long(&c, &["image", "build"]);
+    assert!(out.stderr.contains("every file matches"), "{out}");
+}
