@@ -128,19 +128,21 @@ pub fn ensure_for_run(spec: &Spec, env: &BTreeMap<String, String>) -> Result<(),
     Ok(())
 }
 
-/// The `wrapix builder` image (sshd, Nix), built on first use; its root folder.
-pub fn ensure_builder_image(env: &BTreeMap<String, String>) -> Result<PathBuf, Failure> {
+/// The `wrapix builder` image (sshd, Nix), built on first use.
+pub fn ensure_builder_image(
+    env: &BTreeMap<String, String>,
+) -> Result<wrapix_image::Image, Failure> {
     let img = wrapix_image::profile::builder_image();
     let store = store(env);
     let opts = options(env)?;
     let hash = img.hash(&opts.mirror);
     if let wrapix_image::store::Lookup::Ready(image) = store.lookup(&hash) {
-        return Ok(image.rootfs());
+        return Ok(image);
     }
     let p = progress(format!("building the builder image ({hash})"));
     let (image, _) = build::ensure(&store, &img, &opts, false, &p)?;
     p.finish("ready");
-    Ok(image.rootfs())
+    Ok(image)
 }
 
 pub fn image(cmd: ImageCmd) -> Result<i32, Failure> {

@@ -526,5 +526,9 @@ impl Backend for Apple {
 
 mod macos;
 
+/// Loads a cached image into Apple `container`'s store as `reference` unless it is there
+/// (`wrapix builder` on macOS uses it too).
+pub use macos::load as load_image;
+
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! `wrapix builder start|stop|status|ssh|config|setup` (docs/builder.md): a long-running
-//! container with sshd and a Nix daemon for Nix remote builds (`ssh-ng://`), run by rootless
-//! podman from wrapix's own `builder` image, with a persistent store folder and keys
-//! generated once. On macOS the original runs it with Apple's `container`; that is not
-//! implemented here, and every command that needs the container says so.
+//! container with sshd and a Nix daemon for Nix remote builds (`ssh-ng://`), from wrapix's own
+//! `builder` image, with a persistent store and keys generated once. On Linux rootless podman
+//! runs it (the store is a folder); on macOS Apple's `container` (the store is a named
+//! volume), chosen by `WRAPIX_BUILDER_ENGINE` (`podman` or `apple`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -48,13 +48,37 @@ impl Ctx {
         find_program(name, self.env.get("PATH").map(String::as_str))
     }
 
-    fn podman(&self) -> Result<PathBuf, Failure> {
-        self.program("podman").ok_or_else(|| {
-            Failure::new(
-                EXIT_NO_SANDBOX,
-                "podman is not installed, and the builder runs in a rootless podman container (fix: sudo apt-get install podman uidmap slirp4netns)",
-            )
-        })
+    /// The program that runs the container: `WRAPIX_BUILDER_ENGINE` (`podman`, `apple`),
+    /// by default podman on Linux and Apple's `container` on macOS.
+    fn engine(&self) -> Result<Engine, Failure> {
+        let default = if cfg!(target_os = "macos") {
+            "apple"
+        } else {
+            "podman"
+        };
+        match self
+            .env
+            .get("WRAPIX_BUILDER_ENGINE")
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(default)
+        {
+            "podman" => self.program("podman").map(Engine::Podman).ok_or_else(|| {
+                Failure::new(
+                    EXIT_NO_SANDBOX,
+                    "podman is not installed, and the builder runs in a rootless podman container (fix: sudo apt-get install podman uidmap slirp4netns)",
+                )
+            }),
+            "apple" => self.program("container").map(Engine::Apple).ok_or_else(|| {
+                Failure::new(
+                    EXIT_NO_SANDBOX,
+                    "Apple's container CLI is not installed, and the builder runs in a container VM (fix: install it from https://github.com/apple/container/releases, then `container system start`)",
+                )
+            }),
+            other => Err(Failure::usage(format!(
+                "WRAPIX_BUILDER_ENGINE={other:?} is not an engine (fix: \"podman\" (Linux) or \"apple\" (macOS), or unset it)"
+            ))),
+        }
     }
 
     /// The port of the last start, else [`DEFAULT_PORT`].
@@ -91,18 +115,135 @@ pub fn builder(cmd: BuilderCmd) -> Result<i32, Failure> {
     }
 }
 
-fn linux_only() -> Result<(), Failure> {
-    if cfg!(target_os = "linux") {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            EXIT_NO_SANDBOX,
-            "wrapix builder runs its container with podman on Linux; Apple's `container` is not supported for the builder yet (docs/builder.md)",
-        ))
+/// The container CLI that runs the builder.
+enum Engine {
+    Podman(PathBuf),
+    /// Apple's `container`.
+    Apple(PathBuf),
+}
+
+impl Engine {
+    fn program(&self) -> &Path {
+        match self {
+            Engine::Podman(p) | Engine::Apple(p) => p,
+        }
+    }
+
+    fn command(&self) -> Command {
+        Command::new(self.program())
+    }
+
+    fn inspect(&self) -> Result<Option<Container>, Failure> {
+        match self {
+            Engine::Podman(p) => inspect(p),
+            Engine::Apple(c) => {
+                let out = run_checked(
+                    Command::new(c).args(["list", "--all", "--format", "json"]),
+                    "list the containers (`container list --all --format json`)",
+                )?;
+                Ok(plan::parse_apple_list(&out)
+                    .map_err(Failure::failed)?
+                    .map(|(running, port)| Container { running, port }))
+            }
+        }
+    }
+
+    /// Removes the container, running or not.
+    fn remove(&self) -> Result<(), Failure> {
+        let args: &[&str] = match self {
+            Engine::Podman(_) => &["rm", "--force", "--ignore", NAME],
+            Engine::Apple(_) => &["delete", "--force", NAME],
+        };
+        run_checked(self.command().args(args), "remove the builder container").map(drop)
+    }
+
+    fn stop(&self) -> Result<(), Failure> {
+        run_checked(
+            self.command().args(["stop", "--time", "10", NAME]),
+            "stop the builder container",
+        )
+        .map(drop)
+    }
+
+    /// The last lines of the container's output (its errors).
+    fn logs(&self) -> String {
+        let args: &[&str] = match self {
+            Engine::Podman(_) => &["logs", "--tail", "20", NAME],
+            Engine::Apple(_) => &["logs", "-n", "20", NAME],
+        };
+        self.command()
+            .args(args)
+            .output()
+            .map(|o| {
+                let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&o.stderr));
+                text
+            })
+            .unwrap_or_default()
+    }
+
+    /// Everything the container needs that lives outside it, then its `run` command line.
+    fn prepare_run(&self, ctx: &Ctx, port: u16) -> Result<Vec<std::ffi::OsString>, Failure> {
+        let image = super::images::ensure_builder_image(&ctx.env)?;
+        match self {
+            Engine::Podman(podman) => {
+                // 0755: the login user inside must traverse /nix (the folder above is private).
+                std::fs::create_dir_all(&ctx.paths.store)
+                    .and_then(|()| {
+                        std::fs::set_permissions(
+                            &ctx.paths.store,
+                            std::fs::Permissions::from_mode(0o755),
+                        )
+                    })
+                    .map_err(|e| {
+                        Failure::failed(format!("cannot create {}: {e}", ctx.paths.store.display()))
+                    })?;
+                Ok(plan::podman_run(podman, &image.rootfs(), &ctx.paths, port))
+            }
+            Engine::Apple(container) => {
+                // The share: copies of the host key and the user's public key, nothing else.
+                create_private_dir(&ctx.paths.share)?;
+                for (from, to) in [
+                    (ctx.paths.host_key.clone(), "ssh_host_ed25519_key"),
+                    (Paths::public(&ctx.paths.user_key), "authorized_keys"),
+                ] {
+                    let data = std::fs::read(&from).map_err(|e| {
+                        Failure::failed(format!("cannot read {}: {e}", from.display()))
+                    })?;
+                    write_atomic(&ctx.paths.share.join(to), &data, 0o600)?;
+                }
+                let has_volume = self
+                    .command()
+                    .args(["volume", "inspect", plan::STORE_VOLUME])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if !has_volume {
+                    run_checked(
+                        self.command().args([
+                            "volume",
+                            "create",
+                            "-s",
+                            plan::STORE_VOLUME_SIZE,
+                            plan::STORE_VOLUME,
+                        ]),
+                        "create the store volume",
+                    )?;
+                }
+                let reference = format!("localhost/wrapix:{}", image.meta.hash);
+                wrapix_sandbox::backend::apple::load_image(
+                    container,
+                    &image,
+                    &reference,
+                    &ctx.paths.dir,
+                )
+                .map_err(|e| Failure::new(EXIT_NO_SANDBOX, e.to_string()))?;
+                Ok(plan::apple_run(container, &reference, &ctx.paths, port))
+            }
+        }
     }
 }
 
-/// What podman knows of the container: `None` when there is none.
+/// What the engine knows of the container: `None` when there is none.
 struct Container {
     running: bool,
     port: Option<u16>,
@@ -234,13 +375,12 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Failure> {
 }
 
 fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
-    linux_only()?;
-    let podman = ctx.podman()?;
+    let engine = ctx.engine()?;
     let port = match port {
         Some(p) => p,
         None => ctx.saved_port()?,
     };
-    if let Some(c) = inspect(&podman)? {
+    if let Some(c) = engine.inspect()? {
         if c.running {
             let at = c
                 .port
@@ -250,10 +390,7 @@ fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
             return Ok(0);
         }
         // Left over from a stop that did not finish, or a crash.
-        run_checked(
-            Command::new(&podman).args(["rm", "--force", NAME]),
-            "remove the stopped builder container",
-        )?;
+        engine.remove()?;
     }
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
         Failure::new(
@@ -262,16 +399,7 @@ fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
         )
     })?;
     ensure_keys(ctx)?;
-    // 0755: the login user inside must traverse /nix (the folder above is private).
-    std::fs::create_dir_all(&ctx.paths.store)
-        .and_then(|()| {
-            std::fs::set_permissions(&ctx.paths.store, std::fs::Permissions::from_mode(0o755))
-        })
-        .map_err(|e| {
-            Failure::failed(format!("cannot create {}: {e}", ctx.paths.store.display()))
-        })?;
-    let rootfs = super::images::ensure_builder_image(&ctx.env)?;
-    let argv = plan::podman_run(&podman, &rootfs, &ctx.paths, port);
+    let argv = engine.prepare_run(ctx, port)?;
     run_checked(
         Command::new(&argv[0]).args(&argv[1..]),
         "start the builder container",
@@ -281,13 +409,9 @@ fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
         format!("{{\"port\": {port}}}\n").as_bytes(),
         0o600,
     )?;
-    if let Err(e) = wait_ready(&podman, port) {
-        let logs = Command::new(&podman)
-            .args(["logs", "--tail", "20", NAME])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .unwrap_or_default();
-        let _ = Command::new(&podman).args(["rm", "--force", NAME]).output();
+    if let Err(e) = wait_ready(&engine, port) {
+        let logs = engine.logs();
+        let _ = engine.remove();
         return Err(Failure::failed(format!(
             "the builder did not become ready: {e}{}",
             if logs.trim().is_empty() {
@@ -297,13 +421,17 @@ fn start(ctx: &Ctx, port: Option<u16>) -> Result<i32, Failure> {
             }
         )));
     }
-    eprintln!("wrapix: the builder is running: sshd on 127.0.0.1:{port}, store {} (next: `wrapix builder setup`, `wrapix builder config`)", ctx.paths.store.display());
+    let store = match engine {
+        Engine::Podman(_) => ctx.paths.store.display().to_string(),
+        Engine::Apple(_) => format!("the volume {}", plan::STORE_VOLUME),
+    };
+    eprintln!("wrapix: the builder is running: sshd on 127.0.0.1:{port}, store {store} (next: `wrapix builder setup`, `wrapix builder config`)");
     Ok(0)
 }
 
 /// Ready when sshd answers with its banner through the published port (podman's port
 /// forwarder accepts connections before sshd listens, so a connect alone proves nothing).
-fn wait_ready(podman: &Path, port: u16) -> Result<(), String> {
+fn wait_ready(engine: &Engine, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
@@ -314,7 +442,7 @@ fn wait_ready(podman: &Path, port: u16) -> Result<(), String> {
                 return Ok(());
             }
         }
-        match inspect(podman) {
+        match engine.inspect() {
             Ok(Some(c)) if c.running => {}
             Ok(_) => return Err("the container exited".into()),
             Err(e) => return Err(e.message),
@@ -330,22 +458,19 @@ fn wait_ready(podman: &Path, port: u16) -> Result<(), String> {
 }
 
 fn stop(ctx: &Ctx) -> Result<i32, Failure> {
-    linux_only()?;
-    let podman = ctx.podman()?;
-    if inspect(&podman)?.is_none() {
+    let engine = ctx.engine()?;
+    if engine.inspect()?.is_none() {
         eprintln!("wrapix: the builder is not running");
         return Ok(0);
     }
-    run_checked(
-        Command::new(&podman).args(["stop", "--time", "10", NAME]),
-        "stop the builder container",
-    )?;
-    run_checked(
-        Command::new(&podman).args(["rm", "--force", "--ignore", NAME]),
-        "remove the builder container",
-    )?;
+    engine.stop()?;
+    engine.remove()?;
+    let store = match engine {
+        Engine::Podman(_) => String::new(),
+        Engine::Apple(_) => format!(" and the volume {}", plan::STORE_VOLUME),
+    };
     eprintln!(
-        "wrapix: the builder stopped; its store and keys stay in {}",
+        "wrapix: the builder stopped; its store and keys stay in {}{store}",
         ctx.paths.dir.display()
     );
     Ok(0)
@@ -391,17 +516,21 @@ fn disk_usage(dir: &Path) -> u64 {
 }
 
 fn status(ctx: &Ctx, json: bool) -> Result<i32, Failure> {
-    let container = match ctx.podman() {
-        Ok(podman) => inspect(&podman)?,
-        Err(_) if !cfg!(target_os = "linux") => None,
-        Err(e) => return Err(e),
-    };
+    let engine = ctx.engine()?;
+    let container = engine.inspect()?;
     let running = container.as_ref().is_some_and(|c| c.running);
     let port = match container.as_ref().and_then(|c| c.port) {
         Some(p) => p,
         None => ctx.saved_port()?,
     };
-    let store_bytes = disk_usage(&ctx.paths.store);
+    // Apple: a named volume, whose use only the VM sees.
+    let (store, store_bytes) = match engine {
+        Engine::Podman(_) => (
+            ctx.paths.store.display().to_string(),
+            Some(disk_usage(&ctx.paths.store)),
+        ),
+        Engine::Apple(_) => (format!("volume:{}", plan::STORE_VOLUME), None),
+    };
     let host_fp = fingerprint(ctx, &ctx.paths.host_key);
     let user_fp = fingerprint(ctx, &ctx.paths.user_key);
     if json {
@@ -411,7 +540,11 @@ fn status(ctx: &Ctx, json: bool) -> Result<i32, Failure> {
             "address": format!("127.0.0.1:{port}"),
             "port": port,
             "user": plan::USER,
-            "store": ctx.paths.store,
+            "engine": match engine {
+                Engine::Podman(_) => "podman",
+                Engine::Apple(_) => "apple",
+            },
+            "store": store,
             "store_bytes": store_bytes,
             "host_key": ctx.paths.host_key,
             "host_key_fingerprint": host_fp,
@@ -434,11 +567,10 @@ fn status(ctx: &Ctx, json: bool) -> Result<i32, Failure> {
             plan::USER,
             if running { "" } else { " (when running)" }
         );
-        println!(
-            "store      {} ({:.1} MB)",
-            ctx.paths.store.display(),
-            store_bytes as f64 / 1e6
-        );
+        match store_bytes {
+            Some(b) => println!("store      {store} ({:.1} MB)", b as f64 / 1e6),
+            None => println!("store      {store}"),
+        }
         println!("host key   {}", host_fp.unwrap_or_else(none));
         println!("user key   {}", user_fp.unwrap_or_else(none));
     }
@@ -446,8 +578,7 @@ fn status(ctx: &Ctx, json: bool) -> Result<i32, Failure> {
 }
 
 fn running_port(ctx: &Ctx) -> Result<u16, Failure> {
-    let podman = ctx.podman()?;
-    match inspect(&podman)? {
+    match ctx.engine()?.inspect()? {
         Some(Container {
             running: true,
             port,
@@ -464,7 +595,6 @@ fn running_port(ctx: &Ctx) -> Result<u16, Failure> {
 
 fn ssh(ctx: &Ctx, command: &[String]) -> Result<i32, Failure> {
     use std::os::unix::process::CommandExt;
-    linux_only()?;
     let port = running_port(ctx)?;
     let ssh = ctx.program("ssh").ok_or_else(|| {
         Failure::new(

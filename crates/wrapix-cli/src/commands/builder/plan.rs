@@ -1,4 +1,5 @@
-//! The builder's pure parts: paths, the podman command line, the container's entry script,
+//! The builder's pure parts: paths, the podman and Apple `container` command lines, the
+//! container's entry script, reading `container list`'s JSON,
 //! the ssh command line, the snippets `config` prints and the Host block `setup` writes.
 //! Nothing here runs a program or touches a file (tested by comparing whole outputs).
 
@@ -16,6 +17,14 @@ pub const PORT_LABEL: &str = "wrapix.builder.port";
 /// Where the user's public key is bound inside (sshd's `AuthorizedKeysFile`).
 const AUTHORIZED_KEYS: &str = "/etc/ssh/wrapix_authorized_keys";
 const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
+/// Apple `container`: the named volume that holds the store (ext4 in the VM: Nix needs a
+/// case-sensitive file system with owners, which a macOS folder shared over virtio-fs is not).
+pub const STORE_VOLUME: &str = "wrapix-builder-nix";
+/// Its size when created (sparse: it takes what the store uses).
+pub const STORE_VOLUME_SIZE: &str = "64G";
+/// Apple `container`: where the folder with the two public-or-host files is shared
+/// (virtio-fs shares folders, not single files).
+const APPLE_SHARE: &str = "/mnt/wrapix-builder";
 
 /// The builder's files: `$XDG_STATE_HOME/wrapix/builder` (0700).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +40,9 @@ pub struct Paths {
     pub store: PathBuf,
     /// `builder.json`: the port of the last start.
     pub state: PathBuf,
+    /// Apple `container`: the folder shared with the VM, holding copies of the host key and
+    /// the user's public key only (never the user's private key beside them).
+    pub share: PathBuf,
 }
 
 impl Paths {
@@ -42,6 +54,7 @@ impl Paths {
             known_hosts: dir.join("known_hosts"),
             store: dir.join("nix"),
             state: dir.join("builder.json"),
+            share: dir.join("share"),
             dir,
         }
     }
@@ -97,6 +110,64 @@ sshd=$!
 trap 'kill "$sshd" "$nixd" 2>/dev/null; exit 0' TERM INT
 wait "$sshd"
 "#;
+
+/// Apple `container`: what the entry does first. The keys come in through a shared folder
+/// whose files keep the Mac user's owner, which sshd's checks reject; root-owned copies go
+/// where [`ENTRY`]'s configuration expects them.
+pub const APPLE_PRELUDE: &str = r#"install -m 0600 -o root -g root /mnt/wrapix-builder/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
+install -m 0644 -o root -g root /mnt/wrapix-builder/authorized_keys /etc/ssh/wrapix_authorized_keys
+"#;
+
+/// `container run …` (Apple's CLI) that starts the builder: detached, sshd published on
+/// 127.0.0.1:PORT only, the store in the named volume [`STORE_VOLUME`], the share folder
+/// read-only, the image loaded into `container`'s store as `image`.
+pub fn apple_run(container: &Path, image: &str, paths: &Paths, port: u16) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec![container.into()];
+    let mut share = OsString::from("--mount=type=bind,source=");
+    share.push(&paths.share);
+    share.push(format!(",target={APPLE_SHARE},readonly"));
+    for s in [
+        "run".to_owned(),
+        "--detach".to_owned(),
+        format!("--name={NAME}"),
+        format!("--label={PORT_LABEL}={port}"),
+        format!("--publish=127.0.0.1:{port}:22"),
+        format!("--volume={STORE_VOLUME}:/nix"),
+    ] {
+        a.push(s.into());
+    }
+    a.push(share);
+    for s in [
+        "--entrypoint=/bin/sh".to_owned(),
+        image.to_owned(),
+        "-c".to_owned(),
+        format!("set -eu\n{APPLE_PRELUDE}{ENTRY}"),
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// The builder's state in `container list --all --format json` (an array of containers,
+/// each `{"configuration": {"id", "labels"}, "status"}`): `None` when it is not there.
+pub fn parse_apple_list(json: &str) -> Result<Option<(bool, Option<u16>)>, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        format!("`container list --format json` printed something else than JSON ({e})")
+    })?;
+    let list = v
+        .as_array()
+        .ok_or("`container list --format json` printed no array")?;
+    Ok(list
+        .iter()
+        .find(|c| c["configuration"]["id"].as_str() == Some(NAME))
+        .map(|c| {
+            let running = c["status"].as_str() == Some("running");
+            let port = c["configuration"]["labels"][PORT_LABEL]
+                .as_str()
+                .and_then(|p| p.parse().ok());
+            (running, port)
+        }))
+}
 
 /// `podman run …` that starts the builder: detached, sshd published on 127.0.0.1:PORT only,
 /// the image's root under a throw-away overlay, the store and the keys bound in.
@@ -383,6 +454,57 @@ mod tests {
         shown.push_str("\n<ENTRY>");
         assert_eq!(s.last().map(String::as_str), Some(ENTRY));
         insta::assert_snapshot!(shown);
+    }
+
+    #[test]
+    fn the_apple_command_publishes_on_loopback_only_and_keeps_the_store_in_a_volume() {
+        let p = Paths::new(Path::new("/Users/ada/.local/state/wrapix"));
+        let argv = apple_run(
+            Path::new("/usr/local/bin/container"),
+            "localhost/wrapix:0123abcd",
+            &p,
+            2200,
+        );
+        let s: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let entry = s.last().unwrap();
+        assert_eq!(entry, &format!("set -eu\n{APPLE_PRELUDE}{ENTRY}"));
+        let mut shown = s[..s.len() - 1].join("\n");
+        shown.push_str("\n<set -eu, APPLE_PRELUDE, ENTRY>");
+        insta::assert_snapshot!(shown);
+    }
+
+    #[test]
+    fn the_apple_list_is_read_for_the_builder_alone() {
+        let list = r#"[
+          {"configuration": {"id": "other", "labels": {}}, "status": "running"},
+          {"configuration": {"id": "wrapix-builder", "labels": {"wrapix.builder.port": "2201"}},
+           "status": "running", "networks": []}
+        ]"#;
+        assert_eq!(parse_apple_list(list), Ok(Some((true, Some(2201)))));
+        let stopped =
+            r#"[{"configuration": {"id": "wrapix-builder", "labels": {}}, "status": "stopped"}]"#;
+        assert_eq!(parse_apple_list(stopped), Ok(Some((false, None))));
+        assert_eq!(parse_apple_list("[]"), Ok(None));
+        assert_eq!(
+            parse_apple_list(r#"[{"configuration": {"id": "other"}, "status": "running"}]"#),
+            Ok(None)
+        );
+        for bad in ["", "{}", "not json"] {
+            assert!(parse_apple_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The prelude and the entry together are valid `sh`.
+    #[test]
+    fn the_apple_entry_parses() {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-n", "-c", &format!("set -eu\n{APPLE_PRELUDE}{ENTRY}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
 
     #[test]

@@ -60,22 +60,13 @@ fn cli(container: &Path, args: &[&std::ffi::OsStr]) -> Result<std::process::Outp
         .map_err(|e| SandboxError::io(format!("run {}", container.display()), e))
 }
 
-/// Loads the run's image into `container`'s store as `reference`, unless it is there: the
-/// OCI archive of the cached image (`wrapix image export`), `container image load`, then a
-/// tag with the name the plan uses.
+/// Loads the run's image into `container`'s store as `reference`, unless it is there.
 pub fn load_image(
     container: &Path,
     run: &Prepared,
     reference: &str,
     stage: &Path,
 ) -> Result<(), SandboxError> {
-    let os = |s: &str| std::ffi::OsString::from(s);
-    if cli(container, &[&os("image"), &os("inspect"), &os(reference)])?
-        .status
-        .success()
-    {
-        return Ok(());
-    }
     let rootfs = run_rootfs(run)?;
     let dir = rootfs.parent().unwrap_or(Path::new("/"));
     let hash = dir
@@ -94,8 +85,27 @@ pub fn load_image(
             })
         }
     };
-    let archive = stage.join("image.tar");
-    wrapix_image::oci::export(&image, &archive).map_err(|e| SandboxError::Missing {
+    load(container, &image, reference, stage)
+}
+
+/// Loads a cached image into `container`'s store as `reference`, unless it is there: its OCI
+/// archive (written into `scratch`, removed after), `container image load`, then a tag with
+/// the name the caller runs. Also used by `wrapix builder`.
+pub fn load(
+    container: &Path,
+    image: &wrapix_image::Image,
+    reference: &str,
+    scratch: &Path,
+) -> Result<(), SandboxError> {
+    let os = |s: &str| std::ffi::OsString::from(s);
+    if cli(container, &[&os("image"), &os("inspect"), &os(reference)])?
+        .status
+        .success()
+    {
+        return Ok(());
+    }
+    let archive = scratch.join("image.tar");
+    wrapix_image::oci::export(image, &archive).map_err(|e| SandboxError::Missing {
         what: format!("cannot export the image for container: {e}"),
         fix: "wrapix image build".into(),
     })?;
@@ -118,7 +128,7 @@ pub fn load_image(
             fix: "container system start, then try again".into(),
         });
     }
-    let name = wrapix_image::oci::reference(&image);
+    let name = wrapix_image::oci::reference(image);
     let out = cli(
         container,
         &[&os("image"), &os("tag"), &os(&name), &os(reference)],
