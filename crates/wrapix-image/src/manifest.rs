@@ -4,7 +4,7 @@
 //! serves two purposes: verifying a cached image (`wrapix image build` re-checks every file)
 //! and exporting a faithful OCI layer (owners as built, not as unpacked).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -95,6 +95,12 @@ fn clean(path: &Path) -> Option<PathBuf> {
 /// to `manifest`. Device nodes and `/dev` contents are skipped (every backend provides its
 /// own `/dev`). When not running as root, set-user/group-ID bits are dropped from the
 /// unpacked files (the manifest keeps the original mode for export).
+///
+/// The stream is input from outside (a build container's output on macOS): nothing it says is
+/// followed out of `dest`. Paths with `..` or a root are skipped; an entry below a symlink the
+/// stream made, or a second entry for a path (but a folder named again), is an error, so no
+/// file is created, written or chmod-ed through a link. `dest` starts empty and only this
+/// function writes into it, so the stream's own links are the only ones there.
 pub fn unpack(
     stream: impl Read,
     dest: &Path,
@@ -110,6 +116,14 @@ pub fn unpack(
     let mut archive = tar::Archive::new(stream);
     let tar_err = |e: std::io::Error| ImageError::io("read the builder's tar stream into", dest, e);
     let mut dirs: BTreeMap<PathBuf, u32> = BTreeMap::new();
+    let mut links: HashSet<PathBuf> = HashSet::new();
+    let mut seen: HashMap<PathBuf, bool> = HashMap::new();
+    let malformed = |what: String| {
+        ImageError::Build {
+        message: format!("the builder's tar stream is malformed: {what}; nothing was cached"),
+        fix: "build again; if it repeats, the build container's image is broken or hostile (WRAPIX_BUILD_IMAGE)".into(),
+    }
+    };
     let mut count = 0u64;
     let mut bytes = 0u64;
     for entry in archive.entries().map_err(tar_err)? {
@@ -127,6 +141,25 @@ pub fn unpack(
         let in_dev = rel.starts_with("dev") && rel != Path::new("dev");
         if in_dev || ty.is_character_special() || ty.is_block_special() || ty.is_fifo() {
             continue;
+        }
+        if let Some(link) = rel.ancestors().skip(1).find(|a| links.contains(*a)) {
+            return Err(malformed(format!(
+                "{} is below the symlink {}",
+                rel.display(),
+                link.display()
+            )));
+        }
+        match seen.get(&rel) {
+            Some(true) if ty.is_dir() => {}
+            Some(_) => {
+                return Err(malformed(format!("{} appears twice", rel.display())));
+            }
+            None => {
+                seen.insert(rel.clone(), ty.is_dir());
+            }
+        }
+        if ty.is_symlink() {
+            links.insert(rel.clone());
         }
         let target = dest.join(&rel);
         let rel_s = rel.to_string_lossy().into_owned();
@@ -351,6 +384,106 @@ mod tests {
         // A tampered manifest is refused.
         std::fs::write(&man, "{}\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(read(&man, &u.manifest_sha256).is_err());
+    }
+
+    /// A hostile stream (a build container's output) cannot write, create or chmod anything
+    /// outside the image through a link it planted, nor replace an entry it wrote.
+    #[test]
+    fn a_stream_cannot_reach_outside_through_its_own_links() {
+        use tar::EntryType as T;
+        fn ok(r: std::io::Result<()>) {
+            r.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(outside.join("victim"), "mine").unwrap_or_else(|e| panic!("{e}"));
+        let out = outside.to_string_lossy().into_owned();
+        let victim = outside.join("victim").to_string_lossy().into_owned();
+        type Plant = Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>;
+        let cases: Vec<(&str, Plant)> = vec![
+            (
+                "a file below a linked folder",
+                Box::new(move |b| {
+                    ok(b.append_link(&mut hdr(T::Symlink, 0o777, 0), "etc", &out));
+                    ok(b.append_data(&mut hdr(T::Regular, 0o644, 4), "etc/victim", &b"evil"[..]));
+                }),
+            ),
+            (
+                "a folder below a linked folder",
+                Box::new({
+                    let out = outside.to_string_lossy().into_owned();
+                    move |b| {
+                        ok(b.append_link(&mut hdr(T::Symlink, 0o777, 0), "a", &out));
+                        ok(b.append_data(
+                            &mut hdr(T::Directory, 0o700, 0),
+                            "a/new",
+                            std::io::empty(),
+                        ));
+                    }
+                }),
+            ),
+            (
+                "a file where a link is",
+                Box::new({
+                    let victim = victim.clone();
+                    move |b| {
+                        ok(b.append_link(&mut hdr(T::Symlink, 0o777, 0), "f", &victim));
+                        ok(b.append_data(&mut hdr(T::Regular, 0o600, 4), "f", &b"evil"[..]));
+                    }
+                }),
+            ),
+            (
+                "a folder where a link is (its mode set at the end)",
+                Box::new({
+                    let out = outside.to_string_lossy().into_owned();
+                    move |b| {
+                        ok(b.append_link(&mut hdr(T::Symlink, 0o777, 0), "d", &out));
+                        ok(b.append_data(&mut hdr(T::Directory, 0o000, 0), "d", std::io::empty()));
+                    }
+                }),
+            ),
+            (
+                "a file written twice",
+                Box::new(|b| {
+                    ok(b.append_data(&mut hdr(T::Regular, 0o644, 1), "x", &b"1"[..]));
+                    ok(b.append_data(&mut hdr(T::Regular, 0o644, 1), "x", &b"2"[..]));
+                }),
+            ),
+        ];
+        for (what, plant) in cases {
+            let root = dir.path().join("rootfs");
+            let _ = crate::store::remove_tree(&root);
+            std::fs::create_dir(&root).unwrap_or_else(|e| panic!("{e}"));
+            let mut b = tar::Builder::new(Vec::new());
+            plant(&mut b);
+            let data = b.into_inner().unwrap_or_else(|e| panic!("{e}"));
+            let e = unpack(&data[..], &root, &dir.path().join("m"), false)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            assert!(e.to_string().contains("malformed"), "{what}: {e}");
+            assert_eq!(
+                std::fs::read_to_string(outside.join("victim"))
+                    .ok()
+                    .as_deref(),
+                Some("mine"),
+                "{what}"
+            );
+            assert!(!outside.join("new").exists(), "{what}");
+            let mode = std::fs::metadata(&outside)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            assert_ne!(mode, 0, "{what}: the outside folder's mode changed");
+        }
+        // A folder named twice is fine (and paths with `..` are skipped, as before).
+        let root = dir.path().join("rootfs");
+        let _ = crate::store::remove_tree(&root);
+        std::fs::create_dir(&root).unwrap_or_else(|e| panic!("{e}"));
+        let mut b = tar::Builder::new(Vec::new());
+        ok(b.append_data(&mut hdr(T::Directory, 0o755, 0), "usr", std::io::empty()));
+        ok(b.append_data(&mut hdr(T::Directory, 0o755, 0), "usr/", std::io::empty()));
+        let data = b.into_inner().unwrap_or_else(|e| panic!("{e}"));
+        unpack(&data[..], &root, &dir.path().join("m"), false).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
