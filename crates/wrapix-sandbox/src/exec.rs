@@ -28,6 +28,15 @@ pub fn execute(plan: &LaunchPlan) -> Result<i32, SandboxError> {
 
 /// [`execute`] with stdio, a deadline and the meaning of Ctrl-C chosen by the caller.
 pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, SandboxError> {
+    if plan.after_kill.is_some() {
+        // Never silently skipped: no Linux backend asks for it, so a plan that does is wrong.
+        return Err(SandboxError::Unavailable {
+            backend: plan.backend,
+            problem: "its plan has a clean-up after a kill, which only the macOS executor runs"
+                .into(),
+            fix: "run this backend on the host it is for".into(),
+        });
+    }
     let ExecOptions {
         stdin,
         stdout,

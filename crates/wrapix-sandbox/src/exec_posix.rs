@@ -102,6 +102,7 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
         ended: Mutex::new(false),
         stopped: Mutex::new(None),
         target: Pid::from_raw(target),
+        killed: std::sync::atomic::AtomicBool::new(false),
     });
     let forwarder = Forwarder {
         shared: shared.clone(),
@@ -130,12 +131,58 @@ pub fn execute_with(plan: &LaunchPlan, opts: ExecOptions) -> Result<Outcome, San
     // The forwarder ends at its wake signal, so that a signal after the run stays pending for
     // wrapix (ralph reads them between runs) instead of being taken by a stale forwarder.
     stop_forwarder(forwarding);
+    if shared.killed.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(argv) = &plan.after_kill {
+            after_kill(argv);
+        }
+    }
     let stopped = shared.stopped.lock().map(|s| *s).unwrap_or(None);
     Ok(Outcome {
         code: exit_code(status),
         stopped,
     })
 }
+
+/// Runs the clean-up of a killed backend (at most [`AFTER_KILL_LIMIT`]; it is killed after),
+/// its output discarded; a failure is logged, not returned: the run's outcome stands.
+fn after_kill(argv: &[std::ffi::OsString]) {
+    let Some((program, args)) = argv.split_first() else {
+        return;
+    };
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("the clean-up after a kill did not start: {e}");
+            return;
+        }
+    };
+    let until = Instant::now() + AFTER_KILL_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                tracing::warn!("the clean-up after a kill failed ({status})");
+                return;
+            }
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!("the clean-up after a kill did not finish in time");
+                return;
+            }
+        }
+    }
+}
+
+/// How long the clean-up of a killed backend may take.
+const AFTER_KILL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Whether one of `set`'s signals (blocked in this thread) is pending, for this thread or the
 /// process; if so it is taken (`sigwait` returns at once). For ralph, between runs.
@@ -294,15 +341,21 @@ struct Shared {
     ended: Mutex<bool>,
     stopped: Mutex<Option<Stopped>>,
     target: Pid,
+    /// A SIGKILL was sent: the plan's [`LaunchPlan::after_kill`] runs once it is reaped.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     /// Sends `sig` to the backend unless it has ended; whether it was sent.
     fn signal(&self, sig: Signal) -> bool {
-        match self.ended.lock() {
+        let sent = match self.ended.lock() {
             Ok(ended) if !*ended => kill(self.target, sig).is_ok(),
             _ => false,
+        };
+        if sent && sig == Signal::SIGKILL {
+            self.killed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        sent
     }
 
     fn record(&self, why: Stopped) {
@@ -389,6 +442,7 @@ mod tests {
             network: None,
             terminal: false,
             signals: SignalTarget::Process,
+            after_kill: None,
         }
     }
 
@@ -453,6 +507,42 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
+    /// A backend killed at the deadline (or after the grace) gets its clean-up command run
+    /// once it is reaped; one that exits by itself does not.
+    #[test]
+    fn the_clean_up_runs_after_a_kill_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("cleaned");
+        let clean = vec![
+            OsString::from("/bin/sh"),
+            "-c".into(),
+            "echo \"$1\" >> \"$2\"".into(),
+            "sh".into(),
+            "delete --force wrapix-x".into(),
+            marker.clone().into_os_string(),
+        ];
+        let mut p = plan("exec sleep 30");
+        p.after_kill = Some(clean.clone());
+        let o = execute_with(
+            &p,
+            ExecOptions {
+                deadline: Some(Instant::now() + Duration::from_millis(200)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(o.stopped, Some(Stopped::Deadline));
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            "delete --force wrapix-x\n"
+        );
+        std::fs::remove_file(&marker).unwrap();
+        let mut p = plan("exit 4");
+        p.after_kill = Some(clean);
+        assert_eq!(execute(&p).unwrap(), 4);
+        assert!(!marker.exists());
+    }
+
     #[test]
     fn a_child_that_reports_nothing_is_still_waited_for() {
         let mut p = plan("exec 5>&-; exit 3");
@@ -495,6 +585,7 @@ mod tests {
                 ended: Mutex::new(false),
                 stopped: Mutex::new(None),
                 target: Pid::from_raw(i32::MAX),
+                killed: std::sync::atomic::AtomicBool::new(false),
             }),
             set: forwarded_set(),
             terminal: false,
@@ -543,6 +634,7 @@ mod tests {
             ended: Mutex::new(false),
             stopped: Mutex::new(None),
             target: Pid::from_raw(child.id() as i32),
+            killed: std::sync::atomic::AtomicBool::new(false),
         });
         let f = Forwarder {
             shared: shared.clone(),

@@ -105,6 +105,11 @@ pub struct LaunchPlan {
     pub terminal: bool,
     /// Where the executor sends the signals it forwards (the PID reported on `info_fd`).
     pub signals: SignalTarget,
+    /// A command the executor runs (bounded, its output discarded) after it had to SIGKILL the
+    /// backend: Apple's `container delete --force NAME`, since the container's VM outlives a
+    /// killed CLI. Only the POSIX executor (macOS) runs it; the Linux one refuses a plan that
+    /// has one (no Linux backend needs it).
+    pub after_kill: Option<Vec<OsString>>,
 }
 
 /// Where forwarded signals go.

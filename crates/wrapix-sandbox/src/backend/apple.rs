@@ -488,6 +488,15 @@ impl Backend for Apple {
             terminal: run.terminal,
             // The CLI passes signals into the container.
             signals: SignalTarget::Process,
+            // A killed CLI leaves the container's VM running.
+            after_kill: self.container.as_ref().map(|c| {
+                vec![
+                    c.as_os_str().to_owned(),
+                    "delete".into(),
+                    "--force".into(),
+                    self.name.clone().into(),
+                ]
+            }),
         })
     }
 

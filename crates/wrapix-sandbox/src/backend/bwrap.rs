@@ -381,6 +381,7 @@ impl Backend for Bwrap {
             network,
             terminal: run.terminal,
             signals: SignalTarget::Process,
+            after_kill: None,
         })
     }
 }

@@ -654,6 +654,7 @@ impl Backend for Nspawn {
             network,
             terminal: run.terminal,
             signals: SignalTarget::Holder,
+            after_kill: None,
         })
     }
 }

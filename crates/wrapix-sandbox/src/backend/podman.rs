@@ -494,6 +494,7 @@ impl Backend for Podman {
             terminal: run.terminal,
             // The reported PID is podman's, which passes signals into the container.
             signals: SignalTarget::Process,
+            after_kill: None,
         })
     }
 }

@@ -857,6 +857,7 @@ impl Backend for Qemu {
             // guest (never the user's own terminal, which qemu's process group could not read).
             terminal: true,
             signals: SignalTarget::Process,
+            after_kill: None,
         })
     }
 }
