@@ -91,6 +91,32 @@ fn clean(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// Each folder above `rel` in `dest` is a real folder (created if missing), never a link.
+fn real_parents(dest: &Path, rel: &Path) -> Result<(), String> {
+    let mut p = dest.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return Ok(());
+    };
+    for c in parent.components() {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{} is below {}, which is not a folder",
+                    rel.display(),
+                    p.display()
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&p).map_err(|e| format!("create {}: {e}", p.display()))?;
+            }
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Unpacks a tar stream into `dest` (which must exist and be empty) and writes the manifest
 /// to `manifest`. Device nodes and `/dev` contents are skipped (every backend provides its
 /// own `/dev`). When not running as root, set-user/group-ID bits are dropped from the
@@ -118,6 +144,7 @@ pub fn unpack(
     let mut dirs: BTreeMap<PathBuf, u32> = BTreeMap::new();
     let mut links: HashSet<PathBuf> = HashSet::new();
     let mut seen: HashMap<PathBuf, bool> = HashMap::new();
+    let mut files: HashSet<PathBuf> = HashSet::new();
     let malformed = |what: String| {
         ImageError::Build {
         message: format!("the builder's tar stream is malformed: {what}; nothing was cached"),
@@ -132,6 +159,10 @@ pub fn unpack(
         let Some(rel) = clean(&raw_path) else {
             continue;
         };
+        // The manifest holds paths as text: one that is not UTF-8 would be recorded as another.
+        if rel.to_str().is_none() {
+            return Err(malformed(format!("{} is not UTF-8", rel.display())));
+        }
         let h = entry.header();
         let mode = h.mode().map_err(tar_err)?;
         let uid = h.uid().map_err(tar_err)?;
@@ -174,9 +205,21 @@ pub fn unpack(
             sha256: None,
             link: None,
         };
+        // What is on disk decides, not the names: a case-insensitive volume (macOS) or a hard
+        // link to a symlink makes a folder of the stream a link under another name.
+        if ty.is_dir() || ty.is_symlink() || ty.is_hard_link() || ty.is_file() || ty.is_contiguous()
+        {
+            real_parents(dest, &rel).map_err(|w| malformed(w))?;
+        }
         if ty.is_dir() {
             e.kind = Kind::Dir;
-            std::fs::create_dir_all(&target).map_err(|x| ImageError::io("create", &target, x))?;
+            match std::fs::create_dir(&target) {
+                Ok(()) => {}
+                Err(x)
+                    if x.kind() == std::io::ErrorKind::AlreadyExists
+                        && std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) => {}
+                Err(x) => return Err(ImageError::io("create", &target, x)),
+            }
             dirs.insert(target.clone(), mode & 0o7777);
         } else if ty.is_symlink() || ty.is_hard_link() {
             e.kind = if ty.is_symlink() {
@@ -192,14 +235,30 @@ pub fn unpack(
             e.link = Some(match e.kind {
                 Kind::Hardlink => clean(Path::new(&link))
                     .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or(link),
-                _ => link,
+                    .unwrap_or(link.clone()),
+                _ => link.clone(),
             });
-            entry
-                .unpack_in(dest)
-                .map_err(|x| ImageError::io("unpack", &target, x))?;
+            let made = if e.kind == Kind::Symlink {
+                // No overwrite: an existing name (in any case) is an error.
+                std::os::unix::fs::symlink(&link, &target)
+            } else {
+                // Only to a regular file this stream made (never to a symlink or a folder).
+                let Some(src) = clean(Path::new(&link)).filter(|p| files.contains(p)) else {
+                    return Err(malformed(format!(
+                        "{} is a hard link to {link:?}, not to a file of the stream",
+                        rel.display()
+                    )));
+                };
+                std::fs::hard_link(dest.join(src), &target)
+            };
+            made.map_err(|x| ImageError::io("unpack", &target, x))?;
         } else if ty.is_file() || ty.is_contiguous() {
-            let f = File::create(&target).map_err(|x| ImageError::io("create", &target, x))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true) // O_EXCL: never through a link, never onto a case twin
+                .open(&target)
+                .map_err(|x| ImageError::io("create", &target, x))?;
+            files.insert(rel.clone());
             let mut w = HashWriter {
                 inner: f,
                 hasher: Sha256::new(),
@@ -233,6 +292,12 @@ pub fn unpack(
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
     // Modes of folders last, deepest first, so a read-only folder did not block its contents.
     for (dir, mode) in dirs.iter().rev() {
+        if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(malformed(format!(
+                "{} is no longer a folder",
+                dir.display()
+            )));
+        }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
             .map_err(|x| ImageError::io("set the mode of", dir, x))?;
     }
@@ -327,7 +392,7 @@ pub fn verify(root: &Path, entries: &[Entry]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn hdr(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    pub(super) fn hdr(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
@@ -484,6 +549,262 @@ mod tests {
         ok(b.append_data(&mut hdr(T::Directory, 0o755, 0), "usr/", std::io::empty()));
         let data = b.into_inner().unwrap_or_else(|e| panic!("{e}"));
         unpack(&data[..], &root, &dir.path().join("m"), false).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[cfg(test)]
+mod hostile_stream_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tar::EntryType as T;
+
+    use super::tests::hdr;
+
+    /// A hard link to one of the stream's own symlinks is a second symlink that `links` does
+    /// not know: the relative target that stayed inside from the first link's folder leaves
+    /// `dest` from the second's, and the entries below it are written outside.
+    #[test]
+    fn a_hard_link_to_a_symlink_is_not_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim"), "mine").unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        // dest/outside exists, so dest/a/s -> ../outside canonicalizes inside dest (the tar
+        // crate's check of a hard link's source passes) ...
+        b.append_data(
+            &mut hdr(T::Directory, 0o755, 0),
+            "outside",
+            std::io::empty(),
+        )
+        .unwrap();
+        b.append_data(&mut hdr(T::Directory, 0o755, 0), "a", std::io::empty())
+            .unwrap();
+        b.append_link(&mut hdr(T::Symlink, 0o777, 0), "a/s", "../outside")
+            .unwrap();
+        // ... but `h`, the same symlink inode one level up, points at <dest>/../outside.
+        b.append_link(&mut hdr(T::Link, 0o777, 0), "h", "a/s")
+            .unwrap();
+        b.append_data(&mut hdr(T::Regular, 0o644, 4), "h/victim", &b"evil"[..])
+            .unwrap();
+        b.append_data(&mut hdr(T::Directory, 0o000, 0), "h/new", std::io::empty())
+            .unwrap();
+        let data = b.into_inner().unwrap();
+
+        let res = unpack(&data[..], &root, &dir.path().join("m"), false);
+        let victim = std::fs::read_to_string(outside.join("victim")).unwrap();
+        let new_mode =
+            std::fs::metadata(outside.join("new")).map(|m| m.permissions().mode() & 0o777);
+        let _ =
+            std::fs::set_permissions(outside.join("new"), std::fs::Permissions::from_mode(0o755));
+        assert!(
+            res.is_err(),
+            "the stream was accepted; outside/victim = {victim:?}, outside/new mode = {new_mode:?}"
+        );
+        assert_eq!(victim, "mine", "a file outside dest was overwritten");
+        assert!(
+            new_mode.is_err(),
+            "a folder was created outside dest (mode {new_mode:?})"
+        );
+    }
+}
+
+/// On a case-insensitive file system (APFS as macOS formats it, where the container build
+/// is the default) `links`/`seen` compare names byte for byte while the file system does not.
+/// Skipped where the temporary folder is case-sensitive (run it with TMPDIR on such a volume).
+#[cfg(test)]
+mod case_insensitive_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tar::EntryType as T;
+
+    use super::tests::hdr;
+
+    fn case_insensitive(dir: &Path) -> bool {
+        std::fs::write(dir.join("probe"), "").unwrap();
+        dir.join("PROBE").exists()
+    }
+
+    #[test]
+    fn a_link_named_in_another_case_is_not_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        if !case_insensitive(dir.path()) {
+            eprintln!("SKIP: {} is case-sensitive", dir.path().display());
+            return;
+        }
+        let root = dir.path().join("rootfs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim"), "mine").unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        // What GNU tar packs from a Linux root holding /Zz -> ../outside and a folder /zz with
+        // a file: nothing an mmdebstrap build cannot contain.
+        b.append_link(&mut hdr(T::Symlink, 0o777, 0), "Zz", "../outside")
+            .unwrap();
+        b.append_data(&mut hdr(T::Directory, 0o000, 0), "zz", std::io::empty())
+            .unwrap();
+        b.append_data(&mut hdr(T::Regular, 0o644, 4), "zz/victim", &b"evil"[..])
+            .unwrap();
+        let data = b.into_inner().unwrap();
+        let res = unpack(&data[..], &root, &dir.path().join("m"), false);
+        let mode = std::fs::metadata(&outside)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap();
+        let _ = std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755));
+        let victim = std::fs::read_to_string(outside.join("victim")).unwrap();
+        assert!(
+            res.is_err(),
+            "accepted; outside/victim = {victim:?}, the outside folder's mode = {mode:o}"
+        );
+        assert_eq!(victim, "mine");
+        assert_ne!(mode, 0);
+    }
+
+    /// The OCI export (`container image load` on macOS) reads a manifest `File` through the
+    /// stream's symlink that replaced it (the tar crate's `overwrite` removes `secret` to make
+    /// `SECRET`): a host file ends up in the image.
+    #[test]
+    fn a_file_replaced_by_a_link_in_another_case_is_not_exported_through_it() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        if !case_insensitive(dir.path()) {
+            eprintln!("SKIP: {} is case-sensitive", dir.path().display());
+            return;
+        }
+        let host_secret = dir.path().join("id_ed25519");
+        std::fs::write(&host_secret, "KEY!").unwrap();
+        let img_dir = dir.path().join("img");
+        let root = img_dir.join(crate::store::ROOTFS);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Directory, 0o755, 0), "usr", std::io::empty())
+            .unwrap();
+        b.append_data(&mut hdr(T::Regular, 0o644, 4), "secret", &b"AAAA"[..])
+            .unwrap();
+        b.append_link(&mut hdr(T::Symlink, 0o777, 0), "SECRET", &host_secret)
+            .unwrap();
+        let data = b.into_inner().unwrap();
+        let res = unpack(
+            &data[..],
+            &root,
+            &img_dir.join(crate::store::MANIFEST),
+            false,
+        );
+        let Ok(u) = res else { return }; // refused: fine
+        let image = crate::store::Image {
+            dir: img_dir.clone(),
+            meta: crate::store::Metadata {
+                hash: "h".into(),
+                spec: crate::profile::builder_image(),
+                mirror: "m".into(),
+                builder: 1,
+                built_at: 0,
+                build_ms: 0,
+                entries: u.entries,
+                bytes: u.bytes,
+                manifest_sha256: u.manifest_sha256,
+            },
+        };
+        // The archive itself off the case-insensitive volume (only the root is read from it).
+        let out_dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+        let out = out_dir.path().join("image.tar");
+        crate::oci::export(&image, &out).unwrap();
+        // Every blob that is a gzip'd tar: look for `secret`'s contents.
+        let mut ar = tar::Archive::new(File::open(&out).unwrap());
+        let mut found = String::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut blob = Vec::new();
+            e.read_to_end(&mut blob).unwrap();
+            if blob.starts_with(&[0x1f, 0x8b]) {
+                let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+                for f in layer.entries().unwrap() {
+                    let mut f = f.unwrap();
+                    if f.path().unwrap() == Path::new("secret") {
+                        f.read_to_string(&mut found).unwrap();
+                    }
+                }
+            }
+        }
+        assert_eq!(found, "AAAA", "the layer's `secret` holds a host file");
+    }
+}
+
+#[cfg(test)]
+mod lossy_name_tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    use tar::EntryType as T;
+
+    use super::tests::hdr;
+
+    /// The manifest keeps paths with `to_string_lossy`: a non-UTF-8 file name and a UTF-8
+    /// symlink named like its lossy form are one manifest path, and the OCI export reads the
+    /// `file` entry through the symlink (File::open follows it): a host file the build could
+    /// not read (mmdebstrap's unshare root is a subordinate UID) lands in the image archive.
+    #[test]
+    fn a_lossy_name_does_not_export_a_host_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let host_secret = dir.path().join("id_ed25519");
+        std::fs::write(&host_secret, "KEY!").unwrap();
+        let img_dir = dir.path().join("img");
+        let root = img_dir.join(crate::store::ROOTFS);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Directory, 0o755, 0), "usr", std::io::empty())
+            .unwrap();
+        let raw = Path::new(std::ffi::OsStr::from_bytes(b"a\xff"));
+        b.append_data(&mut hdr(T::Regular, 0o644, 4), raw, &b"AAAA"[..])
+            .unwrap();
+        b.append_link(&mut hdr(T::Symlink, 0o777, 0), "a\u{FFFD}", &host_secret)
+            .unwrap();
+        let data = b.into_inner().unwrap();
+        let Ok(u) = unpack(
+            &data[..],
+            &root,
+            &img_dir.join(crate::store::MANIFEST),
+            false,
+        ) else {
+            return; // refused: fine
+        };
+        let image = crate::store::Image {
+            dir: img_dir.clone(),
+            meta: crate::store::Metadata {
+                hash: "h".into(),
+                spec: crate::profile::builder_image(),
+                mirror: "m".into(),
+                builder: 1,
+                built_at: 0,
+                build_ms: 0,
+                entries: u.entries,
+                bytes: u.bytes,
+                manifest_sha256: u.manifest_sha256,
+            },
+        };
+        let out = dir.path().join("image.tar");
+        let Ok(_) = crate::oci::export(&image, &out) else {
+            return;
+        };
+        let mut leaked = false;
+        let mut ar = tar::Archive::new(File::open(&out).unwrap());
+        for e in ar.entries().unwrap() {
+            let mut blob = Vec::new();
+            e.unwrap().read_to_end(&mut blob).unwrap();
+            if blob.starts_with(&[0x1f, 0x8b]) {
+                let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+                for f in layer.entries().unwrap() {
+                    let mut text = String::new();
+                    let _ = f.unwrap().read_to_string(&mut text);
+                    leaked |= text == "KEY!";
+                }
+            }
+        }
+        assert!(!leaked, "the exported layer holds the host file's contents");
     }
 }
 

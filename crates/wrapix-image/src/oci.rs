@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -99,7 +100,24 @@ pub fn export(image: &Image, out: &Path) -> Result<String, ImageError> {
             }
             Kind::File => {
                 let p = root.join(&e.path);
-                let f = File::open(&p).map_err(|x| ImageError::io("read", &p, x))?;
+                // Never through a link (the folders above were made real by the unpacking),
+                // and only the regular file of the size the manifest recorded.
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                    .open(&p)
+                    .map_err(|x| ImageError::io("read", &p, x))?;
+                let meta = f.metadata().map_err(|x| ImageError::io("read", &p, x))?;
+                if !meta.is_file() || meta.len() != e.size {
+                    return Err(ImageError::Corrupted {
+                        hash: image.meta.hash.clone(),
+                        detail: format!(
+                            "{} is no longer the regular file of {} bytes that was built",
+                            e.path, e.size
+                        ),
+                    });
+                }
+                let f = f.take(e.size);
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(e.size);
                 tar.append_data(&mut h, &e.path, f)

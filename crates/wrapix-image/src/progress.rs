@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The most characters of a step that are shown.
+const STEP_MAX: usize = 120;
+
 pub struct Progress {
     state: Option<Arc<State>>,
     ticker: Option<std::thread::JoinHandle<()>>,
@@ -69,10 +72,16 @@ impl Progress {
         Progress::new("", false)
     }
 
+    /// The current step. It may come from the build's output (a build container's stderr):
+    /// control characters are dropped (no terminal escapes) and it is cut to one line's length.
     pub fn step(&self, step: &str) {
         if let Some(s) = &self.state {
             if let Ok(mut g) = s.step.lock() {
-                *g = step.to_owned();
+                *g = step
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(STEP_MAX)
+                    .collect();
             }
         }
     }
@@ -106,5 +115,28 @@ impl Drop for Progress {
             }
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// build.rs passes every `I: ` line of the build container's stderr to `step`, and the
+    /// ticker writes it raw to the terminal every 200 ms.
+    #[test]
+    fn a_step_from_the_build_cannot_drive_the_terminal() {
+        let p = Progress::new("image", true);
+        p.step("packing \u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{1b}[2J\u{1b}]0;title\u{7}");
+        let shown = p
+            .state
+            .as_ref()
+            .map(|s| s.step.lock().map(|g| g.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        drop(p);
+        assert!(
+            !shown.chars().any(char::is_control),
+            "drawn as is: {shown:?}"
+        );
     }
 }
