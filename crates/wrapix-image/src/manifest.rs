@@ -209,7 +209,7 @@ pub fn unpack(
         // link to a symlink makes a folder of the stream a link under another name.
         if ty.is_dir() || ty.is_symlink() || ty.is_hard_link() || ty.is_file() || ty.is_contiguous()
         {
-            real_parents(dest, &rel).map_err(|w| malformed(w))?;
+            real_parents(dest, &rel).map_err(&malformed)?;
         }
         if ty.is_dir() {
             e.kind = Kind::Dir;
