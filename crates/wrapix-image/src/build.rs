@@ -32,6 +32,10 @@ use crate::store::{Image, Lookup, Metadata, Store, MANIFEST, ROOTFS};
 
 const CUSTOMIZE_HOOK: &str = include_str!("hooks/customize.sh");
 
+/// How many of the build's last stderr lines are kept for an error, and how long each may be.
+const LOG_LINES: usize = 400;
+const LOG_LINE_MAX: usize = 2000;
+
 /// The Linux image a build container starts from when none is configured.
 pub const DEFAULT_BUILD_IMAGE: &str = "docker.io/library/debian:bookworm-slim";
 
@@ -257,11 +261,16 @@ fn build_locked(
     let steps = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let Some(err) = stderr else { return };
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut err = BufReader::new(err);
+            while let Some(line) = bounded_line(&mut err, LOG_LINE_MAX) {
                 if let Some(step) = line.strip_prefix("I: ") {
                     progress.step(step.trim_start_matches("wrapix: ").trim_end_matches("..."));
                 }
                 if let Ok(mut l) = log2.lock() {
+                    // The tail is what an error shows; a flood from the build stays bounded.
+                    if l.len() >= LOG_LINES {
+                        l.remove(0);
+                    }
                     l.push(line);
                 }
             }
@@ -313,6 +322,32 @@ fn build_locked(
     Store::write_metadata(build.path(), &meta)?;
     progress.step("moving the image into place");
     store.commit(build, hash)
+}
+
+/// The next line of `r` (lossy UTF-8, without its newline), cut to `max` bytes: the rest of a
+/// longer line is read and dropped, so a line without an end cannot fill the memory. `None`
+/// at the end of the stream or on an error.
+fn bounded_line(r: &mut impl BufRead, max: usize) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut over = false;
+    loop {
+        let chunk = r.fill_buf().ok()?;
+        if chunk.is_empty() {
+            return (!buf.is_empty() || over).then(|| String::from_utf8_lossy(&buf).into_owned());
+        }
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1),
+            None => (chunk, chunk.len()),
+        };
+        let room = max.saturating_sub(buf.len());
+        over |= part.len() > room;
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        let ended = done > part.len();
+        r.consume(done);
+        if ended {
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
 }
 
 /// mmdebstrap's arguments: the tar stream of a Debian `SUITE` root with the spec's packages on
@@ -409,6 +444,20 @@ mod tests {
 
     fn spec() -> ImageSpec {
         crate::profile::builder_image()
+    }
+
+    #[test]
+    fn stderr_lines_are_bounded() {
+        let long = "x".repeat(10_000);
+        let text = format!("I: one\n{long}\nlast without newline");
+        let mut r = std::io::BufReader::with_capacity(64, text.as_bytes());
+        assert_eq!(bounded_line(&mut r, 100).as_deref(), Some("I: one"));
+        assert_eq!(bounded_line(&mut r, 100), Some("x".repeat(100)));
+        assert_eq!(
+            bounded_line(&mut r, 100).as_deref(),
+            Some("last without newline")
+        );
+        assert_eq!(bounded_line(&mut r, 100), None);
     }
 
     #[test]

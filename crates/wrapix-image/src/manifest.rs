@@ -91,6 +91,10 @@ fn clean(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// More entries than any image has (a Debian root with Chromium has ~60 000): a stream past
+/// this is refused rather than filling the disk with names.
+const MAX_ENTRIES: u64 = 2_000_000;
+
 /// Each folder above `rel` in `dest` is a real folder (created if missing), never a link.
 fn real_parents(dest: &Path, rel: &Path) -> Result<(), String> {
     let mut p = dest.to_path_buf();
@@ -159,6 +163,9 @@ pub fn unpack(
         let Some(rel) = clean(&raw_path) else {
             continue;
         };
+        if count >= MAX_ENTRIES {
+            return Err(malformed(format!("it has more than {MAX_ENTRIES} entries")));
+        }
         // The manifest holds paths as text: one that is not UTF-8 would be recorded as another.
         if rel.to_str().is_none() {
             return Err(malformed(format!("{} is not UTF-8", rel.display())));

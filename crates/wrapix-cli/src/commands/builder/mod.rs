@@ -201,6 +201,18 @@ impl Engine {
                 Ok(plan::podman_run(podman, &image.rootfs(), &ctx.paths, port))
             }
             Engine::Apple(container) => {
+                // `--mount` is comma-separated key=value pairs.
+                if ctx
+                    .paths
+                    .share
+                    .to_str()
+                    .is_none_or(|p| p.contains([',', '=']))
+                {
+                    return Err(Failure::usage(format!(
+                        "{} cannot be passed to container's --mount (it must be UTF-8 without `,` or `=`) (fix: set XDG_STATE_HOME to a plain folder)",
+                        ctx.paths.share.display()
+                    )));
+                }
                 // The share: copies of the host key and the user's public key, nothing else.
                 create_private_dir(&ctx.paths.share)?;
                 for (from, to) in [
