@@ -399,6 +399,48 @@ pub fn verify(root: &Path, entries: &[Entry]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Exports the image unpacked into `img_dir` (as `u` says) to `out` and returns each
+    /// regular file of its layer with its text; the export's error when it refuses.
+    pub(super) fn exported_files(
+        img_dir: &Path,
+        u: Unpacked,
+        out: &Path,
+    ) -> Result<Vec<(String, String)>, ImageError> {
+        let image = crate::store::Image {
+            dir: img_dir.to_path_buf(),
+            meta: crate::store::Metadata {
+                hash: "h".into(),
+                spec: crate::profile::builder_image(),
+                mirror: "m".into(),
+                builder: 1,
+                built_at: 0,
+                build_ms: 0,
+                entries: u.entries,
+                bytes: u.bytes,
+                manifest_sha256: u.manifest_sha256,
+            },
+        };
+        crate::oci::export(&image, out)?;
+        let mut files = Vec::new();
+        let mut ar = tar::Archive::new(File::open(out).unwrap());
+        for e in ar.entries().unwrap() {
+            let mut blob = Vec::new();
+            e.unwrap().read_to_end(&mut blob).unwrap();
+            if !blob.starts_with(&[0x1f, 0x8b]) {
+                continue;
+            }
+            let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+            for f in layer.entries().unwrap() {
+                let mut f = f.unwrap();
+                let path = f.path().unwrap().to_string_lossy().into_owned();
+                let mut text = String::new();
+                let _ = f.read_to_string(&mut text);
+                files.push((path, text));
+            }
+        }
+        Ok(files)
+    }
+
     pub(super) fn hdr(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -628,7 +670,7 @@ mod case_insensitive_tests {
     use std::os::unix::fs::PermissionsExt;
     use tar::EntryType as T;
 
-    use super::tests::hdr;
+    use super::tests::{exported_files, hdr};
 
     fn case_insensitive(dir: &Path) -> bool {
         std::fs::write(dir.join("probe"), "").unwrap();
@@ -676,7 +718,6 @@ mod case_insensitive_tests {
     /// `SECRET`): a host file ends up in the image.
     #[test]
     fn a_file_replaced_by_a_link_in_another_case_is_not_exported_through_it() {
-        use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
         if !case_insensitive(dir.path()) {
             eprintln!("SKIP: {} is case-sensitive", dir.path().display());
@@ -702,41 +743,14 @@ mod case_insensitive_tests {
             false,
         );
         let Ok(u) = res else { return }; // refused: fine
-        let image = crate::store::Image {
-            dir: img_dir.clone(),
-            meta: crate::store::Metadata {
-                hash: "h".into(),
-                spec: crate::profile::builder_image(),
-                mirror: "m".into(),
-                builder: 1,
-                built_at: 0,
-                build_ms: 0,
-                entries: u.entries,
-                bytes: u.bytes,
-                manifest_sha256: u.manifest_sha256,
-            },
-        };
-        // The archive itself off the case-insensitive volume (only the root is read from it).
+                                         // The archive itself off the case-insensitive volume (only the root is read from it).
         let out_dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-        let out = out_dir.path().join("image.tar");
-        crate::oci::export(&image, &out).unwrap();
-        // Every blob that is a gzip'd tar: look for `secret`'s contents.
-        let mut ar = tar::Archive::new(File::open(&out).unwrap());
-        let mut found = String::new();
-        for e in ar.entries().unwrap() {
-            let mut e = e.unwrap();
-            let mut blob = Vec::new();
-            e.read_to_end(&mut blob).unwrap();
-            if blob.starts_with(&[0x1f, 0x8b]) {
-                let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-                for f in layer.entries().unwrap() {
-                    let mut f = f.unwrap();
-                    if f.path().unwrap() == Path::new("secret") {
-                        f.read_to_string(&mut found).unwrap();
-                    }
-                }
-            }
-        }
+        let files = exported_files(&img_dir, u, &out_dir.path().join("image.tar")).unwrap();
+        let found = files
+            .iter()
+            .find(|(p, _)| p == "secret")
+            .map(|(_, text)| text.as_str())
+            .unwrap_or_default();
         assert_eq!(found, "AAAA", "the layer's `secret` holds a host file");
     }
 }
@@ -744,11 +758,10 @@ mod case_insensitive_tests {
 #[cfg(test)]
 mod lossy_name_tests {
     use super::*;
-    use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
     use tar::EntryType as T;
 
-    use super::tests::hdr;
+    use super::tests::{exported_files, hdr};
 
     /// The manifest keeps paths with `to_string_lossy`: a non-UTF-8 file name and a UTF-8
     /// symlink named like its lossy form are one manifest path, and the OCI export reads the
@@ -779,38 +792,10 @@ mod lossy_name_tests {
         ) else {
             return; // refused: fine
         };
-        let image = crate::store::Image {
-            dir: img_dir.clone(),
-            meta: crate::store::Metadata {
-                hash: "h".into(),
-                spec: crate::profile::builder_image(),
-                mirror: "m".into(),
-                builder: 1,
-                built_at: 0,
-                build_ms: 0,
-                entries: u.entries,
-                bytes: u.bytes,
-                manifest_sha256: u.manifest_sha256,
-            },
-        };
-        let out = dir.path().join("image.tar");
-        let Ok(_) = crate::oci::export(&image, &out) else {
+        let Ok(files) = exported_files(&img_dir, u, &dir.path().join("image.tar")) else {
             return;
         };
-        let mut leaked = false;
-        let mut ar = tar::Archive::new(File::open(&out).unwrap());
-        for e in ar.entries().unwrap() {
-            let mut blob = Vec::new();
-            e.unwrap().read_to_end(&mut blob).unwrap();
-            if blob.starts_with(&[0x1f, 0x8b]) {
-                let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-                for f in layer.entries().unwrap() {
-                    let mut text = String::new();
-                    let _ = f.unwrap().read_to_string(&mut text);
-                    leaked |= text == "KEY!";
-                }
-            }
-        }
+        let leaked = files.iter().any(|(_, text)| text == "KEY!");
         assert!(!leaked, "the exported layer holds the host file's contents");
     }
 }
