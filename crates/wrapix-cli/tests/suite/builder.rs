@@ -118,13 +118,7 @@ fn builder_through_apple_container_command_lines() {
     let Some(c) = builder_case() else { return };
     let _one = ONE.lock();
     let bin = c.home.join("fake-bin");
-    c.write(&bin.join("container"), FAKE_CONTAINER);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        bin.join("container"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    c.write_executable(&bin.join("container"), FAKE_CONTAINER);
     let c = c.host_env("WRAPIX_BUILDER_ENGINE", "apple").host_env(
         "PATH",
         &format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),

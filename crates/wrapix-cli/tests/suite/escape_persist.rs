@@ -3,7 +3,6 @@
 //! Each asserts what a broken sandbox would show, next to a host-side control that proves the
 //! attack is real (the planted file is there, the trusted config does take effect).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::harness::{skip, Case, Out, SECRET};
@@ -19,9 +18,7 @@ const API_KEY: &str = "sk-ant-host-key-0b7e";
 
 /// Writes an executable script at `rel` in the project.
 fn script(c: &Case, rel: &str, body: &str) {
-    let path = c.project.join(rel);
-    c.write(&path, &format!("#!/bin/sh\n{body}\n"));
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.write_executable(&c.project.join(rel), &format!("#!/bin/sh\n{body}\n"));
 }
 
 /// Appends `text` to the user's own config (which a podman case already has).

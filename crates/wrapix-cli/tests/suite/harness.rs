@@ -604,6 +604,13 @@ impl Case {
         self.give(&self.root);
     }
 
+    /// [`Case::write`], executable (0755): a script or a stand-in for a host program.
+    pub fn write_executable(&self, path: &Path, contents: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        self.write(path, contents);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     /// The sandbox user's home inside: `/root` in the root pass, else `/home/USER`.
     pub fn sandbox_home(&self) -> String {
         if self.env.uid == 0 {

@@ -323,13 +323,7 @@ fn an_image_built_in_a_container_is_the_same_image_and_runs() {
         .unwrap();
     c.give(store.path());
     let bin = c.home.join("fake-bin");
-    c.write(&bin.join("container"), FAKE_CONTAINER);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        bin.join("container"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    c.write_executable(&bin.join("container"), FAKE_CONTAINER);
     c.config(TINY);
 
     let bad = c
