@@ -401,6 +401,12 @@ pub fn base64(data: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn strings(argv: &[OsString]) -> Vec<String> {
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     fn paths() -> Paths {
         Paths::new(Path::new("/home/u/.local/state/wrapix"))
     }
@@ -446,10 +452,7 @@ mod tests {
             &p,
             2200,
         );
-        let s: Vec<String> = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let s = strings(&argv);
         let mut shown = s[..s.len() - 1].join("\n");
         shown.push_str("\n<ENTRY>");
         assert_eq!(s.last().map(String::as_str), Some(ENTRY));
@@ -465,10 +468,7 @@ mod tests {
             &p,
             2200,
         );
-        let s: Vec<String> = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let s = strings(&argv);
         let entry = s.last().unwrap();
         assert_eq!(entry, &format!("set -eu\n{APPLE_PRELUDE}{ENTRY}"));
         let mut shown = s[..s.len() - 1].join("\n");
@@ -516,10 +516,7 @@ mod tests {
             2222,
             &["nix-store".into(), "--add".into(), "a file".into()],
         );
-        let s: Vec<String> = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let s = strings(&argv);
         insta::assert_snapshot!(s.join("\n"));
     }
 
