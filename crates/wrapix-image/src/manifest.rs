@@ -95,6 +95,39 @@ fn clean(path: &Path) -> Option<PathBuf> {
 /// this is refused rather than filling the disk with names.
 const MAX_ENTRIES: u64 = 2_000_000;
 
+/// The most the tar reader may read to find the next entry: its header blocks, the padding
+/// before them, and the GNU long name, long link name and pax records it keeps in memory for
+/// it (a real name is at most 4 KiB, pax records a few KiB). Without a bound, a stream whose
+/// long-name header claims gigabytes would be buffered whole.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// The stream, with a bound on what one step of the tar reader may read (`left`: `None`
+/// while an entry's own data is read, which goes to disk, not memory).
+struct Metered<R> {
+    inner: R,
+    left: std::rc::Rc<std::cell::Cell<Option<u64>>>,
+    /// Set when the bound stopped a read (the tar reader's error then says why not).
+    over: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(left) = self.left.get() else {
+            return self.inner.read(buf);
+        };
+        if left == 0 && !buf.is_empty() {
+            self.over.set(true);
+            return Err(std::io::Error::other(format!(
+                "an entry's headers are over {MAX_HEADER_BYTES} bytes"
+            )));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left.set(Some(left - n as u64));
+        Ok(n)
+    }
+}
+
 /// Each folder above `rel` in `dest` is a real folder (created if missing), never a link.
 fn real_parents(dest: &Path, rel: &Path) -> Result<(), String> {
     let mut p = dest.to_path_buf();
@@ -143,7 +176,13 @@ pub fn unpack(
         hasher: Sha256::new(),
         n: 0,
     };
-    let mut archive = tar::Archive::new(stream);
+    let left = std::rc::Rc::new(std::cell::Cell::new(None));
+    let over = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut archive = tar::Archive::new(Metered {
+        inner: stream,
+        left: left.clone(),
+        over: over.clone(),
+    });
     let tar_err = |e: std::io::Error| ImageError::io("read the builder's tar stream into", dest, e);
     let mut dirs: BTreeMap<PathBuf, u32> = BTreeMap::new();
     let mut links: HashSet<PathBuf> = HashSet::new();
@@ -157,10 +196,32 @@ pub fn unpack(
     };
     let mut count = 0u64;
     let mut bytes = 0u64;
-    for entry in archive.entries().map_err(tar_err)? {
-        let mut entry = entry.map_err(tar_err)?;
+    // An entry the loop skips: its data read here, unbounded, as a file's would be (the tar
+    // reader would otherwise skip it within the bounded step to the next entry).
+    let skip = |entry: &mut tar::Entry<'_, _>| {
+        std::io::copy(entry, &mut std::io::sink())
+            .map(drop)
+            .map_err(tar_err)
+    };
+    let mut entries = archive.entries().map_err(tar_err)?;
+    loop {
+        left.set(Some(MAX_HEADER_BYTES));
+        let next = entries.next();
+        left.set(None);
+        let Some(entry) = next else { break };
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(_) if over.get() => {
+                return Err(malformed(format!(
+                    "an entry's headers (long name, long link name, pax records) are over {} KiB",
+                    MAX_HEADER_BYTES / 1024
+                )))
+            }
+            Err(e) => return Err(tar_err(e)),
+        };
         let raw_path = entry.path().map_err(tar_err)?.into_owned();
         let Some(rel) = clean(&raw_path) else {
+            skip(&mut entry)?;
             continue;
         };
         if count >= MAX_ENTRIES {
@@ -178,6 +239,7 @@ pub fn unpack(
         let ty = h.entry_type();
         let in_dev = rel.starts_with("dev") && rel != Path::new("dev");
         if in_dev || ty.is_character_special() || ty.is_block_special() || ty.is_fifo() {
+            skip(&mut entry)?;
             continue;
         }
         if let Some(link) = rel.ancestors().skip(1).find(|a| links.contains(*a)) {
@@ -280,6 +342,7 @@ pub fn unpack(
             bytes += e.size;
         } else {
             // Extended headers are consumed by the tar reader; anything else is not a file.
+            skip(&mut entry)?;
             continue;
         }
         if as_root {
@@ -295,6 +358,7 @@ pub fn unpack(
             .map_err(|x| ImageError::io("write", manifest, x))?;
         count += 1;
     }
+    drop(entries);
     // The writer pads the archive after its end marker: read to EOF so it never sees a broken pipe.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
     // Modes of folders last, deepest first, so a read-only folder did not block its contents.
@@ -658,6 +722,104 @@ mod hostile_stream_tests {
             new_mode.is_err(),
             "a folder was created outside dest (mode {new_mode:?})"
         );
+    }
+
+    /// An extension entry (GNU long name or link, pax records) of `size` bytes of `fill`,
+    /// then a file it would describe.
+    fn with_extension(kind: T, size: usize, fill: u8) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("././@LongLink").unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(size as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.resize(out.len() + size.div_ceil(512) * 512, fill);
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Regular, 0o644, 2), "f", &b"hi"[..])
+            .unwrap();
+        out.extend(b.into_inner().unwrap());
+        out
+    }
+
+    /// The tar crate keeps a long name, a long link name and pax records in memory whole: a
+    /// stream whose header claims gigabytes (and sends them) is refused after 1 MiB instead.
+    #[test]
+    fn oversized_extension_headers_are_refused_not_buffered() {
+        for kind in [T::GNULongName, T::GNULongLink, T::XHeader] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("rootfs");
+            std::fs::create_dir(&root).unwrap();
+            let data = with_extension(kind, 3 << 20, b'a');
+            // Counts what the unpacking read: it stops at the bound, not at the end.
+            struct Count<'a>(&'a [u8], std::rc::Rc<std::cell::Cell<usize>>);
+            impl Read for Count<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.0.read(buf)?;
+                    self.1.set(self.1.get() + n);
+                    Ok(n)
+                }
+            }
+            let read = std::rc::Rc::new(std::cell::Cell::new(0));
+            let res = unpack(
+                Count(&data, read.clone()),
+                &root,
+                &dir.path().join("m"),
+                false,
+            );
+            let err = res.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                err.contains("malformed") && err.contains("1024 KiB"),
+                "{kind:?}: {err:?}"
+            );
+            assert!(
+                read.get() <= (1 << 20) + 8192,
+                "{kind:?}: read {} bytes",
+                read.get()
+            );
+            assert!(!root.join("f").exists(), "{kind:?}");
+        }
+    }
+
+    /// What real streams have passes: a name of 3000 bytes (a long-name entry), pax records
+    /// (a long link target in pax format), and a big file the unpacking skips (under `dev/`).
+    #[test]
+    fn real_long_names_and_skipped_big_files_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let long = format!("d/{}", "n".repeat(200));
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Directory, 0o755, 0), "d", std::io::empty())
+            .unwrap();
+        b.append_data(&mut hdr(T::Regular, 0o644, 2), &long, &b"hi"[..])
+            .unwrap();
+        let big = vec![7u8; 3 << 20];
+        b.append_data(
+            &mut hdr(T::Regular, 0o644, big.len() as u64),
+            "dev/shm/big",
+            &big[..],
+        )
+        .unwrap();
+        let mut pax = tar::Builder::new(Vec::new());
+        let target = format!("/usr/{}", "t".repeat(300));
+        pax.append_pax_extensions([("linkpath", target.as_bytes())])
+            .unwrap();
+        pax.append_link(&mut hdr(T::Symlink, 0o777, 0), "l", "x")
+            .unwrap();
+        let mut data = b.into_inner().unwrap();
+        // Without the first stream's end marker (two zero blocks), then the second.
+        let zeros = data.iter().rev().take_while(|b| **b == 0).count();
+        data.truncate(data.len() - (zeros / 512) * 512);
+        data.extend(pax.into_inner().unwrap());
+        let u = unpack(&data[..], &root, &dir.path().join("m"), false).unwrap();
+        assert_eq!(std::fs::read(root.join(&long)).unwrap(), b"hi");
+        assert_eq!(
+            std::fs::read_link(root.join("l")).unwrap(),
+            PathBuf::from(&target)
+        );
+        assert!(!root.join("dev/shm/big").exists());
+        assert_eq!(u.entries, 3);
     }
 }
 
