@@ -358,7 +358,6 @@ pub fn unpack(
             .map_err(|x| ImageError::io("write", manifest, x))?;
         count += 1;
     }
-    drop(entries);
     // The writer pads the archive after its end marker: read to EOF so it never sees a broken pipe.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
     // Modes of folders last, deepest first, so a read-only folder did not block its contents.
