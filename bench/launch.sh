@@ -8,7 +8,8 @@
 # With WRAPIX_BENCH_BEFORE=DIR (a folder holding an earlier build's wrapix and wrapix-init),
 # that build runs in the same rounds too: a before/after comparison under the same load.
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
-# (issue 17); on 2026-12-04 (load 0.7): 1.86x minimal, 1.30x raw (docs/sandbox.md, "Start-up
+# (issue 17); on 2026-12-06 (load 0.6): 2.05x minimal, 1.62x raw, and the floor (the whole
+# plan under a supervisor that does nothing else) 1.5x minimal (docs/sandbox.md, "Start-up
 # cost"). The network-open case (pasta start-up) is printed separately, against raw bwrap
 # wrapped by pasta.
 set -euo pipefail
@@ -19,6 +20,10 @@ work="$(mktemp -d /tmp/wrapix-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 install -m 755 "${CARGO_TARGET_DIR:-$root/target}/release/wrapix" "${CARGO_TARGET_DIR:-$root/target}/release/wrapix-init" "$work/"
+# The floor of any supervising launcher (bench/floor.rs): a small static process that starts the
+# raw plan, waits and exits. Static where libc.a is there (as wrapix-init), else dynamic.
+rustc --edition 2021 -O -C target-feature=+crt-static -o "$work/floor" "$root/bench/floor.rs" 2>/dev/null ||
+  rustc --edition 2021 -O -o "$work/floor" "$root/bench/floor.rs"
 before=()
 if [ -n "${WRAPIX_BENCH_BEFORE:-}" ]; then
   mkdir "$work/before"
@@ -61,7 +66,7 @@ work, uid = sys.argv[1], int(sys.argv[2])
 toks = []
 for line in open(f"{work}/plan.txt"):
     toks += line.split()
-def raw(with_init):
+def raw(with_init, with_run_dir=False):
     out, i, n = [], 0, 0
     while i < len(toks):
         t = toks[i]
@@ -83,6 +88,8 @@ def raw(with_init):
             i += 3; continue
         # wrapix's own pieces under /run/wrapix (its binary, notify links and folder).
         if t in ("--ro-bind", "--bind", "--symlink") and toks[i + 2].startswith("/run/wrapix/"):
+            if with_run_dir:
+                out += toks[i:i + 3]
             i += 3; continue
         out.append(t); i += 1
     return out
@@ -97,10 +104,12 @@ def minimal():
     return out
 q = lambda args: " ".join(shlex.quote(x) for x in args)
 open(f"{work}/raw.sh", "w").write(q(raw(True)))
+open(f"{work}/whole.sh", "w").write(q(raw(True, with_run_dir=True)))
 open(f"{work}/bare.sh", "w").write(q(raw(False)))
 open(f"{work}/minimal.sh", "w").write(q(minimal()))
 PY
 raw="$(cat "$work/raw.sh")"
+whole="$(cat "$work/whole.sh")"
 bare="$(cat "$work/bare.sh")"
 minimal="$(cat "$work/minimal.sh")"
 pasta="pasta --config-net --quiet --no-map-gw -t none -u none -T none -U none --"
@@ -120,6 +129,8 @@ bench "$runs" 5 --vs "minimal bwrap" \
   "raw bwrap (wrapix-init as PID 1)=$seccomp $raw" \
   "wrapix run --network none=$wrapix_none" \
   "raw bwrap, true as PID 1 (bare)=$seccomp $bare" \
+  "whole plan: raw + /run/wrapix=$seccomp $whole" \
+  "floor: whole plan under a static supervisor=$seccomp $work/floor $whole" \
   "minimal bwrap=$minimal" \
   "wrapix, /etc bound per entry=XDG_CACHE_HOME=/proc/wrapix-no-cache $wrapix_none" \
   "${before[@]}"
@@ -133,4 +144,9 @@ bench "$runs" 3 \
   "raw bwrap=$(term "$seccomp $raw")" \
   "wrapix run --network none=$(term "$wrapix_none")"
 echo "targets: network none <= 1.2x raw bwrap and < 10 ms added (issue #2);"
-echo "         wrapix run --network none <= 1.5x minimal bwrap (issue 17)"
+echo "         wrapix run --network none <= 1.5x minimal bwrap (issue 17);"
+echo "whole plan: the raw plan plus wrapix's binary, notification folder and links under"
+echo "       /run/wrapix (all but the status fd), run directly;"
+echo "floor: the whole plan started by a small static process that waits for it and exits"
+echo "       (bench/floor.rs): the least a launcher that outlives its sandbox can cost;"
+echo "       wrapix's ratio cannot go below the floor's"
