@@ -208,17 +208,16 @@ pub fn unpack(
         left.set(Some(MAX_HEADER_BYTES));
         let next = entries.next();
         left.set(None);
+        // Whatever the tar reader made of it (an error, or an end: a cut-off stream), a read
+        // the bound stopped is a refusal.
+        if over.get() {
+            return Err(malformed(format!(
+                "an entry's headers (long name, long link name, pax records) are over {} KiB",
+                MAX_HEADER_BYTES / 1024
+            )));
+        }
         let Some(entry) = next else { break };
-        let mut entry = match entry {
-            Ok(entry) => entry,
-            Err(_) if over.get() => {
-                return Err(malformed(format!(
-                    "an entry's headers (long name, long link name, pax records) are over {} KiB",
-                    MAX_HEADER_BYTES / 1024
-                )))
-            }
-            Err(e) => return Err(tar_err(e)),
-        };
+        let mut entry = entry.map_err(tar_err)?;
         let raw_path = entry.path().map_err(tar_err)?.into_owned();
         let Some(rel) = clean(&raw_path) else {
             skip(&mut entry)?;
