@@ -8,8 +8,8 @@
 # With WRAPIX_BENCH_BEFORE=DIR (a folder holding an earlier build's wrapix and wrapix-init),
 # that build runs in the same rounds too: a before/after comparison under the same load.
 # Targets: network none ≤ 1.2× raw bwrap and < 10 ms added (issue #2); ≤ 1.5× the minimal bwrap
-# (issue 17); on 2026-12-06 (load 0.6): 2.05x minimal, 1.62x raw, and the floor (the whole
-# plan under a supervisor that does nothing else) 1.5x minimal (docs/sandbox.md, "Start-up
+# (issue 17); on 2026-12-06 (load 1.5, the bench's own): 2.08x minimal, 1.60x raw, and the floor (the whole
+# plan under a supervisor that does nothing else) 1.57x minimal (docs/sandbox.md, "Start-up
 # cost"). The network-open case (pasta start-up) is printed separately, against raw bwrap
 # wrapped by pasta.
 set -euo pipefail
