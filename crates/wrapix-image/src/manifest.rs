@@ -91,6 +91,10 @@ fn clean(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// The longest path an entry may have (Linux's PATH_MAX; macOS's is 1 KiB): no entry longer
+/// could be made under `dest` anyway, and each of its folders is looked up among the links.
+const MAX_PATH_BYTES: usize = 4096;
+
 /// More entries than any image has (a Debian root with Chromium has ~60 000): a stream past
 /// this is refused rather than filling the disk with names.
 const MAX_ENTRIES: u64 = 2_000_000;
@@ -218,11 +222,21 @@ pub fn unpack(
         }
         let Some(entry) = next else { break };
         let mut entry = entry.map_err(tar_err)?;
+        // The tar reader makes up a GNU sparse file's holes as zeros when it is read, so
+        // `skip` could read exabytes for a few blocks; mmdebstrap's pax output has none.
+        if entry.header().entry_type().is_gnu_sparse() {
+            return Err(malformed(
+                "it has a GNU sparse file, which wrapix does not unpack".into(),
+            ));
+        }
         let raw_path = entry.path().map_err(tar_err)?.into_owned();
         let Some(rel) = clean(&raw_path) else {
             skip(&mut entry)?;
             continue;
         };
+        if rel.as_os_str().len() > MAX_PATH_BYTES {
+            return Err(malformed(format!("a path is over {MAX_PATH_BYTES} bytes")));
+        }
         if count >= MAX_ENTRIES {
             return Err(malformed(format!("it has more than {MAX_ENTRIES} entries")));
         }
@@ -238,6 +252,17 @@ pub fn unpack(
         let ty = h.entry_type();
         let in_dev = rel.starts_with("dev") && rel != Path::new("dev");
         if in_dev || ty.is_character_special() || ty.is_block_special() || ty.is_fifo() {
+            skip(&mut entry)?;
+            continue;
+        }
+        // Extended headers are consumed by the tar reader; anything else is not a file. Nothing
+        // is made for it, so nothing of it is kept either (its name could be 1 MiB).
+        let made = ty.is_dir()
+            || ty.is_symlink()
+            || ty.is_hard_link()
+            || ty.is_file()
+            || ty.is_contiguous();
+        if !made {
             skip(&mut entry)?;
             continue;
         }
@@ -275,10 +300,7 @@ pub fn unpack(
         };
         // What is on disk decides, not the names: a case-insensitive volume (macOS) or a hard
         // link to a symlink makes a folder of the stream a link under another name.
-        if ty.is_dir() || ty.is_symlink() || ty.is_hard_link() || ty.is_file() || ty.is_contiguous()
-        {
-            real_parents(dest, &rel).map_err(&malformed)?;
-        }
+        real_parents(dest, &rel).map_err(&malformed)?;
         if ty.is_dir() {
             e.kind = Kind::Dir;
             match std::fs::create_dir(&target) {
@@ -320,7 +342,8 @@ pub fn unpack(
                 std::fs::hard_link(dest.join(src), &target)
             };
             made.map_err(|x| ImageError::io("unpack", &target, x))?;
-        } else if ty.is_file() || ty.is_contiguous() {
+        } else {
+            // A regular (or contiguous) file.
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true) // O_EXCL: never through a link, never onto a case twin
@@ -339,10 +362,6 @@ pub fn unpack(
             e.size = w.n;
             e.sha256 = Some(hex(&w.hasher.finalize()));
             bytes += e.size;
-        } else {
-            // Extended headers are consumed by the tar reader; anything else is not a file.
-            skip(&mut entry)?;
-            continue;
         }
         if as_root {
             let _ = std::os::unix::fs::lchown(
@@ -818,6 +837,238 @@ mod hostile_stream_tests {
         );
         assert!(!root.join("dev/shm/big").exists());
         assert_eq!(u.entries, 3);
+    }
+
+    /// Counts, per thread, the bytes live on the heap and their peak, so a test measures
+    /// what `unpack` holds (not what the tests running beside it do).
+    struct Counting;
+    thread_local! {
+        static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        static PEAK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    fn grew(n: usize) {
+        let _ = LIVE.try_with(|l| {
+            let v = l.get().saturating_add(n);
+            l.set(v);
+            let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+        });
+    }
+    fn shrank(n: usize) {
+        let _ = LIVE.try_with(|l| l.set(l.get().saturating_sub(n)));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: every call is passed on to `System` unchanged; only counters are updated.
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+            // SAFETY: the caller's contract for `alloc` is `System.alloc`'s.
+            let p = unsafe { std::alloc::System.alloc(l) };
+            if !p.is_null() {
+                grew(l.size());
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+            // SAFETY: as for `alloc`.
+            let p = unsafe { std::alloc::System.alloc_zeroed(l) };
+            if !p.is_null() {
+                grew(l.size());
+            }
+            p
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+            // SAFETY: `p` came from `System` (every allocation here does) with layout `l`.
+            unsafe { std::alloc::System.dealloc(p, l) };
+            shrank(l.size());
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+            // SAFETY: as for `dealloc`; `new` is the caller's, as `realloc` requires.
+            let q = unsafe { std::alloc::System.realloc(p, l, new) };
+            if !q.is_null() {
+                if new > l.size() {
+                    grew(new - l.size());
+                } else {
+                    shrank(l.size() - new);
+                }
+            }
+            q
+        }
+    }
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    /// What `f` returned, and the most this thread's heap grew above its start while it ran.
+    fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let base = LIVE.with(std::cell::Cell::get);
+        PEAK.with(|p| p.set(base));
+        let out = f();
+        (out, PEAK.with(std::cell::Cell::get).saturating_sub(base))
+    }
+
+    /// A GNU long name entry for `name`, as raw blocks (the `tar::Builder` writes one only for
+    /// names it must).
+    fn long_name(name: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("././@LongLink").unwrap();
+        h.set_entry_type(T::GNULongName);
+        h.set_mode(0o644);
+        h.set_size(name.len() as u64 + 1);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend(name);
+        out.resize(512 + (name.len() + 1).div_ceil(512) * 512, 0);
+        out
+    }
+
+    /// An entry of a type `unpack` skips (pax global records, a volume label, ...) names
+    /// nothing that is made: its name must not be kept for the rest of the stream (nor is it
+    /// counted as an entry), or a stream of them fills the memory as it goes, 4 KiB a name.
+    #[test]
+    fn names_of_skipped_entries_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let mut data = Vec::new();
+        for i in 0..4096 {
+            let mut name = format!("g{i}/").into_bytes();
+            name.resize(4000, b'n');
+            data.extend(long_name(&name));
+            let mut h = hdr(T::XGlobalHeader, 0o644, 0);
+            h.set_path("g").unwrap();
+            h.set_cksum();
+            data.extend(h.as_bytes());
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Regular, 0o644, 2), "f", &b"hi"[..])
+            .unwrap();
+        data.extend(b.into_inner().unwrap());
+        let (res, peak) = peak_heap(|| unpack(&data[..], &root, &dir.path().join("m"), false));
+        assert_eq!(res.unwrap().entries, 1);
+        assert!(
+            peak < 4 << 20,
+            "unpacking 4096 skipped names of 4000 bytes held {} KiB",
+            peak >> 10
+        );
+    }
+
+    /// A GNU sparse entry of a few blocks whose holes (base-256 sizes) make it an exabyte:
+    /// `skip` reads an entry through the tar reader, which makes the holes up as zeros, so
+    /// it would read them all (the tar reader skips only what the stream holds).
+    #[test]
+    fn a_sparse_entry_cannot_make_the_unpacking_spin() {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("s").unwrap();
+        h.set_entry_type(T::GNUSparse);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let huge = 1u64 << 60;
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(huge);
+        gnu.sparse[0].set_offset(huge);
+        gnu.sparse[0].set_length(0);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut hdr(T::Regular, 0o644, 2), "f", &b"hi"[..])
+            .unwrap();
+        data.extend(b.into_inner().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let (m, r) = (dir.path().join("m"), root.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(unpack(&data[..], &r, &m, false).map_err(|e| e.to_string()));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the unpacking of a 2 KiB stream still runs after 20 s");
+        let err = res.err().unwrap_or_default();
+        assert!(
+            err.contains("malformed") && err.contains("sparse"),
+            "{err:?}"
+        );
+    }
+
+    /// A name of many short parts (a GNU long name under the 1 MiB bound): each of its
+    /// ancestors is looked up among the stream's symlinks, hashing a name as long as the
+    /// whole: quadratic, minutes per entry. No real path is over PATH_MAX (4096 bytes).
+    #[test]
+    fn a_name_of_many_parts_cannot_make_the_unpacking_spin() {
+        let mut data = Vec::new();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_link(&mut hdr(T::Symlink, 0o777, 0), "l", "x")
+            .unwrap();
+        let mut first = b.into_inner().unwrap();
+        first.truncate(first.len() - 1024);
+        data.extend(first);
+        data.extend(long_name(&b"a/".repeat(400 << 10)));
+        data.extend(hdr(T::Regular, 0o644, 0).as_bytes());
+        data.extend([0; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let (m, r) = (dir.path().join("m"), root.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(unpack(&data[..], &r, &m, false).map_err(|e| e.to_string()));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the unpacking of one 800 KiB name still runs after 20 s");
+        let err = res.err().unwrap_or_default();
+        assert!(err.contains("malformed") && err.contains("4096"), "{err:?}");
+    }
+
+    /// What the tar reader builds from a GNU sparse map it reads within the bound (a list
+    /// of pieces, two for each 24-byte block record) is several times what it read: measured
+    /// here so that the factor stays known.
+    #[test]
+    fn a_sparse_map_within_the_bound_stays_a_few_mib() {
+        let n_ext = 2000u64;
+        let mut h = tar::Header::new_gnu();
+        h.set_path("s").unwrap();
+        h.set_entry_type(T::GNUSparse);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let records = 4 + 21 * n_ext;
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(records);
+        for (i, s) in gnu.sparse.iter_mut().enumerate() {
+            s.set_offset(i as u64 + 1);
+            s.set_length(0);
+        }
+        gnu.set_is_extended(true);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        let mut off = 5;
+        for i in 0..n_ext {
+            let mut ext = tar::GnuExtSparseHeader::new();
+            for s in ext.sparse_mut() {
+                s.set_offset(off);
+                s.set_length(0);
+                off += 1;
+            }
+            ext.set_is_extended(i + 1 < n_ext);
+            data.extend(ext.as_bytes());
+        }
+        data.extend([0; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let (res, peak) = peak_heap(|| unpack(&data[..], &root, &dir.path().join("m"), false));
+        eprintln!(
+            "sparse map of {} KiB: peak heap {} KiB",
+            data.len() >> 10,
+            peak >> 10
+        );
+        assert!(res.is_err_and(|e| e.to_string().contains("sparse")));
+        assert!(peak < 6 << 20, "peak heap {} KiB", peak >> 10);
     }
 }
 
