@@ -99,6 +99,9 @@ const MAX_PATH_BYTES: usize = 4096;
 /// this is refused rather than filling the disk with names.
 const MAX_ENTRIES: u64 = 2_000_000;
 
+/// The most the paths of a stream may add up to (a Debian root with Chromium: ~5 MiB).
+const MAX_NAME_BYTES: u64 = 256 << 20;
+
 /// The most the tar reader may read to find the next entry: its header blocks, the padding
 /// before them, and the GNU long name, long link name and pax records it keeps in memory for
 /// it (a real name is at most 4 KiB, pax records a few KiB). Without a bound, a stream whose
@@ -174,6 +177,17 @@ pub fn unpack(
     manifest: &Path,
     as_root: bool,
 ) -> Result<Unpacked, ImageError> {
+    unpack_within(stream, dest, manifest, as_root, MAX_NAME_BYTES)
+}
+
+/// [`unpack`] with the bound on all paths together given (tests lower it).
+fn unpack_within(
+    stream: impl Read,
+    dest: &Path,
+    manifest: &Path,
+    as_root: bool,
+    max_name_bytes: u64,
+) -> Result<Unpacked, ImageError> {
     let out = File::create(manifest).map_err(|e| ImageError::io("create", manifest, e))?;
     let mut out = HashWriter {
         inner: BufWriter::new(out),
@@ -200,6 +214,7 @@ pub fn unpack(
     };
     let mut count = 0u64;
     let mut bytes = 0u64;
+    let mut names = 0u64;
     // An entry the loop skips: its data read here, unbounded, as a file's would be (the tar
     // reader would otherwise skip it within the bounded step to the next entry).
     let skip = |entry: &mut tar::Entry<'_, _>| {
@@ -279,6 +294,14 @@ pub fn unpack(
                 return Err(malformed(format!("{} appears twice", rel.display())));
             }
             None => {
+                // The names are kept to the end (two or three copies each): bounded in all,
+                // not only by count (2 million names of 4 KiB would be 16 GiB).
+                names += rel.as_os_str().len() as u64;
+                if names > max_name_bytes {
+                    return Err(malformed(format!(
+                        "its paths add up to over {max_name_bytes} bytes"
+                    )));
+                }
                 seen.insert(rel.clone(), ty.is_dir());
             }
         }
@@ -1020,6 +1043,38 @@ mod hostile_stream_tests {
             .expect("the unpacking of one 800 KiB name still runs after 20 s");
         let err = res.err().unwrap_or_default();
         assert!(err.contains("malformed") && err.contains("4096"), "{err:?}");
+    }
+
+    /// The names kept to the end are bounded in all, not only by their count: past the
+    /// bound (lowered here to 1000 bytes) the stream is refused and nothing more is made.
+    #[test]
+    fn all_names_together_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..20 {
+            let name = format!("{i:02}-{}", "n".repeat(97));
+            b.append_data(&mut hdr(T::Regular, 0o644, 1), &name, &b"x"[..])
+                .unwrap();
+        }
+        let data = b.into_inner().unwrap();
+        let err = unpack_within(&data[..], &root, &dir.path().join("m"), false, 1000)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("malformed") && err.contains("over 1000 bytes"),
+            "{err:?}"
+        );
+        // Ten names of 100 bytes fit; the eleventh is refused before it is made.
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 10);
+        // The real bound leaves room for real images and is far below what the count allows.
+        let root2 = dir.path().join("rootfs2");
+        std::fs::create_dir(&root2).unwrap();
+        let u = unpack(&data[..], &root2, &dir.path().join("m2"), false).unwrap();
+        assert_eq!(u.entries, 20);
+        assert!(MAX_NAME_BYTES < MAX_ENTRIES * MAX_PATH_BYTES as u64 / 8);
     }
 
     /// What the tar reader builds from a GNU sparse map it reads within the bound (a list
