@@ -973,6 +973,23 @@ mod hostile_stream_tests {
         );
     }
 
+    /// The error `unpack` ends with for `data` (a stream of `what`), which it must reach
+    /// within 20 s (it runs on a thread of its own, left behind if it spins).
+    fn refused_within_20_s(data: Vec<u8>, what: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let (m, r) = (dir.path().join("m"), root.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(unpack(&data[..], &r, &m, false).map_err(|e| e.to_string()));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the unpacking of {what} still runs after 20 s"));
+        res.err().unwrap_or_default()
+    }
+
     /// A GNU sparse entry of a few blocks whose holes (base-256 sizes) make it an exabyte:
     /// `skip` reads an entry through the tar reader, which makes the holes up as zeros, so
     /// it would read them all (the tar reader skips only what the stream holds).
@@ -997,18 +1014,7 @@ mod hostile_stream_tests {
         b.append_data(&mut hdr(T::Regular, 0o644, 2), "f", &b"hi"[..])
             .unwrap();
         data.extend(b.into_inner().unwrap());
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir(&root).unwrap();
-        let (m, r) = (dir.path().join("m"), root.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(unpack(&data[..], &r, &m, false).map_err(|e| e.to_string()));
-        });
-        let res = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("the unpacking of a 2 KiB stream still runs after 20 s");
-        let err = res.err().unwrap_or_default();
+        let err = refused_within_20_s(data, "a 2 KiB stream");
         assert!(
             err.contains("malformed") && err.contains("sparse"),
             "{err:?}"
@@ -1030,18 +1036,7 @@ mod hostile_stream_tests {
         data.extend(long_name(&b"a/".repeat(400 << 10)));
         data.extend(hdr(T::Regular, 0o644, 0).as_bytes());
         data.extend([0; 1024]);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir(&root).unwrap();
-        let (m, r) = (dir.path().join("m"), root.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(unpack(&data[..], &r, &m, false).map_err(|e| e.to_string()));
-        });
-        let res = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("the unpacking of one 800 KiB name still runs after 20 s");
-        let err = res.err().unwrap_or_default();
+        let err = refused_within_20_s(data, "one 800 KiB name");
         assert!(err.contains("malformed") && err.contains("4096"), "{err:?}");
     }
 
